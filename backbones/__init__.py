@@ -1,0 +1,21 @@
+"""Backbone registry and built-in backbones.
+
+Importing the package registers the built-in backbones: ``resnet50``,
+``resnet101`` (Matterport layer names, built inline) and
+``efficientnetv2-b0`` / ``-b1`` / ``-b2`` / ``-b3`` / ``-s`` / ``-m`` / ``-l``
+(nested ``keras.Model`` from ``keras.applications``). Keras application
+models are only constructed when a backbone is built.
+
+    import backbones
+    backbone = backbones.get("resnet101")       # or a callable
+    c2, c3, c4, c5 = backbone.build(image_tensor, first_stride=2)
+    backbone.strides(2), backbone.channels, backbone.layer_groups["4+"]
+
+See ``backbones.registry`` for the builder contract.
+"""
+
+from backbones.registry import (Backbone, available, get, register,
+                                set_trainable)
+from backbones import efficientnetv2, resnet  # noqa: F401  (registers)
+
+__all__ = ["Backbone", "available", "get", "register", "set_trainable"]

@@ -1,0 +1,125 @@
+"""ResNet-50 / ResNet-101 backbones with Matterport's layer names.
+
+The network is built inline in the caller's graph, layer by layer, exactly
+as Matterport's ``resnet_graph`` did, so Matterport's ``.h5`` weights
+(``mask_rcnn_coco.h5``, ImageNet ResNet weights) load by name:
+
+* stem: ``conv1_pad`` (ZeroPadding2D 3), ``conv1`` (7x7, stride 2, valid,
+  64, with bias), ``bn_conv1``, ReLU, ``pool1`` (3x3 max-pool, stride 2,
+  "same");
+* stages 2..5 of bottleneck blocks named ``res{stage}{block}_branch2a/2b/2c``
+  (1x1 / 3x3 / 1x1 convs with bias) with batch norms
+  ``bn{stage}{block}_branch2a/2b/2c``; the first block of each stage (a
+  "conv block") has the projection shortcut ``res{stage}a_branch1`` +
+  ``bn{stage}a_branch1``. As in Matterport, a conv block downsamples in its
+  first 1x1 conv (branch2a) and in the shortcut.
+
+Stage 2 has 3 blocks (stride 1), stage 3 has 4, stage 4 has 6 (ResNet-50)
+or 23 (ResNet-101), stage 5 has 3 (stages 3-5 downsample by 2). For an
+input whose height and width are divisible by 32 the outputs C2..C5 are
+exactly H/4..H/32 (H/2..H/16 with ``first_stride=1``).
+
+Batch norms are plain ``keras.layers.BatchNormalization``; the model freezes
+them (``trainable=False`` -> inference mode in Keras 3) when TRAIN_BN is
+False.
+"""
+
+import keras
+
+from backbones.registry import register
+
+CHANNELS = (256, 512, 1024, 2048)
+
+# Matterport's train(layers=...) groups for ResNet.
+LAYER_GROUPS = {
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)",
+    "5+": r"(res5.*)|(bn5.*)",
+    "all": r"(conv1.*)|(bn_conv1)|(pool1)|(res[2-5].*)|(bn[2-5].*)",
+}
+
+# (filters of the 1x1/3x3 convs, output filters, stride of the first block)
+_STAGES = {2: (64, 256, 1), 3: (128, 512, 2), 4: (256, 1024, 2),
+           5: (512, 2048, 2)}
+
+
+def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut):
+    """One bottleneck block; `shortcut` is True for a conv (projection) block.
+
+    Args:
+        x: input tensor [batch, h, w, c].
+        stage, block: stage number (2..5) and block letter ("a", "b", ...).
+        filters: channels of branch2a/2b.
+        out_filters: channels of branch2c and of the output.
+        strides: stride of branch2a and of the shortcut (1 or 2).
+        shortcut: whether to use the projection shortcut (branch1).
+
+    Returns:
+        Tensor [batch, h/strides, w/strides, out_filters].
+    """
+    conv = f"res{stage}{block}_branch"
+    bn = f"bn{stage}{block}_branch"
+    y = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=True,
+                            name=conv + "2a")(x)
+    y = keras.layers.BatchNormalization(name=bn + "2a")(y)
+    y = keras.layers.Activation("relu", name=conv + "2a_relu")(y)
+    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=True,
+                            name=conv + "2b")(y)
+    y = keras.layers.BatchNormalization(name=bn + "2b")(y)
+    y = keras.layers.Activation("relu", name=conv + "2b_relu")(y)
+    y = keras.layers.Conv2D(out_filters, 1, use_bias=True,
+                            name=conv + "2c")(y)
+    y = keras.layers.BatchNormalization(name=bn + "2c")(y)
+    if shortcut:
+        x = keras.layers.Conv2D(out_filters, 1, strides=strides,
+                                use_bias=True, name=conv + "1")(x)
+        x = keras.layers.BatchNormalization(name=bn + "1")(x)
+    y = keras.layers.Add(name=f"res{stage}{block}_add")([y, x])
+    return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def resnet_graph(inputs, blocks_stage4, first_stride=2):
+    """Builds a Matterport-named ResNet on `inputs`.
+
+    Args:
+        inputs: symbolic image tensor [batch, H, W, C] (molded image).
+        blocks_stage4: number of blocks in stage 4 (6: ResNet-50,
+            23: ResNet-101).
+        first_stride: stride of conv1, 2 (default) or 1.
+
+    Returns:
+        [C2, C3, C4, C5]: tensors [batch, H/s, W/s, c] for
+        s = (4, 8, 16, 32) (halved with first_stride=1) and
+        c = (256, 512, 1024, 2048).
+    """
+    if first_stride not in (1, 2):
+        raise ValueError(f"first_stride must be 1 or 2, got {first_stride!r}")
+    # Pad 3 + valid 7x7 conv = "same" geometry: ceil(H / first_stride).
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = keras.layers.Conv2D(64, 7, strides=first_stride, use_bias=True,
+                            name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn_conv1")(x)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same",
+                                  name="pool1")(x)
+    counts = {2: 3, 3: 4, 4: blocks_stage4, 5: 3}
+    outputs = []
+    for stage in (2, 3, 4, 5):
+        filters, out_filters, strides = _STAGES[stage]
+        for i in range(counts[stage]):
+            x = _bottleneck(x, stage, chr(ord("a") + i), filters, out_filters,
+                            strides if i == 0 else 1, shortcut=(i == 0))
+        outputs.append(x)
+    return outputs
+
+
+@register("resnet50", channels=CHANNELS, layer_groups=LAYER_GROUPS)
+def resnet50(inputs, *, first_stride=2):
+    """ResNet-50 (stage 4 = res4a..res4f). See `resnet_graph`."""
+    return resnet_graph(inputs, 6, first_stride=first_stride)
+
+
+@register("resnet101", channels=CHANNELS, layer_groups=LAYER_GROUPS)
+def resnet101(inputs, *, first_stride=2):
+    """ResNet-101 (stage 4 = res4a..res4w). See `resnet_graph`."""
+    return resnet_graph(inputs, 23, first_stride=first_stride)

@@ -1,0 +1,298 @@
+"""Mask R-CNN configuration.
+
+`Config` keeps Matterport's API: every setting is an UPPER_CASE class
+attribute; users subclass it and override the few values their task needs::
+
+    class CellConfig(Config):
+        NAME = "cell"
+        NUM_CLASSES = 1 + 3
+        IMAGES_PER_GPU = 1
+
+Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed in
+``__init__``, which also validates the settings and raises a ``ValueError``
+that names the offending value and what was expected.
+"""
+
+import math
+
+import numpy as np
+
+RESIZE_MODES = ("none", "square", "pad64", "crop")
+
+
+class Config:
+    """Base configuration. Subclass it and override what your task needs."""
+
+    # Name of the configuration. Used in checkpoint folder and file names.
+    NAME = None
+
+    # Number of devices and images per device. Only GPU_COUNT = 1 is used by
+    # the model (Keras distribution strategies handle multiple devices); the
+    # product is the batch size.
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+
+    # Steps per training epoch and validation batches run at the end of each
+    # epoch. Validation covers VALIDATION_STEPS batches of the validation set.
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # Backbone: a name registered in `backbones` ("resnet50", "resnet101",
+    # "efficientnetv2-b0", ...) or a callable. With a callable, also set
+    # COMPUTE_BACKBONE_SHAPE to a function(image_shape) -> [[h, w], ...] for
+    # C2..C6.
+    BACKBONE = "resnet101"
+    COMPUTE_BACKBONE_SHAPE = None
+
+    # Strides of the FPN pyramid levels P2..P6 (and of the anchors).
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Width of the fully connected layers of the classification head.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+
+    # Channels of the top-down FPN layers.
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Number of classes, background included.
+    NUM_CLASSES = 1
+
+    # Anchor side lengths in pixels, one per pyramid level (P2..P6).
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    # Anchor height/width ratios (0.5 = wide, 2 = tall).
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    # Anchor stride on the feature map (1 = an anchor at every cell).
+    RPN_ANCHOR_STRIDE = 1
+
+    # IoU threshold of the NMS that filters RPN proposals.
+    RPN_NMS_THRESHOLD = 0.7
+    # Anchors per image sampled for the RPN loss.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+    # Anchors kept by score before NMS in the proposal layer.
+    PRE_NMS_LIMIT = 6000
+    # Proposals kept after NMS in training and inference.
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # Store ground-truth masks at MINI_MASK_SHAPE inside each box instead of
+    # at full image size (saves memory; the box head crops from them).
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)  # (height, width)
+
+    # Input image resizing: "none", "square", "pad64" or "crop".
+    #   none:   no resizing or padding; the image is used as is.
+    #   square: scale so the short side is IMAGE_MIN_DIM and the long side at
+    #           most IMAGE_MAX_DIM, then pad to IMAGE_MAX_DIM x IMAGE_MAX_DIM.
+    #   pad64:  scale as in square (when IMAGE_MIN_DIM is set), then pad each
+    #           side to a multiple of 64.
+    #   crop:   scale as in square, then take a random IMAGE_MIN_DIM square
+    #           crop (training only).
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum scale-up factor applied before the min-dim check (0 = off).
+    IMAGE_MIN_SCALE = 0
+    # Channels per image (3 for RGB; grayscale images are converted to RGB).
+    IMAGE_CHANNEL_COUNT = 3
+    # Model input size [height, width(, channels)]. Leave None to derive it:
+    # [IMAGE_MAX_DIM, IMAGE_MAX_DIM] for "square", "none" and "pad64",
+    # [IMAGE_MIN_DIM, IMAGE_MIN_DIM] for "crop". Set it for non-square inputs,
+    # e.g. [576, 704, 3] for Sartorius images padded from 520x704.
+    IMAGE_SHAPE = None
+
+    # Pixel mean subtracted from images (RGB).
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # ROIs per image fed to the classifier and mask heads in training.
+    TRAIN_ROIS_PER_IMAGE = 200
+    # Fraction of positive ROIs among them.
+    ROI_POSITIVE_RATIO = 0.33
+
+    # ROIAlign output sizes of the box and mask heads.
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+
+    # Output mask size: 28N x 28N. Each factor of 2 above 28 adds one
+    # upsampling stage to the mask head.
+    MASK_SHAPE = [28, 28]
+
+    # Most ground-truth instances used per image (the largest ones are kept).
+    MAX_GT_INSTANCES = 100
+
+    # Standard deviations of the box refinement targets.
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Final detections per image.
+    DETECTION_MAX_INSTANCES = 100
+    # Minimum class probability of a detection.
+    DETECTION_MIN_CONFIDENCE = 0.7
+    # IoU threshold of the per-class NMS on detections.
+    DETECTION_NMS_THRESHOLD = 0.3
+    # Probability above which a mask pixel belongs to the instance.
+    DETECTION_MASK_THRESHOLD = 0.5
+
+    # Optimiser: SGD with momentum.
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+    # L2 weight decay on kernels (not on BatchNorm gamma/beta).
+    WEIGHT_DECAY = 0.0001
+    # Linear warm-up over this many steps (0 = off).
+    N_WARMUP_STEPS = 0
+    # Decay schedule after warm-up: False/None (constant), True or "cosine"
+    # (cosine decay to 0 over the run), or "exponential".
+    LR_SCHEDULE = False
+
+    # Weights of the five losses.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.0,
+        "rpn_bbox_loss": 1.0,
+        "mrcnn_class_loss": 1.0,
+        "mrcnn_bbox_loss": 1.0,
+        "mrcnn_mask_loss": 1.0,
+    }
+
+    # Use RPN proposals for the heads (False: feed ROIs from the generator).
+    USE_RPN_ROIS = True
+
+    # Train BatchNorm layers (False freezes them; right for small batches).
+    TRAIN_BN = False
+
+    # Gradient norm clipping.
+    GRADIENT_CLIP_NORM = 5.0
+
+    # Data pipeline: sample cache (False, True = in memory, "disk"),
+    # data-loader workers (0 = main process) and queue size.
+    CACHE = False
+    WORKERS = 0
+    MAX_QUEUE_SIZE = 10
+
+    def __init__(self):
+        """Compute derived values and validate the settings."""
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+
+        channels = self.IMAGE_CHANNEL_COUNT
+        declared = type(self).IMAGE_SHAPE
+        if declared is not None:
+            if len(declared) not in (2, 3):
+                raise ValueError(f"{type(self).__name__}: IMAGE_SHAPE must be "
+                                 f"[height, width] or [height, width, channels], got {declared!r}")
+            h, w = (int(v) for v in declared[:2])
+        elif self.IMAGE_RESIZE_MODE == "crop":
+            h = w = self.IMAGE_MIN_DIM
+        else:
+            h = w = self.IMAGE_MAX_DIM
+        self.IMAGE_SHAPE = np.array([h, w, channels])
+
+        # image_id, original shape (3), image shape (3), window (4),
+        # scale (1), active class ids (NUM_CLASSES)
+        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.validate()
+
+    # ------------------------------------------------------------------
+    def validate(self):
+        """Raise ValueError for settings the model cannot work with."""
+        def fail(msg):
+            raise ValueError(f"{type(self).__name__}: {msg}")
+
+        if not isinstance(self.NUM_CLASSES, (int, np.integer)) or self.NUM_CLASSES < 2:
+            fail(f"NUM_CLASSES must be an int >= 2 (background + at least one "
+                 f"class), got {self.NUM_CLASSES!r}")
+        if self.IMAGES_PER_GPU < 1 or self.GPU_COUNT < 1:
+            fail(f"IMAGES_PER_GPU and GPU_COUNT must be >= 1, got "
+                 f"{self.IMAGES_PER_GPU!r} and {self.GPU_COUNT!r}")
+        if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
+            fail(f"IMAGE_RESIZE_MODE must be one of {RESIZE_MODES}, got "
+                 f"{self.IMAGE_RESIZE_MODE!r}")
+        if self.IMAGE_CHANNEL_COUNT < 1:
+            fail(f"IMAGE_CHANNEL_COUNT must be >= 1, got {self.IMAGE_CHANNEL_COUNT!r}")
+        mean = np.asarray(self.MEAN_PIXEL)
+        if mean.shape != (self.IMAGE_CHANNEL_COUNT,):
+            fail(f"MEAN_PIXEL must have IMAGE_CHANNEL_COUNT={self.IMAGE_CHANNEL_COUNT} "
+                 f"values, got {self.MEAN_PIXEL!r}")
+        h, w = int(self.IMAGE_SHAPE[0]), int(self.IMAGE_SHAPE[1])
+        if h % 64 or w % 64:
+            fail(f"image size {h}x{w} (from IMAGE_RESIZE_MODE={self.IMAGE_RESIZE_MODE!r}, "
+                 f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM}, IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}"
+                 + (f", IMAGE_SHAPE={list(type(self).IMAGE_SHAPE)}"
+                    if type(self).IMAGE_SHAPE is not None else "")
+                 + ") must be divisible by 64 at both sides (2**6, for the 6 "
+                 "downscaling levels); e.g. 512, 576, 640, 704, 1024")
+        if self.IMAGE_RESIZE_MODE in ("square", "pad64", "crop") and self.IMAGE_MIN_DIM:
+            if self.IMAGE_MAX_DIM and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
+                fail(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} is larger than "
+                     f"IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}")
+
+        mask_shape = tuple(int(v) for v in self.MASK_SHAPE)
+        n = mask_shape[0] // 28
+        if (len(mask_shape) != 2 or mask_shape[0] != mask_shape[1]
+                or mask_shape[0] % 28 or n < 1 or n & (n - 1) or n > 4):
+            fail(f"MASK_SHAPE must be square 28*N with N in (1, 2, 4), i.e. "
+                 f"(28, 28), (56, 56) or (112, 112); got {tuple(self.MASK_SHAPE)}")
+        if self.MASK_POOL_SIZE * 2 != 28:
+            fail(f"MASK_POOL_SIZE must be 14 (the mask head upsamples 14 -> 28), "
+                 f"got {self.MASK_POOL_SIZE}")
+        if self.USE_MINI_MASK:
+            mh, mw = (int(v) for v in self.MINI_MASK_SHAPE)
+            if mh < mask_shape[0] or mw < mask_shape[1]:
+                fail(f"MINI_MASK_SHAPE {tuple(self.MINI_MASK_SHAPE)} must be at least "
+                     f"MASK_SHAPE {mask_shape}: mask targets are resized from it")
+
+        n_levels = len(self.BACKBONE_STRIDES)
+        if len(self.RPN_ANCHOR_SCALES) != n_levels:
+            fail(f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} values but there "
+                 f"are {n_levels} pyramid levels (BACKBONE_STRIDES="
+                 f"{list(self.BACKBONE_STRIDES)}); give one scale per level")
+        if any(r <= 0 for r in self.RPN_ANCHOR_RATIOS) or not len(self.RPN_ANCHOR_RATIOS):
+            fail(f"RPN_ANCHOR_RATIOS must be positive numbers, got {self.RPN_ANCHOR_RATIOS}")
+        if self.RPN_ANCHOR_STRIDE < 1:
+            fail(f"RPN_ANCHOR_STRIDE must be >= 1, got {self.RPN_ANCHOR_STRIDE}")
+        for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD",
+                     "DETECTION_MIN_CONFIDENCE", "DETECTION_MASK_THRESHOLD",
+                     "ROI_POSITIVE_RATIO"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                fail(f"{name} must be in [0, 1], got {v!r}")
+        if self.POST_NMS_ROIS_TRAINING > self.PRE_NMS_LIMIT or \
+                self.POST_NMS_ROIS_INFERENCE > self.PRE_NMS_LIMIT:
+            fail(f"POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING}) and "
+                 f"POST_NMS_ROIS_INFERENCE ({self.POST_NMS_ROIS_INFERENCE}) must not "
+                 f"exceed PRE_NMS_LIMIT ({self.PRE_NMS_LIMIT})")
+        if self.TRAIN_ROIS_PER_IMAGE > self.POST_NMS_ROIS_TRAINING:
+            fail(f"TRAIN_ROIS_PER_IMAGE ({self.TRAIN_ROIS_PER_IMAGE}) must not exceed "
+                 f"POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING})")
+        if self.DETECTION_MAX_INSTANCES < 1 or self.MAX_GT_INSTANCES < 1:
+            fail(f"DETECTION_MAX_INSTANCES and MAX_GT_INSTANCES must be >= 1, got "
+                 f"{self.DETECTION_MAX_INSTANCES} and {self.MAX_GT_INSTANCES}")
+        expected = {"rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+                    "mrcnn_bbox_loss", "mrcnn_mask_loss"}
+        unknown = set(self.LOSS_WEIGHTS) - expected
+        if unknown:
+            fail(f"LOSS_WEIGHTS has unknown keys {sorted(unknown)}; expected "
+                 f"{sorted(expected)}")
+        if self.CACHE not in (False, True, "disk", "memory", None):
+            fail(f"CACHE must be False, True (in memory) or 'disk', got {self.CACHE!r}")
+        if self.LR_SCHEDULE not in (False, True, None, "cosine", "exponential"):
+            fail(f"LR_SCHEDULE must be False, True/'cosine' or 'exponential', got "
+                 f"{self.LR_SCHEDULE!r}")
+
+    # ------------------------------------------------------------------
+    def to_dict(self):
+        """All settings (class attributes and derived values) as a dict."""
+        out = {}
+        for name in dir(self):
+            if name.isupper() and not name.startswith("_"):
+                value = getattr(self, name)
+                if not callable(value) or name in ("BACKBONE",):
+                    out[name] = value
+        out["COMPUTE_BACKBONE_SHAPE"] = self.COMPUTE_BACKBONE_SHAPE
+        return out
+
+    def display(self):
+        """Print every setting, one per line."""
+        print("\nConfigurations:")
+        for key, value in self.to_dict().items():
+            print(f"{key:30} {value}")
+        print("\n")
+
+    def __repr__(self):
+        return f"<{type(self).__name__} NAME={self.NAME!r} NUM_CLASSES={self.NUM_CLASSES}>"

@@ -1,0 +1,156 @@
+"""Anchor boxes for the region proposal network (NumPy).
+
+An anchor is a pixel box ``(y1, x1, y2, x2)`` centred on a feature-map cell.
+For a level with feature stride ``s``, cell ``(i, j)`` is centred at pixel
+``(i * s, j * s)``. For each ratio ``r`` (Matterport's convention,
+``r = width / height``) the anchor has
+
+    height = scale / sqrt(r)        width = scale * sqrt(r)
+
+so every anchor of a level has area ``scale ** 2``.
+
+Ordering (Matterport's, which trained weights depend on): cells in row-major
+order (``y`` outer, ``x`` inner, stepping ``anchor_stride`` cells), and within
+a cell the ratios in the order given (fastest). Pyramid anchors concatenate
+the levels in the order given.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors"]
+
+
+def _positive_numbers(values, name, allow_scalar=False):
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0 and allow_scalar:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be a non-empty list of positive numbers, got {values!r}")
+    return arr
+
+
+def _positive_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def compute_backbone_shapes(image_shape, strides):
+    """Feature-map size of each pyramid level.
+
+    Args:
+        image_shape: (height, width[, channels]) of the network input.
+        strides: feature strides of the levels, e.g. ``[4, 8, 16, 32, 64]``.
+
+    Returns:
+        int array [num_levels, (height, width)] with
+        ``ceil(height / stride), ceil(width / stride)``.
+
+    Raises:
+        ValueError: on a non-positive image size or stride.
+    """
+    if len(image_shape) < 2 or image_shape[0] < 1 or image_shape[1] < 1:
+        raise ValueError(
+            f"image_shape must be (height, width[, channels]) with positive sizes, "
+            f"got {tuple(image_shape)}")
+    strides = [_positive_int(s, "each stride") for s in strides]
+    if not strides:
+        raise ValueError("strides must list at least one stride, got []")
+    height, width = int(image_shape[0]), int(image_shape[1])
+    return np.array([[math.ceil(height / s), math.ceil(width / s)] for s in strides],
+                    dtype=np.int64)
+
+
+def generate_anchors(scale, ratios, shape, feature_stride, anchor_stride):
+    """Anchors of one pyramid level.
+
+    Args:
+        scale: anchor side in pixels (sqrt of its area). A 1-D list of scales
+            is also accepted; then each cell holds ``len(ratios) * len(scale)``
+            anchors, ratio-major (scales fastest), as in Matterport.
+        ratios: width/height ratios, e.g. ``[0.5, 1, 2]``.
+        shape: (height, width) of the feature map in cells.
+        feature_stride: pixels per feature-map cell.
+        anchor_stride: place anchors on every ``anchor_stride``-th cell.
+
+    Returns:
+        float32 [n, (y1, x1, y2, x2)] pixel anchors (may extend beyond the
+        image), ``n = ceil(H / anchor_stride) * ceil(W / anchor_stride) *
+        len(ratios) * len(scales)``. Ordering: see the module docstring.
+
+    Raises:
+        ValueError: on non-positive scales, ratios or strides, or a bad shape.
+    """
+    scales = _positive_numbers(scale, "scale", allow_scalar=True)
+    ratios = _positive_numbers(ratios, "ratios", allow_scalar=True)
+    feature_stride = _positive_number(feature_stride, "feature_stride")
+    anchor_stride = _positive_int(anchor_stride, "anchor_stride")
+    if len(shape) != 2 or any(isinstance(v, bool) or int(v) != v or v < 0 for v in shape):
+        raise ValueError(f"shape must be (height, width) in cells, got {tuple(shape)}")
+
+    # Per-cell anchor sizes: ratios outer, scales inner.
+    sqrt_r = np.sqrt(ratios)[:, None]
+    heights = (scales[None, :] / sqrt_r).reshape(-1)
+    widths = (scales[None, :] * sqrt_r).reshape(-1)
+    sizes = np.stack([heights, widths], axis=1)  # [k, 2]
+
+    ys = np.arange(0, int(shape[0]), anchor_stride) * feature_stride
+    xs = np.arange(0, int(shape[1]), anchor_stride) * feature_stride
+    cy, cx = np.meshgrid(ys, xs, indexing="ij")  # row-major cells
+    centers = np.stack([cy.reshape(-1), cx.reshape(-1)], axis=1)  # [cells, 2]
+
+    # [cells, k, 2] -> [cells * k, 2] keeps the anchors of a cell together.
+    low = (centers[:, None, :] - 0.5 * sizes[None, :, :]).reshape(-1, 2)
+    high = (centers[:, None, :] + 0.5 * sizes[None, :, :]).reshape(-1, 2)
+    return np.concatenate([low, high], axis=1).astype(np.float32)
+
+
+def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, anchor_stride):
+    """Anchors of every pyramid level, concatenated level by level.
+
+    Args:
+        scales: one anchor scale (pixels) per level, e.g.
+            ``(32, 64, 128, 256, 512)``.
+        ratios: width/height ratios used at every level, e.g. ``[0.5, 1, 2]``.
+        feature_shapes: [num_levels, (height, width)] feature-map sizes, e.g.
+            from :func:`compute_backbone_shapes`.
+        feature_strides: pixels per cell of each level, e.g.
+            ``[4, 8, 16, 32, 64]``.
+        anchor_stride: place anchors on every ``anchor_stride``-th cell.
+
+    Returns:
+        float32 [total_anchors, (y1, x1, y2, x2)] pixel anchors; level ``i``
+        uses ``scales[i]`` and ``feature_strides[i]``.
+
+    Raises:
+        ValueError: if the per-level lists have different lengths or hold
+            non-positive values.
+    """
+    scales = list(np.asarray(scales).reshape(-1)) if np.ndim(scales) else [scales]
+    feature_shapes = np.asarray(feature_shapes)
+    if feature_shapes.ndim != 2 or feature_shapes.shape[1] != 2:
+        raise ValueError(
+            "feature_shapes must have shape [num_levels, (height, width)], "
+            f"got shape {feature_shapes.shape}")
+    feature_strides = list(np.asarray(feature_strides).reshape(-1))
+    if not (len(scales) == len(feature_shapes) == len(feature_strides)) or not scales:
+        raise ValueError(
+            f"need one scale, feature shape and stride per level; got {len(scales)} scales "
+            f"{scales}, {len(feature_shapes)} feature shapes and {len(feature_strides)} "
+            f"strides {feature_strides}")
+    levels = [
+        generate_anchors(float(scale), ratios, tuple(int(v) for v in shape),
+                         float(stride), anchor_stride)
+        for scale, shape, stride in zip(scales, feature_shapes, feature_strides)
+    ]
+    return np.concatenate(levels, axis=0)

@@ -1,0 +1,42 @@
+"""Classifier and box-regression head (Matterport's ``fpn_classifier_graph``).
+
+Layer names: ``mrcnn_class_conv1``, ``mrcnn_class_bn1``, ``mrcnn_class_conv2``,
+``mrcnn_class_bn2``, ``mrcnn_class_logits``, ``mrcnn_bbox_fc``.
+"""
+
+from keras import layers
+
+from mrcnn.heads.roi_reshape import MergeRoiBatch, SplitRoiBatch
+
+
+def build_box_head(pooled, num_rois, num_classes, fc_layers_size=1024):
+    """Class logits and per-class box deltas for each ROI.
+
+    Args:
+        pooled: ROIAlign output [B, N, pool, pool, C].
+        num_rois: N (static).
+        num_classes: classes including background.
+        fc_layers_size: width of the two "fully connected" layers
+            (FPN_CLASSIF_FC_LAYERS_SIZE); the first is a pool x pool conv.
+
+    Returns:
+        class_logits [B, N, num_classes], class_probs [B, N, num_classes],
+        bbox [B, N, num_classes, 4] (dy, dx, log dh, log dw), still divided
+        by BBOX_STD_DEV.
+    """
+    pool = pooled.shape[2]
+    x = MergeRoiBatch(name="mrcnn_class_merge")(pooled)
+    x = layers.Conv2D(fc_layers_size, pool, padding="valid", name="mrcnn_class_conv1")(x)
+    x = layers.BatchNormalization(name="mrcnn_class_bn1")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
+    x = layers.BatchNormalization(name="mrcnn_class_bn2")(x)
+    x = layers.Activation("relu")(x)
+    shared = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
+    logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
+    bbox = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
+    bbox = layers.Reshape((num_classes, 4), name="mrcnn_bbox_reshape")(bbox)
+    logits = SplitRoiBatch(num_rois, name="mrcnn_class_split")(logits)
+    probs = layers.Activation("softmax", name="mrcnn_class")(logits)
+    bbox = SplitRoiBatch(num_rois, name="mrcnn_bbox")(bbox)
+    return logits, probs, bbox

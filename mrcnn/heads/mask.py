@@ -1,0 +1,53 @@
+"""Mask head producing 28N x 28N masks (Matterport's ``build_fpn_mask_graph``).
+
+The standard head is four 3x3 conv + BN + ReLU stages (``mrcnn_mask_conv1..4``,
+``mrcnn_mask_bn1..4``), a 2x transposed conv (``mrcnn_mask_deconv``, 14 -> 28)
+and a 1x1 conv to one mask per class (``mrcnn_mask``). Each further factor of
+two (56, 112) adds a stage (``mrcnn_mask_conv{k}``, ``mrcnn_mask_bn{k}``,
+ReLU, ``mrcnn_mask_deconv{j}``) before ``mrcnn_mask``.
+"""
+
+import math
+
+from keras import layers
+
+from mrcnn.heads.roi_reshape import MergeRoiBatch, SplitRoiBatch
+
+
+def mask_upsampling_stages(mask_size):
+    """Extra upsampling stages for a mask of mask_size (28 -> 0, 56 -> 1, 112 -> 2)."""
+    n = mask_size // 28
+    if mask_size % 28 or n < 1 or n & (n - 1):
+        raise ValueError(f"mask size must be 28 * 2**k, got {mask_size}")
+    return int(math.log2(n))
+
+
+def build_mask_head(pooled, num_rois, num_classes, mask_size=28):
+    """Per-class mask logits for each ROI.
+
+    Args:
+        pooled: ROIAlign output [B, N, 14, 14, C].
+        num_rois: N (static).
+        num_classes: classes including background.
+        mask_size: 28, 56 or 112.
+
+    Returns:
+        mask logits [B, N, mask_size, mask_size, num_classes] (apply a sigmoid
+        for probabilities).
+    """
+    x = MergeRoiBatch(name="mrcnn_mask_merge")(pooled)
+    for i in range(1, 5):
+        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = layers.BatchNormalization(name=f"mrcnn_mask_bn{i}")(x)
+        x = layers.Activation("relu")(x)
+    x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu",
+                               name="mrcnn_mask_deconv")(x)
+    for j in range(mask_upsampling_stages(mask_size)):
+        k = 5 + j
+        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
+        x = layers.BatchNormalization(name=f"mrcnn_mask_bn{k}")(x)
+        x = layers.Activation("relu")(x)
+        x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu",
+                                   name=f"mrcnn_mask_deconv{j + 2}")(x)
+    x = layers.Conv2D(num_classes, 1, name="mrcnn_mask")(x)
+    return SplitRoiBatch(num_rois, name="mrcnn_mask_logits")(x)

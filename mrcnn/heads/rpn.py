@@ -1,0 +1,68 @@
+"""Region Proposal Network head, shared over pyramid levels.
+
+The head is a nested Keras model named ``rpn_model`` (as in Matterport) with
+layers ``rpn_conv_shared``, ``rpn_class_raw`` and ``rpn_bbox_pred``, so that
+Matterport's weights load into it by name.
+"""
+
+import keras
+from keras import layers, ops
+
+
+class FlattenAnchors(layers.Layer):
+    """[B, H, W, A * k] -> [B, H * W * A, k] (anchor order: row, column, anchor)."""
+
+    def __init__(self, k, **kwargs):
+        super().__init__(**kwargs)
+        self.k = int(k)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], -1, self.k))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        n = None if h is None or w is None else h * w * c // self.k
+        return (b, n, self.k)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+def build_rpn_model(anchors_per_location, depth, anchor_stride=1):
+    """The shared RPN head as a model applied to each pyramid level.
+
+    Args:
+        anchors_per_location: anchors per feature-map cell (len(RPN_ANCHOR_RATIOS)).
+        depth: channels of the pyramid levels.
+        anchor_stride: stride of the shared 3x3 conv (RPN_ANCHOR_STRIDE).
+
+    Returns:
+        keras.Model mapping a feature map [B, h, w, depth] to
+        [rpn_class_logits [B, h*w*A, 2], rpn_probs [B, h*w*A, 2],
+        rpn_bbox [B, h*w*A, 4] (dy, dx, log dh, log dw) deltas].
+    """
+    feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
+    shared = layers.Conv2D(512, 3, padding="same", activation="relu",
+                           strides=anchor_stride, name="rpn_conv_shared")(feature_map)
+    x = layers.Conv2D(2 * anchors_per_location, 1, padding="valid",
+                      name="rpn_class_raw")(shared)
+    logits = FlattenAnchors(2, name="rpn_class_flat")(x)
+    probs = layers.Activation("softmax", name="rpn_class_xxx")(logits)
+    x = layers.Conv2D(4 * anchors_per_location, 1, padding="valid",
+                      name="rpn_bbox_pred")(shared)
+    bbox = FlattenAnchors(4, name="rpn_bbox_flat")(x)
+    return keras.Model(feature_map, [logits, probs, bbox], name="rpn_model")
+
+
+def apply_rpn(rpn_model, feature_maps):
+    """Run the shared head on every level and concatenate along anchors.
+
+    Returns:
+        rpn_class_logits [B, A, 2], rpn_probs [B, A, 2], rpn_bbox [B, A, 4],
+        where A is the total anchor count over all levels, in level order.
+    """
+    outputs = [rpn_model(p) for p in feature_maps]
+    names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
+    return [layers.Concatenate(axis=1, name=n)([o[i] for o in outputs])
+            for i, n in enumerate(names)]

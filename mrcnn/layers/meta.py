@@ -1,0 +1,48 @@
+"""Small graph layers that read the image meta vector and detections."""
+
+from keras import layers, ops
+
+
+class ActiveClassIds(layers.Layer):
+    """image_meta [B, 12 + C] -> active_class_ids [B, C] (float 0/1)."""
+
+    def call(self, image_meta):
+        return image_meta[:, 12:]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] - 12)
+
+
+class NormalizedWindow(layers.Layer):
+    """image_meta -> window [B, 4] of the real image, normalized to the input shape.
+
+    Args:
+        image_shape: (height, width) of the model input.
+    """
+
+    def __init__(self, image_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = (int(image_shape[0]), int(image_shape[1]))
+
+    def call(self, image_meta):
+        h, w = self.image_shape
+        window = image_meta[:, 7:11]
+        scale = ops.convert_to_tensor([h - 1, w - 1, h - 1, w - 1], dtype=window.dtype)
+        shift = ops.convert_to_tensor([0, 0, 1, 1], dtype=window.dtype)
+        return (window - shift) / scale
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 4)
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": self.image_shape}
+
+
+class DetectionBoxes(layers.Layer):
+    """detections [B, N, 6] -> boxes [B, N, 4] (normalized y1, x1, y2, x2)."""
+
+    def call(self, detections):
+        return detections[..., :4]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (4,)

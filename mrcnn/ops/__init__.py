@@ -1,0 +1,1 @@
+"""Backend-agnostic model kernels written with ``keras.ops``."""

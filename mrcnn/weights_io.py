@@ -1,0 +1,215 @@
+"""Save and load weights by layer name (HDF5).
+
+Checkpoints are written in the Keras 2 / Matterport HDF5 layout (root
+attribute ``layer_names``; one group per layer holding its weights with a
+``weight_names`` attribute in ``get_weights()`` order), which is what
+Matterport's ``mask_rcnn_coco.h5`` and keras.applications' ImageNet files use.
+Loading by name is what lets a checkpoint of the training model load into
+the inference model (they share layer names, not structure), and lets COCO
+weights load into a model with another NUM_CLASSES (``exclude``).
+
+Nested models (the RPN ``rpn_model``, an EfficientNetV2 backbone) are one
+group holding all their weights, named ``<inner layer>/<weight>:0``; on
+loading, a nested model is matched as a whole by its name or, failing that,
+layer by layer by its inner layers' names.
+
+Keras 3 ``.weights.h5`` files (``keras_model.save_weights``) are structural,
+not named: they load only into the same architecture, with ``by_name=False``.
+"""
+
+import os
+import re
+import tempfile
+
+import h5py
+import keras
+import numpy as np
+
+# Layers whose shape depends on NUM_CLASSES (Matterport's exclusion list).
+CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+
+
+def _decode(values):
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def weight_layers(model):
+    """Top-level layers of `model` that own weights, in model order."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def _named_weights(layer):
+    """[(weight_name, variable)] for a layer; nested models by inner layer."""
+    if isinstance(layer, keras.Model):
+        out = []
+        for inner in layer.layers:
+            for sub_name, var in _named_weights(inner):
+                out.append((sub_name, var))
+        return out
+    return [(f"{layer.name}/{var.name}:0", var) for var in layer.weights]
+
+
+def save_weights(model, filepath):
+    """Write `model`'s weights by layer name, atomically.
+
+    The file is written to a temporary file in the same folder and renamed,
+    so an interrupted save never leaves a truncated checkpoint.
+    """
+    filepath = os.fspath(filepath)
+    folder = os.path.dirname(os.path.abspath(filepath))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".h5")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            layers = weight_layers(model)
+            f.attrs["layer_names"] = np.array([l.name.encode("utf8") for l in layers])
+            f.attrs["backend"] = keras.backend.backend().encode("utf8")
+            f.attrs["keras_version"] = keras.__version__.encode("utf8")
+            f.attrs["mrcnn_format"] = b"by-name-1"
+            for layer in layers:
+                g = f.create_group(layer.name)
+                named = _named_weights(layer)
+                g.attrs["weight_names"] = np.array([n.encode("utf8") for n, _ in named])
+                for name, var in named:
+                    g.create_dataset(name, data=keras.ops.convert_to_numpy(var))
+        os.replace(tmp, filepath)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return filepath
+
+
+def is_keras3_weights_file(filepath):
+    with h5py.File(filepath, "r") as f:
+        return "layer_names" not in f.attrs and "layers" in f and "model_weights" not in f
+
+
+def read_named_weights(filepath):
+    """Read a Keras 2 / Matterport-layout HDF5 file.
+
+    Returns:
+        groups: dict layer name -> list of (weight name, array) in file order.
+        inner: dict inner layer name -> list of arrays, from weight names of the
+            form ``<inner>/<weight>:0`` inside every group (nested models).
+    """
+    groups, inner = {}, {}
+    with h5py.File(filepath, "r") as f:
+        root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
+        if "layer_names" not in root.attrs:
+            raise ValueError(
+                f"{filepath} is not a Keras 2 / Matterport weights file (no 'layer_names' "
+                f"attribute); Keras 3 '.weights.h5' files load with by_name=False only")
+        for lname in _decode(root.attrs["layer_names"]):
+            g = root[lname]
+            names = _decode(g.attrs.get("weight_names", []))
+            items = [(n, np.asarray(g[n])) for n in names]
+            groups[lname] = items
+            for n, arr in items:
+                prefix = n.split("/")[-2] if "/" in n else lname
+                inner.setdefault(prefix, []).append(arr)
+    return groups, inner
+
+
+def _exclude_matcher(exclude):
+    if exclude is None:
+        return lambda name: False
+    if isinstance(exclude, str):
+        if exclude == "heads":
+            names = set(CLASS_SPECIFIC_LAYERS)
+            return lambda name: name in names
+        pattern = re.compile(exclude)
+        return lambda name: bool(pattern.fullmatch(name))
+    names = set(exclude)
+    return lambda name: name in names
+
+
+def _assign(variables, arrays):
+    for var, arr in zip(variables, arrays):
+        var.assign(arr.astype(var.dtype) if hasattr(arr, "astype") else arr)
+
+
+def load_weights(model, filepath, by_name=False, exclude=None, strict=None):
+    """Load weights into `model` from an HDF5 file.
+
+    Args:
+        model: a keras.Model.
+        filepath: a Keras 2 / Matterport-layout ``.h5`` (loaded by layer name)
+            or a Keras 3 ``.weights.h5`` (loaded by structure).
+        by_name: with False, every weight layer of the model must be found
+            in the file with the right shapes (else ValueError listing what
+            is missing); with True, layers missing from the file or of a
+            different shape are skipped and reported.
+        exclude: layer names to skip: a list of names, a regex string, or
+            "heads" for the NUM_CLASSES-specific layers
+            (``mrcnn_class_logits``, ``mrcnn_bbox_fc``, ``mrcnn_bbox``, ``mrcnn_mask``).
+
+    Returns:
+        dict with lists ``loaded``, ``excluded``, ``missing`` (no such name in
+        the file) and ``shape_mismatch`` ((name, model shapes, file shapes)).
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"weights file not found: {filepath}")
+    if is_keras3_weights_file(filepath):
+        if by_name or exclude:
+            raise ValueError(
+                f"{filepath} is a Keras 3 '.weights.h5' file, which stores weights by "
+                f"structure, not by layer name; load it with by_name=False and no exclude, "
+                f"or save checkpoints with mrcnn (MaskRCNN.save_weights) to load by name")
+        model.load_weights(filepath)
+        names = [l.name for l in weight_layers(model)]
+        return {"loaded": names, "excluded": [], "missing": [], "shape_mismatch": []}
+
+    groups, inner = read_named_weights(filepath)
+    excluded = _exclude_matcher(exclude)
+    report = {"loaded": [], "excluded": [], "missing": [], "shape_mismatch": []}
+
+    def try_layer(name, variables, arrays):
+        want = [tuple(v.shape) for v in variables]
+        got = [tuple(a.shape) for a in arrays]
+        if want != got:
+            report["shape_mismatch"].append((name, want, got))
+            return
+        _assign(variables, arrays)
+        report["loaded"].append(name)
+
+    for layer in weight_layers(model):
+        if excluded(layer.name):
+            report["excluded"].append(layer.name)
+            continue
+        variables = [v for _, v in _named_weights(layer)]
+        if layer.name in groups:
+            try_layer(layer.name, variables, [a for _, a in groups[layer.name]])
+        elif isinstance(layer, keras.Model):
+            for sub in layer.layers:
+                if not sub.weights:
+                    continue
+                if excluded(sub.name):
+                    report["excluded"].append(sub.name)
+                    continue
+                subvars = [v for _, v in _named_weights(sub)]
+                arrays = ([a for _, a in groups[sub.name]] if sub.name in groups
+                          else inner.get(sub.name))
+                if arrays is None:
+                    report["missing"].append(sub.name)
+                else:
+                    try_layer(sub.name, subvars, arrays)
+        elif layer.name in inner:
+            try_layer(layer.name, variables, inner[layer.name])
+        else:
+            report["missing"].append(layer.name)
+
+    if not by_name and (report["missing"] or report["shape_mismatch"]):
+        details = []
+        if report["missing"]:
+            details.append(f"not in the file: {report['missing'][:10]}"
+                           + (" ..." if len(report["missing"]) > 10 else ""))
+        if report["shape_mismatch"]:
+            details.append("different shapes: " + ", ".join(
+                f"{n} (model {w}, file {g})" for n, w, g in report["shape_mismatch"][:5]))
+        raise ValueError(
+            f"{filepath} does not match the model ({'; '.join(details)}). Use by_name=True "
+            f"to load the layers that match, and exclude=[...] to skip layers on purpose "
+            f"(e.g. exclude='heads' for a different NUM_CLASSES)")
+    return report

@@ -1,0 +1,180 @@
+"""Tests for backbones.registry (pure Python; no Keras model is built)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from backbones import registry
+from backbones.registry import Backbone
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """Registers into a copy of the registry, so tests don't leak names."""
+    monkeypatch.setattr(registry, "_BACKBONES", dict(registry._BACKBONES))
+
+
+def _fake_builder(inputs, *, first_stride=2, scale=1):
+    # Stand-in for a Keras builder: returns "feature maps" as tuples.
+    return [(inputs, first_stride, scale, level) for level in (2, 3, 4, 5)]
+
+
+def test_builtins_registered():
+    assert registry.available() == sorted([
+        "efficientnetv2-b0", "efficientnetv2-b1", "efficientnetv2-b2",
+        "efficientnetv2-b3", "efficientnetv2-l", "efficientnetv2-m",
+        "efficientnetv2-s", "resnet101", "resnet50"])
+
+
+def test_register_get_available(clean_registry):
+    groups = {"5+": r"tiny_s5.*", "all": r"tiny_.*"}
+    returned = registry.register("TinyNet", strides=(4, 8, 16, 32),
+                                 channels=(8, 16, 32, 64),
+                                 layer_groups=groups)(_fake_builder)
+    assert returned is _fake_builder  # decorator returns the builder
+    assert "TinyNet" in registry.available()
+    assert registry.available() == sorted(registry.available())
+    b = registry.get("TinyNet")
+    assert isinstance(b, Backbone)
+    assert b.name == "TinyNet"
+    assert b.builder is _fake_builder
+    assert b.channels == (8, 16, 32, 64)
+    assert b.layer_groups == groups
+    assert b.strides() == (4, 8, 16, 32)
+    assert b.strides(first_stride=1) == (2, 4, 8, 16)
+    assert b.build("img") == [("img", 2, 1, 2), ("img", 2, 1, 3),
+                              ("img", 2, 1, 4), ("img", 2, 1, 5)]
+    assert b.build("img", first_stride=1, scale=3)[0] == ("img", 1, 3, 2)
+
+
+def test_case_insensitive(clean_registry):
+    registry.register("TinyNet")(_fake_builder)
+    assert registry.get("tinynet") is registry.get("TINYNET")
+    assert registry.get("ResNet101") is registry.get("resnet101")
+    assert registry.get("EfficientNetV2-B0").name == "efficientnetv2-b0"
+
+
+def test_duplicate_rejected(clean_registry):
+    registry.register("TinyNet")(_fake_builder)
+    with pytest.raises(ValueError, match="tinynet"):
+        registry.register("tinynet")(_fake_builder)
+    with pytest.raises(ValueError, match="resnet50"):
+        registry.register("resnet50")(_fake_builder)
+
+
+def test_unknown_name_lists_available():
+    with pytest.raises(ValueError) as info:
+        registry.get("resnet152")
+    message = str(info.value)
+    assert "resnet152" in message
+    for name in registry.available():
+        assert name in message
+
+
+def test_callable_wrapped_anonymously():
+    def my_backbone(inputs):
+        return ["c2", "c3", "c4", "c5"]
+
+    b = registry.get(my_backbone)
+    assert b.name == "my_backbone"
+    assert b.strides() == (4, 8, 16, 32)
+    assert b.strides(1) == (2, 4, 8, 16)
+    assert b.channels is None
+    assert b.layer_groups is None
+    assert b.build("img") == ["c2", "c3", "c4", "c5"]
+    # A builder without a first_stride argument cannot honor first_stride=1.
+    with pytest.raises(ValueError, match="first_stride"):
+        b.build("img", first_stride=1)
+    # Not registered by get().
+    assert "my_backbone" not in registry.available()
+
+
+def test_callable_with_first_stride_and_matterport_five_outputs():
+    def with_c1(inputs, first_stride=2):
+        return ["c1", "c2", first_stride, "c4", "c5"]
+
+    assert registry.get(with_c1).build("x", first_stride=1) == [
+        "c2", 1, "c4", "c5"]
+
+    def three(inputs):
+        return ["a", "b", "c"]
+
+    with pytest.raises(ValueError, match="got 3"):
+        registry.get(three).build("x")
+
+
+def test_get_backbone_instance_and_bad_types():
+    b = Backbone("x", _fake_builder)
+    assert registry.get(b) is b
+    with pytest.raises(TypeError, match="int"):
+        registry.get(3)
+
+
+def test_validation_errors():
+    with pytest.raises(ValueError, match="channels"):
+        Backbone("x", _fake_builder, channels=(1, 2, 3))
+    with pytest.raises(ValueError, match="strides"):
+        Backbone("x", _fake_builder, strides=(8, 4, 16, 32))
+    with pytest.raises(ValueError, match="2\\+"):
+        Backbone("x", _fake_builder, layer_groups={"2+": "a"})
+    with pytest.raises(ValueError, match="regex"):
+        Backbone("x", _fake_builder, layer_groups={"all": "(unclosed"})
+    with pytest.raises(TypeError, match="callable"):
+        Backbone("x", "not callable")
+    with pytest.raises(ValueError, match="name"):
+        Backbone("", _fake_builder)
+    b = Backbone("x", _fake_builder)
+    for bad in (0, 3, True, "2"):
+        with pytest.raises(ValueError, match="first_stride"):
+            b.strides(bad)
+        with pytest.raises(ValueError, match="first_stride"):
+            b.build("img", first_stride=bad)
+
+
+def test_layer_regex():
+    b = Backbone("x", _fake_builder, layer_groups={"4+": "s4.*"})
+    assert b.layer_regex("heads") is None
+    assert b.layer_regex("4+") == "s4.*"
+    assert b.layer_regex("all") == ".*"
+    with pytest.raises(ValueError, match="'3\\+'.*'4\\+'"):
+        b.layer_regex("3+")
+
+
+class _FakeLayer:
+    def __init__(self, name, layers=None):
+        self.name = name
+        self.trainable = None
+        if layers is not None:
+            self.layers = layers
+
+
+def test_set_trainable_walks_nested_models():
+    inner = [_FakeLayer("stem_conv"), _FakeLayer("block4a_conv"),
+             _FakeLayer("top_bn")]
+    nested = _FakeLayer("effnet", inner)
+    model = _FakeLayer("outer", [_FakeLayer("input"), nested,
+                                 _FakeLayer("fpn_c5p5"),
+                                 _FakeLayer("rpn_model_x")])
+    trained = registry.set_trainable(model, r"(block4.*)|(top_.*)|(fpn\_.*)")
+    assert trained == ["block4a_conv", "top_bn", "fpn_c5p5"]
+    assert [l.trainable for l in inner] == [False, True, True]
+    assert nested.trainable is True
+    assert [l.trainable for l in model.layers if l is not nested] == [
+        False, True, False]
+    # Nothing inside matches: the nested model itself is frozen.
+    assert registry.set_trainable(model, r"fpn\_.*") == ["fpn_c5p5"]
+    assert nested.trainable is False
+    assert registry.set_trainable(model, None) == []
+
+
+def test_registry_module_does_not_import_keras():
+    code = ("import sys, importlib.util\n"
+            "spec = importlib.util.spec_from_file_location('r', "
+            f"{registry.__file__!r})\n"
+            "mod = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(mod)\n"
+            "print('keras' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "False"

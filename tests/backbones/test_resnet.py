@@ -1,0 +1,136 @@
+"""Tests for backbones.resnet (Matterport-named ResNet-50/101)."""
+
+import json
+import pathlib
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import backbones
+
+LAYOUT = pathlib.Path("/work/shared/data/matterport_coco_weights_layout.json")
+
+
+def _build(name, shape, first_stride=2):
+    inputs = keras.Input(shape)
+    outputs = backbones.get(name).build(inputs, first_stride=first_stride)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def resnet101():
+    return _build("resnet101", (None, None, 3))
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    return _build("resnet50", (None, None, 3))
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet101"])
+@pytest.mark.parametrize("height,width", [(128, 128), (128, 192)])
+def test_static_shapes_and_declared_channels(name, height, width):
+    backbone = backbones.get(name)
+    model = _build(name, (height, width, 3))
+    assert backbone.strides() == (4, 8, 16, 32)
+    assert backbone.channels == (256, 512, 1024, 2048)
+    for out, stride, ch in zip(model.outputs, (4, 8, 16, 32),
+                               (256, 512, 1024, 2048)):
+        assert tuple(out.shape) == (None, height // stride, width // stride,
+                                    ch)
+
+
+def test_concrete_forward_shapes(resnet50):
+    # Run real data through the dynamic-shape model: 128x192 -> /4../32.
+    outs = resnet50.predict(np.zeros((1, 128, 192, 3), "float32"), verbose=0)
+    assert [o.shape for o in outs] == [(1, 32, 48, 256), (1, 16, 24, 512),
+                                       (1, 8, 12, 1024), (1, 4, 6, 2048)]
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet101"])
+def test_first_stride_one_halves_strides(name):
+    backbone = backbones.get(name)
+    assert backbone.strides(first_stride=1) == (2, 4, 8, 16)
+    model = _build(name, (128, 192, 3), first_stride=1)
+    assert [tuple(o.shape) for o in model.outputs] == [
+        (None, 64, 96, 256), (None, 32, 48, 512), (None, 16, 24, 1024),
+        (None, 8, 12, 2048)]
+    assert model.get_layer("conv1").strides == (1, 1)
+
+
+def test_stage4_block_counts(resnet50, resnet101):
+    def blocks(model):
+        return sorted({m.group(1) for l in model.layers
+                       if (m := re.fullmatch(r"res4([a-z])_branch2a",
+                                             l.name))})
+    assert blocks(resnet50) == list("abcdef")
+    assert blocks(resnet101) == [chr(c) for c in range(ord("a"),
+                                                       ord("w") + 1)]
+    for model, blocks_4 in ((resnet50, 6), (resnet101, 23)):
+        counts = {s: sum(1 for l in model.layers
+                         if re.fullmatch(rf"res{s}[a-z]_branch2a", l.name))
+                  for s in (2, 3, 4, 5)}
+        assert counts == {2: 3, 3: 4, 4: blocks_4, 5: 3}
+
+
+def test_matches_matterport_weight_layout(resnet101):
+    layout = json.loads(LAYOUT.read_text())
+    expected = [l for l in layout["layers"]
+                if re.fullmatch(r"conv1|bn_conv1|res.*|bn.*", l["name"])]
+    assert len(expected) == 208
+    for entry in expected:
+        layer = resnet101.get_layer(entry["name"])
+        got = [(w.path.split("/")[-1], tuple(w.shape)) for w in layer.weights]
+        want = [(w["name"].split("/")[-1].split(":")[0], tuple(w["shape"]))
+                for w in entry["weights"]]
+        assert got == want, entry["name"]
+    # Same weighted layers, in the same (topological) order, so even a
+    # load without by_name lines up.
+    weighted = [l.name for l in resnet101.layers if l.weights]
+    assert weighted == [l["name"] for l in expected]
+    # Parameter count equals the sum over the json's backbone weights.
+    n_json = sum(int(np.prod(w["shape"])) for l in expected
+                 for w in l["weights"])
+    assert resnet101.count_params() == n_json == 42658176
+
+
+def test_layer_groups(resnet50):
+    groups = backbones.get("resnet50").layer_groups
+    assert set(groups) == {"3+", "4+", "5+", "all"}
+    names = [l.name for l in resnet50.layers]
+
+    def stage(name):  # independent classification by name
+        if name.startswith(("conv1", "bn_conv1", "pool1")):
+            return 1
+        m = re.match(r"(?:res|bn)([2-5])", name)
+        return int(m.group(1)) if m else None
+
+    def matched(mode):
+        return {n for n in names if re.fullmatch(groups[mode], n)}
+
+    for mode, first in (("3+", 3), ("4+", 4), ("5+", 5)):
+        want = {n for n in names if stage(n) is not None and stage(n) >= first}
+        assert matched(mode) == want, mode
+    assert not any(stage(n) == 3 for n in matched("5+"))
+    trainable = {l.name for l in resnet50.layers if l.trainable_weights}
+    assert len(trainable) == 1 + 1 + 2 * (3 + 4 + 6 + 3) * 3 + 2 * 4
+    assert trainable <= matched("all")
+    assert not matched("all") & {"fpn_c5p5", "rpn_conv_shared",
+                                 "mrcnn_mask"}
+
+
+def test_set_trainable_4plus(resnet50):
+    pattern = backbones.get("resnet50").layer_groups["4+"] + r"|(fpn\_.*)"
+    try:
+        backbones.set_trainable(resnet50, pattern)
+        got = sum(int(np.prod(w.shape)) for w in resnet50.trainable_weights)
+        want = sum(int(np.prod(w.shape)) for l in resnet50.layers
+                   for w in l.trainable_weights
+                   if l.name.startswith(("res4", "bn4", "res5", "bn5")))
+        assert got == want > 0
+        assert not any(w.path.startswith(("res3", "bn3", "conv1"))
+                       for w in resnet50.trainable_weights)
+    finally:
+        backbones.set_trainable(resnet50, ".*")

@@ -1,0 +1,111 @@
+"""Tests for mrcnn.data.anchors: hand-counted cases and a brute-force generator."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mrcnn.data.anchors import (
+    compute_backbone_shapes,
+    generate_anchors,
+    generate_pyramid_anchors,
+)
+
+
+def _anchors_loop(scale, ratios, shape, feature_stride, anchor_stride):
+    """Brute-force anchors in Matterport order: cells row-major, ratios fastest."""
+    out = []
+    for i in range(0, shape[0], anchor_stride):
+        for j in range(0, shape[1], anchor_stride):
+            cy, cx = i * feature_stride, j * feature_stride
+            for r in ratios:
+                h, w = scale / math.sqrt(r), scale * math.sqrt(r)
+                out.append([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2])
+    return np.array(out).reshape(-1, 4)
+
+
+def test_hand_counted_single_level():
+    # 64x64 image, stride 32 -> 2x2 feature map, 3 ratios -> 12 anchors.
+    anchors = generate_anchors(16, [0.5, 1, 2], (2, 2), 32, 1)
+    assert anchors.dtype == np.float32 and anchors.shape == (12, 4)
+    s = 16 / math.sqrt(2) / 2  # half of the short side of the 0.5 / 2 ratios
+    lh = 16 * math.sqrt(2) / 2  # half of the long side
+    # Cell (0, 0) centred at (0, 0): ratio 0.5 is tall (h > w), ratio 2 is wide.
+    np.testing.assert_allclose(anchors[0], [-lh, -s, lh, s], rtol=1e-6)
+    np.testing.assert_allclose(anchors[1], [-8, -8, 8, 8])
+    np.testing.assert_allclose(anchors[2], [-s, -lh, s, lh], rtol=1e-6)
+    # Cell (0, 1) centred at (y=0, x=32); cell (1, 0) at (y=32, x=0); (1, 1) at (32, 32).
+    np.testing.assert_allclose(anchors[4], [-8, 24, 8, 40])
+    np.testing.assert_allclose(anchors[7], [24, -8, 40, 8])
+    np.testing.assert_allclose(anchors[10], [24, 24, 40, 40])
+
+
+@pytest.mark.parametrize("scale,ratios,shape,fs,ast", [
+    (32, [0.5, 1, 2], (5, 7), 8, 1),
+    (4, [0.2, 1, 5], (6, 3), 4, 2),
+    (100, [1], (3, 4), 12, 3),
+])
+def test_generate_anchors_matches_loop(scale, ratios, shape, fs, ast):
+    np.testing.assert_allclose(generate_anchors(scale, ratios, shape, fs, ast),
+                               _anchors_loop(scale, ratios, shape, fs, ast),
+                               rtol=1e-6, atol=1e-5)
+
+
+def test_extreme_ratios_give_width_over_height_and_scale_squared_area():
+    anchors = generate_anchors(4, [0.2, 5], (1, 1), 4, 1).astype(np.float64)
+    heights = anchors[:, 2] - anchors[:, 0]
+    widths = anchors[:, 3] - anchors[:, 1]
+    np.testing.assert_allclose(widths / heights, [0.2, 5], rtol=1e-5)
+    np.testing.assert_allclose(widths * heights, [16, 16], rtol=1e-5)
+
+
+def test_multiple_scales_per_level_ratio_major():
+    anchors = generate_anchors([8, 16], [0.5, 2], (1, 1), 4, 1).astype(np.float64)
+    sides = np.sqrt((anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1]))
+    aspect = (anchors[:, 3] - anchors[:, 1]) / (anchors[:, 2] - anchors[:, 0])
+    np.testing.assert_allclose(sides, [8, 16, 8, 16], rtol=1e-5)
+    np.testing.assert_allclose(aspect, [0.5, 0.5, 2, 2], rtol=1e-5)
+
+
+def test_compute_backbone_shapes_ceil():
+    np.testing.assert_array_equal(compute_backbone_shapes((100, 130, 3), [4, 8, 64]),
+                                  [[25, 33], [13, 17], [2, 3]])
+    with pytest.raises(ValueError, match="stride"):
+        compute_backbone_shapes((64, 64), [4, 0])
+    with pytest.raises(ValueError, match="image_shape"):
+        compute_backbone_shapes((0, 64), [4])
+
+
+def test_pyramid_counts_and_levels():
+    strides = [4, 8, 16, 32, 64]
+    shapes = compute_backbone_shapes((1024, 1024, 3), strides)
+    anchors = generate_pyramid_anchors((32, 64, 128, 256, 512), [0.5, 1, 2], shapes, strides, 1)
+    assert anchors.shape == (sum((1024 // s) ** 2 * 3 for s in strides), 4) == (261888, 4)
+    assert anchors.dtype == np.float32
+
+    # Non-square image, odd sizes, small scales: each level equals its own loop.
+    strides = [4, 8, 16]
+    scales = (4, 8, 16)
+    shapes = compute_backbone_shapes((90, 130), strides)
+    ratios = [0.2, 1, 5]
+    anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, 1)
+    expected = np.concatenate([_anchors_loop(sc, ratios, tuple(sh), st, 1)
+                               for sc, sh, st in zip(scales, shapes, strides)])
+    assert anchors.shape[0] == sum(math.ceil(90 / s) * math.ceil(130 / s) * 3 for s in strides)
+    np.testing.assert_allclose(anchors, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_pyramid_validation():
+    shapes = [[4, 4], [2, 2]]
+    with pytest.raises(ValueError, match="one scale, feature shape and stride per level"):
+        generate_pyramid_anchors((8, 16, 32), [1], shapes, [4, 8], 1)
+    with pytest.raises(ValueError, match="ratios"):
+        generate_pyramid_anchors((8, 16), [1, -2], shapes, [4, 8], 1)
+    with pytest.raises(ValueError, match="scale"):
+        generate_pyramid_anchors((8, 0), [1], shapes, [4, 8], 1)
+    with pytest.raises(ValueError, match="feature_stride"):
+        generate_pyramid_anchors((8, 16), [1], shapes, [4, 0], 1)
+    with pytest.raises(ValueError, match="anchor_stride"):
+        generate_pyramid_anchors((8, 16), [1], shapes, [4, 8], 0)
+    with pytest.raises(ValueError, match="feature_shapes"):
+        generate_pyramid_anchors((8, 16), [1], [4, 4], [4, 8], 1)

@@ -1,0 +1,160 @@
+import time
+
+import numpy as np
+import pytest
+import skimage.transform
+
+from mrcnn.data.masks import expand_mask, minimize_mask, paste_masks, unmold_mask
+
+
+def _iou(a, b):
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
+
+
+def _reference_paste(mask, box, image_shape, threshold=0.5):
+    """Slow reference: skimage-resize one mask to its box, threshold, place it."""
+    y1, x1, y2, x2 = (int(v) for v in box)
+    h, w = image_shape[:2]
+    out = np.zeros((h, w), bool)
+    if y2 <= y1 or x2 <= x1:
+        return out
+    resized = skimage.transform.resize(mask.astype(float), (y2 - y1, x2 - x1), order=1,
+                                       mode="edge", preserve_range=True,
+                                       anti_aliasing=False) >= threshold
+    # place into a canvas large enough for boxes that stick out, then crop
+    pad = max(-y1, -x1, y2 - h, x2 - w, 0)
+    canvas = np.zeros((h + 2 * pad, w + 2 * pad), bool)
+    canvas[y1 + pad:y2 + pad, x1 + pad:x2 + pad] = resized
+    return canvas[pad:pad + h, pad:pad + w]
+
+
+def _ellipse(shape, cy, cx, ry, rx):
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+
+
+def test_minimize_expand_round_trip():
+    shape = (120, 160)
+    masks = np.zeros(shape + (3,), bool)
+    masks[10:50, 20:90, 0] = True                      # rectangle
+    masks[..., 1] = _ellipse(shape, 80, 100, 25, 40)   # ellipse
+    masks[100:103, 5:150, 2] = True                    # thin bar (upsampled rows)
+    boxes = np.array([[10, 20, 50, 90], [55, 60, 106, 141], [100, 5, 103, 150]])
+    mini = minimize_mask(boxes, masks, (56, 56))
+    assert mini.shape == (56, 56, 3) and mini.dtype == bool
+    assert mini[..., 0].all() and mini[..., 2].all()
+    back = expand_mask(boxes, mini, shape)
+    assert back.shape == shape + (3,)
+    np.testing.assert_array_equal(back[..., 0], masks[..., 0])
+    np.testing.assert_array_equal(back[..., 2], masks[..., 2])
+    assert _iou(back[..., 1], masks[..., 1]) > 0.95
+
+
+def test_minimize_matches_per_instance_reference():
+    rng = np.random.default_rng(0)
+    shape = (90, 110)
+    n = 6
+    masks = np.zeros(shape + (n,), bool)
+    boxes = np.zeros((n, 4), int)
+    for i in range(n):
+        cy, cx = rng.integers(20, 70), rng.integers(20, 90)
+        ry, rx = rng.integers(3, 20), rng.integers(3, 20)
+        masks[..., i] = _ellipse(shape, cy, cx, ry, rx)
+        ys, xs = np.nonzero(masks[..., i])
+        boxes[i] = ys.min(), xs.min(), ys.max() + 1, xs.max() + 1
+    mini = minimize_mask(boxes, masks, (28, 28))
+    for i in range(n):
+        y1, x1, y2, x2 = boxes[i]
+        expected = skimage.transform.resize(
+            masks[y1:y2, x1:x2, i].astype(float), (28, 28), order=1, mode="edge",
+            preserve_range=True, anti_aliasing=False) >= 0.5
+        assert _iou(mini[..., i], expected) >= 0.95
+
+
+def test_minimize_zero_area_and_outside_boxes():
+    masks = np.ones((20, 20, 3), bool)
+    boxes = np.array([[5, 5, 5, 10], [3, 3, 8, 8], [25, 25, 30, 30]])
+    mini = minimize_mask(boxes, masks, (7, 7))
+    assert not mini[..., 0].any() and mini[..., 1].all() and not mini[..., 2].any()
+    assert minimize_mask(np.zeros((0, 4)), np.zeros((20, 20, 0), bool), (7, 7)).shape == (7, 7, 0)
+
+
+def test_paste_masks_matches_reference():
+    rng = np.random.default_rng(1)
+    image_shape = (120, 150)
+    n = 25
+    y1 = rng.integers(-15, 110, n)
+    x1 = rng.integers(-15, 140, n)
+    boxes = np.stack([y1, x1, y1 + rng.integers(1, 60, n), x1 + rng.integers(1, 60, n)], 1)
+    # smooth blobs, so that resizing differences are only at the edges
+    yy, xx = np.mgrid[0:28, 0:28] / 27.0
+    centers = rng.random((n, 2))
+    masks = np.exp(-((yy - centers[:, :1, None]) ** 2 + (xx - centers[:, 1:, None]) ** 2)
+                   / 0.1).astype(np.float32)
+    got = paste_masks(masks, boxes, image_shape)
+    assert got.shape == image_shape + (n,) and got.dtype == bool
+    for i in range(n):
+        expected = _reference_paste(masks[i], boxes[i], image_shape)
+        assert _iou(got[..., i], expected) >= 0.95, i
+
+
+def test_paste_random_masks_agree_pixel_for_pixel():
+    # Same interpolation as the reference: only float ties could differ.
+    rng = np.random.default_rng(2)
+    image_shape = (80, 90)
+    n = 60
+    y1, x1 = rng.integers(-10, 75, n), rng.integers(-10, 85, n)
+    boxes = np.stack([y1, x1, y1 + rng.integers(1, 50, n), x1 + rng.integers(1, 50, n)], 1)
+    masks = rng.random((n, 14, 14)).astype(np.float32)
+    got = paste_masks(masks, boxes, image_shape)
+    expected = np.stack([_reference_paste(masks[i], boxes[i], image_shape)
+                         for i in range(n)], -1)
+    assert (got != expected).mean() < 1e-4
+
+
+def test_paste_all_ones_is_exactly_the_clipped_box():
+    image_shape = (50, 60)
+    boxes = np.array([[5, 7, 20, 31], [-4, 50, 10, 70], [30, 10, 31, 11], [40, 40, 40, 45]])
+    masks = np.ones((4, 28, 28), np.float32)
+    got = paste_masks(masks, boxes, image_shape)
+    for i, (y1, x1, y2, x2) in enumerate(boxes):
+        expected = np.zeros(image_shape, bool)
+        expected[max(y1, 0):y2, max(x1, 0):x2] = True
+        np.testing.assert_array_equal(got[..., i], expected)
+        np.testing.assert_array_equal(_reference_paste(masks[i], boxes[i], image_shape),
+                                      expected)
+
+
+def test_paste_threshold_and_empty():
+    masks = np.full((1, 4, 4), 0.6, np.float32)
+    box = np.array([[0, 0, 8, 8]])
+    assert paste_masks(masks, box, (10, 10), threshold=0.5)[..., 0].sum() == 64
+    assert paste_masks(masks, box, (10, 10), threshold=0.7).sum() == 0
+    empty = paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), (10, 12))
+    assert empty.shape == (10, 12, 0) and empty.dtype == bool
+    with pytest.raises(ValueError, match=r"boxes must be \[N=1"):
+        paste_masks(masks, np.zeros((2, 4)), (10, 10))
+
+
+def test_unmold_mask_single_instance():
+    mask = np.zeros((28, 28), np.float32)
+    mask[7:21, 7:21] = 1.0
+    box = (10, 20, 66, 76)
+    got = unmold_mask(mask, box, (100, 100, 3))
+    assert got.shape == (100, 100)
+    np.testing.assert_array_equal(got, _reference_paste(mask, box, (100, 100)))
+    np.testing.assert_array_equal(got, paste_masks(mask[None], np.array([box]),
+                                                   (100, 100))[..., 0])
+
+
+def test_paste_many_instances_is_fast():
+    rng = np.random.default_rng(0)
+    n = 200
+    y1, x1 = rng.integers(-10, 500, n), rng.integers(-10, 680, n)
+    boxes = np.stack([y1, x1, y1 + rng.integers(5, 80, n), x1 + rng.integers(5, 80, n)], 1)
+    masks = rng.random((n, 28, 28)).astype(np.float32)
+    paste_masks(masks, boxes, (520, 704))
+    start = time.perf_counter()
+    paste_masks(masks, boxes, (520, 704))
+    assert time.perf_counter() - start < 1.0  # ~0.04 s measured on 2 CPU cores

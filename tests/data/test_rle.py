@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from mrcnn.data.rle import rle_decode, rle_encode
+
+
+def _reference_encode(mask, order):
+    """Brute force: walk the flattened mask pixel by pixel."""
+    flat = np.asarray(mask, bool).ravel(order=order)
+    runs, start = [], None
+    for i, v in enumerate(flat.tolist() + [False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            runs += [start + 1, i - start]
+            start = None
+    return " ".join(map(str, runs))
+
+
+def _reference_decode(values, shape, order):
+    flat = np.zeros(shape[0] * shape[1], bool)
+    for s, n in zip(values[0::2], values[1::2]):
+        flat[s - 1:s - 1 + n] = True
+    return flat.reshape(shape, order=order)
+
+
+# 3x4 mask:      0 1 1 0
+#                0 0 0 1
+#                1 0 0 0
+HAND = np.array([[0, 1, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]], bool)
+
+
+def test_hand_example_row_major():
+    # flat C: 0110 0001 1000 -> ones at 1-indexed 2, 3, 8, 9
+    assert rle_encode(HAND, order="C") == "2 2 8 2"
+    np.testing.assert_array_equal(rle_decode("2 2 8 2", (3, 4), order="C"), HAND)
+
+
+def test_hand_example_column_major():
+    # flat F (columns): 001 100 100 010 -> ones at 1-indexed 3, 4, 7, 11
+    assert rle_encode(HAND, order="F") == "3 2 7 1 11 1"
+    np.testing.assert_array_equal(rle_decode("3 2 7 1 11 1", (3, 4), order="F"), HAND)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_random_round_trip_matches_reference(order):
+    rng = np.random.default_rng(0)
+    for density in (0.05, 0.5, 0.95):
+        mask = rng.random((23, 31)) < density
+        rle = rle_encode(mask, order=order)
+        assert rle == _reference_encode(mask, order)
+        np.testing.assert_array_equal(rle_decode(rle, mask.shape, order=order), mask)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_edge_masks(order):
+    empty = np.zeros((5, 7), bool)
+    assert rle_encode(empty, order) == ""
+    np.testing.assert_array_equal(rle_decode("", (5, 7), order), empty)
+    full = np.ones((5, 7), bool)
+    assert rle_encode(full, order) == "1 35"
+    np.testing.assert_array_equal(rle_decode("1 35", (5, 7), order), full)
+    corners = np.zeros((5, 7), bool)
+    corners[0, 0] = corners[-1, -1] = True
+    assert rle_encode(corners, order) == "1 1 35 1"
+    np.testing.assert_array_equal(rle_decode(rle_encode(corners, order), (5, 7), order),
+                                  corners)
+
+
+def test_decode_accepts_sequences_and_arrays():
+    expected = _reference_decode([2, 2, 8, 2], (3, 4), "C")
+    np.testing.assert_array_equal(rle_decode([2, 2, 8, 2], (3, 4)), expected)
+    np.testing.assert_array_equal(rle_decode(np.array([2, 2, 8, 2]), (3, 4)), expected)
+    np.testing.assert_array_equal(rle_decode(" 2  2\n8 2 ", (3, 4)), expected)
+    np.testing.assert_array_equal(rle_decode([], (3, 4)), np.zeros((3, 4), bool))
+
+
+def test_unsorted_and_overlapping_runs_give_union():
+    values = [8, 3, 2, 4, 4, 2]  # unsorted; [4, 5] overlaps [2, 5]
+    got = rle_decode(values, (3, 4))
+    np.testing.assert_array_equal(got, _reference_decode(values, (3, 4), "C"))
+    assert got.sum() == 7  # pixels 2..5 and 8..10
+
+
+@pytest.mark.parametrize("rle, message", [
+    ("1 2 3", "even number"),
+    ("1 x", "non-integer token 'x'"),
+    ("1.5 2", "non-integer token '1.5'"),
+    ([1.5, 2], "must be integers"),
+    ("0 2", r"run 0 \(start=0, length=2\) has a start below 1"),
+    ("1 2 5 0", r"run 1 \(start=5, length=0\) has a length below 1"),
+    ("1 2 5 -3", r"run 1 \(start=5, length=-3\)"),
+    ("1 2 11 3", r"run 1 \(start=11, length=3\) runs past the end.*3x4 = 12 pixels"),
+])
+def test_malformed_input_errors(rle, message):
+    with pytest.raises(ValueError, match=message):
+        rle_decode(rle, (3, 4))
+
+
+def test_run_ending_exactly_at_last_pixel_is_valid():
+    assert rle_decode("11 2", (3, 4))[2, 2:].all()
+
+
+def test_bad_order_and_shape():
+    with pytest.raises(ValueError, match="order must be one of"):
+        rle_encode(HAND, order="K")
+    with pytest.raises(ValueError, match="order must be one of"):
+        rle_decode("1 1", (3, 4), order="row")
+    with pytest.raises(ValueError, match="2-D"):
+        rle_encode(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="height, width"):
+        rle_decode("1 1", (3, 4, 1))

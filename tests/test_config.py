@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from mrcnn.config import Config
+
+
+class Small(Config):
+    NAME = "small"
+    NUM_CLASSES = 3
+    IMAGES_PER_GPU = 2
+    GPU_COUNT = 1
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+
+
+def test_derived_values():
+    c = Small()
+    assert c.BATCH_SIZE == 2
+    np.testing.assert_array_equal(c.IMAGE_SHAPE, [128, 128, 3])
+    # 1 id + 3 original shape + 3 image shape + 4 window + 1 scale + classes
+    assert c.IMAGE_META_SIZE == 1 + 3 + 3 + 4 + 1 + 3
+
+
+def test_crop_mode_uses_min_dim():
+    class C(Small):
+        IMAGE_RESIZE_MODE = "crop"
+        IMAGE_MIN_DIM = 64
+        IMAGE_MAX_DIM = 256
+    np.testing.assert_array_equal(C().IMAGE_SHAPE, [64, 64, 3])
+
+
+def test_explicit_non_square_shape():
+    class C(Small):
+        IMAGE_RESIZE_MODE = "none"
+        IMAGE_SHAPE = [576, 704, 3]
+    np.testing.assert_array_equal(C().IMAGE_SHAPE, [576, 704, 3])
+
+
+def test_display_and_to_dict(capsys):
+    c = Small()
+    d = c.to_dict()
+    assert d["NUM_CLASSES"] == 3 and d["BATCH_SIZE"] == 2
+    c.display()
+    out = capsys.readouterr().out
+    assert "NUM_CLASSES" in out and "IMAGE_META_SIZE" in out
+
+
+@pytest.mark.parametrize("attrs, fragment", [
+    ({"IMAGE_MAX_DIM": 100, "IMAGE_MIN_DIM": 100}, "divisible by 64"),
+    ({"IMAGE_RESIZE_MODE": "none", "IMAGE_SHAPE": [520, 704]}, "520x704"),
+    ({"MASK_SHAPE": [42, 42]}, "MASK_SHAPE"),
+    ({"MASK_SHAPE": [84, 84]}, "28*N"),
+    ({"MASK_SHAPE": [56, 28]}, "square"),
+    ({"MASK_SHAPE": [56, 56], "MINI_MASK_SHAPE": (28, 28)}, "MINI_MASK_SHAPE"),
+    ({"NUM_CLASSES": 1}, "NUM_CLASSES"),
+    ({"IMAGE_RESIZE_MODE": "stretch"}, "'stretch'"),
+    ({"RPN_ANCHOR_SCALES": (8, 16)}, "one scale per level"),
+    ({"LOSS_WEIGHTS": {"rpn_clas_loss": 1.0}}, "rpn_clas_loss"),
+    ({"TRAIN_ROIS_PER_IMAGE": 3000}, "TRAIN_ROIS_PER_IMAGE"),
+    ({"CACHE": "sometimes"}, "CACHE"),
+])
+def test_validation_errors_name_the_value(attrs, fragment):
+    C = type("Bad", (Small,), attrs)
+    with pytest.raises(ValueError) as err:
+        C()
+    assert fragment in str(err.value)
+
+
+def test_valid_mask_heads():
+    for n in (28, 56, 112):
+        C = type("M", (Small,), {"MASK_SHAPE": [n, n], "MINI_MASK_SHAPE": (112, 112)})
+        assert list(C().MASK_SHAPE) == [n, n]
