@@ -1,0 +1,269 @@
+"""Tests of mrcnn.layers.detection_targets: hand cases and invariants checked
+against NumPy loops."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from mrcnn.layers.detection_targets import DetectionTargetLayer, mask_targets
+
+STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
+
+
+def _np_iou(a, b):
+    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ih * iw
+    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+             - inter)
+    return inter / union if union > 0 else 0.0
+
+
+def _np_refinement(box, gt):
+    h, w = box[2] - box[0], box[3] - box[1]
+    gh, gw = gt[2] - gt[0], gt[3] - gt[1]
+    return np.array([(gt[0] + 0.5 * gh - box[0] - 0.5 * h) / h,
+                     (gt[1] + 0.5 * gw - box[1] - 0.5 * w) / w,
+                     math.log(gh / h), math.log(gw / w)])
+
+
+def _run(layer, inputs):
+    return [ops.convert_to_numpy(x) for x in layer(inputs)]
+
+
+def _random_boxes(rng, shape, min_side=0.05, max_side=0.5):
+    side = rng.uniform(min_side, max_side, size=shape + (2,))
+    corner = rng.uniform(0, 1 - side)
+    return np.concatenate([corner, corner + side], -1).astype(np.float32)
+
+
+def test_hand_case_order_targets_and_padding():
+    gt_boxes = np.array([[[0.2, 0.2, 0.6, 0.6], [0, 0, 0, 0]]], np.float32)
+    gt_class_ids = np.array([[3, 0]], np.int32)
+    gt_masks = np.ones((1, 8, 8, 2), bool)
+    proposals = np.zeros((1, 6, 4), np.float32)
+    proposals[0, 0] = [0.22, 0.2, 0.6, 0.62]   # IoU ~0.86: positive
+    proposals[0, 1] = [0.7, 0.7, 0.9, 0.9]     # IoU 0: negative
+    proposals[0, 2] = [0.0, 0.0, 0.1, 0.3]     # IoU 0: negative
+    # rows 3..5: padding
+    layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), include_gt_boxes=False,
+                                 seed=0)
+    rois, class_ids, deltas, masks = _run(
+        layer, [proposals, gt_class_ids, gt_boxes, gt_masks])
+    # 1 positive -> int(1 / 0.5) - 1 = 1 negative; the rest is padding.
+    np.testing.assert_array_equal(class_ids, [[3, 0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(rois[0, 0], proposals[0, 0])
+    assert any(np.allclose(rois[0, 1], proposals[0, i]) for i in (1, 2))
+    assert np.all(rois[0, 2:] == 0)
+    expected = _np_refinement(proposals[0, 0], gt_boxes[0, 0]) / STD
+    np.testing.assert_allclose(deltas[0, 0], expected, rtol=1e-5, atol=1e-6)
+    assert np.all(deltas[0, 1:] == 0)
+    assert np.all(masks[0, 1:] == 0)
+    assert masks.shape == (1, 6, 4, 4)
+
+
+def test_include_gt_boxes_adds_gt_as_positive():
+    gt_boxes = np.array([[[0.2, 0.2, 0.6, 0.6]]], np.float32)
+    proposals = np.zeros((1, 4, 4), np.float32)
+    proposals[0, 0] = [0.7, 0.7, 0.9, 0.9]
+    layer = DetectionTargetLayer(4, 0.25, STD, (4, 4), seed=0)
+    rois, class_ids, deltas, masks = _run(
+        layer, [proposals, np.array([[1]], np.int32), gt_boxes,
+                np.ones((1, 5, 5, 1), bool)])
+    # The GT box is the only positive (no proposal overlaps it).
+    np.testing.assert_array_equal(class_ids, [[1, 0, 0, 0]])
+    np.testing.assert_allclose(rois[0, 0], gt_boxes[0, 0])
+    np.testing.assert_allclose(deltas[0, 0], 0, atol=1e-6)
+    np.testing.assert_allclose(rois[0, 1], proposals[0, 0])
+    assert np.all(masks[0, 0] == 1)
+
+
+def test_square_mini_mask_targets():
+    """A square GT whose mini mask is all ones: a ROI equal to the box gives
+    all ones, a ROI twice its size (same centre) ones in the centre half."""
+    gt_boxes = np.array([[[0.3, 0.3, 0.5, 0.5]]], np.float32)
+    gt_masks = np.ones((1, 14, 14, 1), bool)
+    rois = np.array([[[0.3, 0.3, 0.5, 0.5],
+                      [0.2, 0.2, 0.6, 0.6]]], np.float32)
+    masks = ops.convert_to_numpy(mask_targets(
+        rois, gt_boxes, gt_masks, np.zeros((1, 2), np.int32), (28, 28)))
+    assert np.all(masks[0, 0] == 1)
+    centre = np.zeros((28, 28))
+    centre[7:21, 7:21] = 1  # samples i / 27 in [0.25, 0.75]: i = 7..20
+    np.testing.assert_array_equal(masks[0, 1], centre)
+
+
+def test_full_image_mask_targets():
+    """Without mini masks the ROI crops the full-image mask directly."""
+    mask = np.zeros((1, 41, 41, 2), bool)
+    mask[0, 10:20, 10:30, 1] = True  # GT 1 covers rows 10..19, cols 10..29
+    # Normalized box whose corners are the first/last pixel centres.
+    roi = np.array([[[10 / 40, 10 / 40, 19 / 40, 29 / 40],
+                     [10 / 40, 10 / 40, 28 / 40, 29 / 40]]], np.float32)
+    masks = ops.convert_to_numpy(mask_targets(
+        roi, np.zeros((1, 2, 4), np.float32), mask,
+        np.ones((1, 2), np.int32), (10, 20), use_mini_mask=False))
+    assert np.all(masks[0, 0] == 1)
+    # Second ROI spans rows 10..28 in 10 samples (step 2): rows 10..18 ones.
+    expected = np.zeros((10, 20))
+    expected[:5] = 1
+    np.testing.assert_array_equal(masks[0, 1], expected)
+
+
+def test_positive_roi_mask_in_layer_is_partial():
+    """ROI = GT box extended 50% downwards (IoU 2/3): top rows are ones."""
+    gt_boxes = np.array([[[0.2, 0.2, 0.4, 0.4]]], np.float32)
+    proposals = np.array([[[0.2, 0.2, 0.5, 0.4]]], np.float32)
+    layer = DetectionTargetLayer(2, 1.0, STD, (28, 28),
+                                 include_gt_boxes=False, seed=0)
+    rois, class_ids, _, masks = _run(
+        layer, [proposals, np.array([[1]], np.int32), gt_boxes,
+                np.ones((1, 10, 10, 1), bool)])
+    np.testing.assert_array_equal(class_ids, [[1, 0]])
+    # Row i samples 1.5 * i / 27 of the mini mask: inside iff i <= 18.
+    expected = np.zeros((28, 28))
+    expected[:19] = 1
+    np.testing.assert_array_equal(masks[0, 0], expected)
+    assert np.all(rois[0, 1] == 0)
+
+
+def test_zero_gt_gives_all_negatives_without_nan():
+    rng = np.random.default_rng(1)
+    proposals = _random_boxes(rng, (2, 30))
+    proposals[1, 5:] = 0  # image 1: only 5 real proposals
+    layer = DetectionTargetLayer(10, 0.33, STD, (6, 6), seed=3)
+    rois, class_ids, deltas, masks = _run(
+        layer, [proposals, np.zeros((2, 4), np.int32),
+                np.zeros((2, 4, 4), np.float32), np.zeros((2, 7, 7, 4), bool)])
+    for out in (rois, deltas, masks):
+        assert np.all(np.isfinite(out))
+    assert np.all(class_ids == 0) and np.all(deltas == 0)
+    assert np.all(masks == 0)
+    # Image 0: every row is a (distinct) negative; image 1: 5, then padding.
+    assert np.all(np.any(rois[0] != 0, axis=-1))
+    assert len({tuple(r) for r in rois[0]}) == 10
+    assert np.all(np.any(rois[1, :5] != 0, axis=-1))
+    assert np.all(rois[1, 5:] == 0)
+    for row in rois[1, :5]:
+        assert np.any(np.all(np.isclose(proposals[1], row), axis=-1))
+
+
+def test_crowd_boxes_exclude_negatives():
+    gt_boxes = np.array([[[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.9]]],
+                        np.float32)
+    gt_class_ids = np.array([[1, -1]], np.int32)  # second GT is a crowd
+    proposals = np.array([[[0.6, 0.6, 0.8, 0.8],    # inside the crowd
+                           [0.0, 0.6, 0.2, 0.9]]], np.float32)  # negative
+    layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), seed=0)
+    rois, class_ids, _, _ = _run(
+        layer, [proposals, gt_class_ids, gt_boxes, np.ones((1, 4, 4, 2))])
+    # Positives: the non-crowd GT box only; negatives: proposal 1 only
+    # (the crowd GT box itself is not a candidate).
+    np.testing.assert_array_equal(class_ids, [[1, 0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(rois[0, 0], gt_boxes[0, 0])
+    np.testing.assert_allclose(rois[0, 1], proposals[0, 1])
+    assert np.all(rois[0, 2:] == 0)
+
+
+@pytest.mark.parametrize("include_gt", [True, False])
+def test_random_invariants_against_numpy(include_gt):
+    rng = np.random.default_rng(7)
+    batch, num, num_gt, rois_per_image, ratio = 2, 60, 5, 16, 0.33
+    gt_boxes = _random_boxes(rng, (batch, num_gt), 0.2, 0.5)
+    gt_class_ids = rng.integers(1, 4, size=(batch, num_gt)).astype(np.int32)
+    gt_class_ids[0, 3:] = 0
+    gt_boxes[0, 3:] = 0
+    gt_class_ids[1, 4] = -1
+    # Proposals: jittered GT boxes (many positives) plus random boxes.
+    jitter = gt_boxes[:, rng.integers(0, 3, size=num // 2)] + rng.normal(
+        0, 0.03, size=(batch, num // 2, 4)).astype(np.float32)
+    jitter = np.concatenate([np.minimum(jitter[..., :2], jitter[..., 2:]),
+                             np.maximum(jitter[..., :2], jitter[..., 2:])], -1)
+    proposals = np.concatenate(
+        [jitter, _random_boxes(rng, (batch, num - num // 2))], axis=1)
+    proposals[1, -10:] = 0
+    gt_masks = rng.random((batch, 12, 12, num_gt)) < 0.5
+    layer = DetectionTargetLayer(rois_per_image, ratio, STD, (8, 8),
+                                 include_gt_boxes=include_gt, seed=11)
+    rois, class_ids, deltas, masks = _run(
+        layer, [proposals, gt_class_ids, gt_boxes, gt_masks])
+    assert rois.shape == (batch, rois_per_image, 4)
+    assert class_ids.dtype == np.int32
+    cap = int(rois_per_image * ratio)
+    for b in range(batch):
+        real = [g for g in range(num_gt) if gt_class_ids[b, g] > 0]
+        crowd = [g for g in range(num_gt) if gt_class_ids[b, g] < 0]
+        candidates = [p for p in proposals[b] if np.any(p != 0)]
+        if include_gt:
+            candidates += [gt_boxes[b, g] for g in real]
+        n_pos = n_neg = 0
+        for c in candidates:
+            best = max(_np_iou(c, gt_boxes[b, g]) for g in real)
+            crowd_iou = max([_np_iou(c, gt_boxes[b, g]) for g in crowd] + [0])
+            n_pos += best >= 0.5
+            n_neg += best < 0.5 and crowd_iou < 0.001
+        pos_count = min(n_pos, cap)
+        neg_count = min(int(round(pos_count / ratio, 6)) - pos_count, n_neg,
+                        rois_per_image - pos_count)
+        assert pos_count > 0
+        np.testing.assert_array_equal(class_ids[b, :pos_count] > 0, True)
+        np.testing.assert_array_equal(class_ids[b, pos_count:], 0)
+        used = pos_count + neg_count
+        assert np.all(np.any(rois[b, :used] != 0, axis=-1))
+        assert np.all(rois[b, used:] == 0)
+        assert len({tuple(r) for r in rois[b, :used]}) == used
+        for t in range(used):
+            roi = rois[b, t]
+            assert any(np.allclose(roi, c) for c in candidates)
+            ious = [_np_iou(roi, gt_boxes[b, g]) for g in real]
+            if t < pos_count:
+                g = real[int(np.argmax(ious))]
+                assert max(ious) >= 0.5
+                assert class_ids[b, t] == gt_class_ids[b, g]
+                np.testing.assert_allclose(
+                    deltas[b, t], _np_refinement(roi, gt_boxes[b, g]) / STD,
+                    rtol=1e-4, atol=1e-4)
+            else:
+                assert max(ious) < 0.5
+                assert np.all(deltas[b, t] == 0) and np.all(masks[b, t] == 0)
+        assert np.all(deltas[b, used:] == 0) and np.all(masks[b, used:] == 0)
+        assert pos_count / rois_per_image <= ratio
+
+
+def test_jitted_model_predict_and_config():
+    batch, num, num_gt = 2, 12, 3
+    layer = DetectionTargetLayer(8, 0.5, STD, (5, 5), seed=1, name="targets")
+    inputs = [keras.Input(shape=(num, 4), batch_size=batch),
+              keras.Input(shape=(num_gt,), batch_size=batch, dtype="int32"),
+              keras.Input(shape=(num_gt, 4), batch_size=batch),
+              keras.Input(shape=(6, 6, num_gt), batch_size=batch,
+                          dtype="bool")]
+    outputs = layer(inputs)
+    assert [tuple(o.shape) for o in outputs] == [
+        (batch, 8, 4), (batch, 8), (batch, 8, 4), (batch, 8, 5, 5)]
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(2)
+    gt_boxes = _random_boxes(rng, (batch, num_gt), 0.2, 0.4)
+    proposals = _random_boxes(rng, (batch, num))
+    proposals[:, :3] = gt_boxes
+    data = [proposals, np.array([[1, 2, 0], [0, 0, 0]], np.int32), gt_boxes,
+            np.ones((batch, 6, 6, num_gt), bool)]
+    rois, class_ids, deltas, masks = model.predict(data, batch_size=batch,
+                                                   verbose=0)
+    assert np.sum(class_ids[0] > 0) == 4  # cap int(8 * 0.5); >= 4 available
+    assert np.all(class_ids[1] == 0)
+    assert np.all(np.isfinite(deltas)) and np.all(np.isfinite(masks))
+    clone = DetectionTargetLayer.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="roi_positive_ratio"):
+        DetectionTargetLayer(10, 1.5, STD, (4, 4))
+    with pytest.raises(ValueError, match="bbox_std_dev"):
+        DetectionTargetLayer(10, 0.3, [0.1, 0.1], (4, 4))
+    with pytest.raises(ValueError, match="train_rois_per_image"):
+        DetectionTargetLayer(0, 0.3, STD, (4, 4))
