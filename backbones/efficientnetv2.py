@@ -187,7 +187,9 @@ def efficientnetv2(inputs, *, variant, first_stride=2, weights=None):
 
     app_name, _, _ = VARIANTS[variant]
     name = f"efficientnetv2-{variant}"
-    image = keras.Input(shape=tuple(inputs.shape[1:]), name="effnetv2_input")
+    # Spatial size left open: the sub-model accepts any image size.
+    image = keras.Input(shape=(None, None, inputs.shape[-1]),
+                        name="effnetv2_input")
     x = keras.layers.Rescaling(1.0 / 128.0, name="effnetv2_rescale")(image)
     network = getattr(keras.applications, app_name)(
         include_top=False,

@@ -78,7 +78,15 @@ def load_image_gt(dataset, config, image_id, augmentation=None, rng=None):
     bbox = extract_bboxes(mask)
 
     source = dataset.image_info[image_id]["source"]
-    active_class_ids = np.zeros(dataset.num_classes, dtype=np.int32)
+    if dataset.num_classes > config.NUM_CLASSES:
+        raise ValueError(
+            f"{type(dataset).__name__} has {dataset.num_classes} classes (background "
+            f"included) but Config.NUM_CLASSES is {config.NUM_CLASSES}; set NUM_CLASSES = "
+            f"{dataset.num_classes}")
+    if class_ids.size and class_ids.max() >= config.NUM_CLASSES:
+        raise ValueError(f"load_mask({image_id}) returned class id {class_ids.max()} but "
+                         f"Config.NUM_CLASSES is {config.NUM_CLASSES}")
+    active_class_ids = np.zeros(config.NUM_CLASSES, dtype=np.int32)
     active_class_ids[dataset.source_class_ids[source]] = 1
 
     if config.USE_MINI_MASK:

@@ -114,18 +114,19 @@ def test_full_image_mask_targets():
 
 
 def test_positive_roi_mask_in_layer_is_partial():
-    """ROI = GT box extended 50% downwards (IoU 2/3): top rows are ones."""
+    """ROI = GT box extended 40% downwards (IoU 1/1.4): top rows are ones."""
     gt_boxes = np.array([[[0.2, 0.2, 0.4, 0.4]]], np.float32)
-    proposals = np.array([[[0.2, 0.2, 0.5, 0.4]]], np.float32)
+    proposals = np.array([[[0.2, 0.2, 0.48, 0.4]]], np.float32)
     layer = DetectionTargetLayer(2, 1.0, STD, (28, 28),
                                  include_gt_boxes=False, seed=0)
     rois, class_ids, _, masks = _run(
         layer, [proposals, np.array([[1]], np.int32), gt_boxes,
                 np.ones((1, 10, 10, 1), bool)])
     np.testing.assert_array_equal(class_ids, [[1, 0]])
-    # Row i samples 1.5 * i / 27 of the mini mask: inside iff i <= 18.
+    # Row i samples y = 1.4 * 9 * i / 27 of the 10-row mini mask: inside
+    # (y <= 9) iff i <= 19.
     expected = np.zeros((28, 28))
-    expected[:19] = 1
+    expected[:20] = 1
     np.testing.assert_array_equal(masks[0, 0], expected)
     assert np.all(rois[0, 1] == 0)
 
