@@ -19,6 +19,8 @@ setup(
               "mrcnn.datasets", "backbones"],
     install_requires=[
         "keras>=3.3",
+        "tensorflow>=2.16",
+        "tensorboard",
         "numpy",
         "scikit-image",
         "scipy",

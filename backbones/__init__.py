@@ -1,9 +1,10 @@
 """Backbone registry and built-in backbones.
 
 Importing the package registers the built-in backbones: ``resnet50``,
-``resnet101`` (Matterport layer names, built inline) and
+``resnet101`` (Matterport layer names, built inline),
 ``efficientnetv2-b0`` / ``-b1`` / ``-b2`` / ``-b3`` / ``-s`` / ``-m`` / ``-l``
-(nested ``keras.Model`` from ``keras.applications``). Keras application
+(nested ``keras.Model`` from ``keras.applications``) and ``small-cnn`` (a
+tiny plain CNN for CPU experiments and tests). Keras application
 models are only constructed when a backbone is built.
 
     import backbones
@@ -16,6 +17,6 @@ See ``backbones.registry`` for the builder contract.
 
 from backbones.registry import (Backbone, available, get, register,
                                 set_trainable)
-from backbones import efficientnetv2, resnet  # noqa: F401  (registers)
+from backbones import efficientnetv2, resnet, small_cnn  # noqa: F401
 
 __all__ = ["Backbone", "available", "get", "register", "set_trainable"]

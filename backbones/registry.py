@@ -309,7 +309,7 @@ def set_trainable(model, pattern):
                 layer.trainable = False
             trained.extend(sub)
         else:
-            flag = regex is not None and regex.fullmatch(layer.name) is not None
+            flag = bool(regex is not None and regex.fullmatch(layer.name))
             layer.trainable = flag
             if flag:
                 trained.append(layer.name)

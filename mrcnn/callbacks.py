@@ -1,10 +1,17 @@
 """Training callbacks: NaN guard, atomic by-name checkpoints, output checks."""
 
+import importlib.util
 import math
 import os
 import tempfile
 
 import keras
+
+
+def tensorboard_available():
+    """Whether Keras' TensorBoard callback can write logs here."""
+    return (importlib.util.find_spec("tensorboard") is not None
+            and importlib.util.find_spec("tensorflow") is not None)
 
 
 def check_writable(folder):

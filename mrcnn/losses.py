@@ -15,7 +15,7 @@ from keras import ops
 
 
 def _smooth_l1(diff):
-    """Elementwise smooth L1 with beta = 1: 0.5 x^2 if |x| < 1 else |x| - 0.5."""
+    """Elementwise smooth L1, beta = 1: 0.5 x^2 if |x| < 1 else |x| - 0.5."""
     absolute = ops.abs(diff)
     return ops.where(absolute < 1.0, 0.5 * ops.square(diff), absolute - 0.5)
 
@@ -37,7 +37,10 @@ def _softmax_cross_entropy(logits, labels):
 
 
 def _weighted_mean(values, weights, elements_per_weight=1.0):
-    """sum(values * weights) / (elements_per_weight * sum(weights)), 0 if empty."""
+    """sum(values * weights) / (elements_per_weight * sum(weights)).
+
+    Returns 0 (not NaN) when the weights sum to 0.
+    """
     total = ops.sum(values * weights)
     count = ops.sum(weights) * elements_per_weight
     return total / ops.maximum(count, 1e-8) * ops.cast(count > 0, "float32")

@@ -38,7 +38,7 @@ from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.layers.anchors import AnchorsLayer
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
-from mrcnn.layers.meta import ActiveClassIds, DetectionBoxes, NormalizedWindow
+from mrcnn.layers.meta import ActiveClassIds, DetectionBoxes, FixedBatch, NormalizedWindow
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
 from mrcnn import callbacks as mrcnn_callbacks
@@ -106,8 +106,10 @@ class MaskRCNN:
         input_image = keras.Input((h, w, c), batch_size=batch, name="input_image")
         input_image_meta = keras.Input((config.IMAGE_META_SIZE,), batch_size=batch,
                                        name="input_image_meta")
+        image = FixedBatch(batch, name="input_image_fixed")(input_image)
+        image_meta = FixedBatch(batch, name="input_image_meta_fixed")(input_image_meta)
         first = int(getattr(self.config, "BACKBONE_FIRST_STRIDE", 2))
-        feats = self.backbone.build(input_image, first_stride=first)
+        feats = self.backbone.build(image, first_stride=first)
         if len(feats) != 4:
             raise ValueError(f"backbone {self.backbone.name!r} returned {len(feats)} feature "
                              f"maps; expected [C2, C3, C4, C5]")
@@ -116,10 +118,11 @@ class MaskRCNN:
 
         anchors = AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                self.strides, config.RPN_ANCHOR_STRIDE, (h, w),
-                               name="anchors")(input_image)
+                               name="anchors")(image)
         rpn = build_rpn_model(len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE,
                               config.RPN_ANCHOR_STRIDE)
-        rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps)
+        num_anchors = model_anchors(config, self.strides).shape[0]
+        rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps, num_anchors)
         proposal_count = (config.POST_NMS_ROIS_TRAINING if mode == "training"
                           else config.POST_NMS_ROIS_INFERENCE)
         rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD,
@@ -130,7 +133,6 @@ class MaskRCNN:
         pool, mask_pool = config.POOL_SIZE, config.MASK_POOL_SIZE
 
         if mode == "training":
-            num_anchors = model_anchors(config, self.strides).shape[0]
             g = config.MAX_GT_INSTANCES
             mh, mw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (h, w)
             inputs = {
@@ -146,12 +148,13 @@ class MaskRCNN:
                 "input_gt_masks": keras.Input((mh, mw, g), batch_size=batch, dtype="bool",
                                               name="input_gt_masks"),
             }
-            active_class_ids = ActiveClassIds(name="active_class_ids")(input_image_meta)
+            active_class_ids = ActiveClassIds(name="active_class_ids")(image_meta)
+            gt = [FixedBatch(batch, name=k + "_fixed")(inputs[k])
+                  for k in ("input_gt_class_ids", "input_gt_boxes", "input_gt_masks")]
             rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
                 config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV,
                 (mask_size, mask_size), use_mini_mask=config.USE_MINI_MASK,
-                name="proposal_targets")([rpn_rois, inputs["input_gt_class_ids"],
-                                          inputs["input_gt_boxes"], inputs["input_gt_masks"]])
+                name="proposal_targets")([rpn_rois] + gt)
             t = config.TRAIN_ROIS_PER_IMAGE
             pooled = PyramidROIAlign((pool, pool), (h, w),
                                      name="roi_align_classifier")([rois] + head_maps)
@@ -175,7 +178,7 @@ class MaskRCNN:
                                  name="roi_align_classifier")([rpn_rois] + head_maps)
         _, class_probs, bbox = build_box_head(pooled, proposal_count, num_classes,
                                               config.FPN_CLASSIF_FC_LAYERS_SIZE)
-        window = NormalizedWindow((h, w), name="norm_window")(input_image_meta)
+        window = NormalizedWindow((h, w), name="norm_window")(image_meta)
         detections = DetectionLayer(config.DETECTION_MAX_INSTANCES,
                                     config.DETECTION_MIN_CONFIDENCE,
                                     config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
@@ -374,10 +377,15 @@ class MaskRCNN:
         callbacks = [
             mrcnn_callbacks.NanGuard(LOSS_NAMES),
             keras.callbacks.CSVLogger(os.path.join(self.log_dir, "history.csv"), append=True),
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, write_graph=False,
-                                        profile_batch=0),
             mrcnn_callbacks.Checkpoint(self, self.checkpoint_path),
-        ] + list(custom_callbacks or [])
+        ]
+        if mrcnn_callbacks.tensorboard_available():
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=self.log_dir, write_graph=False,
+                                                         profile_batch=0))
+        else:
+            log.info("tensorboard is not installed: no TensorBoard logs (CSV logs in %s)",
+                     self.log_dir)
+        callbacks += list(custom_callbacks or [])
         history = self.keras_model.fit(
             train_gen, initial_epoch=self.epoch, epochs=epochs,
             steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_data=val_gen,

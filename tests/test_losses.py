@@ -8,7 +8,23 @@ import numpy as np
 import pytest
 from keras import ops
 
-from mrcnn import losses
+from mrcnn import losses as _losses
+
+
+class _Compiled:
+    """The loss functions, wrapped in jax.jit on JAX (eager JAX compiles
+    every op separately, which makes tiny tests slow); unchanged otherwise.
+    """
+
+    def __getattr__(self, name):
+        fn = getattr(_losses, name)
+        if keras.backend.backend() == "jax":
+            import jax
+            return jax.jit(fn)
+        return fn
+
+
+losses = _Compiled()
 
 
 def _value(x):

@@ -55,8 +55,14 @@ def build_rpn_model(anchors_per_location, depth, anchor_stride=1):
     return keras.Model(feature_map, [logits, probs, bbox], name="rpn_model")
 
 
-def apply_rpn(rpn_model, feature_maps):
+def apply_rpn(rpn_model, feature_maps, num_anchors=None):
     """Run the shared head on every level and concatenate along anchors.
+
+    Args:
+        rpn_model: from :func:`build_rpn_model`.
+        feature_maps: [P2, ..., P6].
+        num_anchors: total anchor count A; when given, the outputs get this
+            static length (the nested model's outputs have an open length).
 
     Returns:
         rpn_class_logits [B, A, 2], rpn_probs [B, A, 2], rpn_bbox [B, A, 4],
@@ -64,5 +70,11 @@ def apply_rpn(rpn_model, feature_maps):
     """
     outputs = [rpn_model(p) for p in feature_maps]
     names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-    return [layers.Concatenate(axis=1, name=n)([o[i] for o in outputs])
-            for i, n in enumerate(names)]
+    results = []
+    for i, (name, k) in enumerate(zip(names, (2, 2, 4))):
+        x = layers.Concatenate(axis=1, name=name if num_anchors is None else name + "_concat")(
+            [o[i] for o in outputs])
+        if num_anchors is not None:
+            x = layers.Reshape((int(num_anchors), k), name=name)(x)
+        results.append(x)
+    return results

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.data.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.data.anchors import (compute_backbone_shapes,
+                                generate_pyramid_anchors)
 from mrcnn.data.boxes import norm_boxes
 
 
@@ -50,7 +51,8 @@ class AnchorsLayer(keras.layers.Layer):
                 "image_shape must be (height, width[, channels]); got "
                 f"{image_shape!r}.")
         self.image_shape = [int(v) for v in image_shape]
-        feature_shapes = compute_backbone_shapes(self.image_shape, self.strides)
+        feature_shapes = compute_backbone_shapes(self.image_shape,
+                                                 self.strides)
         pixel_anchors = generate_pyramid_anchors(
             self.scales, self.ratios, feature_shapes, self.strides,
             self.anchor_stride)

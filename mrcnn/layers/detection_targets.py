@@ -58,9 +58,11 @@ def mask_targets(rois, gt_boxes, gt_masks, assigned, mask_shape,
     batch = ops.shape(rois)[0]
     image_index = (ops.arange(batch, dtype="int32")[:, None] * num_gt
                    + assigned)
+    # The generic (keras.ops) kernel: tf.image.crop_and_resize has no XLA
+    # kernel, and Keras compiles with XLA by default on TensorFlow + GPU.
     crops = crop_and_resize(
         masks, ops.reshape(boxes, (-1, 4)),
-        ops.reshape(image_index, (-1,)), mask_shape)
+        ops.reshape(image_index, (-1,)), mask_shape, method="generic")
     crops = ops.reshape(crops, (-1, rois_per_image) + mask_shape)
     return ops.cast(crops >= 0.5, "float32")
 

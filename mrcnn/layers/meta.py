@@ -46,3 +46,28 @@ class DetectionBoxes(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (4,)
+
+
+class FixedBatch(layers.Layer):
+    """Give a tensor a static batch dimension.
+
+    TensorFlow traces ``fit``/``predict`` with an unknown batch size; the
+    graph layers (NMS, sampling) need it static, and the model always runs
+    with Config.BATCH_SIZE images per step.
+
+    Args:
+        batch_size: the static batch size.
+    """
+
+    def __init__(self, batch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.batch_size = int(batch_size)
+
+    def call(self, x):
+        return ops.reshape(x, (self.batch_size,) + tuple(x.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        return (self.batch_size,) + tuple(input_shape[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "batch_size": self.batch_size}

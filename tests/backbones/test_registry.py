@@ -24,7 +24,7 @@ def test_builtins_registered():
     assert registry.available() == sorted([
         "efficientnetv2-b0", "efficientnetv2-b1", "efficientnetv2-b2",
         "efficientnetv2-b3", "efficientnetv2-l", "efficientnetv2-m",
-        "efficientnetv2-s", "resnet101", "resnet50"])
+        "efficientnetv2-s", "resnet101", "resnet50", "small-cnn"])
 
 
 def test_register_get_available(clean_registry):

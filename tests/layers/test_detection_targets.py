@@ -31,7 +31,22 @@ def _np_refinement(box, gt):
 
 
 def _run(layer, inputs):
-    return [ops.convert_to_numpy(x) for x in layer(inputs)]
+    """Runs the layer in a compiled model (tf.function / jax.jit): faster
+    than eager op-by-op dispatch on JAX, and checks jit compatibility."""
+    inputs = [np.asarray(x) for x in inputs]
+    symbolic = [keras.Input(shape=x.shape[1:], batch_size=x.shape[0],
+                            dtype=str(x.dtype)) for x in inputs]
+    model = keras.Model(symbolic, layer(symbolic))
+    return [np.asarray(x) for x in model.predict_on_batch(inputs)]
+
+
+def _mask_targets(*args, **kwargs):
+    """mask_targets, jitted on JAX (eager JAX compiles every op)."""
+    if keras.backend.backend() == "jax":
+        import jax
+        return np.asarray(jax.jit(
+            lambda *a: mask_targets(*a, **kwargs))(*args))
+    return ops.convert_to_numpy(mask_targets(*args, **kwargs))
 
 
 def _random_boxes(rng, shape, min_side=0.05, max_side=0.5):
@@ -88,8 +103,9 @@ def test_square_mini_mask_targets():
     gt_masks = np.ones((1, 14, 14, 1), bool)
     rois = np.array([[[0.3, 0.3, 0.5, 0.5],
                       [0.2, 0.2, 0.6, 0.6]]], np.float32)
-    masks = ops.convert_to_numpy(mask_targets(
-        rois, gt_boxes, gt_masks, np.zeros((1, 2), np.int32), (28, 28)))
+    masks = _mask_targets(
+        rois, gt_boxes, gt_masks, np.zeros((1, 2), np.int32),
+        mask_shape=(28, 28))
     assert np.all(masks[0, 0] == 1)
     centre = np.zeros((28, 28))
     centre[7:21, 7:21] = 1  # samples i / 27 in [0.25, 0.75]: i = 7..20
@@ -103,9 +119,9 @@ def test_full_image_mask_targets():
     # Normalized box whose corners are the first/last pixel centres.
     roi = np.array([[[10 / 40, 10 / 40, 19 / 40, 29 / 40],
                      [10 / 40, 10 / 40, 28 / 40, 29 / 40]]], np.float32)
-    masks = ops.convert_to_numpy(mask_targets(
+    masks = _mask_targets(
         roi, np.zeros((1, 2, 4), np.float32), mask,
-        np.ones((1, 2), np.int32), (10, 20), use_mini_mask=False))
+        np.ones((1, 2), np.int32), mask_shape=(10, 20), use_mini_mask=False)
     assert np.all(masks[0, 0] == 1)
     # Second ROI spans rows 10..28 in 10 samples (step 2): rows 10..18 ones.
     expected = np.zeros((10, 20))
@@ -160,7 +176,8 @@ def test_crowd_boxes_exclude_negatives():
                            [0.0, 0.6, 0.2, 0.9]]], np.float32)  # negative
     layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), seed=0)
     rois, class_ids, _, _ = _run(
-        layer, [proposals, gt_class_ids, gt_boxes, np.ones((1, 4, 4, 2))])
+        layer, [proposals, gt_class_ids, gt_boxes,
+                np.ones((1, 4, 4, 2), bool)])
     # Positives: the non-crowd GT box only; negatives: proposal 1 only
     # (the crowd GT box itself is not a candidate).
     np.testing.assert_array_equal(class_ids, [[1, 0, 0, 0, 0, 0]])
@@ -268,3 +285,21 @@ def test_rejects_bad_arguments():
         DetectionTargetLayer(10, 0.3, [0.1, 0.1], (4, 4))
     with pytest.raises(ValueError, match="train_rois_per_image"):
         DetectionTargetLayer(0, 0.3, STD, (4, 4))
+
+
+def test_compiles_with_xla_on_tensorflow():
+    """Keras enables XLA by default on TensorFlow + GPU: the layer must not
+    use ops without an XLA kernel (e.g. tf.image.crop_and_resize)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("XLA compilation check for the TensorFlow backend")
+    import tensorflow as tf
+    rng = np.random.default_rng(4)
+    gt_boxes = _random_boxes(rng, (1, 2), 0.2, 0.4)
+    proposals = np.concatenate([gt_boxes, _random_boxes(rng, (1, 6))], 1)
+    data = [proposals, np.array([[1, 2]], np.int32), gt_boxes,
+            np.ones((1, 5, 5, 2), bool)]
+    layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), seed=0)
+    outputs = tf.function(lambda *x: layer(list(x)), jit_compile=True)(*data)
+    class_ids = outputs[1].numpy()
+    assert np.sum(class_ids > 0) == 3 and np.all(outputs[3].numpy()[0, :3]
+                                                 == 1)

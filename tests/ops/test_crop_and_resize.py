@@ -183,3 +183,46 @@ def test_bad_arguments_raise():
     if keras.backend.backend() != "tensorflow":
         with pytest.raises(ValueError, match="native"):
             crop_and_resize(images, np.zeros((1, 4)), [0], (2, 2), method="native")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_box_edge_at_one_samples_last_pixel(method):
+    # A box ending at exactly 1.0 must sample the last row / column (not 0
+    # from float rounding pushing the sample past H - 1).
+    rng = np.random.default_rng(4)
+    for height in (5, 8, 13, 56):
+        images = rng.uniform(1.0, 2.0, size=(1, height, height, 1)).astype(np.float32)
+        for crop in (2, 7, 14, 28):
+            boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.3, 0.7, 1.0, 1.0]], np.float32)
+            got = ops.convert_to_numpy(
+                crop_and_resize(images, boxes, [0, 0], (crop, crop), method=method)
+            )
+            # Generic is endpoint exact for any box; tf.image for [0, 0, 1, 1].
+            rows = 2 if method == "generic" else 1
+            np.testing.assert_allclose(
+                got[:rows, -1, -1, 0], images[0, -1, -1, 0], rtol=1e-5
+            )
+
+
+def test_default_method_inside_xla_uses_generic():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("XLA fallback only concerns the TensorFlow backend")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    maps = [rng.normal(size=(1, s, s, 2)).astype(np.float32) for s in (8, 4)]
+    boxes = random_boxes(rng, 6)[None]
+    levels = np.array([[0, 1, 0, 1, 1, 0]], np.int32)
+
+    @tf.function(jit_compile=True)
+    def fn(m0, m1, b, l):
+        single = crop_and_resize(m0, b[0], tf.zeros(6, tf.int32), (3, 3))
+        multi = multilevel_crop_and_resize([m0, m1], b, l, (3, 3))
+        return single, multi
+
+    single, multi = fn(maps[0], maps[1], boxes, levels)
+    want = reference_crop_and_resize(maps[0], boxes[0], np.zeros(6, int), (3, 3))
+    np.testing.assert_allclose(single.numpy(), want, rtol=1e-5, atol=1e-5)
+    for n in range(6):
+        want = reference_crop_and_resize(maps[levels[0, n]], boxes[0, n : n + 1], [0], (3, 3))
+        np.testing.assert_allclose(multi.numpy()[0, n], want[0], rtol=1e-5, atol=1e-5)

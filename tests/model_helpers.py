@@ -1,0 +1,45 @@
+"""Small configs and datasets shared by the model tests."""
+
+import numpy as np
+
+from mrcnn.config import Config
+from mrcnn.datasets.shapes import ShapesDataset
+
+
+class TinyConfig(Config):
+    NAME = "tiny"
+    NUM_CLASSES = 1 + 3
+    IMAGES_PER_GPU = 2
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    BACKBONE = "small-cnn"
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    TRAIN_ROIS_PER_IMAGE = 16
+    PRE_NMS_LIMIT = 200
+    POST_NMS_ROIS_TRAINING = 50
+    POST_NMS_ROIS_INFERENCE = 30
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 5
+    DETECTION_MAX_INSTANCES = 8
+    MINI_MASK_SHAPE = (28, 28)
+    FPN_CLASSIF_FC_LAYERS_SIZE = 32
+    TOP_DOWN_PYRAMID_SIZE = 32
+    STEPS_PER_EPOCH = 3
+    VALIDATION_STEPS = 2
+    LEARNING_RATE = 0.01
+    DETECTION_MIN_CONFIDENCE = 0.0
+
+
+def make_config(**overrides):
+    return type("TestConfig", (TinyConfig,), overrides)()
+
+
+def shapes(count=8, size=64, seed=0):
+    ds = ShapesDataset()
+    ds.load_shapes(count, size, size, seed=seed, max_shapes=3)
+    ds.prepare()
+    return ds
+
+
+def as_numpy(x):
+    return np.asarray(x)
