@@ -18,6 +18,12 @@ Two implementations sit behind one function:
   neighbours of every sample are gathered with ``ops.take``.
 * ``"native"``: ``tf.image.crop_and_resize`` on the TensorFlow backend.
 
+The generic path is endpoint exact: a box edge at 1.0 samples exactly
+``H - 1``. ``tf.image.crop_and_resize`` rounds ``y1 + i * step`` and, for
+some sizes (e.g. ``H = 56`` with a 28x28 crop of ``[0, 0, 1, 1]``), puts
+the last sample just past ``H - 1`` and returns 0 there; otherwise the two
+agree to float rounding.
+
 ``method=None`` picks the native kernel on TensorFlow, except inside a
 ``jit_compile=True`` (XLA) trace: ``CropAndResize`` has no XLA lowering.
 """

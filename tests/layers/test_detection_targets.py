@@ -293,13 +293,26 @@ def test_compiles_with_xla_on_tensorflow():
     if keras.backend.backend() != "tensorflow":
         pytest.skip("XLA compilation check for the TensorFlow backend")
     import tensorflow as tf
-    rng = np.random.default_rng(4)
-    gt_boxes = _random_boxes(rng, (1, 2), 0.2, 0.4)
-    proposals = np.concatenate([gt_boxes, _random_boxes(rng, (1, 6))], 1)
+    gt_boxes = np.array([[[0.1, 0.1, 0.3, 0.4], [0.5, 0.5, 0.9, 0.7]]],
+                        np.float32)
+    far = np.array([[[0.0, 0.8, 0.1, 0.9], [0.8, 0.0, 0.9, 0.2],
+                     [0.4, 0.0, 0.45, 0.1], [0.0, 0.5, 0.05, 0.6]]],
+                   np.float32)
+    proposals = np.concatenate([gt_boxes, far], axis=1)
     data = [proposals, np.array([[1, 2]], np.int32), gt_boxes,
             np.ones((1, 5, 5, 2), bool)]
-    layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), seed=0)
-    outputs = tf.function(lambda *x: layer(list(x)), jit_compile=True)(*data)
-    class_ids = outputs[1].numpy()
-    assert np.sum(class_ids > 0) == 3 and np.all(outputs[3].numpy()[0, :3]
-                                                 == 1)
+    # 4 positives (2 proposals + 2 GT boxes) and 4 negatives: all chosen,
+    # only their order is random.
+    layer = DetectionTargetLayer(8, 0.5, STD, (4, 4), seed=0)
+    rois, class_ids, deltas, masks = (
+        x.numpy() for x in tf.function(
+            lambda *x: layer(list(x)), jit_compile=True)(*data))
+    assert sorted(class_ids[0]) == [0, 0, 0, 0, 1, 1, 2, 2]
+    np.testing.assert_array_equal(class_ids[0, 4:], 0)
+    expected_pos = np.concatenate([gt_boxes[0], gt_boxes[0]])
+    np.testing.assert_allclose(np.sort(rois[0, :4], axis=0),
+                               np.sort(expected_pos, axis=0), atol=1e-6)
+    np.testing.assert_allclose(np.sort(rois[0, 4:], axis=0),
+                               np.sort(far[0], axis=0), atol=1e-6)
+    np.testing.assert_allclose(deltas, 0, atol=1e-6)
+    assert np.all(masks[0, :4] == 1) and np.all(masks[0, 4:] == 0)
