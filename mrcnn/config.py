@@ -43,6 +43,9 @@ class Config:
     # C2..C6.
     BACKBONE = "resnet101"
     COMPUTE_BACKBONE_SHAPE = None
+    # Stride of the backbone's first layer: 2 (standard) or 1 (twice the
+    # feature resolution for small objects; strides and anchors follow).
+    BACKBONE_FIRST_STRIDE = 2
 
     # Strides of the FPN pyramid levels P2..P6 (and of the anchors).
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
@@ -163,6 +166,11 @@ class Config:
     # Data pipeline: sample cache (False, True = in memory, "disk"),
     # data-loader workers (0 = main process) and queue size.
     CACHE = False
+    # Folder of the "disk" cache (None: <model_dir>/cache) and the byte
+    # budget of the cache (memory or disk); past it, samples are computed
+    # without caching.
+    CACHE_DIR = None
+    CACHE_MAX_BYTES = 4 * 2**30
     WORKERS = 0
     MAX_QUEUE_SIZE = 10
 
@@ -271,6 +279,10 @@ class Config:
                  f"{sorted(expected)}")
         if self.CACHE not in (False, True, "disk", "memory", None):
             fail(f"CACHE must be False, True (in memory) or 'disk', got {self.CACHE!r}")
+        if self.BACKBONE_FIRST_STRIDE not in (1, 2):
+            fail(f"BACKBONE_FIRST_STRIDE must be 1 or 2, got {self.BACKBONE_FIRST_STRIDE!r}")
+        if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
+            fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
         if self.LR_SCHEDULE not in (False, True, None, "cosine", "exponential"):
             fail(f"LR_SCHEDULE must be False, True/'cosine' or 'exponential', got "
                  f"{self.LR_SCHEDULE!r}")

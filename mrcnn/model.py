@@ -38,7 +38,8 @@ from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.layers.anchors import AnchorsLayer
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
-from mrcnn.layers.meta import ActiveClassIds, DetectionBoxes, FixedBatch, NormalizedWindow
+from mrcnn.layers.meta import (ActiveClassIds, DetectionBoxes, FixedBatch, LeadingRois,
+                               NormalizedWindow)
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
 from mrcnn import callbacks as mrcnn_callbacks
@@ -160,15 +161,21 @@ class MaskRCNN:
                                      name="roi_align_classifier")([rois] + head_maps)
             class_logits, _, bbox = build_box_head(pooled, t, num_classes,
                                                    config.FPN_CLASSIF_FC_LAYERS_SIZE)
+            # The mask loss uses positive ROIs only; they come first.
+            p = max(1, int(t * config.ROI_POSITIVE_RATIO))
+            mask_rois = LeadingRois(p, name="mask_rois")(rois)
+            mask_class_ids = LeadingRois(p, name="mask_class_ids")(target_class_ids)
+            target_mask = LeadingRois(p, name="mask_targets")(target_mask)
             pooled_mask = PyramidROIAlign((mask_pool, mask_pool), (h, w),
-                                          name="roi_align_mask")([rois] + head_maps)
-            mask_logits = build_mask_head(pooled_mask, t, num_classes, mask_size)
+                                          name="roi_align_mask")([mask_rois] + head_maps)
+            mask_logits = build_mask_head(pooled_mask, p, num_classes, mask_size)
             outputs = {
                 "rpn_class_logits": rpn_class_logits, "rpn_bbox": rpn_bbox,
                 "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,
                 "mrcnn_mask_logits": mask_logits, "rois": rois,
                 "target_class_ids": target_class_ids, "target_bbox": target_bbox,
-                "target_mask": target_mask, "active_class_ids": active_class_ids,
+                "target_mask": target_mask, "mask_class_ids": mask_class_ids,
+                "active_class_ids": active_class_ids,
                 "rpn_rois": rpn_rois,
             }
             return MaskRCNNTrainer(inputs=inputs, outputs=outputs,

@@ -25,8 +25,9 @@ def compute_losses(x, y_pred):
             ``input_rpn_bbox``, ``input_image_meta``).
         y_pred: the model's output dict (``rpn_class_logits``, ``rpn_bbox``,
             ``mrcnn_class_logits``, ``mrcnn_bbox``, ``mrcnn_mask_logits``,
-            ``rois``, ``target_class_ids``, ``target_bbox``, ``target_mask``,
-            ``active_class_ids``).
+            ``rois``, ``target_class_ids``, ``target_bbox``, ``target_mask`` and
+            ``mask_class_ids`` (targets of the leading, positive-first ROIs the
+            mask head ran on), ``active_class_ids``).
 
     Returns:
         dict loss name -> scalar tensor.
@@ -42,7 +43,7 @@ def compute_losses(x, y_pred):
         "mrcnn_bbox_loss": losses.mrcnn_bbox_loss(
             y_pred["target_bbox"], y_pred["target_class_ids"], y_pred["mrcnn_bbox"]),
         "mrcnn_mask_loss": losses.mrcnn_mask_loss(
-            y_pred["target_mask"], y_pred["target_class_ids"], y_pred["mrcnn_mask_logits"]),
+            y_pred["target_mask"], y_pred["mask_class_ids"], y_pred["mrcnn_mask_logits"]),
     }
 
 

@@ -89,13 +89,14 @@ class DetectionLayer(keras.layers.Layer):
             ops.logical_and(class_ids > 0, scores >= self.min_confidence),
             not_padding)
         # Rejected ROIs get score -1: NMS ranks them after every kept one, so
-        # they can neither suppress a kept box nor take its place; they are
-        # dropped below.
+        # they can neither suppress a kept box nor take its place; the score
+        # threshold lets NMS skip them (and stop early); any left are dropped
+        # below.
         nms_scores = ops.where(keep, scores, -1.0)
         offset = ops.cast(class_ids, "float32")[..., None] * _CLASS_OFFSET
         chosen = batched_non_max_suppression(
             boxes + offset, nms_scores, self.max_instances,
-            self.nms_threshold)
+            self.nms_threshold, score_threshold=-0.5)
         chosen = ops.cast(chosen, "int32")                     # [B, M]
         safe = ops.maximum(chosen, 0)
         valid = ops.logical_and(

@@ -71,3 +71,26 @@ class FixedBatch(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "batch_size": self.batch_size}
+
+
+class LeadingRois(layers.Layer):
+    """x[:, :count]: the first `count` ROIs (the positives come first).
+
+    The detection-target layer orders its ROIs positives first and draws at
+    most int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO) positives, so the mask
+    head (whose loss uses positives only) runs on that many ROIs instead of
+    all of them: about a third of the mask-head work.
+    """
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, x):
+        return x[:, :self.count]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count) + tuple(input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}

@@ -334,8 +334,8 @@ def batched_non_max_suppression(
     """:func:`non_max_suppression` applied to every image of a batch.
 
     Args:
-        boxes: ``[B, N, 4]`` boxes ``(y1, x1, y2, x2)``; ``B`` must be
-            static (python loop over the batch).
+        boxes: ``[B, N, 4]`` boxes ``(y1, x1, y2, x2)``. A static ``B``
+            is unrolled in python; an unknown one uses ``ops.map``.
         scores: ``[B, N]`` scores.
         max_output_size, iou_threshold, score_threshold, method, tile_size:
             as in :func:`non_max_suppression`.
@@ -351,22 +351,20 @@ def batched_non_max_suppression(
             "`boxes` must have shape [B, N, 4] and `scores` [B, N]; got "
             f"{tuple(boxes.shape)} and {tuple(scores.shape)}."
         )
-    batch = boxes.shape[0]
-    if batch is None:
-        raise ValueError(
-            "batched_non_max_suppression needs a static batch size; got "
-            f"boxes of shape {tuple(boxes.shape)}."
-        )
-    results = [
-        non_max_suppression(
-            boxes[b],
-            scores[b],
+    def one_image(image):
+        return non_max_suppression(
+            image[0],
+            image[1],
             max_output_size,
             iou_threshold,
             score_threshold=score_threshold,
             method=method,
             tile_size=tile_size,
         )
-        for b in range(batch)
-    ]
-    return ops.stack(results, axis=0)
+
+    batch = boxes.shape[0]
+    if batch is None:
+        # Unknown batch size (e.g. a TF graph traced with a None batch):
+        # map over the batch inside the graph.
+        return ops.map(one_image, (boxes, scores))
+    return ops.stack([one_image((boxes[b], scores[b])) for b in range(batch)])

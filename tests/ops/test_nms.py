@@ -145,7 +145,10 @@ def test_generic_under_jit_matches_reference():
     rng = np.random.default_rng(6)
     boxes = random_boxes(rng, 500)
     scores = rng.uniform(size=500).astype(np.float32)
-    fn = lambda b, s: non_max_suppression(b, s, 100, 0.5, 0.1, method="generic", tile_size=128)  # noqa: E501,E731
+
+    def fn(b, s):
+        return non_max_suppression(b, s, 100, 0.5, 0.1, method="generic", tile_size=128)
+
     if keras.backend.backend() == "jax":
         import jax
 
@@ -183,3 +186,36 @@ def test_default_method_inside_xla_uses_generic():
     scores = rng.uniform(size=64).astype(np.float32)
     fn = tf.function(lambda b, s: non_max_suppression(b, s, 20, 0.5), jit_compile=True)
     np.testing.assert_array_equal(fn(boxes, scores).numpy(), reference_nms(boxes, scores, 20, 0.5))
+
+
+def test_batched_with_unknown_batch_size_in_tf_graph():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("an unknown batch size only arises in TF graphs")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(9)
+    boxes = np.stack([random_boxes(rng, 40) for _ in range(2)])
+    scores = rng.uniform(size=(2, 40)).astype(np.float32)
+    for method in METHODS:
+        fn = tf.function(
+            lambda b, s: batched_non_max_suppression(b, s, 10, 0.5, method=method),
+            input_signature=[
+                tf.TensorSpec([None, 40, 4], tf.float32),
+                tf.TensorSpec([None, 40], tf.float32),
+            ],
+        )
+        got = fn(boxes, scores).numpy()
+        for b in range(2):
+            np.testing.assert_array_equal(got[b], reference_nms(boxes[b], scores[b], 10, 0.5))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_agrees_with_numpy_data_side_nms(method):
+    data_boxes = pytest.importorskip("mrcnn.data.boxes")
+    rng = np.random.default_rng(10)
+    boxes = random_boxes(rng, 150, scale=60.0)
+    scores = rng.uniform(size=150).astype(np.float32)
+    want = data_boxes.non_max_suppression(boxes, scores, 0.5, max_output=200)
+    got = run(boxes, scores, 200, 0.5, method=method, tile_size=32)
+    np.testing.assert_array_equal(got[: len(want)], want)
+    np.testing.assert_array_equal(got[len(want):], -1)
