@@ -11,8 +11,14 @@ Two families live here:
   Sartorius cell-segmentation challenge: :func:`map_iou` (one image),
   :func:`mean_map_iou` / :func:`map_iou_dataset` (mean over images),
   :func:`precision_recall_per_threshold` (the counts behind it) and
-  :func:`map_iou_per_class`. Matching uses ``IoU > threshold`` (strictly
-  greater) and ignores class labels.
+  :func:`map_iou_per_class`; :func:`map_iou_from_ious` and
+  :func:`map_iou_per_class_from_ious` score a precomputed IoU matrix.
+  Matching uses ``IoU > threshold`` (strictly greater) and ignores class
+  labels.
+
+COCO box and mask AP (pycocotools) and ``evaluate(model, dataset)`` are in
+:mod:`mrcnn.evaluation` and also reachable as ``mrcnn.metrics.coco_ap`` and
+``mrcnn.metrics.evaluate``.
 
 Masks are bool ``[H, W, N]`` arrays, instances last. The competition
 functions also accept an integer label image ``[H, W]`` (0 = background,
@@ -553,7 +559,62 @@ def map_iou_per_class(gt_masks, gt_class_ids, pred_masks, pred_class_ids,
             raise ValueError(
                 f"{name}_class_ids has {ids.shape[0]} entries but {name}_masks "
                 f"holds {n} instances.")
-    ious = _mask_iou_matrix(gt, pred)
+    return map_iou_per_class_from_ious(_mask_iou_matrix(gt, pred), gt_ids, pred_ids,
+                                       class_names, thresholds)
+
+
+# ---------------------------------------------------------------------------
+# Competition score from a precomputed IoU matrix
+# ---------------------------------------------------------------------------
+
+def _check_ious(ious):
+    ious = np.asarray(ious, dtype=np.float64)
+    if ious.ndim != 2:
+        raise ValueError(f"ious must be a [Ngt, Npred] matrix, got shape {ious.shape}.")
+    return ious
+
+
+def map_iou_from_ious(ious, thresholds=None):
+    """:func:`map_iou` of one image from its gt x prediction IoU matrix.
+
+    Useful when the IoUs come from elsewhere (e.g. sparse masks,
+    ``mrcnn.postprocess.SparseMasks.iou``) or are reused across settings.
+
+    Args:
+        ious: float ``[Ngt, Npred]`` mask IoUs (either side may be 0).
+        thresholds: 1-D IoU thresholds; default 0.50, 0.55, ..., 0.95.
+
+    Returns:
+        float in [0, 1]; 1.0 for an image with neither gt nor predictions.
+    """
+    counts = _counts_from_ious(_check_ious(ious), _check_thresholds(thresholds))
+    return float(np.mean(counts["score"]))
+
+
+def map_iou_per_class_from_ious(ious, gt_class_ids, pred_class_ids,
+                                class_names=None, thresholds=None):
+    """:func:`map_iou_per_class` from a precomputed IoU matrix.
+
+    Args:
+        ious: float ``[Ngt, Npred]`` mask IoUs.
+        gt_class_ids: int ``[Ngt]``.
+        pred_class_ids: int ``[Npred]``.
+        class_names: optional names used as dict keys: a sequence indexed by
+            class id or a mapping id -> name.
+        thresholds: 1-D IoU thresholds; default 0.50, 0.55, ..., 0.95.
+
+    Returns:
+        dict ``{class id or name: float score}`` for every class present in
+        the gt or the predictions, in increasing class id.
+    """
+    ious = _check_ious(ious)
+    thresholds = _check_thresholds(thresholds)
+    gt_ids = np.asarray(gt_class_ids).reshape(-1)
+    pred_ids = np.asarray(pred_class_ids).reshape(-1)
+    if ious.shape != (gt_ids.shape[0], pred_ids.shape[0]):
+        raise ValueError(
+            f"ious has shape {ious.shape} but there are {gt_ids.shape[0]} gt and "
+            f"{pred_ids.shape[0]} predicted class ids.")
     result = {}
     for class_id in np.union1d(gt_ids, pred_ids):
         sub = ious[np.ix_(gt_ids == class_id, pred_ids == class_id)]
@@ -567,3 +628,12 @@ def map_iou_per_class(gt_masks, gt_class_ids, pred_masks, pred_class_ids,
                     f"class_names has no entry for class id {key}.") from None
         result[key] = score
     return result
+
+
+def __getattr__(name):
+    # COCO AP and evaluate() live in mrcnn.evaluation (pycocotools, model
+    # loop); they are reachable from here without importing them eagerly.
+    if name in ("coco_ap", "evaluate"):
+        from mrcnn import evaluation
+        return getattr(evaluation, name)
+    raise AttributeError(f"module 'mrcnn.metrics' has no attribute {name!r}")

@@ -316,7 +316,7 @@ class MaskRCNN:
         schedule = schedule_from_config(cfg, learning_rate, total_steps)
         optimizer = keras.optimizers.SGD(
             learning_rate=schedule, momentum=momentum,
-            global_clipnorm=cfg.GRADIENT_CLIP_NORM or None,
+            clipnorm=cfg.GRADIENT_CLIP_NORM or None,
             weight_decay=cfg.WEIGHT_DECAY or None)
         if cfg.WEIGHT_DECAY:
             optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])

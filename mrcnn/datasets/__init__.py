@@ -1,0 +1,28 @@
+"""Ready-made `Dataset` subclasses for the supported data formats.
+
+- `SartoriusDataset`: Sartorius cell segmentation (train.csv with row-major
+  RLE + PNG folder); `read_sartorius_csv`, `decode_rle_stack`.
+- `NucleusDataset`: 2018 Data Science Bowl folders (one PNG per nucleus).
+- `CocoDataset`: COCO-format JSON (polygons / RLE), e.g. LIVECell.
+- `ShapesDataset`: generated squares, circles and triangles (in memory).
+- Synthetic Sartorius-format cell images: `make_cell_image`,
+  `write_synthetic_sartorius`, `ensure_synthetic_sartorius`.
+- `kfold_split`: k-fold cross-validation split by image.
+"""
+
+from mrcnn.datasets.coco import CocoDataset, read_coco_json
+from mrcnn.datasets.folds import kfold_split
+from mrcnn.datasets.nucleus import NucleusDataset
+from mrcnn.datasets.sartorius import (CELL_TYPES, SartoriusDataset, decode_rle_stack,
+                                      read_sartorius_csv)
+from mrcnn.datasets.shapes import ShapesDataset
+from mrcnn.datasets.synthetic_cells import (ensure_synthetic_sartorius, make_cell_image,
+                                            synthetic_sartorius_image,
+                                            write_synthetic_sartorius)
+
+__all__ = [
+    "CELL_TYPES", "CocoDataset", "NucleusDataset", "SartoriusDataset", "ShapesDataset",
+    "decode_rle_stack", "ensure_synthetic_sartorius", "kfold_split", "make_cell_image",
+    "read_coco_json", "read_sartorius_csv", "synthetic_sartorius_image",
+    "write_synthetic_sartorius",
+]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.ops.boxes import apply_box_deltas, clip_boxes
+from mrcnn.ops.boxes import apply_box_deltas, clip_boxes, sanitize_deltas
 from mrcnn.ops.nms import batched_non_max_suppression
 
 # Shift between the boxes of consecutive classes in the class-offset NMS
@@ -81,7 +81,7 @@ class DetectionLayer(keras.layers.Layer):
         class_deltas = ops.squeeze(ops.take_along_axis(
             deltas, ops.expand_dims(class_ids, (-2, -1)), axis=2), 2)
         std = ops.convert_to_tensor(self.bbox_std_dev, dtype="float32")
-        boxes = clip_boxes(apply_box_deltas(rois, class_deltas * std),
+        boxes = clip_boxes(apply_box_deltas(rois, sanitize_deltas(class_deltas * std)),
                            window[:, None, :])
 
         not_padding = ops.any(ops.not_equal(rois, 0.0), axis=-1)

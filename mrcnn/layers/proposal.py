@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.ops.boxes import apply_box_deltas, clip_boxes
+from mrcnn.ops.boxes import apply_box_deltas, clip_boxes, sanitize_deltas
 from mrcnn.ops.nms import batched_non_max_suppression
 
 
@@ -71,6 +71,8 @@ class ProposalLayer(keras.layers.Layer):
         num_anchors = scores.shape[1]
         limit = min(self.pre_nms_limit, num_anchors)
 
+        # A diverging network must not crash the graph: NaN scores rank last.
+        scores = ops.where(ops.isfinite(scores), scores, ops.zeros_like(scores))
         scores, order = ops.top_k(scores, limit)               # [B, K]
         std = ops.convert_to_tensor(self.rpn_bbox_std_dev, dtype="float32")
         deltas = ops.take_along_axis(
@@ -80,7 +82,7 @@ class ProposalLayer(keras.layers.Layer):
         else:
             anchors = ops.take_along_axis(
                 anchors, ops.expand_dims(order, -1), axis=1)
-        boxes = apply_box_deltas(anchors, deltas)
+        boxes = apply_box_deltas(anchors, sanitize_deltas(deltas))
         window = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0], dtype="float32")
         boxes = clip_boxes(boxes, window)
 

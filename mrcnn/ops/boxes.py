@@ -69,6 +69,27 @@ def box_area(boxes):
     return ops.maximum(y2 - y1, 0.0) * ops.maximum(x2 - x1, 0.0)
 
 
+MAX_LOG_SCALE = 4.135166556742356  # log(1000 / 16)
+MAX_SHIFT = 10.0
+
+
+def sanitize_deltas(deltas):
+    """Make predicted deltas safe to apply: the result of apply_box_deltas stays finite.
+
+    Non-finite values (a diverging network) become 0, shifts are limited to
+    +-MAX_SHIFT box sizes and log-size deltas to +-MAX_LOG_SCALE
+    (log(1000/16), torchvision's limit).
+
+    Args:
+        deltas: ``[..., 4]`` ``(dy, dx, log(dh), log(dw))`` (after std-dev scaling).
+    """
+    deltas = _as_float(deltas)
+    deltas = ops.where(ops.isfinite(deltas), deltas, ops.zeros_like(deltas))
+    limit = ops.convert_to_tensor([MAX_SHIFT, MAX_SHIFT, MAX_LOG_SCALE, MAX_LOG_SCALE],
+                                  dtype=deltas.dtype)
+    return ops.clip(deltas, -limit, limit)
+
+
 def apply_box_deltas(boxes, deltas):
     """Refines boxes with ``(dy, dx, log(dh), log(dw))`` deltas.
 
@@ -79,7 +100,8 @@ def apply_box_deltas(boxes, deltas):
 
     Returns:
         ``[..., 4]`` refined boxes ``(y1, x1, y2, x2)`` in the units of
-        ``boxes`` (not clipped).
+        ``boxes`` (not clipped). For predicted deltas, pass them through
+        :func:`sanitize_deltas` first.
     """
     boxes = _as_float(boxes)
     deltas = ops.cast(_as_float(deltas), boxes.dtype)

@@ -192,3 +192,17 @@ def test_bad_shapes_raise():
         apply_box_deltas(np.zeros((3, 4)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="shape"):
         norm_boxes(np.zeros((3, 4)), (5,))
+
+
+def test_sanitize_deltas_keeps_refined_boxes_finite():
+    from mrcnn.ops.boxes import MAX_LOG_SCALE, MAX_SHIFT, sanitize_deltas
+    deltas = np.array([[np.nan, np.inf, -np.inf, 100.0],
+                       [0.1, -0.2, 0.3, -0.4],
+                       [50.0, -50.0, 1.0, 2.0]], np.float32)
+    got = np.asarray(sanitize_deltas(deltas))
+    want = np.array([[0, 0, 0, MAX_LOG_SCALE],
+                     [0.1, -0.2, 0.3, -0.4],
+                     [MAX_SHIFT, -MAX_SHIFT, 1.0, 2.0]], np.float32)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    boxes = np.array([[0.1, 0.1, 0.2, 0.3]] * 3, np.float32)
+    assert np.isfinite(np.asarray(apply_box_deltas(boxes, got))).all()

@@ -1,0 +1,78 @@
+"""torchvision's maskrcnn_resnet50_fpn timed like benchmarks/train_detect.py times ours.
+
+Run in an environment that has torch + torchvision (not a dependency of mrcnn):
+    python benchmarks/peer_torchvision.py --size 512 --steps 5
+Prints one JSON line: {"train_step_s": ..., "detect_s": ..., "detections": ...}.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+
+def synthetic_target(size, n, rng, num_classes):
+    boxes, masks = [], []
+    for _ in range(n):
+        h, w = rng.integers(16, size // 4, 2)
+        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+        m = np.zeros((size, size), np.uint8)
+        m[y:y + h, x:x + w] = 1
+        boxes.append([x, y, x + w, y + h])
+        masks.append(m)
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32),
+            "labels": torch.tensor(rng.integers(1, num_classes, n), dtype=torch.int64),
+            "masks": torch.tensor(np.stack(masks))}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--instances", type=int, default=10)
+    p.add_argument("--num-classes", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    model = maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=args.num_classes,
+        min_size=args.size, max_size=args.size,
+        rpn_pre_nms_top_n_train=2000, rpn_post_nms_top_n_train=2000,
+        rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=1000,
+        box_batch_size_per_image=512, box_detections_per_img=100, box_score_thresh=0.0)
+    image = torch.rand(3, args.size, args.size)
+    target = synthetic_target(args.size, args.instances, rng, args.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+    times = []
+    for i in range(args.steps + 1):
+        t = time.perf_counter()
+        losses = model([image], [target])
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    model.eval()
+    dtimes, n = [], 0
+    with torch.no_grad():
+        for i in range(args.steps + 1):
+            t = time.perf_counter()
+            out = model([image])
+            if i:
+                dtimes.append(time.perf_counter() - t)
+            n = int(out[0]["boxes"].shape[0])
+    print(json.dumps({"train_step_s": statistics.median(times),
+                      "detect_s": statistics.median(dtimes), "detections": n,
+                      "torch": torch.__version__, "torchvision": torchvision.__version__}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""2018 Data Science Bowl nuclei (Kaggle "stage1_train" folder layout).
+
+One folder per image, one binary PNG per nucleus::
+
+    <root>/<id>/images/<id>.png     the image (often RGBA; converted to RGB)
+    <root>/<id>/masks/<any>.png     one mask per nucleus (nonzero = nucleus)
+
+Test folders ("stage1_test") have no `masks/` folder; their `load_mask`
+returns no instances.
+
+    ds = NucleusDataset()
+    ds.load_nucleus("/data/stage1_train")
+    ds.prepare()                         # classes: BG, nucleus
+    masks, class_ids = ds.load_mask(0)   # bool [H, W, N], int32 [N]
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from mrcnn.dataset import Dataset
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "nucleus"
+
+
+class NucleusDataset(Dataset):
+    """DSB 2018 nucleus folders as a `Dataset` (one class, "nucleus").
+
+    `image_info` entries carry "mask_dir" (None when the image has no
+    `masks/` folder).
+    """
+
+    def load_nucleus(self, root, image_ids=None):
+        """Register the image folders under `root`.
+
+        Args:
+            root: folder holding one sub-folder per image (e.g. stage1_train).
+            image_ids: optional folder names to load, in the order given;
+                every non-hidden sub-folder, sorted by name, by default.
+
+        Raises:
+            FileNotFoundError: root is missing, or an image folder has no
+                `images/<id>.png`.
+        """
+        root = os.fspath(root)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"nucleus data folder not found: {root!r}")
+        self.add_class(SOURCE, 1, "nucleus")
+        if image_ids is None:
+            image_ids = sorted(name for name in os.listdir(root)
+                               if not name.startswith(".")
+                               and os.path.isdir(os.path.join(root, name)))
+        for image_id in image_ids:
+            image_id = str(image_id)
+            path = os.path.join(root, image_id, "images", f"{image_id}.png")
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"nucleus image {image_id!r}: {path!r} not found; expected the layout "
+                    f"<root>/<id>/images/<id>.png with masks in <root>/<id>/masks/*.png")
+            mask_dir = os.path.join(root, image_id, "masks")
+            self.add_image(SOURCE, image_id=image_id, path=path,
+                           mask_dir=mask_dir if os.path.isdir(mask_dir) else None)
+
+    def load_mask(self, image_id):
+        """Read the image's mask PNGs (sorted by file name).
+
+        Each file is one nucleus: its nonzero pixels (any colour channel;
+        alpha is ignored) form the mask. Blank files are skipped with a
+        warning.
+
+        Returns:
+            masks: bool [H, W, N]; [H, W, 0] for a folder without masks.
+            class_ids: int32 [N], the internal id of "nucleus". Call
+                `prepare()` first.
+
+        Raises:
+            ValueError: a mask file is unreadable or its size differs from
+                the image's; the message names the file.
+        """
+        import skimage.io
+
+        info = self._info(image_id)
+        height, width = _png_size(info["path"], info["id"])
+        mask_dir = info.get("mask_dir")
+        names = [] if mask_dir is None else sorted(
+            name for name in os.listdir(mask_dir) if name.lower().endswith(".png"))
+        masks = np.zeros((height, width, len(names)), bool)
+        keep = np.ones(len(names), bool)
+        for i, name in enumerate(names):
+            path = os.path.join(mask_dir, name)
+            try:
+                mask = skimage.io.imread(path)
+            except Exception as error:  # image readers raise many types
+                raise ValueError(f"nucleus image {info['id']!r}: cannot read mask {path!r} "
+                                 f"({type(error).__name__}: {error})") from error
+            if mask.ndim == 3:
+                mask = mask[..., :3] if mask.shape[-1] in (3, 4) else mask[..., :1]
+                mask = mask.max(axis=-1)
+            if mask.shape != (height, width):
+                raise ValueError(f"nucleus image {info['id']!r}: mask {path!r} is "
+                                 f"{'x'.join(map(str, mask.shape))} but the image is "
+                                 f"{height}x{width}")
+            masks[..., i] = mask > 0
+            if not masks[..., i].any():
+                logger.warning("nucleus image %r: mask %s is blank; skipped", info["id"], path)
+                keep[i] = False
+        masks = masks[..., keep]
+        class_id = self.map_source_class_id(f"{SOURCE}.1")
+        return masks, np.full(masks.shape[-1], class_id, np.int32)
+
+    def image_reference(self, image_id):
+        """"<id> (<path>)"."""
+        info = self._info(image_id)
+        return f"{info['id']} ({info['path']})"
+
+
+def _png_size(path, image_id):
+    """(height, width) from the image file's header."""
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"nucleus image {image_id!r}: file not found: {path!r}")
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except OSError as error:
+        raise ValueError(f"nucleus image {image_id!r}: cannot read {path!r} as an image "
+                         f"({error})") from error
+    return height, width
