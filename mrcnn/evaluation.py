@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import io
 import itertools
+import numbers
 
 import numpy as np
 
@@ -219,6 +220,10 @@ def coco_ap(gt_list, pred_list, class_names=None, max_dets=DEFAULT_MAX_DETS):
                                 "annotations": dt_anns})
         coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
         coco_eval.params.maxDets = [1, 10, max_dets]
+        # Only the "all" area range is reported; the small/medium/large
+        # ranges would triple the (pure Python) per-image matching time.
+        coco_eval.params.areaRng = [[0, 1e10]]
+        coco_eval.params.areaRngLbl = ["all"]
         with contextlib.redirect_stdout(io.StringIO()):
             coco_eval.evaluate()
             coco_eval.accumulate()
@@ -304,15 +309,16 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
         score = map_iou_from_ious(ious, thresholds)
         per_image.append({"image_id": image_id, "map_iou": score,
                           "n_gt": gt.count, "n_pred": pred["masks"].count})
-        for key, value in map_iou_per_class_from_ious(
-                ious, gt_ids, pred["class_ids"], class_names, thresholds).items():
-            per_class.setdefault(key, []).append(value)
+        for class_id, value in map_iou_per_class_from_ious(
+                ious, gt_ids, pred["class_ids"], None, thresholds).items():
+            per_class.setdefault(class_id, []).append(value)
         gt_list.append((gt, gt_ids))
         pred_list.append(pred)
     if not per_image:
         raise ValueError("evaluate needs at least one image, got none")
     report = {"map_iou": float(np.mean([p["map_iou"] for p in per_image])),
-              "map_iou_per_class": {k: float(np.mean(v)) for k, v in per_class.items()}}
+              "map_iou_per_class": {_class_name(c, class_names): float(np.mean(per_class[c]))
+                                    for c in sorted(per_class)}}
     report.update(coco_ap(gt_list, pred_list, class_names, max_dets))
     report["per_image"] = per_image
     report["n_images"] = len(per_image)
@@ -350,7 +356,11 @@ def format_report(report):
 # ---------------------------------------------------------------------------
 
 def kfold_indices(n, k, seed=0, stratify=None):
-    """Shuffled k-fold split of ``n`` items.
+    """Shuffled k-fold split of ``n`` items (all folds at once).
+
+    The folds are those of :func:`mrcnn.datasets.folds.kfold_split` (items
+    shuffled and dealt to the folds in turn; with ``stratify``, label by
+    label), returned as index arrays for every fold.
 
     Args:
         n: number of items.
@@ -363,26 +373,17 @@ def kfold_indices(n, k, seed=0, stratify=None):
         list of ``k`` pairs ``(train, val)`` of sorted int64 index arrays; the
         ``val`` arrays partition ``range(n)`` and differ in size by at most 1.
     """
-    n, k = int(n), int(k)
-    if not 2 <= k <= n:
-        raise ValueError(f"k must be in [2, n={n}], got {k}")
-    rng = np.random.default_rng(seed)
-    fold = np.empty(n, np.int64)
-    if stratify is None:
-        fold[rng.permutation(n)] = np.arange(n) % k
-    else:
-        labels = np.asarray(stratify).reshape(-1)
-        if labels.size != n:
-            raise ValueError(f"stratify has {labels.size} labels for n={n} items")
-        offset = 0
-        # Deal each label's shuffled items round-robin, continuing where the
-        # previous label stopped so that fold sizes stay balanced.
-        for label in np.unique(labels):
-            members = rng.permutation(np.flatnonzero(labels == label))
-            fold[members] = (offset + np.arange(members.size)) % k
-            offset += members.size
-    everything = np.arange(n)
-    return [(everything[fold != f], everything[fold == f]) for f in range(k)]
+    from mrcnn.datasets.folds import kfold_split
+
+    n = int(n)
+    if not isinstance(k, (numbers.Integral, np.integer)) or not 2 <= k <= n:
+        raise ValueError(f"k must be an integer in [2, n={n}], got {k!r}")
+    if stratify is not None and len(stratify) != n:
+        raise ValueError(f"stratify has {len(stratify)} labels for n={n} items")
+    folds = [kfold_split(range(n), int(k), fold, seed, groups=stratify)
+             for fold in range(int(k))]
+    return [(np.asarray(train, np.int64), np.asarray(val, np.int64))
+            for train, val in folds]
 
 
 def subset_dataset(dataset, image_ids):
@@ -547,7 +548,7 @@ def _refine_per_class(preds, gts, grid, config, image_scores, class_names, thres
         if not images:
             continue
         for combo in itertools.product(*(list(grid[f]) for f in class_fields)):
-            trial = {f: dict(values[f], **{c: v}) for f, v in zip(class_fields, combo)}
+            trial = {f: {**values[f], c: v} for f, v in zip(class_fields, combo)}
             cfg = dataclasses.replace(config, **trial)
             new = image_scores.copy()
             new[images] = _score_images(preds, gts, cfg, class_names, thresholds, images)

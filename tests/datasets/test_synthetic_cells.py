@@ -91,8 +91,9 @@ def test_cell_types_have_their_counts_sizes_and_shapes():
         assert image.shape == (520, 704) and image.dtype == np.uint8
         assert masks.shape[:2] == (520, 704) and masks.dtype == bool
         assert masks.sum(axis=(0, 1)).min() >= 20
+        elongation = [_elongation(masks[..., i]) for i in range(masks.shape[-1])]
         stats[cell_type] = (masks.shape[-1], np.median(_equivalent_radius(masks)),
-                            np.median([_elongation(masks[..., i]) for i in range(masks.shape[-1])]))
+                            np.median(elongation))
     n, radius, elongation = stats["cort"]
     assert 25 <= n <= 80 and 6 <= radius <= 12 and elongation < 1.4
     n, radius, elongation = stats["shsy5y"]
@@ -102,21 +103,21 @@ def test_cell_types_have_their_counts_sizes_and_shapes():
 
 
 def test_overlaps_exist_but_are_small():
-    shared, covered, overlapping_pairs = 0, 0, 0
+    shared, covered, overlapping_pairs, fractions = 0, 0, 0, []
     for i in range(3):
         _, _, _, masks = synthetic_sartorius_image(11, i, 260, 352)
         coverage = masks.sum(axis=-1)
         shared += np.count_nonzero(coverage > 1)
         covered += np.count_nonzero(coverage > 0)
-        flat = masks.reshape(-1, masks.shape[-1]).astype(np.int32)
-        overlap = flat.T @ flat
+        flat = masks.reshape(-1, masks.shape[-1]).astype(np.float32)
+        overlap = flat.T @ flat                    # [N, N] pixels shared by each pair
         overlapping_pairs += (np.count_nonzero(overlap) - masks.shape[-1]) // 2
-        # no instance shares more than 35% of its area (+ one drawn-over pixel margin)
-        own = np.diag(overlap)
-        others = (flat * (coverage.reshape(-1, 1) > 1)).sum(axis=0)
-        assert np.all(others <= 0.35 * own + 1)
+        # share of each instance's area that other instances also cover
+        fractions.append((flat * (coverage.reshape(-1, 1) > 1)).sum(axis=0) / np.diag(overlap))
+    fractions = np.concatenate(fractions)
     assert overlapping_pairs > 0
     assert shared / covered < 0.05
+    assert np.percentile(fractions, 90) < 0.2 and fractions.max() < 0.6
 
 
 def test_phase_contrast_look():

@@ -1,0 +1,98 @@
+import logging
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mrcnn.datasets.nucleus import NucleusDataset
+
+H, W = 7, 9
+
+
+def _nuclei():
+    a = np.zeros((H, W), bool)
+    a[1:3, 1:4] = True
+    b = np.zeros((H, W), bool)
+    b[4:7, 6:9] = True
+    return a, b
+
+
+def _write(root):
+    """DSB layout: one training folder with three mask PNGs, one test folder."""
+    a, b = _nuclei()
+    train = root / "0a1b"
+    (train / "images").mkdir(parents=True)
+    (train / "masks").mkdir()
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., 0] = np.arange(W) * 20
+    rgba[..., 1] = 7
+    rgba[..., 2] = 9
+    rgba[..., 3] = 255
+    Image.fromarray(rgba).save(train / "images" / "0a1b.png")
+    Image.fromarray(a.astype(np.uint8) * 255).save(train / "masks" / "m1.png")     # 0/255 gray
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(train / "masks" / "m2.png")   # blank
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[b, 1] = 1                                                                   # any channel
+    Image.fromarray(rgb).save(train / "masks" / "m3.png")
+    test = root / "ffff"
+    (test / "images").mkdir(parents=True)
+    Image.fromarray(np.full((5, 6), 30, np.uint8)).save(test / "images" / "ffff.png")
+    (root / ".hidden").mkdir()                       # ignored: hidden folders
+    (root / "README.txt").write_text("not an image folder")
+    return rgba
+
+
+def _load(root, **kwargs):
+    ds = NucleusDataset()
+    ds.load_nucleus(root, **kwargs)
+    ds.prepare()
+    return ds
+
+
+def test_masks_and_classes(tmp_path, caplog):
+    _write(tmp_path)
+    ds = _load(tmp_path)
+    assert ds.class_names == ["BG", "nucleus"]
+    assert [info["id"] for info in ds.image_info] == ["0a1b", "ffff"]
+    with caplog.at_level(logging.WARNING):
+        masks, class_ids = ds.load_mask(0)
+    a, b = _nuclei()
+    np.testing.assert_array_equal(masks, np.stack([a, b], axis=-1))   # blank m2 skipped
+    np.testing.assert_array_equal(class_ids, [1, 1])
+    assert class_ids.dtype == np.int32
+    assert "m2.png is blank" in caplog.text
+
+
+def test_rgba_image_is_converted(tmp_path):
+    rgba = _write(tmp_path)
+    image = _load(tmp_path).load_image(0)
+    np.testing.assert_array_equal(image, rgba[..., :3])
+
+
+def test_test_folder_without_masks(tmp_path):
+    _write(tmp_path)
+    ds = _load(tmp_path, image_ids=["ffff"])
+    masks, class_ids = ds.load_mask(0)
+    assert masks.shape == (5, 6, 0) and class_ids.shape == (0,)
+    assert ds.image_reference(0) == f"ffff ({tmp_path / 'ffff' / 'images' / 'ffff.png'})"
+
+
+def test_missing_image_names_the_path(tmp_path):
+    _write(tmp_path)
+    os.remove(tmp_path / "ffff" / "images" / "ffff.png")
+    with pytest.raises(FileNotFoundError) as error:
+        _load(tmp_path)
+    assert "'ffff'" in str(error.value)
+    assert str(tmp_path / "ffff" / "images" / "ffff.png") in str(error.value)
+    with pytest.raises(FileNotFoundError, match="nucleus data folder not found"):
+        _load(tmp_path / "nope")
+
+
+def test_mask_of_the_wrong_size_names_the_file(tmp_path):
+    _write(tmp_path)
+    bad = tmp_path / "0a1b" / "masks" / "m4.png"
+    Image.fromarray(np.full((H, W + 1), 255, np.uint8)).save(bad)
+    ds = _load(tmp_path)
+    with pytest.raises(ValueError, match=r"m4\.png.* is 7x10 but the image is 7x9"):
+        ds.load_mask(0)

@@ -1,0 +1,69 @@
+"""Offline / Kaggle-kernel use: a wheel installed with --no-index, and a read-only source tree."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tree_state(folder):
+    """{relative path: (size, mtime_ns, sha1)} of every file, plus the folder list."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        rel = os.path.relpath(dirpath, folder)
+        state[rel + "/"] = sorted(dirnames)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                digest = hashlib.sha1(f.read()).hexdigest()
+            state[os.path.join(rel, name)] = (st.st_size, st.st_mtime_ns, digest)
+    return state
+
+
+@pytest.mark.slow
+def test_wheel_installs_offline_and_detects(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(dist)], check=True)
+    wheels = list(dist.glob("mrcnn_keras3-*.whl"))
+    assert len(wheels) == 1, wheels
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    assert any(n.startswith("mrcnn/model.py") for n in names)
+    assert any(n.startswith("backbones/registry.py") for n in names)
+    assert not [n for n in names if n.startswith(("tests/", "notebooks/", "weights/", "samples/"))
+                or n.endswith(".h5")], names
+    assert wheels[0].name.endswith("-py3-none-any.whl")
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(dist),
+                    "mrcnn-keras3"], check=True, env=env)
+    code = (
+        "import sys, os, numpy as np\n"
+        "sys.path = [p for p in sys.path if os.path.abspath(p) != %r]\n"
+        "import mrcnn, mrcnn.model as modellib\n"
+        "from mrcnn.config import Config\n"
+        "assert mrcnn.__file__.startswith(%r), mrcnn.__file__\n"
+        "class C(Config):\n"
+        "    NAME='w'; NUM_CLASSES=2; IMAGES_PER_GPU=1; IMAGE_MIN_DIM=64; IMAGE_MAX_DIM=64\n"
+        "    BACKBONE='small-cnn'; TOP_DOWN_PYRAMID_SIZE=32; FPN_CLASSIF_FC_LAYERS_SIZE=32\n"
+        "    PRE_NMS_LIMIT=200; POST_NMS_ROIS_INFERENCE=30; DETECTION_MAX_INSTANCES=5\n"
+        "    DETECTION_MIN_CONFIDENCE=0.0; RPN_ANCHOR_SCALES=(8,16,32,64,128)\n"
+        "m = modellib.MaskRCNN('inference', C(), %r)\n"
+        "r = m.detect([np.zeros((50, 60, 3), np.uint8)])[0]\n"
+        "assert r['masks'].shape[:2] == (50, 60)\n"
+        "print('WHEEL_OK', r['rois'].shape)\n"
+    ) % (ROOT, str(venv), str(tmp_path / "logs"))
+    proc = subprocess.run([py, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=str(tmp_path))
+    assert "WHEEL_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
