@@ -238,7 +238,7 @@ def _top_instance(masks):
     n = masks.shape[2]
     if n == 0:
         return np.full(masks.shape[:2], -1, dtype=np.int64)
-    last = np.argmax(masks, axis=2)
+    last = n - 1 - np.argmax(masks[:, :, ::-1], axis=2)
     return np.where(masks.any(axis=2), last, -1)
 
 
@@ -1195,19 +1195,47 @@ def plot_lr_schedule(config, epochs, steps=None, learning_rate=None, title="",
     return _finish(fig, own, save_path)
 
 
-_CACHE_ALIASES = {"bytes": "bytes_stored", "ratio": "compression_ratio"}
+_CACHE_ALIASES = {"bytes": "bytes_stored", "size_bytes": "bytes_stored",
+                  "ratio": "compression_ratio"}
 
 
-def plot_cache_stats(stats, title="", figsize=(15, 4), ax=None, save_path=None):
-    """Per-epoch cache statistics: hit rate, memory held, compression ratio.
+def _cache_row(i, item):
+    """One epoch of cache statistics as a dict with the canonical keys."""
+    if isinstance(item, dict):
+        row = {_CACHE_ALIASES.get(k, k): v for k, v in item.items()}
+    elif hasattr(item, "hits") and hasattr(item, "misses"):     # mrcnn.data.cache.CacheStats
+        row = {"hits": item.hits, "misses": item.misses}
+        for attr in ("size_bytes", "ratio"):
+            if hasattr(item, attr):
+                row[_CACHE_ALIASES[attr]] = getattr(item, attr)
+    else:
+        raise TypeError(f"stats[{i}] must be a dict or a CacheStats, got "
+                        f"{type(item).__name__}")
+    missing = [k for k in ("hits", "misses") if k not in row]
+    if missing:
+        raise ValueError(f"stats[{i}] lacks {missing}; expected keys hits, misses "
+                         f"[, bytes_stored, compression_ratio], got {sorted(row)}")
+    return row
+
+
+def plot_cache_stats(stats, cumulative=False, title="", figsize=(15, 4), ax=None,
+                     save_path=None):
+    """Per-epoch cache statistics: hits and misses, bytes held, compression ratio.
 
     Args:
-        stats: list with one dict per epoch (as reported by the data cache)
-            holding ``hits`` and ``misses`` (int, lookups served from the
-            cache / loaded from disk that epoch) and optionally
-            ``bytes_stored`` (bytes held at the end of the epoch; alias
-            ``bytes``) and ``compression_ratio`` (raw bytes / stored bytes;
-            alias ``ratio``). A panel whose key no epoch reports says so.
+        stats: one entry per epoch, each a dict or a
+            :class:`mrcnn.data.cache.CacheStats`. Keys (attributes): ``hits``
+            and ``misses`` (lookups served from the cache / loaded and
+            prepared again), optionally ``bytes_stored`` (bytes the cache
+            holds; aliases ``bytes``, ``size_bytes``) and
+            ``compression_ratio`` (uncompressed / stored bytes; alias
+            ``ratio``; values <= 0 mean "nothing measured"). A panel whose
+            key no epoch reports says so.
+        cumulative: True when the entries are running totals (e.g.
+            ``cache.stats()`` taken at the end of every epoch): hits and
+            misses are then differenced to per-epoch counts. With False
+            (default) they are per-epoch counts already (e.g. differences of
+            two snapshots).
         title: figure title.
         figsize, save_path: see the module docstring.
         ax: optional sequence of 3 Axes.
@@ -1215,24 +1243,16 @@ def plot_cache_stats(stats, title="", figsize=(15, 4), ax=None, save_path=None):
     Returns:
         ``save_path``, the figure (non-interactive backend, no ``ax``) or None.
     """
-    stats = list(stats)
-    if not stats:
+    rows = [_cache_row(i, item) for i, item in enumerate(stats)]
+    if not rows:
         raise ValueError("plot_cache_stats needs at least one epoch of stats, got none")
-    rows = []
-    for i, row in enumerate(stats):
-        if not isinstance(row, dict):
-            raise TypeError(f"stats[{i}] must be a dict, got {type(row).__name__}")
-        row = {_CACHE_ALIASES.get(k, k): v for k, v in row.items()}
-        missing = [k for k in ("hits", "misses") if k not in row]
-        if missing:
-            raise ValueError(f"stats[{i}] lacks {missing}; expected keys hits, misses "
-                             f"[, bytes_stored, compression_ratio], got {sorted(row)}")
-        rows.append(row)
 
     def col(key):
         return np.array([float(r.get(key, np.nan)) for r in rows])
 
     hits, misses = col("hits"), col("misses")
+    if cumulative:
+        hits, misses = np.diff(hits, prepend=0.0), np.diff(misses, prepend=0.0)
     epoch = np.arange(1, len(rows) + 1)
     fig, axes, own = _axes(ax, 3, 3, figsize, save_path, "plot_cache_stats")
     a = axes[0]
@@ -1247,6 +1267,8 @@ def plot_cache_stats(stats, title="", figsize=(15, 4), ax=None, save_path=None):
     for a, key, label, scale in ((axes[1], "bytes_stored", "stored (MiB)", 2.0 ** -20),
                                  (axes[2], "compression_ratio", "compression ratio", 1.0)):
         v = col(key) * scale
+        if key == "compression_ratio":
+            v[v <= 0] = np.nan
         if np.isfinite(v).any():
             a.plot(epoch, v, "-o", color="tab:blue")
             a.set_ylim(0, np.nanmax(v) * 1.15 or 1)
