@@ -22,7 +22,8 @@ Conventions shared by every plotting function:
 * With neither, a new figure is shown when the matplotlib backend can show
   one (a notebook, a desktop window) and None is returned; under a
   non-interactive backend such as Agg (headless servers, CI) the figure is
-  returned instead, so it can be saved, and ``plt.show()`` is never called.
+  returned instead, so it can be saved (close it with ``plt.close(fig)``),
+  and ``plt.show()`` is never called.
 
 Images may be RGB or grayscale (``[H, W]``, ``[H, W, 1]``), uint8, 16-bit or
 float: values already in 0..255 (or floats in 0..1) are shown as they are,
@@ -80,7 +81,7 @@ def _new_axes(n, ncols, figsize, save_path):
 
 def _given_axes(ax, n, name):
     """Checks a caller's ``ax`` argument: one Axes (n == 1) or a sequence of n."""
-    axes = [ax] if hasattr(ax, "figure") else list(ax)
+    axes = [ax] if hasattr(ax, "figure") else list(np.asarray(ax, dtype=object).ravel())
     if len(axes) < n or not all(hasattr(a, "figure") for a in axes[:n]):
         raise ValueError(f"{name} draws {n} panel(s); ax must be "
                          f"{'an Axes' if n == 1 else f'a sequence of {n} Axes'}, "
@@ -293,13 +294,12 @@ def _as_boxes(boxes, name="boxes"):
     return boxes
 
 
-def _show_image(ax, rgb, extent=None):
+def _show_image(ax, rgb):
     """Shows an RGB uint8 image pixel-exactly (nearest neighbour), axes off."""
     h, w = rgb.shape[:2]
     ax.imshow(rgb, interpolation="nearest", resample=False)
-    x0, y0, x1, y1 = extent if extent is not None else (-0.5, -0.5, w - 0.5, h - 0.5)
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y1, y0)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
     ax.set_axis_off()
 
 
@@ -361,16 +361,17 @@ def _place_labels(ax, boxes, texts, colors, order, image_shape, max_labels):
     than ``max_labels`` texts are given.
 
     Returns:
-        ``(drawn, hidden)`` counts.
+        ``(drawn, hidden, over_limit)``: label counts, and whether all were
+        hidden for exceeding ``max_labels``.
     """
     h, w = image_shape[:2]
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     visible = (b[:, 2] > 0) & (b[:, 3] > 0) & (b[:, 0] < h) & (b[:, 1] < w)
     wanted = [i for i in order if texts[i] and visible[i]]   # boxes off the image: no label
     if not wanted:
-        return 0, 0
+        return 0, 0, False
     if max_labels is not None and len(wanted) > max_labels:
-        return 0, len(wanted)
+        return 0, len(wanted), True
     fontsize = _label_fontsize(ax)
     w_in, h_in = _axes_size_inches(ax)
     pt_to_data = 1.0 / (72.0 * min(w_in / w, h_in / h))  # data units per point
@@ -400,7 +401,7 @@ def _place_labels(ax, boxes, texts, colors, order, image_shape, max_labels):
                                       edgecolor=colors[i], linewidth=1.2))
                 drawn += 1
                 break
-    return drawn, len(wanted) - drawn
+    return drawn, len(wanted) - drawn, False
 
 
 def _render_instances(ax, rgb, boxes, masks, colors, captions, order, fill_alpha,
@@ -427,9 +428,10 @@ def _render_instances(ax, rgb, boxes, masks, colors, captions, order, fill_alpha
     if show_bbox and n:
         keep = np.asarray(box_keep, bool)
         _draw_rectangles(ax, boxes[keep], colors[keep], "--", lw)
-    drawn, hidden = _place_labels(ax, boxes, captions, colors, order, rgb.shape, max_labels)
+    drawn, hidden, over_limit = _place_labels(ax, boxes, captions, colors, order, rgb.shape,
+                                              max_labels)
     notes = []
-    if hidden and not drawn:
+    if over_limit:
         notes.append(f"{hidden} labels hidden (more than max_labels={max_labels})")
     elif hidden:
         notes.append(f"{hidden} of {drawn + hidden} labels hidden to avoid overlap")
@@ -1218,24 +1220,53 @@ def _cache_row(i, item):
     return row
 
 
+def _cache_columns(stats, cumulative):
+    """``(epochs 1-based, {hits, misses, bytes_stored, compression_ratio} arrays)``."""
+    is_history = isinstance(stats, (str, os.PathLike, dict)) or hasattr(stats, "history")
+    if is_history:
+        epochs, cols = _history_columns(stats)
+        missing = [k for k in ("cache_hits", "cache_misses") if k not in cols]
+        if missing:
+            raise ValueError(f"history has no {missing} (CacheStatsLogger writes them); "
+                             f"it holds {sorted(cols)}")
+        nan = np.full(epochs.size, np.nan)
+        return epochs, {"hits": cols["cache_hits"], "misses": cols["cache_misses"],
+                        "bytes_stored": cols.get("cache_mb", nan) * 2.0 ** 20,
+                        "compression_ratio": cols.get("cache_ratio", nan)}
+    rows = [_cache_row(i, item) for i, item in enumerate(stats)]
+    if not rows:
+        raise ValueError("plot_cache_stats needs at least one epoch of stats, got none")
+    cols = {k: np.array([float(r.get(k, np.nan)) for r in rows])
+            for k in ("hits", "misses", "bytes_stored", "compression_ratio")}
+    if cumulative:
+        cols["hits"] = np.diff(cols["hits"], prepend=0.0)
+        cols["misses"] = np.diff(cols["misses"], prepend=0.0)
+    return np.arange(1, len(rows) + 1), cols
+
+
 def plot_cache_stats(stats, cumulative=False, title="", figsize=(15, 4), ax=None,
                      save_path=None):
     """Per-epoch cache statistics: hits and misses, bytes held, compression ratio.
 
     Args:
-        stats: one entry per epoch, each a dict or a
-            :class:`mrcnn.data.cache.CacheStats`. Keys (attributes): ``hits``
-            and ``misses`` (lookups served from the cache / loaded and
-            prepared again), optionally ``bytes_stored`` (bytes the cache
-            holds; aliases ``bytes``, ``size_bytes``) and
+        stats: either the training history (the ``keras.callbacks.History``
+            of ``MaskRCNN.train``, its ``history.csv`` path, or a dict of
+            per-epoch lists) holding the ``cache_hits``, ``cache_misses``,
+            ``cache_mb`` and ``cache_ratio`` columns that
+            :class:`mrcnn.data.cache_callback.CacheStatsLogger` logs (a dict
+            is always read as such a history); or a
+            list with one entry per epoch, each a dict or a
+            :class:`mrcnn.data.cache.CacheStats`, with keys (attributes)
+            ``hits`` and ``misses`` (lookups served from the cache / loaded
+            and prepared again), optionally ``bytes_stored`` (bytes the cache
+            holds; aliases ``bytes``, ``size_bytes``; in a difference of two
+            CacheStats snapshots it is the growth during the epoch) and
             ``compression_ratio`` (uncompressed / stored bytes; alias
-            ``ratio``; values <= 0 mean "nothing measured"). A panel whose
-            key no epoch reports says so.
-        cumulative: True when the entries are running totals (e.g.
-            ``cache.stats()`` taken at the end of every epoch): hits and
-            misses are then differenced to per-epoch counts. With False
-            (default) they are per-epoch counts already (e.g. differences of
-            two snapshots).
+            ``ratio``). Ratios <= 0 mean "nothing measured"; a panel whose
+            value no epoch reports says so.
+        cumulative: for a list only: True when the entries are running
+            totals (e.g. ``cache.stats()`` taken after every epoch); hits and
+            misses are then differenced to per-epoch counts.
         title: figure title.
         figsize, save_path: see the module docstring.
         ax: optional sequence of 3 Axes.
@@ -1243,17 +1274,8 @@ def plot_cache_stats(stats, cumulative=False, title="", figsize=(15, 4), ax=None
     Returns:
         ``save_path``, the figure (non-interactive backend, no ``ax``) or None.
     """
-    rows = [_cache_row(i, item) for i, item in enumerate(stats)]
-    if not rows:
-        raise ValueError("plot_cache_stats needs at least one epoch of stats, got none")
-
-    def col(key):
-        return np.array([float(r.get(key, np.nan)) for r in rows])
-
-    hits, misses = col("hits"), col("misses")
-    if cumulative:
-        hits, misses = np.diff(hits, prepend=0.0), np.diff(misses, prepend=0.0)
-    epoch = np.arange(1, len(rows) + 1)
+    epoch, cols = _cache_columns(stats, cumulative)
+    hits, misses = cols["hits"], cols["misses"]
     fig, axes, own = _axes(ax, 3, 3, figsize, save_path, "plot_cache_stats")
     a = axes[0]
     a.bar(epoch, hits, color="tab:green", label="hits")
@@ -1262,11 +1284,11 @@ def plot_cache_stats(stats, cumulative=False, title="", figsize=(15, 4), ax=None
     rate = np.divide(hits, total, out=np.zeros_like(hits), where=total > 0)
     for e, t, r in zip(epoch, total, rate):
         a.text(e, t, f"{100 * r:.0f}%", ha="center", va="bottom", fontsize=9)
-    a.set(title="lookups (hit rate on top)", xlabel="epoch", ylim=(0, total.max() * 1.15 or 1))
-    a.legend(fontsize=9, loc="lower right")
+    a.set(title="lookups (hit rate on top)", xlabel="epoch", ylim=(0, total.max() * 1.4 or 1))
+    a.legend(fontsize=9, loc="upper center", ncol=2)
     for a, key, label, scale in ((axes[1], "bytes_stored", "stored (MiB)", 2.0 ** -20),
                                  (axes[2], "compression_ratio", "compression ratio", 1.0)):
-        v = col(key) * scale
+        v = cols[key] * scale
         if key == "compression_ratio":
             v[v <= 0] = np.nan
         if np.isfinite(v).any():

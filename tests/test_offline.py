@@ -46,11 +46,22 @@ def test_wheel_installs_offline_and_detects(tmp_path):
     py = str(venv / "bin" / "python")
     env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
                HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    # This machine has the project installed in editable mode, which pip in a
+    # --system-site-packages venv would take as "already satisfied": force the
+    # wheel in, then check its declared dependencies are all present, as on Kaggle.
     subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(dist),
-                    "mrcnn-keras3"], check=True, env=env)
+                    "--force-reinstall", "--no-deps", "mrcnn-keras3"], check=True, env=env)
+    check = ("import importlib.metadata as m, re\n"
+             "missing = [r for r in m.requires('mrcnn-keras3') if 'extra ==' not in r\n"
+             "           and not m.distributions(name=re.split('[<>=; ]', r)[0])]\n"
+             "print('MISSING', missing)\n")
+    proc = subprocess.run([py, "-c", check], capture_output=True, text=True, env=env)
+    assert "MISSING []" in proc.stdout, proc.stdout + proc.stderr
     code = (
         "import sys, os, numpy as np\n"
         "sys.path = [p for p in sys.path if os.path.abspath(p) != %r]\n"
+        "sys.meta_path = [f for f in sys.meta_path\n"
+        "                 if '__editable__' not in getattr(f, '__module__', '')]\n"
         "import mrcnn, mrcnn.model as modellib\n"
         "from mrcnn.config import Config\n"
         "assert mrcnn.__file__.startswith(%r), mrcnn.__file__\n"
@@ -58,6 +69,7 @@ def test_wheel_installs_offline_and_detects(tmp_path):
         "    NAME='w'; NUM_CLASSES=2; IMAGES_PER_GPU=1; IMAGE_MIN_DIM=64; IMAGE_MAX_DIM=64\n"
         "    BACKBONE='small-cnn'; TOP_DOWN_PYRAMID_SIZE=32; FPN_CLASSIF_FC_LAYERS_SIZE=32\n"
         "    PRE_NMS_LIMIT=200; POST_NMS_ROIS_INFERENCE=30; DETECTION_MAX_INSTANCES=5\n"
+        "    POST_NMS_ROIS_TRAINING=100; TRAIN_ROIS_PER_IMAGE=50\n"
         "    DETECTION_MIN_CONFIDENCE=0.0; RPN_ANCHOR_SCALES=(8,16,32,64,128)\n"
         "m = modellib.MaskRCNN('inference', C(), %r)\n"
         "r = m.detect([np.zeros((50, 60, 3), np.uint8)])[0]\n"

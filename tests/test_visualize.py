@@ -563,5 +563,34 @@ def test_plot_cache_stats(tmp_path):
     axes = fig.subplots(1, 3)
     visualize.plot_cache_stats([{"hits": 1, "misses": 1}], ax=axes)
     assert axes[2].texts[0].get_text() == "compression_ratio not reported"
+    # CacheStats snapshots taken after each epoch: running totals.
+    from mrcnn.data.cache import CacheStats
+    snaps = [CacheStats(hits=0, misses=8, write_bytes=100, write_raw=300, size_bytes=2 ** 20),
+             CacheStats(hits=6, misses=10, write_bytes=100, write_raw=300, read_bytes=60,
+                        read_raw=120, size_bytes=2 ** 21)]
+    fig = Figure()
+    axes = fig.subplots(1, 3)
+    visualize.plot_cache_stats(snaps, cumulative=True, ax=axes)
+    # Epoch 2: 6 hits, 2 misses -> 75 %; ratio (300 + 120) / (100 + 60) = 2.625.
+    assert [t.get_text() for t in axes[0].texts] == ["0%", "75%"]
+    np.testing.assert_allclose(axes[1].get_lines()[0].get_ydata(), [1, 2])
+    np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(), [3.0, 2.625])
+    # The training history with CacheStatsLogger's columns (here the CSV file).
+    path = tmp_path / "history.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "cache_hits", "cache_hit_rate", "cache_mb", "cache_misses",
+                         "cache_ratio", "loss"])
+        writer.writerows([[0, 0, 0.0, 1.5, 5, 0.0, 2.0], [1, 4, 0.8, 1.5, 1, 2.0, 1.0]])
+    fig = Figure()
+    axes = fig.subplots(1, 3)
+    visualize.plot_cache_stats(path, ax=axes)
+    assert [t.get_text() for t in axes[0].texts] == ["0%", "80%"]
+    np.testing.assert_allclose(axes[1].get_lines()[0].get_ydata(), [1.5, 1.5])
+    np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(), [np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"history has no \['cache_hits', 'cache_misses'\]"):
+        visualize.plot_cache_stats({"loss": [1.0], "cache_ratio": [2.0], "cache_hit": [1]})
+    with pytest.raises(TypeError, match=r"stats\[0\] must be a dict or a CacheStats"):
+        visualize.plot_cache_stats([3])
     with pytest.raises(ValueError, match=r"stats\[1\] lacks \['misses'\]"):
         visualize.plot_cache_stats([{"hits": 1, "misses": 0}, {"hits": 2}])

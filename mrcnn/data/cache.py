@@ -309,12 +309,19 @@ class CacheStats:
         stored = self.read_bytes + self.write_bytes
         return (self.read_raw + self.write_raw) / stored if stored else 0.0
 
+    def activity(self):
+        """Lookups and writes, e.g. "hits 590 (97.4%), misses 16, corrupt 0, stored 16 (skipped 0)"."""
+        return (f"hits {self.hits} ({100 * self.hit_rate:.1f}%), misses {self.misses}, "
+                f"corrupt {self.corrupt}, stored {self.writes} (skipped {self.skipped})")
+
+    def holdings(self):
+        """Contents, e.g. "606 entries, 412.3 MB, compression 3.10x"."""
+        return (f"{self.entries} entries, {self.size_bytes / 2 ** 20:.1f} MB, "
+                f"compression {self.ratio:.2f}x")
+
     def summary(self):
         """One line for the training log."""
-        return (f"hits {self.hits} ({100 * self.hit_rate:.1f}%), misses {self.misses}, "
-                f"corrupt {self.corrupt}, stored {self.writes} (skipped {self.skipped}); "
-                f"cache holds {self.entries} entries, {self.size_bytes / 2 ** 20:.1f} MB, "
-                f"compression {self.ratio:.2f}x")
+        return f"{self.activity()}; cache holds {self.holdings()}"
 
 
 _COUNTERS = ("hits", "misses", "corrupt", "writes", "skipped", "read_bytes", "read_raw",

@@ -34,9 +34,7 @@ class CacheStatsLogger(keras.callbacks.Callback):
         epoch_stats = now - (self._start or type(now)())
         if self.verbose:
             self.print_fn(f"sample cache ({self.cache.mode}), epoch {epoch + 1}: "
-                          f"{epoch_stats.summary().split('; cache holds')[0]}; cache holds "
-                          f"{now.entries} entries, {now.size_bytes / 2 ** 20:.1f} MB, "
-                          f"compression {now.ratio:.2f}x")
+                          f"{epoch_stats.activity()}; cache holds {now.holdings()}")
         if logs is not None:
             logs.update({
                 "cache_hits": float(epoch_stats.hits),

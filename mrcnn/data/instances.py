@@ -33,8 +33,10 @@ from mrcnn.data.boxes import extract_bboxes
 
 __all__ = ["InstanceLayers", "BoxMasks"]
 
-# Instances per chunk when gathering mini masks (bounds the index arrays).
+# Instances per chunk when computing mini masks, and the most float32
+# values of one chunk's intermediate array (bounds the memory used).
 _MINI_CHUNK = 128
+_MINI_BUDGET = 2 ** 22
 
 
 def _label_dtype(count):
@@ -197,21 +199,38 @@ class InstanceLayers:
         valid = (y2 > y1) & (x2 > x1)
         r0, r1, fy = _sample_axis(y1, y2, mh, height)
         c0, c1, fx = _sample_axis(x1, x2, mw, width)
+        # Separable bilinear sampling: first along x for every source row the
+        # box spans (few rows for cells smaller than the mini mask), then
+        # along y by copying whole rows. Same float32 operations as
+        # minimize_mask, so the result is bit-identical.
+        first = np.minimum(y1, height - 1)
+        rows_spanned = np.maximum(np.minimum(y2 - 1, height - 1), first) - first + 1
         flat = self.layers.reshape(-1)
         layer = self.layer_of[ids].astype(np.int64)
         labels = (ids + 1).astype(self.layers.dtype)
-        for start in range(0, n, _MINI_CHUNK):
-            part = slice(start, min(start + _MINI_CHUNK, n))
-            lay, lab = layer[part, None, None], labels[part, None, None]
+        order = np.argsort(rows_spanned, kind="stable")  # similar heights per chunk
+        start = 0
+        while start < n:
+            tallest = int(rows_spanned[order[min(start + _MINI_CHUNK, n) - 1]])
+            size = max(1, min(_MINI_CHUNK, _MINI_BUDGET // (tallest * mw)))
+            k = order[start:start + size]
+            start += size
+            tallest = int(rows_spanned[k].max())
+            rows = first[k, None] + np.minimum(np.arange(tallest), rows_spanned[k, None] - 1)
+            base = rows[:, :, None] * width
+            lay, lab = layer[k, None, None], labels[k, None, None]
 
-            def gather(rows, cols):
-                index = (rows[part, :, None] * width + cols[part, None, :]) * depth + lay
-                return (flat[index] == lab).astype(np.float32)
+            def at_columns(cols):
+                index = (base + cols[k][:, None, :]) * depth + lay
+                return (flat[index] == lab).astype(np.float32)  # [c, rows, mw]
 
-            wy, wx = fy[part, :, None], fx[part, None, :]
-            top = (1 - wx) * gather(r0, c0) + wx * gather(r0, c1)
-            bottom = (1 - wx) * gather(r1, c0) + wx * gather(r1, c1)
-            out[part] = ((1 - wy) * top + wy * bottom) >= 0.5
+            wx = fx[k][:, None, :]
+            per_row = (1 - wx) * at_columns(c0) + wx * at_columns(c1)
+            chunk = np.arange(k.size)[:, None]
+            top = per_row[chunk, r0[k] - first[k, None]]       # [c, mh, mw]
+            bottom = per_row[chunk, r1[k] - first[k, None]]
+            wy = fy[k][:, :, None]
+            out[k] = ((1 - wy) * top + wy * bottom) >= 0.5
         out &= valid[:, None, None]
         return np.ascontiguousarray(np.moveaxis(out, 0, -1))
 
