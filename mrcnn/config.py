@@ -177,6 +177,12 @@ class Config:
     def __init__(self):
         """Compute derived values and validate the settings."""
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        # A function given as a class attribute would be bound to the instance
+        # (config.BACKBONE(x) would receive the config): keep the plain function.
+        for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):
+            value = getattr(type(self), name, None)
+            if callable(value):
+                setattr(self, name, value)
 
         channels = self.IMAGE_CHANNEL_COUNT
         declared = type(self).IMAGE_SHAPE
@@ -308,3 +314,66 @@ class Config:
 
     def __repr__(self):
         return f"<{type(self).__name__} NAME={self.NAME!r} NUM_CLASSES={self.NUM_CLASSES}>"
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def save_config(config, path):
+    """Write a Config's settings to a JSON file (atomically).
+
+    Callable settings (a user backbone function) are stored by name and
+    must be given again when loading.
+    """
+    import json
+    import os
+    import tempfile
+    data = {}
+    for key, value in config.to_dict().items():
+        if callable(value):
+            value = {"callable": getattr(value, "__name__", repr(value))}
+        data[key] = _jsonable(value)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+DERIVED = ("BATCH_SIZE", "IMAGE_META_SIZE")
+
+
+def load_config(path, **overrides):
+    """Rebuild a Config from :func:`save_config`'s JSON, with overrides.
+
+    Example: the inference config of a trained run,
+    ``load_config(run_dir + "/config.json", IMAGES_PER_GPU=1)``.
+    """
+    import json
+    with open(path) as f:
+        data = json.load(f)
+    attrs = {}
+    for key, value in data.items():
+        if key in DERIVED:
+            continue
+        if isinstance(value, dict) and set(value) == {"callable"}:
+            if key not in overrides:
+                raise ValueError(f"{path}: {key} was the callable {value['callable']!r}; pass it "
+                                 f"again as load_config(..., {key}=...)")
+            continue
+        if key in ("MEAN_PIXEL", "RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+            value = np.array(value)
+        attrs[key] = value
+    attrs.update(overrides)
+    return type("LoadedConfig", (Config,), attrs)()

@@ -70,3 +70,32 @@ def test_valid_mask_heads():
     for n in (28, 56, 112):
         C = type("M", (Small,), {"MASK_SHAPE": [n, n], "MINI_MASK_SHAPE": (112, 112)})
         assert list(C().MASK_SHAPE) == [n, n]
+
+
+def test_save_and_load_config_round_trip(tmp_path):
+    from mrcnn.config import load_config, save_config
+
+    class C(Small):
+        IMAGE_RESIZE_MODE = "none"
+        IMAGE_SHAPE = [576, 704, 3]
+        MASK_SHAPE = [56, 56]
+        MINI_MASK_SHAPE = (56, 56)
+        LOSS_WEIGHTS = {"mrcnn_mask_loss": 2.0}
+    path = save_config(C(), str(tmp_path / "config.json"))
+    c = load_config(path, IMAGES_PER_GPU=1)
+    assert c.BATCH_SIZE == 1 and c.NUM_CLASSES == 3
+    np.testing.assert_array_equal(c.IMAGE_SHAPE, [576, 704, 3])
+    assert list(c.MASK_SHAPE) == [56, 56] and c.LOSS_WEIGHTS == {"mrcnn_mask_loss": 2.0}
+    np.testing.assert_allclose(c.MEAN_PIXEL, Small.MEAN_PIXEL)
+
+
+def test_load_config_needs_callable_backbone_again(tmp_path):
+    from mrcnn.config import load_config, save_config
+
+    def my_backbone(inputs, **kw):
+        return []
+    C = type("C", (Small,), {"BACKBONE": my_backbone})
+    path = save_config(C(), str(tmp_path / "c.json"))
+    with pytest.raises(ValueError, match="my_backbone"):
+        load_config(path)
+    assert load_config(path, BACKBONE=my_backbone).BACKBONE is my_backbone

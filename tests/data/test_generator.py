@@ -134,3 +134,302 @@ def test_fit_image_pads_to_declared_shape():
     assert out[:28].sum() == 0 and out[28:548].min() == 1
     with pytest.raises(ValueError, match="larger than the model input"):
         fit_image(np.ones((600, 704, 3), np.uint8), C())
+
+
+# ---------------------------------------------------------------- two-stage pipeline,
+# cache, augmentation, sampling
+import collections  # noqa: E402
+import os  # noqa: E402
+
+from mrcnn.data import augment as A  # noqa: E402
+from mrcnn.data.cache import SampleCache  # noqa: E402
+from mrcnn.data.generator import (make_generators, match_anchors, prepare_sample,  # noqa: E402
+                                  sample_rpn_targets)
+from mrcnn.data.image import resize_mask, unmold_image  # noqa: E402
+from mrcnn.data.image_meta import compose_image_meta  # noqa: E402
+from mrcnn.data.masks import minimize_mask  # noqa: E402
+from mrcnn.data.rpn_targets import rpn_targets  # noqa: E402
+
+
+class Squares(Dataset):
+    """Dark images with bright squares; masks are exactly the squares."""
+
+    def __init__(self, count=4, height=96, width=112, seed=0, prepare=True):
+        super().__init__()
+        self.add_class("sq", 1, "square")
+        self.add_class("sq", 2, "big")
+        rng = np.random.default_rng(seed)
+        for i in range(count):
+            squares = []
+            for _ in range(int(rng.integers(3, 7))):
+                size = int(rng.integers(8, 30))
+                squares.append((int(rng.integers(0, height - size)),
+                                int(rng.integers(0, width - size)), size))
+            self.add_image("sq", image_id=i, path=None, squares=squares,
+                           height=height, width=width, cell_type="ab"[i % 2])
+        if prepare:
+            self.prepare()
+
+    def load_image(self, image_id):
+        info = self.image_info[image_id]
+        image = np.full((info["height"], info["width"], 3), 20, np.uint8)
+        for y, x, s in info["squares"]:
+            image[y:y + s, x:x + s] = 200
+        return image
+
+    def load_mask(self, image_id):
+        info = self.image_info[image_id]
+        masks = np.zeros((info["height"], info["width"], len(info["squares"])), bool)
+        for k, (y, x, s) in enumerate(info["squares"]):
+            masks[y:y + s, x:x + s, k] = True
+        return masks, np.array([1 + (s > 20) for _, _, s in info["squares"]], np.int32)
+
+
+def reference_sample(dataset, config, image_id, rng):
+    """The single-stage pipeline: fit the image, resize full masks, then minimize."""
+    image = dataset.load_image(image_id)
+    mask, class_ids = dataset.load_mask(image_id)
+    original_shape = image.shape
+    image, window, scale, padding, crop = fit_image(image, config, rng=rng, training=True)
+    mask = resize_mask(mask, scale, padding, crop)
+    if mask.shape[:2] != image.shape[:2]:
+        th, tw = image.shape[:2]
+        t, l = (th - mask.shape[0]) // 2, (tw - mask.shape[1]) // 2
+        mask = np.pad(mask, [(t, th - mask.shape[0] - t), (l, tw - mask.shape[1] - l), (0, 0)])
+    keep = mask.any(axis=(0, 1))
+    mask, class_ids = mask[..., keep], class_ids[keep]
+    bbox = extract_bboxes(mask)
+    class_ids, bbox, mask = keep_largest(class_ids, bbox, mask, config.MAX_GT_INSTANCES)
+    active = np.zeros(config.NUM_CLASSES, np.int32)
+    active[dataset.source_class_ids[dataset.image_info[image_id]["source"]]] = 1
+    meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active)
+    return image, meta, class_ids, bbox, minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+
+
+def make_cfg(**values):
+    return type("C", (Cfg,), values)()
+
+
+@pytest.mark.parametrize("values", [
+    {},                                                                # square, padded
+    {"IMAGE_RESIZE_MODE": "none", "IMAGE_SHAPE": [128, 128, 3]},       # padded only
+    {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 100, "IMAGE_SHAPE": [128, 192, 3]},
+    {"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 128},
+    {"MAX_GT_INSTANCES": 3},
+])
+def test_two_stages_equal_the_single_stage_reference(values):
+    ds = Squares(count=3)
+    cfg = make_cfg(**values)
+    for image_id in range(3):
+        ours = load_image_gt(ds, cfg, image_id, rng=np.random.default_rng(image_id))
+        ref = reference_sample(ds, cfg, image_id, np.random.default_rng(image_id))
+        for name, a, b in zip(("image", "meta", "class_ids", "bbox", "mask"), ours, ref):
+            np.testing.assert_array_equal(a, b, err_msg=f"{values} {image_id} {name}")
+
+
+def batches(gen, epochs):
+    out = []
+    for _ in range(epochs):
+        out += [gen[i] for i in range(len(gen))]
+        gen.on_epoch_end()
+    return out
+
+
+AUGMENTATIONS = {
+    "none": None,
+    "flips": A.Compose([A.Fliplr(), A.Flipud(), A.Rot90(), A.Brightness(10)]),
+    "resample": A.cell_augmentation(crop_size=96),
+}
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+@pytest.mark.parametrize("augmentation", sorted(AUGMENTATIONS))
+def test_cached_and_fresh_samples_are_identical(tmp_path, where, augmentation):
+    ds = Squares(count=4)
+    cfg = Cfg()
+    aug = AUGMENTATIONS[augmentation]
+    cache = SampleCache(tmp_path if where == "disk" else None)
+    fresh = batches(DataGenerator(ds, cfg, augmentation=aug, seed=3), 3)
+    cached = batches(DataGenerator(ds, cfg, augmentation=aug, seed=3, cache=cache), 3)
+    for a, b in zip(fresh, cached):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    stats = cache.stats()
+    samples = 3 * 4
+    # epoch 1 misses every image; later epochs hit (plus the anchor matchings
+    # when boxes repeat, i.e. without resampling augmentation)
+    assert stats.corrupt == 0
+    assert stats.hits >= samples - 4
+    if augmentation == "resample":
+        assert (stats.hits, stats.misses, stats.writes) == (8, 4, 4)
+    else:
+        assert stats.writes > 4 and stats.ratio > 1
+    # a second generator on a warm cache (a restart, for the disk cache) hits every image
+    warm = SampleCache(tmp_path) if where == "disk" else cache
+    before = warm.stats()
+    again = batches(DataGenerator(ds, cfg, augmentation=aug, seed=3, cache=warm), 1)
+    assert (warm.stats() - before).misses == 0
+    for a, b in zip(fresh[:len(again)], again):
+        np.testing.assert_array_equal(a["input_gt_masks"], b["input_gt_masks"])
+
+
+def test_a_config_change_misses_the_cache():
+    ds = Squares(count=3)
+    cache = SampleCache()
+    base = DataGenerator(ds, Cfg(), cache=cache)
+    for image_id in range(3):
+        base.prepared(image_id)
+    for values in ({"MINI_MASK_SHAPE": (56, 56)}, {"IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 64},
+                   {"MAX_GT_INSTANCES": 2}):
+        other = DataGenerator(ds, make_cfg(**values), cache=cache)
+        before = cache.stats()
+        prepared = other.prepared(1)
+        assert (cache.stats() - before).misses == 1, values
+        fresh = prepare_sample(ds, make_cfg(**values), 1, True)
+        np.testing.assert_array_equal(prepared.instances.masks, fresh.instances.masks)
+        np.testing.assert_array_equal(prepared.image, fresh.image)
+    # the same config hits
+    before = cache.stats()
+    DataGenerator(ds, Cfg(), cache=cache).prepared(1)
+    assert (cache.stats() - before).hits == 1
+
+
+def test_corrupted_disk_entries_are_recomputed(tmp_path, caplog):
+    ds = Squares(count=3)
+    fresh = batches(DataGenerator(ds, Cfg(), seed=1), 1)
+    batches(DataGenerator(ds, Cfg(), seed=1, cache=SampleCache(tmp_path)), 1)
+    files = [os.path.join(folder, name) for folder, _, names in os.walk(tmp_path)
+             for name in names]
+    assert len(files) >= 3
+    for path in files:
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[:len(data) // 2])
+    cache = SampleCache(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        again = batches(DataGenerator(ds, Cfg(), seed=1, cache=cache), 1)
+    for a, b in zip(fresh, again):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert cache.stats().corrupt == len(files)
+    assert "is corrupt" in caplog.text
+    # the entries were rewritten: a new reader hits them
+    reader = SampleCache(tmp_path)
+    batches(DataGenerator(ds, Cfg(), seed=1, cache=reader), 1)
+    assert reader.stats().misses == 0 and reader.stats().corrupt == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cached_anchor_matching_gives_rpn_targets(seed):
+    rng = np.random.default_rng(seed)
+    anchors = model_anchors(Cfg())
+    count = [0, 1, 5, 40, 120, 7][seed]
+    yx = rng.integers(0, 110, (count, 2))
+    boxes = np.concatenate([yx, yx + rng.integers(2, 60, (count, 2))], axis=1)
+    class_ids = rng.integers(1, 4, count).astype(np.int32)
+    if seed == 5:
+        class_ids[:2] = -1                                         # crowd boxes
+    match = match_anchors(anchors, boxes, class_ids)
+    for n in (64, 256):
+        ours = sample_rpn_targets(match, anchors, boxes, class_ids, n,
+                                  [0.1, 0.1, 0.2, 0.2], np.random.default_rng(seed))
+        ref = rpn_targets(anchors, boxes, class_ids, n, [0.1, 0.1, 0.2, 0.2],
+                          np.random.default_rng(seed))
+        np.testing.assert_array_equal(ours[0], ref[0])
+        np.testing.assert_array_equal(ours[1], ref[1])
+
+
+def test_flip_variant_entries_are_prepared_flipped():
+    ds = Squares(count=2, height=64, width=64)
+    variants = A.add_flip_variants(Squares(count=2, height=64, width=64, prepare=False))
+    variants.prepare()
+    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[64, 64, 3])
+    plain = prepare_sample(ds, cfg, 1, False)
+    expected = {(False, False): (slice(None), slice(None)),
+                (False, True): (slice(None), slice(None, None, -1)),
+                (True, False): (slice(None, None, -1), slice(None)),
+                (True, True): (slice(None, None, -1), slice(None, None, -1))}
+    for image_id, info in enumerate(variants.image_info):
+        if info["id"] != 1:
+            continue
+        flips = expected[(info["vertical_flip"], info["horizontal_flip"])]
+        prepared = prepare_sample(variants, cfg, image_id, False)
+        np.testing.assert_array_equal(prepared.image, plain.image[flips])
+        np.testing.assert_array_equal(prepared.instances.to_masks(),
+                                      plain.instances.to_masks()[flips])
+
+
+def unmolded_alignment(batch, cfg):
+    """Share of mask pixels (mini masks expanded into their boxes) that are bright,
+    and share of bright pixels under a mask, over a batch."""
+    h, w = int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1])
+    hits = covered_total = bright_total = bright_hits = 0
+    for j in range(batch["input_image"].shape[0]):
+        image = unmold_image(batch["input_image"][j], cfg)
+        n = int((batch["input_gt_class_ids"][j] > 0).sum())
+        boxes = denorm_boxes(batch["input_gt_boxes"][j, :n], (h, w))
+        full = expand_mask(boxes, batch["input_gt_masks"][j, :, :, :n], (h, w, 3))
+        covered = full.any(axis=2)
+        bright = image[:, :, 0] > 110
+        hits += (covered & bright).sum()
+        covered_total += covered.sum()
+        bright_total += bright.sum()
+    return hits / covered_total, hits / bright_total
+
+
+@pytest.mark.parametrize("augmentation", sorted(AUGMENTATIONS))
+def test_batches_keep_boxes_masks_and_image_aligned(augmentation):
+    ds = Squares(count=4)
+    cfg = Cfg()
+    gen = DataGenerator(ds, cfg, augmentation=AUGMENTATIONS[augmentation], seed=5,
+                        cache=SampleCache())
+    assert gen.mini_masks == (augmentation != "resample")
+    for batch in batches(gen, 2):
+        precision, recall = unmolded_alignment(batch, cfg)
+        # mini masks are 28x28 resamplings of the squares: boundaries blur a little
+        assert precision > 0.9 and recall > 0.9, (precision, recall)
+
+
+def test_instances_cropped_away_are_dropped():
+    ds = Squares(count=1)
+    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[128, 128, 3])
+
+    class LeftHalf(A.Augmenter):
+        kind = A.RESAMPLE
+
+        def apply(self, sample, rng):
+            return sample.crop(0, 0, sample.shape[0], sample.shape[1] // 2)
+
+    image, meta, class_ids, bbox, mask = load_image_gt(ds, cfg, 0, LeftHalf())
+    squares = ds.image_info[0]["squares"]
+    inside = [k for k, (y, x, s) in enumerate(squares) if x < 56]
+    assert class_ids.shape[0] == bbox.shape[0] == mask.shape[-1] == len(inside)
+    assert mask.any(axis=(0, 1)).all()
+    # the 96x56 crop is centred in the 128x128 input: the window says where
+    np.testing.assert_array_equal(meta[7:11], [16, 36, 112, 92])
+    assert image[:16].max() == 0 and image[:, :36].max() == 0
+
+
+def test_balanced_sampling_in_the_generator():
+    ds = Squares(count=5)                        # cell types a, b, a, b, a
+    gen = DataGenerator(ds, Cfg(), sampler="cell_type", seed=2)
+    assert len(gen) == 3                          # 2 groups x 3 images / batch of 2
+    order = gen._order()
+    counts = collections.Counter(ds.image_info[i]["cell_type"] for i in order)
+    assert counts == {"a": 3, "b": 3}
+    gen.on_epoch_end()
+    assert not np.array_equal(order, gen._order())
+
+
+def test_make_generators_share_one_cache(tmp_path, caplog):
+    ds = Squares(count=3)
+    cfg = make_cfg(CACHE="disk", STEPS_PER_EPOCH=2, VALIDATION_STEPS=1)
+    train, val, callbacks = make_generators(ds, ds, cfg, model_dir=str(tmp_path), seed=4,
+                                            epoch=2)
+    assert train.cache is val.cache and train.cache.directory == str(tmp_path / "cache")
+    assert (len(train), len(val), train.epoch, val.seed, val.shuffle) == (2, 1, 2, 5, False)
+    assert len(callbacks) == 1 and callbacks[0].cache is train.cache
+    train, val, callbacks = make_generators(ds, None, make_cfg(CACHE=False))
+    assert train.cache is None and val is None and callbacks == []
+    with caplog.at_level(logging.WARNING):
+        make_generators(ds, None, make_cfg(CACHE=True), workers=2)
+    assert "CACHE='disk'" in caplog.text
