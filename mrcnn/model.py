@@ -44,6 +44,7 @@ from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
 from mrcnn import callbacks as mrcnn_callbacks
 from mrcnn import weights_io
+from mrcnn.config import save_config
 from mrcnn.schedule import schedule_from_config
 from mrcnn.trainer import LOSS_NAMES, MaskRCNNTrainer
 
@@ -262,6 +263,8 @@ class MaskRCNN:
         A checkpoint named like ``mask_rcnn_<name>_<epoch>.h5`` sets
         ``self.epoch`` so that training resumes after it.
         """
+        if filepath == "last":
+            filepath = self.find_last()
         report = weights_io.load_weights(self.keras_model, filepath, by_name=by_name,
                                          exclude=exclude)
         log.info("loaded %d layers from %s (excluded %d, missing %d, shape mismatch %d)",
@@ -368,6 +371,9 @@ class MaskRCNN:
 
         os.makedirs(self.log_dir, exist_ok=True)
         mrcnn_callbacks.check_writable(self.log_dir)
+        # The settings travel with the checkpoints: inference rebuilds the
+        # same model with mrcnn.config.load_config(<run>/config.json).
+        save_config(cfg, os.path.join(self.log_dir, "config.json"))
         trained = self.set_trainable(layers)
         if verbose:
             print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n"

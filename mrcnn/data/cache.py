@@ -310,7 +310,7 @@ class CacheStats:
         return (self.read_raw + self.write_raw) / stored if stored else 0.0
 
     def activity(self):
-        """Lookups and writes, e.g. "hits 590 (97.4%), misses 16, corrupt 0, stored 16 (skipped 0)"."""
+        """Lookups and writes: "hits 590 (97.4%), misses 16, corrupt 0, stored 16 (skipped 0)"."""
         return (f"hits {self.hits} ({100 * self.hit_rate:.1f}%), misses {self.misses}, "
                 f"corrupt {self.corrupt}, stored {self.writes} (skipped {self.skipped})")
 

@@ -389,6 +389,8 @@ class DataGenerator(keras.utils.PyDataset):
         seed: seed of the image order and of all per-sample randomness.
         strides: feature strides of the backbone (default Config.BACKBONE_STRIDES).
         workers, use_multiprocessing, max_queue_size: as keras.utils.PyDataset.
+        no_augmentation_sources: dataset sources whose images are not
+            augmented (Matterport's option).
         cache: a `cache.SampleCache` (e.g. from `cache.open_cache(config)`)
             or None. Worker processes share a disk cache; an in-memory cache
             is per process.
@@ -398,7 +400,7 @@ class DataGenerator(keras.utils.PyDataset):
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, steps=None,
                  seed=0, strides=None, workers=1, use_multiprocessing=False,
-                 max_queue_size=10, cache=None, sampler=None):
+                 max_queue_size=10, no_augmentation_sources=None, cache=None, sampler=None):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
                          max_queue_size=max_queue_size)
         if not len(dataset.image_ids):
@@ -408,6 +410,7 @@ class DataGenerator(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.augmentation = augmentation
         self.augmenter = as_augmenter(augmentation)
+        self.no_augmentation_sources = frozenset(no_augmentation_sources or ())
         self.cache = cache
         self.sampler = as_sampler(sampler)
         self.mini_masks, self.repeating_boxes = _plan(config, self.augmenter)
@@ -452,7 +455,11 @@ class DataGenerator(keras.utils.PyDataset):
         key = sample_key(self.dataset, image_id, self._key_fields, kind)
         arrays = self.cache.get(key)
         if arrays is not None:
-            return PreparedSample.from_arrays(arrays)
+            try:
+                return PreparedSample.from_arrays(arrays)
+            except (KeyError, ValueError, TypeError) as error:
+                log.warning("cache entry of image %s does not hold a prepared sample (%s); "
+                            "recomputing it", image_id, error)
         prepared = prepare_sample(self.dataset, self.config, image_id, self.mini_masks)
         self.cache.put(key, prepared.to_arrays())
         return prepared
@@ -483,8 +490,10 @@ class DataGenerator(keras.utils.PyDataset):
         image_id = int(order[position % len(order)])
         rng = np.random.default_rng((self.seed, self.epoch, position))
         prepared = self.prepared(image_id)
+        source = self.dataset.image_info[image_id]["source"]
+        augmenter = None if source in self.no_augmentation_sources else self.augmenter
         image, meta, class_ids, bbox, mask = finish_sample(
-            prepared, self.dataset, self.config, image_id, self.augmenter, rng)
+            prepared, self.dataset, self.config, image_id, augmenter, rng)
         match, rpn_bbox = self.rpn_targets(bbox, class_ids, rng)
         return image, meta, class_ids, bbox, mask, match, rpn_bbox
 
@@ -517,7 +526,7 @@ class DataGenerator(keras.utils.PyDataset):
 
 def make_generators(train_dataset, val_dataset, config, model_dir=None, augmentation=None,
                     sampler=None, seed=0, strides=None, workers=None,
-                    use_multiprocessing=None, epoch=0):
+                    use_multiprocessing=None, epoch=0, no_augmentation_sources=None):
     """Training and validation generators, and the callbacks they need, from the Config.
 
     Reads Config.CACHE / CACHE_DIR / CACHE_MAX_BYTES (one cache shared by
@@ -536,6 +545,7 @@ def make_generators(train_dataset, val_dataset, config, model_dir=None, augmenta
         workers, use_multiprocessing: data-loader workers (default
             Config.WORKERS; processes when workers > 1).
         epoch: the epoch training starts at.
+        no_augmentation_sources: sources the training generator does not augment.
 
     Returns:
         (train_generator, val_generator or None, callbacks): callbacks holds
@@ -555,7 +565,8 @@ def make_generators(train_dataset, val_dataset, config, model_dir=None, augmenta
                   use_multiprocessing=use_multiprocessing,
                   max_queue_size=config.MAX_QUEUE_SIZE, cache=cache)
     train = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
-                          steps=config.STEPS_PER_EPOCH, seed=seed, sampler=sampler, **common)
+                          steps=config.STEPS_PER_EPOCH, seed=seed, sampler=sampler,
+                          no_augmentation_sources=no_augmentation_sources, **common)
     train.epoch = epoch
     val = None
     if val_dataset is not None and config.VALIDATION_STEPS:

@@ -362,7 +362,7 @@ def unmolded_alignment(batch, cfg):
     """Share of mask pixels (mini masks expanded into their boxes) that are bright,
     and share of bright pixels under a mask, over a batch."""
     h, w = int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1])
-    hits = covered_total = bright_total = bright_hits = 0
+    hits = covered_total = bright_total = 0
     for j in range(batch["input_image"].shape[0]):
         image = unmold_image(batch["input_image"][j], cfg)
         n = int((batch["input_gt_class_ids"][j] > 0).sum())
@@ -433,3 +433,14 @@ def test_make_generators_share_one_cache(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         make_generators(ds, None, make_cfg(CACHE=True), workers=2)
     assert "CACHE='disk'" in caplog.text
+
+
+def test_no_augmentation_sources_skip_augmentation():
+    ds = Squares(count=2)
+    flip = A.Fliplr(p=1)
+    plain = DataGenerator(ds, Cfg(), seed=1)[0]
+    skipped = DataGenerator(ds, Cfg(), seed=1, augmentation=flip,
+                            no_augmentation_sources=["sq"])[0]
+    flipped = DataGenerator(ds, Cfg(), seed=1, augmentation=flip)[0]
+    np.testing.assert_array_equal(skipped["input_image"], plain["input_image"])
+    np.testing.assert_array_equal(flipped["input_image"], plain["input_image"][:, :, ::-1])
