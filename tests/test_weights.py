@@ -137,7 +137,8 @@ def test_manifest_hashes_and_urls_match_keras_source():
 
 
 @pytest.mark.parametrize("entry", [
-    "imagenet-efficientnetv2-b0", "imagenet-resnet50",
+    "imagenet-efficientnetv2-b0",
+    pytest.param("imagenet-resnet50", marks=pytest.mark.slow),
     pytest.param("imagenet-resnet101", marks=pytest.mark.slow),
     *[pytest.param(f"imagenet-efficientnetv2-{v}", marks=pytest.mark.slow)
       for v in ("b1", "b2", "b3", "s", "m", "l")]])

@@ -129,8 +129,8 @@ def build_parser():
     return p
 
 
-def make_config(args, n_classes):
-    attrs = {"NUM_CLASSES": 1 + n_classes, "BACKBONE_FIRST_STRIDE": args.first_stride,
+def make_config(args, class_names):
+    attrs = {"NUM_CLASSES": len(class_names), "CLASS_NAMES": list(class_names), "BACKBONE_FIRST_STRIDE": args.first_stride,
              "MASK_SHAPE": [args.mask_shape] * 2,
              "MINI_MASK_SHAPE": (max(56, args.mask_shape),) * 2,
              "RPN_ANCHOR_SCALES": tuple(parse_list(args.anchor_scales, int)),
@@ -191,7 +191,7 @@ def main(argv=None):
             "mixed_float16" if _has_gpu() else "mixed_bfloat16")
     t0 = time.time()
     train, val = load_data(args)
-    config, infer_config = make_config(args, train.num_classes - 1)
+    config, infer_config = make_config(args, train.class_names)
     print(f"train images: {train.num_images}, validation images: {val.num_images}, "
           f"classes: {train.class_names[1:]}, backbone: {config.BACKBONE}")
     model = modellib.MaskRCNN("training", config, args.model_dir)
