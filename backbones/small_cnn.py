@@ -26,7 +26,7 @@ def _stage(x, stage, filters, stride):
     for k in (1, 2):
         x = layers.Conv2D(filters, 3, strides=stride if k == 1 else 1, padding="same",
                           use_bias=False, name=f"scnn_s{stage}_conv{k}")(x)
-        x = layers.BatchNormalization(name=f"scnn_s{stage}_bn{k}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"scnn_s{stage}_bn{k}")(x)
         x = layers.Activation("relu", name=f"scnn_s{stage}_relu{k}")(x)
     return x
 

@@ -38,7 +38,9 @@ def config_for(backbone, fc_size, mask_size, num_classes):
         "MASK_SHAPE": [mask_size, mask_size],
         "MINI_MASK_SHAPE": (max(56, mask_size), max(56, mask_size)),
         "IMAGES_PER_GPU": 1, "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 64,
-        "PRE_NMS_LIMIT": 200, "POST_NMS_ROIS_INFERENCE": 50, "DETECTION_MAX_INSTANCES": 10,
+        "PRE_NMS_LIMIT": 200, "POST_NMS_ROIS_TRAINING": 50, "POST_NMS_ROIS_INFERENCE": 50,
+        "TRAIN_ROIS_PER_IMAGE": 32, "DETECTION_MAX_INSTANCES": 10,
+        "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
     }
     return type("ParamsConfig", (Config,), attrs)()
 

@@ -27,7 +27,8 @@ Each augmenter has a `kind`: PHOTOMETRIC (image values only), DIHEDRAL
 generator keeps its fastest path) or RESAMPLE (crops, rotations, scaling,
 user augmenters: the generator keeps full-resolution instance layers).
 
-User augmenters are wrapped by `as_augmenter`:
+User augmenters are wrapped by `as_augmenter` (adapters in
+`mrcnn.data.augment_adapters`):
 - an imgaug augmenter (anything with ``to_deterministic`` and
   ``augment_image``), applied as Matterport did; imgaug is never imported
   here, only used when the object comes from it;
@@ -43,20 +44,16 @@ preparing a sample, so the cache stores each variant once.
 """
 
 import math
-import sys
-import threading
 
 import numpy as np
-import scipy.ndimage as ndi
 
-from mrcnn.data.instances import InstanceLayers
+from mrcnn.data.instances import InstanceLayers, warp_planes
 
 __all__ = [
     "PHOTOMETRIC", "DIHEDRAL", "RESAMPLE", "Sample", "Augmenter", "Compose", "Sometimes",
     "OneOf", "Fliplr", "Flipud", "Rot90", "Rotate", "RandomScale", "RandomCrop", "ScaleCrop",
-    "Brightness", "Contrast", "ChannelShift", "CallableAdapter", "ImgaugAdapter",
-    "AlbumentationsAdapter", "as_augmenter", "cell_augmentation", "add_flip_variants",
-    "FLIP_KEYS",
+    "Brightness", "Contrast", "ChannelShift", "as_augmenter", "cell_augmentation",
+    "add_flip_variants", "FLIP_KEYS",
 ]
 
 PHOTOMETRIC, DIHEDRAL, RESAMPLE = 0, 1, 2
@@ -151,13 +148,13 @@ class Sample:
         matrix = np.asarray(matrix, np.float64)
         offset = np.asarray(offset, np.float64)
         out_h, out_w = int(output_shape[0]), int(output_shape[1])
-        matrix3 = np.eye(3)
-        matrix3[:2, :2] = matrix
-        image = ndi.affine_transform(
-            self.image.astype(np.float32), matrix3, np.array([offset[0], offset[1], 0.0]),
-            output_shape=(out_h, out_w, self.image.shape[2]), order=1, mode=mode, cval=0.0,
-            prefilter=False)
-        self.image = _cast_like(image, self.image.dtype)
+        image = self.image
+        gray = image.shape[2] > 1 and all(np.array_equal(image[:, :, 0], image[:, :, c])
+                                          for c in range(1, image.shape[2]))
+        warped = warp_planes(image[:, :, :1] if gray else image, matrix, offset,
+                             (out_h, out_w), order=1, mode=mode, dtype=np.float32)
+        warped = _cast_like(warped, image.dtype)
+        self.image = np.repeat(warped, image.shape[2], axis=2) if gray else warped
         self.instances = self.instances.warp(matrix, offset, (out_h, out_w), mode=mode)
         y1, x1, y2, x2 = (float(v) for v in self.window)
         if y2 > y1 and x2 > x1:
@@ -420,11 +417,49 @@ class RandomCrop(Augmenter):
         return sample.crop(y, x, th, tw)
 
 
-class ScaleCrop(Compose):
-    """Random scale with aspect change, then a random crop to `size` (seed 002)."""
+class ScaleCrop(Augmenter):
+    """Random scale with aspect change, then a random crop to `size` (seed 002).
+
+    Same distribution as ``Compose([RandomScale(scale, aspect),
+    RandomCrop(size)])``, computed in one resampling of the crop only (a
+    zoomed 520 x 704 image is never built, which makes it several times
+    faster). Where the scaled image is smaller than `size` it is placed at a
+    random position and the rest is zero.
+
+    Args:
+        size: int or (height, width) of the output.
+        scale, aspect: as `RandomScale`.
+    """
+
+    kind = RESAMPLE
 
     def __init__(self, size, scale=(0.75, 1.33), aspect=(0.9, 1.1)):
-        super().__init__([RandomScale(scale, aspect), RandomCrop(size)])
+        self.size = _size(size)
+        self.scale = _range(scale, "scale", positive=True)
+        self.aspect = _range(aspect, "aspect", positive=True)
+
+    def apply(self, sample, rng):
+        s = math.exp(rng.uniform(math.log(self.scale[0]), math.log(self.scale[1])))
+        a = math.exp(rng.uniform(math.log(self.aspect[0]), math.log(self.aspect[1])))
+        h, w = sample.shape
+        out_h = max(1, int(round(h * s * math.sqrt(a))))
+        out_w = max(1, int(round(w * s / math.sqrt(a))))
+        th, tw = self.size
+        # Origin of the crop in the scaled frame; negative: the scaled image
+        # sits inside the crop with zero padding around it.
+        y = int(rng.integers(0, out_h - th + 1)) if out_h >= th \
+            else -int(rng.integers(0, th - out_h + 1))
+        x = int(rng.integers(0, out_w - tw + 1)) if out_w >= tw \
+            else -int(rng.integers(0, tw - out_w + 1))
+        fy, fx = h / out_h, w / out_w
+        sample.warp(np.diag([fy, fx]), [(y + 0.5) * fy - 0.5, (x + 0.5) * fx - 0.5],
+                    (th, tw), mode="nearest")
+        top, left = max(-y, 0), max(-x, 0)
+        bottom, right = min(out_h - y, th), min(out_w - x, tw)
+        if (top, left, bottom, right) != (0, 0, th, tw):   # zero the padding
+            sample.crop(top, left, bottom - top, right - left)
+            sample.pad(top, th - bottom, left, tw - right)
+        return sample
 
 
 # ---------------------------------------------------------------- photometric
@@ -491,153 +526,6 @@ class ChannelShift(Augmenter):
         return _map_window(sample, fn)
 
 
-# ---------------------------------------------------------------- adapters
-def _require_layers(sample, who):
-    if not isinstance(sample.instances, InstanceLayers):
-        raise TypeError(f"{who} needs full-resolution instances (InstanceLayers), got "
-                        f"{type(sample.instances).__name__}")
-    return sample.instances
-
-
-def _masks_back(sample, image, masks, count, who):
-    """Put the augmented image and bool [H, W, N] masks back into `sample`."""
-    image = np.asarray(image)
-    masks = np.asarray(masks)
-    if image.ndim != 3 or masks.ndim != 3 or masks.shape[:2] != image.shape[:2] \
-            or masks.shape[2] != count:
-        raise ValueError(f"{who} must return an [H, W, C] image and [H, W, N={count}] masks "
-                         f"of the same size, got shapes {image.shape} and {masks.shape}")
-    same_size = image.shape[:2] == sample.shape
-    sample.image = image
-    sample.instances = InstanceLayers.from_masks(masks.astype(bool))
-    if not same_size:
-        sample.window = np.array([0, 0, image.shape[0], image.shape[1]], np.int64)
-    return sample
-
-
-class CallableAdapter(Augmenter):
-    """A user function ``(image, masks, rng) -> (image, masks)`` on bool [H, W, N] masks.
-
-    The masks are materialized at full resolution for the call (as in
-    Matterport), which costs H * W * N bytes; prefer the built-in
-    augmenters for images with hundreds of instances.
-    """
-
-    kind = RESAMPLE
-
-    def __init__(self, fn):
-        if not callable(fn):
-            raise TypeError(f"augmentation must be callable, got {type(fn).__name__}")
-        self.fn = fn
-
-    def apply(self, sample, rng):
-        layers = _require_layers(sample, "a callable augmentation")
-        image, masks = self.fn(sample.image, layers.to_masks(), rng)
-        return _masks_back(sample, image, masks, layers.count, repr(self.fn))
-
-
-# Geometric imgaug augmenters that may touch masks (Matterport's list).
-_IMGAUG_MASK_AUGMENTERS = frozenset({
-    "Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud", "CropAndPad",
-    "Affine", "PiecewiseAffine"})
-
-
-def _imgaug_mask_hooks():
-    """imgaug hooks that keep colour augmenters off the masks, or None.
-
-    Uses imgaug only if it is already imported (by whoever built the
-    augmenter); never imports it.
-    """
-    imgaug = sys.modules.get("imgaug")
-    if imgaug is None or not hasattr(imgaug, "HooksImages"):
-        return None
-
-    def activator(images, augmenter, parents, default):
-        return type(augmenter).__name__ in _IMGAUG_MASK_AUGMENTERS
-
-    return imgaug.HooksImages(activator=activator)
-
-
-class ImgaugAdapter(Augmenter):
-    """An imgaug augmenter, applied as Matterport did.
-
-    A deterministic copy (seeded from the sample's rng, so runs repeat) is
-    applied to the image and to the uint8 [H, W, N] masks; on the masks only
-    geometric augmenters run (imgaug hooks). The masks are materialized at
-    full resolution for the call.
-    """
-
-    kind = RESAMPLE
-
-    def __init__(self, augmenter):
-        self.augmenter = augmenter
-
-    def apply(self, sample, rng):
-        layers = _require_layers(sample, "an imgaug augmenter")
-        det = self.augmenter.to_deterministic()
-        seed = int(rng.integers(2 ** 31 - 1))
-        if hasattr(det, "seed_"):
-            det.seed_(seed)
-        elif hasattr(det, "reseed"):
-            det.reseed(seed)
-        image = det.augment_image(sample.image)
-        masks = layers.to_masks().astype(np.uint8)
-        hooks = _imgaug_mask_hooks()
-        masks = det.augment_image(masks, hooks=hooks) if hooks is not None \
-            else det.augment_image(masks)
-        return _masks_back(sample, image, np.asarray(masks) > 0, layers.count,
-                           "the imgaug augmenter")
-
-
-class AlbumentationsAdapter(Augmenter):
-    """An albumentations transform or Compose.
-
-    The instance label layers go in as ``masks`` (albumentations resamples
-    masks with nearest neighbour and skips pixel-level transforms on them),
-    so instances stay exact whatever the pipeline does. Seeded per sample
-    with ``set_random_seed`` (albumentations >= 2) so runs repeat.
-    """
-
-    kind = RESAMPLE
-
-    def __init__(self, transform):
-        self.transform = transform
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    def apply(self, sample, rng):
-        layers = _require_layers(sample, "an albumentations transform")
-        planes = [np.ascontiguousarray(layers.layers[:, :, i])
-                  for i in range(layers.layers.shape[2])]
-        seed = int(rng.integers(2 ** 31 - 1))
-        with self._lock:  # the seed and the call must not interleave between threads
-            if hasattr(self.transform, "set_random_seed"):
-                self.transform.set_random_seed(seed)
-            out = self.transform(image=np.ascontiguousarray(sample.image), masks=planes)
-        image = np.asarray(out["image"])
-        stack = np.stack([np.asarray(m) for m in out["masks"]], axis=-1)
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if stack.shape[:2] != image.shape[:2]:
-            raise ValueError(f"the albumentations transform returned an image of "
-                             f"{image.shape[:2]} but masks of {stack.shape[:2]}")
-        same_size = image.shape[:2] == sample.shape
-        sample.image = image
-        sample.instances = InstanceLayers(stack.astype(layers.layers.dtype, copy=False),
-                                          layers.layer_of)
-        if not same_size:
-            sample.window = np.array([0, 0, image.shape[0], image.shape[1]], np.int64)
-        return sample
-
-
 def as_augmenter(augmentation):
     """Wrap whatever the user passed as `augmentation` into an `Augmenter`.
 
@@ -649,6 +537,10 @@ def as_augmenter(augmentation):
     Returns:
         an `Augmenter`, or None for None.
     """
+    # The adapters subclass Augmenter, so they live in a module importing this one.
+    from mrcnn.data.augment_adapters import (AlbumentationsAdapter, CallableAdapter,
+                                             ImgaugAdapter)
+
     if augmentation is None or isinstance(augmentation, Augmenter):
         return augmentation
     if isinstance(augmentation, (list, tuple)):
@@ -688,7 +580,7 @@ def cell_augmentation(crop_size=None, scale=(0.75, 1.33), aspect=(0.9, 1.1),
     """
     ops = []
     if crop_size is not None:
-        ops += [RandomScale(scale, aspect), RandomCrop(crop_size)]
+        ops.append(ScaleCrop(crop_size, scale, aspect))
     square = crop_size is not None and _size(crop_size)[0] == _size(crop_size)[1]
     ops += [Fliplr(), Flipud(), Rot90((0, 1, 2, 3) if square or crop_size is None else (0, 2))]
     if max_degrees:

@@ -240,8 +240,9 @@ def sample_key(dataset, image_id, fields, kind):
     """Cache key of one prepared sample.
 
     Args:
-        dataset: the Dataset. If it defines ``cache_key(image_id)`` (any
-            value hashable by `digest`), that identifies the image; otherwise
+        dataset: the Dataset. If it defines ``cache_key(image_id)`` returning
+            a value other than None (anything `digest` takes), that identifies
+            the image; otherwise
             its ``image_info`` entry and, when ``path`` names a file, that
             file's size and modification time. Datasets whose masks live in
             other files should define ``cache_key`` to include them.
@@ -253,8 +254,9 @@ def sample_key(dataset, image_id, fields, kind):
         32-character hex string.
     """
     custom = getattr(dataset, "cache_key", None)
-    if callable(custom):
-        identity = ("custom", custom(image_id))
+    custom = custom(image_id) if callable(custom) else None
+    if custom is not None:
+        identity = ("custom", custom)
     else:
         info = dataset.image_info[image_id]
         identity = ("info", info, _file_stamp(info.get("path")))

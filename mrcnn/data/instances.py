@@ -31,7 +31,7 @@ import scipy.ndimage as ndi
 
 from mrcnn.data.boxes import extract_bboxes
 
-__all__ = ["InstanceLayers", "BoxMasks"]
+__all__ = ["InstanceLayers", "BoxMasks", "warp_planes"]
 
 # Instances per chunk when computing mini masks, and the most float32
 # values of one chunk's intermediate array (bounds the memory used).
@@ -70,6 +70,38 @@ def _sample_axis(lo, hi, out, limit):
     i0 = np.floor(coords).astype(np.int64)
     i1 = np.minimum(i0 + 1, last)
     return i0, i1, (coords - i0).astype(np.float32)
+
+
+def warp_planes(array, matrix, offset, output_shape, order, mode="constant", dtype=None):
+    """Resample every [H, W] plane of an [H, W, C] array with one 2-D affine map.
+
+    Output pixel (i, j) reads the input at ``matrix @ (i, j) + offset``
+    (pixel centres at integers, as scipy.ndimage); outside the input,
+    `mode` decides (``"constant"``: zeros, ``"nearest"``: the border value).
+    Planes are transformed one by one (faster than a 3-D transform) and a
+    diagonal `matrix` uses scipy's separable fast path.
+
+    Args:
+        array: [H, W, C].
+        matrix: [2, 2]; offset: [2]; output_shape: (height, width).
+        order: 0 (nearest neighbour) or 1 (bilinear).
+        mode: scipy.ndimage boundary mode.
+        dtype: output dtype (default: the input's).
+
+    Returns:
+        [height, width, C] array.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    if matrix[0, 1] == 0 and matrix[1, 0] == 0:
+        matrix = np.diag(matrix)
+    offset = np.asarray(offset, np.float64)
+    shape = (int(output_shape[0]), int(output_shape[1]))
+    out = np.empty(shape + (array.shape[2],), dtype or array.dtype)
+    for c in range(array.shape[2]):   # a few channels or label layers
+        out[:, :, c] = ndi.affine_transform(array[:, :, c], matrix, offset, output_shape=shape,
+                                            output=out.dtype, order=order, mode=mode, cval=0,
+                                            prefilter=False)
+    return out
 
 
 class InstanceLayers:
@@ -263,12 +295,7 @@ class InstanceLayers:
             mode: scipy.ndimage boundary mode ("constant" fills background,
                 "nearest" repeats the border).
         """
-        matrix3 = np.eye(3)
-        matrix3[:2, :2] = matrix
-        offset3 = np.array([offset[0], offset[1], 0.0])
-        shape = (int(output_shape[0]), int(output_shape[1]), self.layers.shape[2])
-        layers = ndi.affine_transform(self.layers, matrix3, offset3, output_shape=shape,
-                                      order=0, mode=mode, cval=0, prefilter=False)
+        layers = warp_planes(self.layers, matrix, offset, output_shape, order=0, mode=mode)
         return InstanceLayers(layers, self.layer_of)
 
 

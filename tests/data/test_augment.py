@@ -1,6 +1,3 @@
-import sys
-import types
-
 import numpy as np
 import pytest
 
@@ -39,6 +36,7 @@ EXACT = [
 GEOMETRY_ONLY = dict(brightness=0, contrast=None, channel_shift=0)
 RESAMPLING = [
     A.Rotate(15), A.Rotate(90), A.RandomScale((0.7, 1.4), (0.8, 1.25)), A.ScaleCrop(64),
+    A.ScaleCrop(96, scale=(0.4, 0.5)),
     A.cell_augmentation(crop_size=64, **GEOMETRY_ONLY), A.cell_augmentation(**GEOMETRY_ONLY),
     A.Sometimes(1.0, A.OneOf([A.Rotate(30), A.RandomScale((0.5, 0.8))])),
 ]
@@ -81,6 +79,26 @@ def test_transforms_move_masks_like_numpy():
     out_image, out_masks = crop(image, masks, np.random.default_rng(5))
     np.testing.assert_array_equal(out_image, image[y:y + 20, x:x + 25])
     np.testing.assert_array_equal(out_masks, masks[y:y + 20, x:x + 25])
+
+
+def test_scale_crop_at_scale_one_is_a_plain_crop_and_pads_small_images():
+    image, masks = bright_squares()
+    rng = np.random.default_rng(7)
+    rng.uniform(), rng.uniform()                                 # scale and aspect draws
+    y, x = int(rng.integers(0, 120 - 50 + 1)), int(rng.integers(0, 128 - 60 + 1))
+    out_image, out_masks = A.ScaleCrop((50, 60), scale=(1, 1), aspect=(1, 1))(
+        image, masks, np.random.default_rng(7))
+    np.testing.assert_array_equal(out_image, image[y:y + 50, x:x + 60])
+    np.testing.assert_array_equal(out_masks, masks[y:y + 50, x:x + 60])
+    # scaled to 60x64, placed inside a 100x100 crop: zeros around it
+    sample = A.ScaleCrop(100, scale=(0.5, 0.5), aspect=(1, 1)).apply(
+        A.Sample(image, InstanceLayers.from_masks(masks)), np.random.default_rng(1))
+    y1, x1, y2, x2 = sample.window
+    assert (y2 - y1, x2 - x1) == (60, 64)
+    inside = np.zeros((100, 100), bool)
+    inside[y1:y2, x1:x2] = True
+    assert sample.image[~inside].max() == 0 and sample.image[inside].min() == 20
+    assert not sample.instances.to_masks()[~inside].any()
 
 
 def test_window_follows_the_geometry():
@@ -131,114 +149,13 @@ def test_kinds_and_wrapping():
     assert A.Compose([A.Contrast()]).kind == A.PHOTOMETRIC
     assert A.as_augmenter(None) is None
     assert isinstance(A.as_augmenter([A.Fliplr()]), A.Compose)
-    assert isinstance(A.as_augmenter(lambda image, masks, rng: (image, masks)),
-                      A.CallableAdapter)
+    assert callable(A.as_augmenter(lambda image, masks, rng: (image, masks)).apply)
     with pytest.raises(TypeError, match="augmentation must be"):
         A.as_augmenter(42)
     with pytest.raises(ValueError, match="probability"):
         A.Fliplr(p=1.5)
     with pytest.raises(ValueError, match="low <= high"):
         A.RandomScale(scale=(2, 1))
-
-
-def test_callable_adapter_matterport_style():
-    image, masks = bright_squares()
-
-    def flip(image, masks, rng):
-        return image[:, ::-1], masks[:, ::-1]
-
-    out_image, out_masks = A.CallableAdapter(flip)(image, masks)
-    np.testing.assert_array_equal(out_masks, masks[:, ::-1])
-    with pytest.raises(ValueError, match="N=5"):
-        A.CallableAdapter(lambda i, m, r: (i, m[:, :, :2]))(image, masks)
-
-
-class _FakeDeterministic:
-    """Mimics imgaug's deterministic augmenter: a seeded flip plus a colour op."""
-
-    def __init__(self):
-        self.seed = None
-
-    def seed_(self, seed):
-        self.seed = seed
-
-    def augment_image(self, image, hooks=None):
-        out = image[:, ::-1] if self.seed % 2 else image[::-1]
-        colour = _FakeColour()
-        if hooks is None or hooks.activator(out, colour, [], True):
-            out = np.clip(out.astype(np.int32) + 30, 0, 255).astype(image.dtype)
-        return np.ascontiguousarray(out)
-
-
-class _FakeColour:
-    pass
-
-
-class _FakeImgaug:
-    """Mimics imgaug's Augmenter API: to_deterministic() and augment_image()."""
-
-    def to_deterministic(self):
-        return _FakeDeterministic()
-
-    def augment_image(self, image, hooks=None):
-        raise AssertionError("the adapter must use a deterministic copy")
-
-
-def test_imgaug_adapter_with_a_fake_augmenter_and_hooks(monkeypatch):
-    image, masks = bright_squares()
-    fake_module = types.SimpleNamespace(
-        HooksImages=lambda activator: types.SimpleNamespace(activator=activator))
-    monkeypatch.setitem(sys.modules, "imgaug", fake_module)
-    augmenter = A.as_augmenter(_FakeImgaug())
-    assert isinstance(augmenter, A.ImgaugAdapter)
-    first = augmenter(image, masks, np.random.default_rng(3))
-    again = augmenter(image, masks, np.random.default_rng(3))
-    np.testing.assert_array_equal(first[1], again[1])          # seeded from the rng
-    out_image, out_masks = first
-    assert out_image.max() == 230                                # colour op on the image
-    seed = np.random.default_rng(3).integers(2 ** 31 - 1)
-    expected = masks[:, ::-1] if seed % 2 else masks[::-1]       # hooks kept it off masks
-    np.testing.assert_array_equal(out_masks, expected)
-    assert alignment(out_image, out_masks) == (1.0, 1.0)
-
-
-def test_imgaug_adapter_never_imports_imgaug():
-    sys.modules.pop("imgaug", None)
-
-    class Geometric(_FakeDeterministic):
-        def augment_image(self, image, hooks=None):
-            assert hooks is None
-            return np.ascontiguousarray(image[:, ::-1])
-
-    class Augmenter(_FakeImgaug):
-        def to_deterministic(self):
-            return Geometric()
-
-    image, masks = bright_squares()
-    out_image, out_masks = A.as_augmenter(Augmenter())(image, masks, 0)
-    np.testing.assert_array_equal(out_masks, masks[:, ::-1])
-    assert "imgaug" not in sys.modules
-
-
-def test_albumentations_pipeline_keeps_instances_exact():
-    albumentations = pytest.importorskip("albumentations")
-    pipeline = albumentations.Compose([
-        albumentations.HorizontalFlip(p=1.0),
-        albumentations.Affine(rotate=(-20, 20), p=1.0),
-        albumentations.RandomCrop(64, 64),
-        albumentations.RandomBrightnessContrast(p=1.0),
-    ])
-    augmenter = A.as_augmenter(pipeline)
-    assert isinstance(augmenter, A.AlbumentationsAdapter)
-    image, masks = bright_squares()
-    out_image, out_masks = augmenter(image, masks, np.random.default_rng(0))
-    assert out_image.shape == (64, 64, 3) and out_masks.shape == (64, 64, 5)
-    precision, recall = alignment(out_image, out_masks)
-    assert precision > 0.9 and recall > 0.9
-    again = augmenter(image, masks, np.random.default_rng(0))
-    np.testing.assert_array_equal(again[1], out_masks)
-    # a 64x64 crop of a 120x128 image cannot hold all five squares
-    assert out_masks.any(axis=(0, 1)).sum() < 5
 
 
 class _Images(Dataset):

@@ -233,6 +233,15 @@ def test_dataset_cache_key_overrides_image_info():
     b.version = 2
     assert sample_key(a, 0, fields, "layers") != sample_key(b, 0, fields, "layers")
 
+    class Default(Tiny):
+        def cache_key(self, image_id):
+            return None                          # None: fall back to image_info
+
+    assert sample_key(Default(), 0, fields, "layers") != sample_key(a, 0, fields, "layers")
+    changed = Default()
+    changed.image_info[0]["annotations"] = []
+    assert sample_key(Default(), 0, fields, "layers") != sample_key(changed, 0, fields, "layers")
+
 
 def test_open_cache_follows_config(tmp_path):
     def config(**values):
