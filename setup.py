@@ -17,6 +17,7 @@ setup(
     python_requires=">=3.10",
     packages=["mrcnn", "mrcnn.data", "mrcnn.ops", "mrcnn.layers", "mrcnn.heads",
               "mrcnn.datasets", "backbones"],
+    package_data={"mrcnn": ["weights_manifest.json"]},
     install_requires=[
         "keras>=3.3",
         "tensorflow>=2.16",

@@ -43,6 +43,7 @@ from mrcnn.layers.meta import (ActiveClassIds, DetectionBoxes, FixedBatch, Leadi
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
 from mrcnn import callbacks as mrcnn_callbacks
+from mrcnn import weights as mrcnn_weights
 from mrcnn import weights_io
 from mrcnn.config import save_config
 from mrcnn.schedule import schedule_from_config
@@ -249,31 +250,39 @@ class MaskRCNN:
         """Save the weights by layer name (atomic; loadable by either mode)."""
         return weights_io.save_weights(self.keras_model, filepath)
 
-    def load_weights(self, filepath, by_name=False, exclude=None):
+    def load_weights(self, filepath, by_name=False, exclude=None, allow_download=False):
         """Load weights; return a report of loaded / excluded / missing / mismatched layers.
 
         Args:
-            filepath: an ``.h5`` file (Matterport/Keras 2 layout or an mrcnn
+            filepath: "coco" (Matterport's COCO weights), "imagenet" (the
+                backbone's ImageNet weights), "last" (:meth:`find_last`), or a
+                path: an ``.h5`` file (Matterport/Keras 2 layout or an mrcnn
                 checkpoint, loaded by layer name) or a Keras 3 ``.weights.h5``.
+                Named weights are looked up locally first (``$MRCNN_WEIGHTS_DIR``,
+                the Keras cache); see ``mrcnn.weights``.
             by_name: skip (and report) layers that are missing from the file or
                 have another shape, instead of raising.
             exclude: layer names to skip (list), a regex, or "heads" for the
                 NUM_CLASSES-specific layers.
+            allow_download: fetch a named file that is not found locally.
 
         A checkpoint named like ``mask_rcnn_<name>_<epoch>.h5`` sets
         ``self.epoch`` so that training resumes after it.
         """
-        if filepath == "last":
-            filepath = self.find_last()
-        report = weights_io.load_weights(self.keras_model, filepath, by_name=by_name,
-                                         exclude=exclude)
+        report = mrcnn_weights.load_named_weights(self, filepath, by_name=by_name,
+                                                  exclude=exclude, allow_download=allow_download)
         log.info("loaded %d layers from %s (excluded %d, missing %d, shape mismatch %d)",
-                 len(report["loaded"]), filepath, len(report["excluded"]),
+                 len(report["loaded"]), report["path"], len(report["excluded"]),
                  len(report["missing"]), len(report["shape_mismatch"]))
         for name, want, got in report["shape_mismatch"]:
             log.warning("skipped %s: model shapes %s, file shapes %s", name, want, got)
-        self.set_log_dir(filepath)
+        self.set_log_dir(report["path"])
         return report
+
+    def get_imagenet_weights(self, allow_download=False):
+        """Path of the backbone's ImageNet weight file (Matterport's API)."""
+        return mrcnn_weights.locate_weights(
+            mrcnn_weights.imagenet_entry_name(self.backbone.name), allow_download=allow_download)
 
     # --------------------------------------------------------------- training
     def layer_regex(self, layers):

@@ -17,9 +17,10 @@ Search order for a named file (e.g. ``mask_rcnn_coco.h5``):
 2. the Keras cache, ``$KERAS_HOME/models`` or ``~/.keras/models`` (where
    ``keras.applications`` keeps the ImageNet files it downloaded);
 3. the current directory (where Matterport's samples kept ``mask_rcnn_coco.h5``);
-4. a download to the first writable of those folders, only with
-   ``allow_download=True`` (10 s socket timeout, proxies from the
-   environment, written atomically and checked against the manifest).
+4. only with ``allow_download=True``: a download to the first writable
+   folder of ``$MRCNN_WEIGHTS_DIR``, else the Keras cache (10 s socket
+   timeout, proxies from the environment, written atomically, checked
+   against the manifest).
 
 When the file is missing the error names the file, every folder searched
 and the ways to provide it, without touching the network.
@@ -150,7 +151,7 @@ def missing_weights_message(name, download_error=None):
         f"  - run `python weights/download.py {name}` (from the repository) where a network exists;",
         f"  - allow the download: model.load_weights(..., allow_download=True) "
         f"(saves to {default_download_dir()});",
-        f"  - or pass the file's path instead of the name.",
+        "  - or pass the file's path instead of the name.",
     ]
     return "\n".join(lines)
 

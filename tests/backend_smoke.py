@@ -4,17 +4,25 @@ Run by tests/test_backends.py in a subprocess per backend:
     KERAS_BACKEND=torch python tests/backend_smoke.py OUT_DIR
 """
 
+import importlib.util
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+# Run as a script, this folder would come first on sys.path and its test
+# folders (tests/backbones/) would shadow the real packages: use the repo root.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+sys.path.insert(0, os.path.dirname(HERE))
+_spec = importlib.util.spec_from_file_location("model_helpers", os.path.join(HERE, "model_helpers.py"))
+model_helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(model_helpers)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mrcnn.model as modellib  # noqa: E402
-from model_helpers import make_config, shapes  # noqa: E402
+make_config, shapes = model_helpers.make_config, model_helpers.shapes
 
 
 def main(out_dir):

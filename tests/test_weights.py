@@ -7,7 +7,6 @@ layouts, Keras 3 ``.weights.h5``. Nothing touches the network.
 
 import hashlib
 import importlib.util
-import json
 import os
 import socket
 import time

@@ -10,17 +10,18 @@ plus random crops as in seed 003)::
 
     from mrcnn.data import augment as A
     augmentation = A.Compose([
-        A.RandomScale(scale=(0.75, 1.33), aspect=(0.9, 1.1)),   # zoom + aspect change
-        A.RandomCrop(256),                                      # fixed-size crop
+        A.ScaleCrop(256, scale=(0.75, 1.33), aspect=(0.9, 1.1)),  # zoom, stretch, crop
         A.Fliplr(), A.Flipud(), A.Rot90(),
         A.Sometimes(0.5, A.Rotate(15)),
-        A.Brightness(20), A.Contrast((0.8, 1.2)), A.ChannelShift(10),
+        A.Brightness(15), A.Contrast((0.85, 1.15)), A.ChannelShift(10),
     ])
-    model.train(..., augmentation=augmentation)
+    model.train(..., augmentation=augmentation)   # with IMAGE_SHAPE 256 x 256
 
-`cell_augmentation()` builds that list. Every augmenter is also callable the
-Matterport way, ``image, masks = aug(image, masks, rng)`` with bool
-[H, W, N] masks.
+`cell_augmentation(crop_size=256)` builds that list. Every augmenter is also
+callable the Matterport way, ``image, masks = aug(image, masks, rng)`` with
+bool [H, W, N] masks. With IMAGE_RESIZE_MODE "crop" the generator takes its
+random IMAGE_MIN_DIM crop after the augmentation (crop early with
+`RandomCrop`/`ScaleCrop` to save work on large images).
 
 Each augmenter has a `kind`: PHOTOMETRIC (image values only), DIHEDRAL
 (flips and 90-degree rotations: exact on cached box mini masks, so the

@@ -261,7 +261,8 @@ def sample_key(dataset, image_id, fields, kind):
         info = dataset.image_info[image_id]
         identity = ("info", info, _file_stamp(info.get("path")))
     cls = type(dataset)
-    return digest("sample", FORMAT_VERSION, kind, f"{cls.__module__}.{cls.__qualname__}",
+    module = "__main__" if cls.__module__ == "__mp_main__" else cls.__module__  # spawned workers
+    return digest("sample", FORMAT_VERSION, kind, f"{module}.{cls.__qualname__}",
                   identity, dataset.class_info, fields)
 
 
@@ -465,7 +466,7 @@ class SampleCache:
                            "computed without caching", self.max_bytes)
             return False
         try:
-            new = self._write(key, blob)
+            replaced = self._write(key, blob)
         except OSError as error:
             self._counters.add(skipped=1)
             self._log_once("write-error", logging.WARNING,
@@ -473,7 +474,8 @@ class SampleCache:
                            "caching new samples", self.directory, error)
             return False
         self._counters.add(writes=1, write_bytes=len(blob), write_raw=raw,
-                           entries=int(new), size_bytes=len(blob))
+                           entries=int(replaced is None),
+                           size_bytes=len(blob) - (replaced or 0))
         return True
 
     def get_or_compute(self, key, compute):
@@ -523,16 +525,19 @@ class SampleCache:
             return None
 
     def _write(self, key, blob):
-        """Store a blob; True if the key was new."""
+        """Store a blob; returns the size of the entry it replaced, or None."""
         if self.directory is None:
             with self._lock:
-                new = key not in self._memory
+                old = self._memory.get(key)
                 self._memory[key] = blob
-            return new
+            return None if old is None else len(old)
         path = self.path(key)
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        new = not os.path.exists(path)
+        try:
+            old = os.path.getsize(path)
+        except OSError:
+            old = None
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -542,7 +547,7 @@ class SampleCache:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
-        return new
+        return old
 
     def _log_once(self, token, level, message, *args):
         with self._lock:

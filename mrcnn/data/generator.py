@@ -44,8 +44,8 @@ from mrcnn.data.sampling import as_sampler
 log = logging.getLogger(__name__)
 
 __all__ = ["PreparedSample", "prepare_sample", "finish_sample", "load_image_gt",
-           "keep_largest", "model_anchors", "sample_rpn_targets", "DataGenerator",
-           "make_generators"]
+           "keep_largest", "model_anchors", "match_anchors", "sample_rpn_targets",
+           "DataGenerator", "make_generators", "PREPARE_VERSION"]
 
 # Bump when prepare_sample's output changes meaning (part of every cache key).
 PREPARE_VERSION = 1
@@ -426,6 +426,7 @@ class DataGenerator(keras.utils.PyDataset):
         if self.mini_masks:
             fields.update({name: getattr(config, name) for name in _MINI_FIELDS})
         self._key_fields = (PREPARE_VERSION, fields)
+        self._keys = {}
         self._anchor_key = digest("anchors", RPN_MATCH_VERSION, self.anchors)
 
     def __len__(self):
@@ -451,8 +452,11 @@ class DataGenerator(keras.utils.PyDataset):
         """Stage 1 of `image_id`, from the cache when possible."""
         if self.cache is None:
             return prepare_sample(self.dataset, self.config, image_id, self.mini_masks)
-        kind = "boxmasks" if self.mini_masks else "layers"
-        key = sample_key(self.dataset, image_id, self._key_fields, kind)
+        key = self._keys.get(image_id)
+        if key is None:  # computed once per generator (hashing image_info costs ~1 ms)
+            kind = "boxmasks" if self.mini_masks else "layers"
+            key = self._keys[image_id] = sample_key(self.dataset, image_id, self._key_fields,
+                                                    kind)
         arrays = self.cache.get(key)
         if arrays is not None:
             try:

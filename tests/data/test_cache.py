@@ -82,6 +82,19 @@ def test_memory_cache_counts_and_budget():
     assert s.hit_rate == pytest.approx(1 / 3)
 
 
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_rewriting_a_key_counts_one_entry(tmp_path, where):
+    cache = SampleCache(tmp_path if where == "disk" else None)
+    small, large = {"a": np.arange(10)}, {"a": np.random.default_rng(0).random(500)}
+    cache.put("k", small)
+    cache.put("k", large)
+    s = cache.stats()
+    assert (s.entries, s.writes) == (1, 2)
+    assert s.size_bytes == len(encode_entry(large)[0])
+    if where == "disk":
+        assert s.size_bytes == os.path.getsize(cache.path("k"))
+
+
 def test_disk_cache_survives_restart(tmp_path):
     arrays = example_arrays()
     first = SampleCache(tmp_path)
@@ -117,6 +130,7 @@ def test_corrupt_disk_entry_is_a_logged_miss_then_overwritten(tmp_path, caplog, 
     assert cache.stats().corrupt == 2
     cache.put(key, arrays)                        # the caller recomputes
     assert_same(cache.get(key), arrays)
+    assert cache.stats().entries == 1             # the rewrite replaced the damaged file
 
 
 _WORKER = textwrap.dedent("""
