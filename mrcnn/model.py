@@ -170,7 +170,8 @@ class MaskRCNN:
             target_mask = LeadingRois(p, name="mask_targets")(target_mask)
             pooled_mask = PyramidROIAlign((mask_pool, mask_pool), (h, w),
                                           name="roi_align_mask")([mask_rois] + head_maps)
-            mask_logits = build_mask_head(pooled_mask, p, num_classes, mask_size)
+            mask_logits = build_mask_head(pooled_mask, p, num_classes, mask_size,
+                                          config.MASK_HEAD_CHANNELS)
             outputs = {
                 "rpn_class_logits": rpn_class_logits, "rpn_bbox": rpn_bbox,
                 "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,
@@ -196,7 +197,7 @@ class MaskRCNN:
         pooled_mask = PyramidROIAlign((mask_pool, mask_pool), (h, w),
                                       name="roi_align_mask")([det_boxes] + head_maps)
         mask_logits = build_mask_head(pooled_mask, config.DETECTION_MAX_INSTANCES,
-                                      num_classes, mask_size)
+                                      num_classes, mask_size, config.MASK_HEAD_CHANNELS)
         masks = keras.layers.Activation("sigmoid", name="mrcnn_mask_probs")(mask_logits)
         return keras.Model(
             inputs=[input_image, input_image_meta],

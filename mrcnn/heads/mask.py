@@ -22,7 +22,7 @@ def mask_upsampling_stages(mask_size):
     return int(math.log2(n))
 
 
-def build_mask_head(pooled, num_rois, num_classes, mask_size=28):
+def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
     """Per-class mask logits for each ROI.
 
     Args:
@@ -30,6 +30,8 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28):
         num_rois: N (static).
         num_classes: classes including background.
         mask_size: 28, 56 or 112.
+        channels: width of the conv stages (256 in Matterport; smaller heads
+            train much faster on a CPU).
 
     Returns:
         mask logits [B, N, mask_size, mask_size, num_classes] (apply a sigmoid
@@ -37,17 +39,17 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28):
     """
     x = MergeRoiBatch(name="mrcnn_mask_merge")(pooled)
     for i in range(1, 5):
-        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = layers.BatchNormalization(name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
-    x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu",
+    x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)
     for j in range(mask_upsampling_stages(mask_size)):
         k = 5 + j
-        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
+        x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
         x = layers.BatchNormalization(name=f"mrcnn_mask_bn{k}")(x)
         x = layers.Activation("relu")(x)
-        x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu",
+        x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
                                    name=f"mrcnn_mask_deconv{j + 2}")(x)
     x = layers.Conv2D(num_classes, 1, name="mrcnn_mask")(x)
     return SplitRoiBatch(num_rois, name="mrcnn_mask_logits")(x)
