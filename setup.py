@@ -36,7 +36,8 @@ setup(
         "jax": ["jax"],
         "imgaug": ["imgaug"],
         "albumentations": ["albumentations"],
-        "test": ["pytest", "tensorflow>=2.16", "jax", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "tensorflow>=2.16", "jax", "nbclient", "nbformat", "ipykernel",
+                 "albumentations"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

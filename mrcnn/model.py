@@ -26,7 +26,7 @@ import numpy as np
 
 import backbones
 from mrcnn.data.boxes import denorm_boxes
-from mrcnn.data.generator import DataGenerator, model_anchors
+from mrcnn.data.generator import make_generators, model_anchors
 from mrcnn.data.image import mold_image
 from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.data.masks import paste_masks
@@ -338,7 +338,7 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              workers=None, use_multiprocessing=None, verbose=1, seed=0):
+              workers=None, use_multiprocessing=None, verbose=1, seed=0, sampler=None):
         """Train the model (Matterport's API) with ``keras.Model.fit``.
 
         Args:
@@ -347,8 +347,15 @@ class MaskRCNN:
             epochs: train until this epoch (epochs already done count: a
                 second call with a larger number continues, as in Matterport).
             layers: "heads", "3+", "4+", "5+", "all" or a regex over layer names.
-            augmentation: callable ``(image, masks, rng) -> (image, masks)``.
+            augmentation: a built-in augmenter (``mrcnn.data.augment``: Fliplr,
+                Rot90, ScaleCrop, ..., ``cell_augmentation()``), an imgaug
+                augmenter, an albumentations pipeline, or a callable
+                ``(image, masks, rng) -> (image, masks)``. Applied after the
+                sample cache (Config.CACHE), so every epoch stays random.
             custom_callbacks: extra Keras callbacks.
+            no_augmentation_sources: dataset sources not to augment.
+            sampler: balanced sampling: "size", an ``image_info`` key (e.g.
+                "cell_type") or a callable ``image_id -> group``.
             workers, use_multiprocessing: data-loader processes (default
                 Config.WORKERS; multiprocessing when workers > 1).
             seed: seed of the data order and augmentation.
@@ -366,18 +373,11 @@ class MaskRCNN:
         workers = cfg.WORKERS if workers is None else workers
         if use_multiprocessing is None:
             use_multiprocessing = workers > 1
-        train_gen = DataGenerator(train_dataset, cfg, shuffle=True, augmentation=augmentation,
-                                  steps=cfg.STEPS_PER_EPOCH, seed=seed, strides=self.strides,
-                                  workers=max(workers, 1), use_multiprocessing=use_multiprocessing,
-                                  max_queue_size=cfg.MAX_QUEUE_SIZE)
-        train_gen.epoch = self.epoch
-        val_gen = None
-        if val_dataset is not None and cfg.VALIDATION_STEPS:
-            val_gen = DataGenerator(val_dataset, cfg, shuffle=False,
-                                    steps=cfg.VALIDATION_STEPS, seed=seed + 1,
-                                    strides=self.strides, workers=max(workers, 1),
-                                    use_multiprocessing=use_multiprocessing,
-                                    max_queue_size=cfg.MAX_QUEUE_SIZE)
+        train_gen, val_gen, data_callbacks = make_generators(
+            train_dataset, val_dataset, cfg, model_dir=self.model_dir, augmentation=augmentation,
+            sampler=sampler, seed=seed, strides=self.strides, workers=workers,
+            use_multiprocessing=use_multiprocessing, epoch=self.epoch,
+            no_augmentation_sources=no_augmentation_sources)
 
         os.makedirs(self.log_dir, exist_ok=True)
         mrcnn_callbacks.check_writable(self.log_dir)
@@ -399,6 +399,7 @@ class MaskRCNN:
 
         callbacks = [
             mrcnn_callbacks.NanGuard(LOSS_NAMES),
+            *data_callbacks,
             keras.callbacks.CSVLogger(os.path.join(self.log_dir, "history.csv"), append=True),
             mrcnn_callbacks.Checkpoint(self, self.checkpoint_path),
         ]

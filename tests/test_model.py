@@ -149,3 +149,18 @@ def test_parameter_counts_add_up():
     counts = model.parameter_counts()
     assert counts["total"] == model.keras_model.count_params()
     assert all(counts[k] > 0 for k in ("backbone", "fpn", "rpn", "heads"))
+
+
+@pytest.mark.slow
+def test_training_with_two_worker_processes_and_disk_cache(tmp_path):
+    """The defaults must not hang at 'Epoch 1/N' with data-loader processes."""
+    config = make_config(CACHE="disk", STEPS_PER_EPOCH=4, VALIDATION_STEPS=1)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    history = model.train(shapes(6, seed=3), shapes(2, seed=4), 0.01, epochs=2, layers="all",
+                          workers=2, use_multiprocessing=True, verbose=0)
+    h = history.history
+    assert history.epoch == [0, 1] and all(math.isfinite(v) for v in h["loss"])
+    # the second epoch hits the disk cache written by the worker processes
+    assert h["cache_hits"][1] > 0, h
+    cache_files = [f for _, _, fs in os.walk(tmp_path / "cache") for f in fs]
+    assert cache_files
