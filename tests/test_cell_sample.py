@@ -48,3 +48,20 @@ def test_train_then_predict_writes_valid_submission(tmp_path, monkeypatch):
                          "--weights", "last"])
     runs = sorted(os.listdir(model_dir))
     assert "mask_rcnn_cell_0002.h5" in os.listdir(model_dir / runs[0])
+
+
+@pytest.mark.slow
+def test_nucleus_sample_runs_on_embedded_dsb_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRCNN_CACHE_DIR", str(tmp_path / "cache"))
+    path = os.path.join(ROOT, "samples", "nucleus", "train.py")
+    spec = importlib.util.spec_from_file_location("nucleus_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scores = module.main(["--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "1",
+                          "--synthetic-images", "4", "--folds", "2",
+                          "--model-dir", str(tmp_path / "logs")])
+    assert 0.0 <= scores["map_iou"] <= 1.0 and scores["n_images"] == 2
+    root = tmp_path / "cache" / "synthetic_nuclei"
+    ids = sorted(d for d in os.listdir(root) if not d.startswith("."))
+    assert len(ids) == 4
+    assert os.listdir(root / ids[0] / "masks")

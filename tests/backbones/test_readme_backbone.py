@@ -1,0 +1,39 @@
+"""The custom-backbone example in README.md registers a backbone that trains and detects."""
+
+import os
+import re
+
+import numpy as np
+
+import backbones
+import mrcnn.model as modellib
+from model_helpers import make_config, shapes
+
+README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+
+
+def readme_example():
+    text = open(README, encoding="utf-8").read()
+    block = text.split("<!-- readme-backbone -->", 1)[1]
+    return re.search(r"```python\n(.*?)```", block, re.S).group(1)
+
+
+def test_readme_backbone_registers_trains_and_detects(tmp_path):
+    code = readme_example()
+    if "tiny-net" in backbones.available():  # re-runs in one process
+        code = code.replace('"tiny-net"', '"tiny-net-%d"' % len(backbones.available()))
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    name = [n for n in backbones.available() if n.startswith("tiny-net")][-1]
+    spec = backbones.get(name)
+    assert spec.channels == (16, 32, 64, 128)
+
+    config = make_config(BACKBONE=name, STEPS_PER_EPOCH=1, VALIDATION_STEPS=0)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    trained = model.set_trainable("4+")
+    assert "tiny_s4" in trained and "tiny_s3" not in trained
+    model.train(shapes(2), None, 0.01, epochs=1, layers="all", verbose=0)
+    infer = modellib.MaskRCNN("inference", make_config(BACKBONE=name), str(tmp_path))
+    infer.load_weights(model.find_last())
+    r = infer.detect([np.zeros((64, 64, 3), np.uint8)])[0]
+    assert r["masks"].shape[:2] == (64, 64)
