@@ -79,3 +79,78 @@ def test_wheel_installs_offline_and_detects(tmp_path):
     proc = subprocess.run([py, "-c", code], capture_output=True, text=True, env=env,
                           cwd=str(tmp_path))
     assert "WHEEL_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+READONLY_SCRIPT = r'''
+import os, sys
+src, data, out = sys.argv[1:4]
+sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path.insert(0, src)
+import numpy as np
+import mrcnn
+assert mrcnn.__file__.startswith(src), mrcnn.__file__
+from mrcnn.config import Config
+from mrcnn.datasets import SartoriusDataset
+import mrcnn.model as modellib
+
+class C(Config):
+    NAME = "ro"; NUM_CLASSES = 4; IMAGES_PER_GPU = 1; BACKBONE = "small-cnn"
+    IMAGE_RESIZE_MODE = "none"; IMAGE_SHAPE = [128, 192, 3]
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128); TOP_DOWN_PYRAMID_SIZE = 32
+    FPN_CLASSIF_FC_LAYERS_SIZE = 32; MASK_HEAD_CHANNELS = 32; PRE_NMS_LIMIT = 300
+    POST_NMS_ROIS_TRAINING = 100; POST_NMS_ROIS_INFERENCE = 50; TRAIN_ROIS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 64; DETECTION_MAX_INSTANCES = 10; DETECTION_MIN_CONFIDENCE = 0.0
+    STEPS_PER_EPOCH = 1; VALIDATION_STEPS = 0; MINI_MASK_SHAPE = (28, 28)
+    CACHE = "disk"; CACHE_DIR = os.path.join(out, "cache")
+
+ds = SartoriusDataset(); ds.load_sartorius(data); ds.prepare()
+model = modellib.MaskRCNN("training", C(), os.path.join(out, "logs"))
+model.train(ds, None, 0.01, epochs=1, layers="all", verbose=0)
+infer = modellib.MaskRCNN("inference", C(), os.path.join(out, "logs"))
+infer.load_weights(model.find_last())
+r = infer.detect([ds.load_image(0)])[0]
+print("READONLY_OK", model.find_last(), r["masks"].shape)
+'''
+
+
+@pytest.mark.slow
+def test_read_only_source_and_data(tmp_path):
+    from mrcnn.datasets.synthetic_cells import write_synthetic_sartorius
+    src, data, out = tmp_path / "src", tmp_path / "data", tmp_path / "out"
+    for package in ("mrcnn", "backbones"):
+        shutil.copytree(os.path.join(ROOT, package), src / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    write_synthetic_sartorius(str(data), n_images=2, seed=1, height=128, width=192)
+    out.mkdir()
+    before = (tree_state(src), tree_state(data))
+    subprocess.run(["chmod", "-R", "a-w", str(src), str(data)], check=True)
+    # As root, chmod does not stop writes; Python's own bytecode cache is kept out
+    # as a read-only mount would (it skips __pycache__ silently there), and the
+    # tree comparison below catches anything the library itself writes.
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", KERAS_BACKEND="tensorflow")
+    try:
+        proc = subprocess.run([sys.executable, "-c", READONLY_SCRIPT, str(src), str(data),
+                               str(out)], capture_output=True, text=True, env=env,
+                              cwd=str(out), timeout=900)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(src), str(data)], check=True)
+    assert "READONLY_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert (tree_state(src), tree_state(data)) == before
+    ckpt = proc.stdout.split("READONLY_OK ")[1].split()[0]
+    assert ckpt.startswith(str(out / "logs")) and os.path.exists(ckpt)
+    cache_files = [f for _, _, fs in os.walk(out / "cache") for f in fs]
+    assert cache_files, "the disk cache was not written where it was told to go"
+
+
+def test_unwritable_model_dir_fails_before_training(tmp_path, monkeypatch):
+    import mrcnn.model as modellib
+    from mrcnn import callbacks
+    from model_helpers import make_config, shapes
+
+    def refuse(folder):
+        raise PermissionError(f"cannot write to the output folder {folder!r} (read-only)")
+    model = modellib.MaskRCNN("training", make_config(), str(tmp_path / "ro"))
+    monkeypatch.setattr(callbacks, "check_writable", refuse)
+    with pytest.raises(PermissionError, match="output folder"):
+        model.train(shapes(2), None, 0.01, epochs=1, layers="heads", verbose=0)
+    assert not [f for _, _, fs in os.walk(tmp_path / "ro") for f in fs if f.endswith(".h5")]
