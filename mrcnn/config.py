@@ -59,7 +59,10 @@ class Config:
     # Number of classes, background included.
     NUM_CLASSES = 1
 
-    # Anchor side lengths in pixels, one per pyramid level (P2..P6).
+    # Anchor side lengths in pixels, one per pyramid level (P2..P6). An entry
+    # may also be a tuple of sizes (the same count at every level), e.g.
+    # ((8, 11), (16, 23), (32, 45), (64, 91), (128, 181)) for two scales per
+    # octave: more anchors reach IoU 0.7 with objects between the sizes.
     RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
     # Anchor height/width ratios (0.5 = wide, 2 = tall).
     RPN_ANCHOR_RATIOS = [0.5, 1, 2]
@@ -261,6 +264,15 @@ class Config:
             fail(f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} values but there "
                  f"are {n_levels} pyramid levels (BACKBONE_STRIDES="
                  f"{list(self.BACKBONE_STRIDES)}); give one scale per level")
+        counts = {len(s) if isinstance(s, (list, tuple, np.ndarray)) else 1
+                  for s in self.RPN_ANCHOR_SCALES}
+        if len(counts) != 1 or 0 in counts:
+            fail(f"RPN_ANCHOR_SCALES entries must all have the same number of sizes, got "
+                 f"{self.RPN_ANCHOR_SCALES}")
+        flat = np.concatenate([np.ravel(s) for s in self.RPN_ANCHOR_SCALES])
+        if np.any(flat <= 0):
+            fail(f"RPN_ANCHOR_SCALES must be positive, got {self.RPN_ANCHOR_SCALES}")
+        self.RPN_ANCHORS_PER_LOCATION = counts.pop() * len(self.RPN_ANCHOR_RATIOS)
         if any(r <= 0 for r in self.RPN_ANCHOR_RATIOS) or not len(self.RPN_ANCHOR_RATIOS):
             fail(f"RPN_ANCHOR_RATIOS must be positive numbers, got {self.RPN_ANCHOR_RATIOS}")
         if self.RPN_ANCHOR_STRIDE < 1:
@@ -356,7 +368,7 @@ def save_config(config, path):
     return path
 
 
-DERIVED = ("BATCH_SIZE", "IMAGE_META_SIZE")
+DERIVED = ("BATCH_SIZE", "IMAGE_META_SIZE", "RPN_ANCHORS_PER_LOCATION")
 
 
 def load_config(path, **overrides):

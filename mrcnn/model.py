@@ -122,7 +122,7 @@ class MaskRCNN:
         anchors = AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                self.strides, config.RPN_ANCHOR_STRIDE, (h, w),
                                name="anchors")(image)
-        rpn = build_rpn_model(len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE,
+        rpn = build_rpn_model(config.RPN_ANCHORS_PER_LOCATION, config.TOP_DOWN_PYRAMID_SIZE,
                               config.RPN_ANCHOR_STRIDE)
         num_anchors = model_anchors(config, self.strides).shape[0]
         rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps, num_anchors)

@@ -99,3 +99,13 @@ def test_load_config_needs_callable_backbone_again(tmp_path):
     with pytest.raises(ValueError, match="my_backbone"):
         load_config(path)
     assert load_config(path, BACKBONE=my_backbone).BACKBONE is my_backbone
+
+
+def test_multiple_anchor_sizes_per_level():
+    class C(Small):
+        RPN_ANCHOR_SCALES = ((8, 11), (16, 23), (32, 45), (64, 91), (128, 181))
+        RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    assert C().RPN_ANCHORS_PER_LOCATION == 6
+    assert Small().RPN_ANCHORS_PER_LOCATION == 3
+    with pytest.raises(ValueError, match="same number of sizes"):
+        type("B", (Small,), {"RPN_ANCHOR_SCALES": ((8, 11), 16, 32, 64, 128)})()

@@ -120,7 +120,8 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
 
     Args:
         scales: one anchor scale (pixels) per level, e.g.
-            ``(32, 64, 128, 256, 512)``.
+            ``(32, 64, 128, 256, 512)``, or a tuple of scales per level (the
+            same count at each), e.g. ``((8, 11), (16, 23), ...)``.
         ratios: width/height ratios used at every level, e.g. ``[0.5, 1, 2]``.
         feature_shapes: [num_levels, (height, width)] feature-map sizes, e.g.
             from :func:`compute_backbone_shapes`.
@@ -136,7 +137,12 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
         ValueError: if the per-level lists have different lengths or hold
             non-positive values.
     """
-    scales = list(np.asarray(scales).reshape(-1)) if np.ndim(scales) else [scales]
+    if np.ndim(scales) == 0:
+        scales = [scales]
+    elif np.ndim(scales) == 2:
+        scales = [list(np.asarray(s, dtype=np.float64)) for s in scales]
+    else:
+        scales = list(np.asarray(scales).reshape(-1))
     feature_shapes = np.asarray(feature_shapes)
     if feature_shapes.ndim != 2 or feature_shapes.shape[1] != 2:
         raise ValueError(
@@ -149,7 +155,8 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
             f"{scales}, {len(feature_shapes)} feature shapes and {len(feature_strides)} "
             f"strides {feature_strides}")
     levels = [
-        generate_anchors(float(scale), ratios, tuple(int(v) for v in shape),
+        generate_anchors(scale if isinstance(scale, list) else float(scale), ratios,
+                         tuple(int(v) for v in shape),
                          float(stride), anchor_stride)
         for scale, shape, stride in zip(scales, feature_shapes, feature_strides)
     ]

@@ -33,7 +33,7 @@ def build_rpn_model(anchors_per_location, depth, anchor_stride=1):
     """The shared RPN head as a model applied to each pyramid level.
 
     Args:
-        anchors_per_location: anchors per feature-map cell (len(RPN_ANCHOR_RATIOS)).
+        anchors_per_location: anchors per feature-map cell (sizes per level x ratios).
         depth: channels of the pyramid levels.
         anchor_stride: stride of the shared 3x3 conv (RPN_ANCHOR_STRIDE).
 

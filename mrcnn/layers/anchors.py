@@ -42,7 +42,9 @@ class AnchorsLayer(keras.layers.Layer):
     def __init__(self, scales, ratios, strides, anchor_stride, image_shape,
                  **kwargs):
         super().__init__(**kwargs)
-        self.scales = [float(s) for s in np.asarray(scales).reshape(-1)]
+        # one size per level, or a list of sizes per level
+        self.scales = [[float(v) for v in np.ravel(s)] if np.ndim(s) else float(s)
+                       for s in scales]
         self.ratios = [float(r) for r in np.asarray(ratios).reshape(-1)]
         self.strides = [int(s) for s in np.asarray(strides).reshape(-1)]
         self.anchor_stride = int(anchor_stride)

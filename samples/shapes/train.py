@@ -28,7 +28,8 @@ class ShapesConfig(Config):
     IMAGE_MIN_DIM = 128
     IMAGE_MAX_DIM = 128
     BACKBONE = "small-cnn"
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    # two anchor sizes per octave: every shape gets several IoU>=0.7 anchors
+    RPN_ANCHOR_SCALES = ((8, 11), (16, 23), (32, 45), (64, 91), (128, 181))
     TRAIN_ROIS_PER_IMAGE = 32
     PRE_NMS_LIMIT = 1000
     POST_NMS_ROIS_TRAINING = 200

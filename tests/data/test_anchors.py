@@ -109,3 +109,14 @@ def test_pyramid_validation():
         generate_pyramid_anchors((8, 16), [1], shapes, [4, 8], 0)
     with pytest.raises(ValueError, match="feature_shapes"):
         generate_pyramid_anchors((8, 16), [1], [4, 4], [4, 8], 1)
+
+
+def test_pyramid_with_two_scales_per_level_groups_anchors_by_cell():
+    from mrcnn.data.anchors import generate_pyramid_anchors
+    a = generate_pyramid_anchors(((16, 24), (32, 48)), [0.5, 1, 2], [[2, 2], [1, 1]], [32, 64], 1)
+    assert a.shape == (2 * 2 * 6 + 1 * 1 * 6, 4)
+    # the first 6 anchors share the first cell's centre (0, 0), with sizes 16 and 24
+    centres = (a[:6, :2] + a[:6, 2:]) / 2
+    np.testing.assert_allclose(centres, 0, atol=1e-5)
+    sides = np.sqrt((a[:6, 2] - a[:6, 0]) * (a[:6, 3] - a[:6, 1]))
+    np.testing.assert_allclose(sorted(sides), [16, 16, 16, 24, 24, 24], rtol=1e-5)
