@@ -31,44 +31,10 @@ agree to float rounding.
 import keras
 import numpy as np
 from keras import ops
+from mrcnn.ops.dispatch import resolve_method
 
 __all__ = ["crop_and_resize", "multilevel_crop_and_resize"]
 
-_METHODS = (None, "native", "generic")
-
-
-def _native_available():
-    """True on the TensorFlow backend outside an XLA (jit_compile) trace.
-
-    The native TF kernels have no XLA lowering, so under
-    ``tf.function(jit_compile=True)`` (Keras' default ``jit_compile="auto"``)
-    ``method=None`` falls back to the generic path.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return False
-    try:
-        import tensorflow as tf
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - private TF module moved
-        return True
-    graph = tf.compat.v1.get_default_graph()
-    return not control_flow_util.GraphOrParentsInXlaContext(graph)
-
-
-def _resolve_method(method):
-    if method not in _METHODS:
-        raise ValueError(
-            f"`method` must be one of {_METHODS}; got {method!r}."
-        )
-    if method is None:
-        return "native" if _native_available() else "generic"
-    if method == "native" and keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "method='native' needs the TensorFlow backend; the current "
-            f"Keras backend is {keras.backend.backend()!r}. Use "
-            "method='generic' or method=None."
-        )
-    return method
 
 
 def _check_crop_size(crop_size):
@@ -237,7 +203,7 @@ def crop_and_resize(images, boxes, box_indices, crop_size, method=None):
         ``images``; the native path returns float32.
     """
     crop_size = _check_crop_size(crop_size)
-    method = _resolve_method(method)
+    method = resolve_method(method)
     images = ops.convert_to_tensor(images)
     boxes = ops.convert_to_tensor(boxes)
     box_indices = ops.convert_to_tensor(box_indices)
@@ -342,7 +308,7 @@ def multilevel_crop_and_resize(
         ``feature_maps[levels[b, n]][b]``.
     """
     crop_size = _check_crop_size(crop_size)
-    method = _resolve_method(method)
+    method = resolve_method(method)
     if not isinstance(feature_maps, (list, tuple)) or not feature_maps:
         raise TypeError(
             "`feature_maps` must be a non-empty list of [B, H, W, C] "

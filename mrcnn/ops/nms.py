@@ -36,45 +36,11 @@ import numpy as np
 from keras import ops
 
 from mrcnn.ops.boxes import box_overlaps
+from mrcnn.ops.dispatch import resolve_method
 
 __all__ = ["non_max_suppression", "batched_non_max_suppression"]
 
-_METHODS = (None, "native", "generic")
 DEFAULT_TILE_SIZE = 256
-
-
-def _native_available():
-    """True on the TensorFlow backend outside an XLA (jit_compile) trace.
-
-    The native TF kernels have no XLA lowering, so under
-    ``tf.function(jit_compile=True)`` (Keras' default ``jit_compile="auto"``)
-    ``method=None`` falls back to the generic path.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return False
-    try:
-        import tensorflow as tf
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - private TF module moved
-        return True
-    graph = tf.compat.v1.get_default_graph()
-    return not control_flow_util.GraphOrParentsInXlaContext(graph)
-
-
-def _resolve_method(method):
-    if method not in _METHODS:
-        raise ValueError(
-            f"`method` must be one of {_METHODS}; got {method!r}."
-        )
-    if method is None:
-        return "native" if _native_available() else "generic"
-    if method == "native" and keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "method='native' needs the TensorFlow backend; the current "
-            f"Keras backend is {keras.backend.backend()!r}. Use "
-            "method='generic' or method=None."
-        )
-    return method
 
 
 def _check_max_output(max_output_size):
@@ -309,7 +275,7 @@ def non_max_suppression(
             ) from None
     if not isinstance(tile_size, int) or tile_size < 8:
         raise ValueError(f"`tile_size` must be an int >= 8; got {tile_size!r}.")
-    method = _resolve_method(method)
+    method = resolve_method(method)
     boxes = ops.convert_to_tensor(boxes)
     scores = ops.convert_to_tensor(scores)
     _check_inputs(boxes, scores)

@@ -1,0 +1,44 @@
+"""Choice between a backend's native kernel and the generic keras.ops one.
+
+On the TensorFlow backend the native kernels (tf.image.non_max_suppression,
+tf.image.crop_and_resize) are faster when not compiled with XLA; they have no
+XLA lowering, so inside a jit_compile trace the generic path is used.
+"""
+
+import keras
+
+METHODS = (None, "native", "generic")
+
+
+def native_available():
+    """True on the TensorFlow backend outside an XLA (jit_compile) trace.
+
+    The native TF kernels have no XLA lowering, so under
+    ``tf.function(jit_compile=True)`` (Keras' default ``jit_compile="auto"``)
+    ``method=None`` falls back to the generic path.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - private TF module moved
+        return True
+    graph = tf.compat.v1.get_default_graph()
+    return not control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def resolve_method(method):
+    if method not in METHODS:
+        raise ValueError(
+            f"`method` must be one of {METHODS}; got {method!r}."
+        )
+    if method is None:
+        return "native" if native_available() else "generic"
+    if method == "native" and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "method='native' needs the TensorFlow backend; the current "
+            f"Keras backend is {keras.backend.backend()!r}. Use "
+            "method='generic' or method=None."
+        )
+    return method
