@@ -90,7 +90,7 @@ def counts_for(tmp_path, backbone, fc_size, num_classes=4, pyramid=256, mask=28)
     config = make_config(BACKBONE=backbone, FPN_CLASSIF_FC_LAYERS_SIZE=fc_size,
                          TOP_DOWN_PYRAMID_SIZE=pyramid, NUM_CLASSES=num_classes,
                          MASK_SHAPE=[mask, mask], MINI_MASK_SHAPE=(mask, mask),
-                         IMAGES_PER_GPU=1)
+                         IMAGES_PER_GPU=1, MASK_HEAD_CHANNELS=256)
     return modellib.MaskRCNN("inference", config, str(tmp_path)).parameter_counts()
 
 

@@ -41,7 +41,7 @@ def test_matterport_coco_layout_loads_by_name(tmp_path):
 
     # Same architecture as the COCO file: everything loads strictly (by_name=False).
     coco = make_config(BACKBONE="resnet101", NUM_CLASSES=81, TOP_DOWN_PYRAMID_SIZE=256,
-                       FPN_CLASSIF_FC_LAYERS_SIZE=1024, IMAGES_PER_GPU=1,
+                       FPN_CLASSIF_FC_LAYERS_SIZE=1024, IMAGES_PER_GPU=1, MASK_HEAD_CHANNELS=256,
                        IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, RPN_ANCHOR_SCALES=(32, 64, 128, 256, 512))
     model = modellib.MaskRCNN("inference", coco, str(tmp_path))
     report = model.load_weights(str(path))
@@ -54,7 +54,7 @@ def test_matterport_coco_layout_loads_by_name(tmp_path):
 
     # Another NUM_CLASSES: exclude the class-specific heads, load the rest.
     cells = make_config(BACKBONE="resnet101", NUM_CLASSES=4, TOP_DOWN_PYRAMID_SIZE=256,
-                        FPN_CLASSIF_FC_LAYERS_SIZE=1024, IMAGES_PER_GPU=1,
+                        FPN_CLASSIF_FC_LAYERS_SIZE=1024, IMAGES_PER_GPU=1, MASK_HEAD_CHANNELS=256,
                         IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128)
     model = modellib.MaskRCNN("inference", cells, str(tmp_path))
     with pytest.raises(ValueError, match="mrcnn_class_logits"):
