@@ -39,7 +39,7 @@ from mrcnn.layers.anchors import AnchorsLayer
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.meta import (ActiveClassIds, DetectionBoxes, FixedBatch, LeadingRois,
-                               NormalizedWindow)
+                               NormalizedWindow, ZeroOutsideWindow)
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
 from mrcnn import callbacks as mrcnn_callbacks
@@ -111,6 +111,7 @@ class MaskRCNN:
                                        name="input_image_meta")
         image = FixedBatch(batch, name="input_image_fixed")(input_image)
         image_meta = FixedBatch(batch, name="input_image_meta_fixed")(input_image_meta)
+        image = ZeroOutsideWindow(name="input_image_window")([image, image_meta])
         first = int(getattr(self.config, "BACKBONE_FIRST_STRIDE", 2))
         feats = self.backbone.build(image, first_stride=first)
         if len(feats) != 4:

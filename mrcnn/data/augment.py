@@ -583,7 +583,8 @@ def cell_augmentation(crop_size=None, scale=(0.75, 1.33), aspect=(0.9, 1.1),
     if crop_size is not None:
         ops.append(ScaleCrop(crop_size, scale, aspect))
     square = crop_size is not None and _size(crop_size)[0] == _size(crop_size)[1]
-    ops += [Fliplr(), Flipud(), Rot90((0, 1, 2, 3) if square or crop_size is None else (0, 2))]
+    # 90 and 270 degree turns only when the output is square (they swap H and W)
+    ops += [Fliplr(), Flipud(), Rot90((0, 1, 2, 3) if square else (0, 2))]
     if max_degrees:
         ops.append(Sometimes(0.5, Rotate(max_degrees)))
     if brightness:

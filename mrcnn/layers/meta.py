@@ -94,3 +94,31 @@ class LeadingRois(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "count": self.count}
+
+
+class ZeroOutsideWindow(layers.Layer):
+    """Set the molded image to 0 (the mean pixel) outside the image window.
+
+    Padding added by resizing is 0 in pixel space, i.e. -MEAN_PIXEL after
+    molding: a strong artificial edge, and one a model trained on crops (no
+    padding) never saw. Zeroing the molded padding makes it look like an
+    average, featureless background at training and inference alike.
+
+    Call arguments:
+        [image [B, H, W, C] molded, image_meta [B, META]] (window at meta[7:11],
+        pixels y1, x1, y2, x2 with y2, x2 exclusive).
+    """
+
+    def call(self, inputs):
+        image, meta = inputs
+        h, w = image.shape[1], image.shape[2]
+        window = ops.cast(meta[:, 7:11], "float32")
+        ys = ops.cast(ops.arange(h), "float32")[None, :]
+        xs = ops.cast(ops.arange(w), "float32")[None, :]
+        inside_y = (ys >= window[:, 0:1]) & (ys < window[:, 2:3])  # [B, H]
+        inside_x = (xs >= window[:, 1:2]) & (xs < window[:, 3:4])  # [B, W]
+        inside = ops.logical_and(inside_y[:, :, None], inside_x[:, None, :])
+        return image * ops.cast(inside, image.dtype)[..., None]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
