@@ -345,23 +345,11 @@ def sample_rpn_targets(match, anchors, gt_boxes, gt_class_ids, anchors_per_image
     """
     labels = match["labels"].astype(np.int32)
     first_positives = np.asarray(match["positives"], np.int64)
-    positives = first_positives
     anchors = np.asarray(anchors, np.float32)
     crowd = np.asarray(gt_class_ids).reshape(-1) < 0
     boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)[~crowd]
     std = np.asarray(bbox_std_dev, np.float32).reshape(-1)
-    max_positives = anchors_per_image // 2
-    if positives.size > max_positives:
-        keep = rng.choice(positives, max_positives, replace=False)
-        labels[positives] = 0
-        labels[keep] = 1
-        positives = np.flatnonzero(labels == 1)
-    negatives = np.flatnonzero(labels == -1)
-    max_negatives = anchors_per_image - positives.size
-    if negatives.size > max_negatives:
-        keep = rng.choice(negatives, max_negatives, replace=False)
-        labels[negatives] = 0
-        labels[keep] = -1
+    positives = rpn.subsample_labels(labels, anchors_per_image, rng)
     rpn_bbox = np.zeros((anchors_per_image, 4), dtype=np.float32)
     if positives.size:
         best = np.asarray(match["positive_box"], np.int64)[

@@ -173,6 +173,33 @@ def rpn_match_labels(anchors, gt_boxes, gt_class_ids, positive_iou=0.7, negative
     return _match(anchors, gt_boxes, gt_class_ids, positive_iou, negative_iou, crowd_iou)[0]
 
 
+def subsample_labels(labels, anchors_per_image, rng):
+    """Keep at most half positives and fill up with negatives, in place.
+
+    Args:
+        labels: int32 [A] (1 positive, -1 negative, 0 neutral); modified.
+        anchors_per_image: total anchors kept for the loss.
+        rng: np.random.Generator choosing which extras become neutral.
+
+    Returns:
+        int64 indices of the positive anchors left, ascending.
+    """
+    positives = np.flatnonzero(labels == 1)
+    max_positives = anchors_per_image // 2
+    if positives.size > max_positives:
+        keep = rng.choice(positives, max_positives, replace=False)
+        labels[positives] = 0
+        labels[keep] = 1
+        positives = np.flatnonzero(labels == 1)
+    negatives = np.flatnonzero(labels == -1)
+    max_negatives = anchors_per_image - positives.size
+    if negatives.size > max_negatives:
+        keep = rng.choice(negatives, max_negatives, replace=False)
+        labels[negatives] = 0
+        labels[keep] = -1
+    return positives
+
+
 def rpn_targets(anchors, gt_boxes, gt_class_ids, anchors_per_image, bbox_std_dev, rng=None):
     """RPN match labels and box deltas for one image.
 
@@ -208,19 +235,7 @@ def rpn_targets(anchors, gt_boxes, gt_class_ids, anchors_per_image, bbox_std_dev
     labels, anchor_arg, boxes = _match(anchors, gt_boxes, gt_class_ids, 0.7, 0.3, 0.001)
     anchors = _check_boxes(anchors, "anchors")
 
-    positives = np.flatnonzero(labels == 1)
-    max_positives = anchors_per_image // 2
-    if positives.size > max_positives:
-        keep = rng.choice(positives, max_positives, replace=False)
-        labels[positives] = 0
-        labels[keep] = 1
-        positives = np.flatnonzero(labels == 1)
-    negatives = np.flatnonzero(labels == -1)
-    max_negatives = anchors_per_image - positives.size
-    if negatives.size > max_negatives:
-        keep = rng.choice(negatives, max_negatives, replace=False)
-        labels[negatives] = 0
-        labels[keep] = -1
+    positives = subsample_labels(labels, anchors_per_image, rng)
 
     rpn_bbox = np.zeros((anchors_per_image, 4), dtype=np.float32)
     if positives.size:
