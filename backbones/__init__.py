@@ -16,7 +16,7 @@ See ``backbones.registry`` for the builder contract.
 """
 
 from backbones.registry import (Backbone, available, get, register,
-                                set_trainable)
+                                set_trainable, unregister)
 from backbones import efficientnetv2, resnet, small_cnn  # noqa: F401
 
-__all__ = ["Backbone", "available", "get", "register", "set_trainable"]
+__all__ = ["Backbone", "available", "get", "register", "set_trainable", "unregister"]

@@ -40,7 +40,7 @@ This module does not import Keras.
 import inspect
 import re
 
-__all__ = ["Backbone", "register", "get", "available", "set_trainable"]
+__all__ = ["Backbone", "register", "unregister", "get", "available", "set_trainable"]
 
 DEFAULT_STRIDES = (4, 8, 16, 32)
 LAYER_GROUP_MODES = ("3+", "4+", "5+", "all")
@@ -241,6 +241,19 @@ def register(name, *, strides=DEFAULT_STRIDES, channels=None,
         _BACKBONES[key] = backbone
         return builder
     return decorator
+
+
+def unregister(name):
+    """Remove a registered backbone (e.g. before re-running a notebook cell
+    that registers it again).
+
+    Raises:
+        ValueError: unknown name (the message lists `available()`).
+    """
+    key = name.lower()
+    if key not in _BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; available: {available()}")
+    del _BACKBONES[key]
 
 
 def available():

@@ -4,6 +4,7 @@ import os
 import re
 
 import numpy as np
+import pytest
 
 import backbones
 import mrcnn.model as modellib
@@ -20,11 +21,19 @@ def readme_example():
 
 def test_readme_backbone_registers_trains_and_detects(tmp_path):
     code = readme_example()
-    if "tiny-net" in backbones.available():  # re-runs in one process
-        code = code.replace('"tiny-net"', '"tiny-net-%d"' % len(backbones.available()))
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    name = [n for n in backbones.available() if n.startswith("tiny-net")][-1]
+    name = "tiny-net"
+    try:
+        check_registered_backbone(name, tmp_path)
+    finally:
+        backbones.unregister(name)  # leave the registry as other tests expect it
+    assert name not in backbones.available()
+    with pytest.raises(ValueError, match="available"):
+        backbones.unregister(name)
+
+
+def check_registered_backbone(name, tmp_path):
     spec = backbones.get(name)
     assert spec.channels == (16, 32, 64, 128)
 
