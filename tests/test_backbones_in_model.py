@@ -74,13 +74,26 @@ def test_backbone_builds_trains_and_detects(backbone, tmp_path):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(leaf_layer(infer.keras_model, probe.name).kernel), after)
 
+    # One SGD step from random weights (frozen BN, so deep ResNets' activations
+    # are huge) can saturate the class head on background or on one class with
+    # degenerate boxes, which gives zero detections and would test nothing
+    # downstream. Pin the second stage: class 1 everywhere, zero box deltas, so
+    # every proposal becomes a detection and the detection layer, mask head and
+    # unmolding all run on real boxes.
+    logits = leaf_layer(infer.keras_model, "mrcnn_class_logits")
+    logits.kernel.assign(np.zeros(logits.kernel.shape, "float32"))
+    logits.bias.assign(np.eye(config.NUM_CLASSES, dtype="float32")[1] * 10.0)
+    deltas = leaf_layer(infer.keras_model, "mrcnn_bbox_fc")
+    deltas.kernel.assign(np.zeros(deltas.kernel.shape, "float32"))
+    deltas.bias.assign(np.zeros(deltas.bias.shape, "float32"))
+
     image = np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)
     r = infer.detect([image])[0]
     n = r["rois"].shape[0]
     assert 0 < n <= config.DETECTION_MAX_INSTANCES
     assert r["masks"].shape == (48, 80, n) and r["masks"].dtype == bool
     assert r["scores"].shape == (n,) and np.all(np.isfinite(r["scores"]))
-    assert np.all((r["class_ids"] >= 1) & (r["class_ids"] < config.NUM_CLASSES))
+    assert np.all(r["class_ids"] == 1)
     assert np.all(r["rois"] >= 0) and np.all(r["rois"][:, [0, 2]] <= 48)
     assert np.all(r["rois"][:, [1, 3]] <= 80)
 
