@@ -5,22 +5,21 @@ import time
 import numpy as np
 import pytest
 import scipy.ndimage
+from result_helpers import loop_boxes, make_result, random_discs, region_masks
 
+import mrcnn.data.sparse_masks
+import mrcnn.results
+import mrcnn.tta
 from mrcnn.metrics import iou_matrix
 from mrcnn.postprocess import (
     SARTORIUS_MIN_AREA,
     PostprocessConfig,
     SparseMasks,
-    TTAModel,
     apply_mask_threshold,
     compact,
-    detect_tta,
     dilate,
     expand,
     filter_by_score,
-    flip_image,
-    flip_result,
-    flip_tta,
     mask_nms,
     merge_tta,
     postprocess,
@@ -30,112 +29,15 @@ from mrcnn.postprocess import (
 )
 
 
-def _masks(shape, *regions):
-    """bool [H, W, N]; each region is a tuple of slices."""
-    out = np.zeros(tuple(shape) + (len(regions),), dtype=bool)
-    for k, region in enumerate(regions):
-        out[region + (k,)] = True
-    return out
+def test_moved_names_are_still_importable_from_postprocess():
+    import mrcnn.postprocess as pp
 
-
-def _result(masks, scores, class_ids=None, soft=None):
-    n = masks.shape[-1]
-    out = {"rois": _loop_boxes(masks),
-           "class_ids": np.ones(n, np.int32) if class_ids is None
-           else np.asarray(class_ids, np.int32),
-           "scores": np.asarray(scores, np.float32), "masks": masks}
-    if soft is not None:
-        out["soft_masks"] = soft
-    return out
-
-
-def _loop_boxes(masks):
-    boxes = np.zeros((masks.shape[-1], 4), np.int32)
-    for k in range(masks.shape[-1]):
-        ys, xs = np.nonzero(masks[..., k])
-        if ys.size:
-            boxes[k] = [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]
-    return boxes
-
-
-def _random_masks(rng, shape=(40, 50), n=12, max_r=8):
-    """Random discs that overlap each other; some touch the border."""
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    out = np.zeros(shape + (n,), bool)
-    for k in range(n):
-        cy, cx = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        r = rng.integers(2, max_r)
-        out[..., k] = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-    return out
-
-
-# ---------------------------------------------------------------------------
-# SparseMasks
-# ---------------------------------------------------------------------------
-
-def test_sparse_masks_round_trip_areas_and_boxes_match_loops():
-    rng = np.random.default_rng(0)
-    masks = _random_masks(rng)
-    masks[..., 3] = False                                  # an empty instance
-    sparse = SparseMasks.from_dense(masks)
-    np.testing.assert_array_equal(sparse.to_dense(), masks)
-    np.testing.assert_array_equal(sparse.areas(), masks.sum(axis=(0, 1)))
-    np.testing.assert_array_equal(sparse.boxes(), _loop_boxes(masks))
-    assert sparse.boxes()[3].tolist() == [0, 0, 0, 0]
-    # Pixel indices are row-major y * W + x.
-    ys, xs = np.nonzero(masks[..., 0])
-    np.testing.assert_array_equal(np.sort(sparse.pixel[sparse.instance == 0]),
-                                  np.sort(ys * 50 + xs))
-
-
-def test_sparse_masks_from_labels_and_select_and_flip():
-    labels = np.zeros((4, 5), np.int32)
-    labels[0, 0:2] = 7
-    labels[2:4, 3] = 2
-    sparse = SparseMasks.from_labels(labels)
-    # Instances in increasing label order: 2 then 7.
-    assert sparse.count == 2
-    assert sparse.areas().tolist() == [2, 2]
-    assert sparse.pixel[sparse.instance == 0].tolist() == [13, 18]
-    assert sparse.pixel[sparse.instance == 1].tolist() == [0, 1]
-    swapped = sparse.select([1, 0])
-    np.testing.assert_array_equal(swapped.to_dense(), sparse.to_dense()[..., ::-1])
-    only = sparse.select(np.array([False, True]))
-    np.testing.assert_array_equal(only.to_dense()[..., 0], labels == 7)
-    dense = sparse.to_dense()
-    np.testing.assert_array_equal(sparse.flip("lr").to_dense(), dense[:, ::-1])
-    np.testing.assert_array_equal(sparse.flip("ud").to_dense(), dense[::-1])
-    np.testing.assert_array_equal(sparse.flip("lrud").to_dense(), dense[::-1, ::-1])
-
-
-def test_sparse_masks_soft_values_and_binary_threshold():
-    soft = np.zeros((3, 3, 1), np.float32)
-    soft[0, 0, 0], soft[1, 1, 0], soft[2, 2, 0] = 0.2, 0.5, 0.9
-    sparse = SparseMasks.from_dense(soft, soft=True)
-    np.testing.assert_allclose(sparse.to_soft(), soft)
-    assert sparse.binary(0.5).pixel.tolist() == [4, 8]     # >= 0.5
-    assert sparse.binary().pixel.tolist() == [0, 4, 8]
-
-
-def test_sparse_iou_matches_metrics_iou_matrix():
-    rng = np.random.default_rng(1)
-    a, b = _random_masks(rng, n=7), _random_masks(rng, n=5)
-    ours = SparseMasks.from_dense(a).iou(SparseMasks.from_dense(b))
-    np.testing.assert_allclose(ours, iou_matrix(a, b))
-    i, j, v = SparseMasks.from_dense(a).pairwise_iou()
-    full = iou_matrix(a, a)
-    np.testing.assert_allclose(v, full[i, j])
-    assert np.all(i != j)
-    assert int(((full > 0) & ~np.eye(7, dtype=bool)).sum()) == i.size
-
-
-def test_sparse_masks_rejects_bad_input():
-    with pytest.raises(ValueError, match=r"instance indices must lie in \[0, 2\)"):
-        SparseMasks((3, 3), 2, [0, 2], [0, 1])
-    with pytest.raises(ValueError, match="pixel indices must lie in"):
-        SparseMasks((3, 3), 1, [0], [9])
-    with pytest.raises(ValueError, match=r"masks must be \[H, W, N\]"):
-        SparseMasks.from_dense(np.zeros((3, 3)))
+    for module in (mrcnn.data.sparse_masks, mrcnn.results, mrcnn.tta):
+        for name in ("FLIPS", "SparseMasks", "compact", "expand", "flip_image", "flip_result",
+                     "flip_tta", "merge_tta", "detect_tta", "TTAModel"):
+            if hasattr(module, name):
+                assert getattr(pp, name) is getattr(module, name), name
+    assert set(pp.__all__) <= set(vars(pp))
 
 
 # ---------------------------------------------------------------------------
@@ -143,8 +45,8 @@ def test_sparse_masks_rejects_bad_input():
 # ---------------------------------------------------------------------------
 
 def test_filter_by_score_scalar_and_per_class_by_id_and_name():
-    masks = _masks((6, 6), np.s_[0:2, 0:2], np.s_[2:4, 2:4], np.s_[4:6, 4:6])
-    r = _result(masks, [0.9, 0.4, 0.6], class_ids=[1, 2, 2])
+    masks = region_masks((6, 6), np.s_[0:2, 0:2], np.s_[2:4, 2:4], np.s_[4:6, 4:6])
+    r = make_result(masks, [0.9, 0.4, 0.6], class_ids=[1, 2, 2])
     assert filter_by_score(r, 0.5)["scores"].tolist() == pytest.approx([0.9, 0.6])
     out = filter_by_score(r, {1: 0.95, "b": 0.5}, class_names=["BG", "a", "b"])
     assert out["scores"].tolist() == pytest.approx([0.6])
@@ -175,7 +77,7 @@ def test_mask_nms_removes_duplicate_keeps_distinct_and_is_greedy():
     assert ious[0, 1] == pytest.approx(0.8)
     assert ious[1, 2] == pytest.approx(12 / 28)
     assert ious[0, 2] == pytest.approx(8 / 28)
-    r = _result(masks, [0.9, 0.8, 0.7])
+    r = make_result(masks, [0.9, 0.8, 0.7])
     out = mask_nms(r, 0.5)
     assert out["scores"].tolist() == pytest.approx([0.9, 0.7])
     # Threshold above 0.8 keeps all; the test is strictly greater.
@@ -185,7 +87,7 @@ def test_mask_nms_removes_duplicate_keeps_distinct_and_is_greedy():
     # B, C survives because B is gone.
     assert mask_nms(r, 0.4)["scores"].tolist() == pytest.approx([0.9, 0.7])
     # Class-aware: different classes never suppress each other.
-    r2 = _result(masks, [0.9, 0.8, 0.7], class_ids=[1, 2, 2])
+    r2 = make_result(masks, [0.9, 0.8, 0.7], class_ids=[1, 2, 2])
     assert mask_nms(r2, 0.4, class_aware=True)["scores"].tolist() == \
         pytest.approx([0.9, 0.8])
 
@@ -195,7 +97,7 @@ def test_remove_overlaps_gives_pixel_to_higher_score_and_drops_covered():
     masks[0:4, 0:4, 0] = True            # low score
     masks[2:6, 2:6, 1] = True            # high score, overlaps 2x2 of the first
     masks[3:5, 3:5, 2] = True            # inside the high one, lower score
-    r = _result(masks, [0.5, 0.9, 0.3], class_ids=[1, 2, 3])
+    r = make_result(masks, [0.5, 0.9, 0.3], class_ids=[1, 2, 3])
     out = remove_overlaps(r)
     assert out["class_ids"].tolist() == [1, 2]           # the covered one is gone
     expected_low = masks[..., 0] & ~masks[..., 1]
@@ -208,9 +110,9 @@ def test_remove_overlaps_gives_pixel_to_higher_score_and_drops_covered():
 
 def test_remove_overlaps_matches_sequential_reference_and_ties_go_first():
     rng = np.random.default_rng(3)
-    masks = _random_masks(rng, n=20)
+    masks = random_discs(rng, n=20)
     scores = rng.choice([0.2, 0.5, 0.7, 0.9], size=20)     # many ties
-    out = remove_overlaps(_result(masks, scores))
+    out = remove_overlaps(make_result(masks, scores))
     # Reference: visit by score (stable), each takes what is still free.
     taken = np.zeros(masks.shape[:2], bool)
     expected = []
@@ -228,7 +130,7 @@ def test_remove_small_with_sartorius_areas():
     masks.reshape(-1, 4)[100:175, 1] = True
     masks.reshape(-1, 4)[200:349, 2] = True
     masks.reshape(-1, 4)[400:550, 3] = True
-    r = _result(masks, [0.9] * 4, class_ids=[3, 3, 1, 1])
+    r = make_result(masks, [0.9] * 4, class_ids=[3, 3, 1, 1])
     names = ["BG", "astro", "cort", "shsy5y"]
     out = remove_small(r, SARTORIUS_MIN_AREA, class_names=names)
     assert out["masks"].sum(axis=(0, 1)).tolist() == [75, 150]
@@ -238,34 +140,34 @@ def test_remove_small_with_sartorius_areas():
 @pytest.mark.parametrize("connectivity", [1, 2])
 def test_dilate_matches_scipy_per_instance(connectivity):
     rng = np.random.default_rng(4)
-    masks = _random_masks(rng, n=6, max_r=5)
+    masks = random_discs(rng, n=6, max_r=5)
     masks[0, :, 0] = True                                  # touches the border
-    out = dilate(_result(masks, np.linspace(0.9, 0.4, 6)), iterations=2,
+    out = dilate(make_result(masks, np.linspace(0.9, 0.4, 6)), iterations=2,
                  connectivity=connectivity)
     structure = scipy.ndimage.generate_binary_structure(2, connectivity)
     expected = np.stack([scipy.ndimage.binary_dilation(masks[..., k], structure,
                                                        iterations=2)
                          for k in range(6)], axis=-1)
     np.testing.assert_array_equal(out["masks"], expected)
-    np.testing.assert_array_equal(out["rois"], _loop_boxes(expected))
+    np.testing.assert_array_equal(out["rois"], loop_boxes(expected))
 
 
 def test_apply_mask_threshold_uses_soft_masks():
     soft = np.zeros((4, 4, 2), np.float32)
     soft[0:2, 0:2, 0] = [[0.9, 0.6], [0.4, 0.2]]
     soft[2:4, 2:4, 1] = 0.3
-    r = _result(soft >= 0.5, [0.9, 0.8], soft=soft)
+    r = make_result(soft >= 0.5, [0.9, 0.8], soft=soft)
     out = apply_mask_threshold(r, 0.35)
     assert out["scores"].tolist() == pytest.approx([0.9])  # second went empty
     assert out["masks"][..., 0].sum() == 3
     np.testing.assert_allclose(out["soft_masks"][..., 0], soft[..., 0])
     # Without soft masks nothing changes.
-    plain = apply_mask_threshold(_result(soft >= 0.5, [0.9, 0.8]), 0.99)
+    plain = apply_mask_threshold(make_result(soft >= 0.5, [0.9, 0.8]), 0.99)
     assert plain["masks"].sum() == 2
 
 
 def test_empty_result_passes_every_step():
-    empty = _result(np.zeros((5, 7, 0), bool), [])
+    empty = make_result(np.zeros((5, 7, 0), bool), [])
     for out in (filter_by_score(empty, 0.5), mask_nms(empty, 0.3),
                 remove_overlaps(empty), remove_small(empty, 10), dilate(empty),
                 postprocess(empty, PostprocessConfig(mask_nms=0.3, dilation=1)),
@@ -277,8 +179,8 @@ def test_empty_result_passes_every_step():
 
 def test_sparse_and_dense_inputs_give_the_same_output():
     rng = np.random.default_rng(5)
-    masks = _random_masks(rng, n=15)
-    r = _result(masks, rng.random(15), class_ids=rng.integers(1, 3, 15))
+    masks = random_discs(rng, n=15)
+    r = make_result(masks, rng.random(15), class_ids=rng.integers(1, 3, 15))
     cfg = PostprocessConfig(min_score=0.2, mask_nms=0.5, min_area=10, dilation=1)
     dense = postprocess(r, cfg)
     sparse = postprocess(compact(r), cfg)
@@ -298,7 +200,7 @@ def test_postprocess_chain_hand_case():
     masks[0:4, 3:8, 2] = True        # 20 px, score .7, loses column 3 -> 16 px
     masks[6:9, 6:9, 3] = True        # 9 px, score .95 -> below min_area 10
     masks[8:10, 0:2, 4] = True       # score .1 -> score filter
-    r = _result(masks, [0.9, 0.8, 0.7, 0.95, 0.1], class_ids=[1, 1, 2, 2, 1])
+    r = make_result(masks, [0.9, 0.8, 0.7, 0.95, 0.1], class_ids=[1, 1, 2, 2, 1])
     cfg = PostprocessConfig(min_score=0.2, mask_nms=0.5, min_area={"b": 10, 1: 0})
     out = postprocess(r, cfg, class_names=["BG", "a", "b"])
     assert out["scores"].tolist() == pytest.approx([0.9, 0.7])
@@ -327,11 +229,11 @@ def test_postprocess_config_validates():
     with pytest.raises(TypeError, match=r"min_area\['astro'\] must be a number"):
         PostprocessConfig(min_area={"astro": "big"})
     with pytest.raises(TypeError, match="config must be a PostprocessConfig"):
-        postprocess(_result(np.zeros((2, 2, 0), bool), []), {"min_score": 1})
+        postprocess(make_result(np.zeros((2, 2, 0), bool), []), {"min_score": 1})
 
 
 def test_postprocess_rejects_inconsistent_result():
-    r = _result(np.zeros((4, 4, 2), bool), [0.5, 0.6])
+    r = make_result(np.zeros((4, 4, 2), bool), [0.5, 0.6])
     r["scores"] = np.array([0.5])
     with pytest.raises(ValueError, match=r"\['scores'\] has 1 entries but masks hold 2"):
         postprocess(r)
@@ -362,109 +264,3 @@ def test_remove_overlaps_500_cells_is_fast():
     np.add.at(covered, out["masks"].pixel, 1)
     assert covered.max() == 1
     assert np.count_nonzero(covered) == np.unique(sparse.pixel).size
-
-
-# ---------------------------------------------------------------------------
-# TTA
-# ---------------------------------------------------------------------------
-
-def test_merge_tta_votes_scores_classes_and_masks():
-    base = np.zeros((12, 12), bool)
-    base[2:8, 2:8] = True                                  # 36 px
-    shifted = np.zeros_like(base)
-    shifted[2:8, 3:9] = True                               # IoU 30/42 = 0.71
-    lonely = np.zeros_like(base)
-    lonely[10:12, 10:12] = True
-    r1 = _result(np.stack([base, lonely], -1), [0.9, 0.8], class_ids=[1, 1])
-    r2 = _result(np.stack([shifted], -1), [0.6], class_ids=[2])
-    r3 = _result(np.stack([base], -1), [0.2], class_ids=[2])
-    out = merge_tta([r1, r2, r3])                          # min_votes = 2
-    assert out["scores"].tolist() == pytest.approx([(0.9 + 0.6 + 0.2) / 3])
-    # Class 1 has summed score 0.9 against 0.6 + 0.2 = 0.8 for class 2.
-    assert out["class_ids"].tolist() == [1]
-    # Majority vote of the three masks: base wins where 2 of 3 agree.
-    votes = base.astype(int) * 2 + shifted
-    np.testing.assert_array_equal(out["masks"][..., 0], votes / 3 >= 0.5)
-    np.testing.assert_array_equal(out["rois"], [[2, 2, 8, 8]])
-    # min_votes=1 keeps the lonely instance with score 0.8 / 3.
-    out1 = merge_tta([r1, r2, r3], min_votes=1)
-    assert out1["scores"].tolist() == pytest.approx([1.7 / 3, 0.8 / 3])
-    # A stricter IoU threshold splits the shifted variant off (IoU 0.71).
-    out2 = merge_tta([r1, r2, r3], iou_threshold=0.75, min_votes=1)
-    assert out2["scores"].tolist() == pytest.approx([1.1 / 3, 0.8 / 3, 0.6 / 3])
-    assert out2["class_ids"].tolist() == [1, 1, 2]
-
-
-def test_merge_tta_averages_soft_masks():
-    soft1 = np.zeros((4, 4, 1), np.float32)
-    soft2 = np.zeros((4, 4, 1), np.float32)
-    soft1[0:2, 0:2, 0] = [[1.0, 0.8], [0.6, 0.2]]
-    soft2[0:2, 0:2, 0] = [[1.0, 0.6], [0.5, 0.9]]   # binary IoU 3/4
-    r1 = _result(soft1 >= 0.5, [0.9], soft=soft1)
-    r2 = _result(soft2 >= 0.5, [0.7], soft=soft2)
-    out = merge_tta([r1, r2], mask_threshold=0.5)
-    mean = (soft1 + soft2) / 2
-    np.testing.assert_allclose(out["soft_masks"], mean, rtol=1e-6)
-    np.testing.assert_array_equal(out["masks"], mean >= 0.5)
-    assert out["scores"].tolist() == pytest.approx([0.8])
-
-
-def test_merge_tta_one_result_per_cluster_source():
-    # Two instances of the same result never merge, however much they overlap.
-    a = _masks((6, 6), np.s_[0:4, 0:4], np.s_[0:4, 0:4])
-    out = merge_tta([_result(a, [0.9, 0.8])], min_votes=1)
-    assert out["scores"].tolist() == pytest.approx([0.9, 0.8])
-    with pytest.raises(ValueError, match=r"min_votes must be in \[1, 1\]"):
-        merge_tta([_result(a, [0.9, 0.8])], min_votes=2)
-
-
-class _BrightSpotModel:
-    """Fake detector: one instance = the pixels brighter than 100."""
-
-    def __init__(self):
-        self.seen = []
-
-    def detect(self, images):
-        out = []
-        for image in images:
-            self.seen.append(image.copy())
-            mask = image[..., 0] > 100
-            out.append(_result(mask[..., None], [0.9], class_ids=[1]))
-        return out
-
-
-def test_flip_tta_maps_detections_back_to_the_original_frame():
-    image = np.zeros((7, 9, 3), np.uint8)
-    image[1:3, 2:7] = 200
-    image[1, 6] = 0                                        # asymmetric shape
-    model = _BrightSpotModel()
-    results = flip_tta(model, image, flips=("none", "lr", "ud", "lrud"))
-    assert len(results) == 4
-    np.testing.assert_array_equal(model.seen[1], image[:, ::-1])
-    np.testing.assert_array_equal(model.seen[3], image[::-1, ::-1])
-    truth = image[..., 0] > 100
-    for r in results:
-        np.testing.assert_array_equal(r["masks"][..., 0], truth)
-        np.testing.assert_array_equal(r["rois"], [[1, 2, 3, 7]])
-    merged = detect_tta([model, model], image, flips=("none", "lr"))
-    np.testing.assert_array_equal(merged["masks"][..., 0], truth)
-    assert merged["scores"].tolist() == pytest.approx([0.9])
-    tta = TTAModel(model, flips=("lr",))
-    np.testing.assert_array_equal(tta.detect([image])[0]["masks"][..., 0], truth)
-    with pytest.raises(ValueError, match="flip must be one of"):
-        flip_tta(model, image, flips=("rot90",))
-
-
-def test_flip_result_mirrors_rois_and_is_its_own_inverse():
-    masks = _masks((5, 8), np.s_[0:2, 1:4])
-    r = _result(masks, [0.5])
-    lr = flip_result(r, "lr")
-    np.testing.assert_array_equal(lr["rois"], [[0, 4, 2, 7]])
-    np.testing.assert_array_equal(lr["masks"], masks[:, ::-1])
-    ud = flip_result(r, "ud")
-    np.testing.assert_array_equal(ud["rois"], [[3, 1, 5, 4]])
-    back = flip_result(flip_result(r, "lrud"), "lrud")
-    np.testing.assert_array_equal(back["masks"], masks)
-    np.testing.assert_array_equal(back["rois"], r["rois"])
-    np.testing.assert_array_equal(flip_image(np.arange(6).reshape(2, 3), "lr"),
-                                  [[2, 1, 0], [5, 4, 3]])

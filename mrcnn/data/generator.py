@@ -34,11 +34,12 @@ import numpy as np
 from mrcnn.data import rpn_targets as rpn
 from mrcnn.data.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.data.augment import DIHEDRAL, FLIP_KEYS, PHOTOMETRIC, Sample, as_augmenter
-from mrcnn.data.boxes import box_refinement, norm_boxes
+from mrcnn.data.boxes import norm_boxes
 from mrcnn.data.cache import digest, open_cache, sample_key
 from mrcnn.data.image import mold_image, resize_image, resize_mask
 from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.data.instances import BoxMasks, InstanceLayers
+from mrcnn.data.rpn_targets import match_anchors, sample_rpn_targets  # also exported here
 from mrcnn.data.sampling import as_sampler
 
 log = logging.getLogger(__name__)
@@ -315,47 +316,6 @@ def model_anchors(config, strides=None):
     shapes = compute_backbone_shapes(config.IMAGE_SHAPE, strides)
     return generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                     shapes, strides, config.RPN_ANCHOR_STRIDE)
-
-
-# ---------------------------------------------------------------- RPN targets
-def match_anchors(anchors, gt_boxes, gt_class_ids):
-    """The deterministic part of `rpn_targets.rpn_targets`, in cacheable form.
-
-    Returns:
-        {"labels": int8 [A] (1 / -1 / 0 before subsampling), "positives":
-        int64 [P] anchors labelled 1, "positive_box": int64 [P] index of
-        each one's best box among the non-crowd boxes}.
-    """
-    labels, anchor_arg, _ = rpn._match(anchors, gt_boxes, gt_class_ids, 0.7, 0.3, 0.001)
-    positives = np.flatnonzero(labels == 1)
-    return {"labels": labels.astype(np.int8), "positives": positives,
-            "positive_box": anchor_arg[positives]}
-
-
-def sample_rpn_targets(match, anchors, gt_boxes, gt_class_ids, anchors_per_image,
-                       bbox_std_dev, rng):
-    """RPN targets from a `match_anchors` result: subsampling and box deltas.
-
-    Draws from `rng` exactly as `rpn_targets.rpn_targets`, so
-    ``sample_rpn_targets(match_anchors(a, b, c), a, b, c, n, std, rng)``
-    equals ``rpn_targets(a, b, c, n, std, rng)``.
-
-    Returns:
-        rpn_match int32 [A], rpn_bbox float32 [anchors_per_image, 4].
-    """
-    labels = match["labels"].astype(np.int32)
-    first_positives = np.asarray(match["positives"], np.int64)
-    anchors = np.asarray(anchors, np.float32)
-    crowd = np.asarray(gt_class_ids).reshape(-1) < 0
-    boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)[~crowd]
-    std = np.asarray(bbox_std_dev, np.float32).reshape(-1)
-    positives = rpn.subsample_labels(labels, anchors_per_image, rng)
-    rpn_bbox = np.zeros((anchors_per_image, 4), dtype=np.float32)
-    if positives.size:
-        best = np.asarray(match["positive_box"], np.int64)[
-            np.searchsorted(first_positives, positives)]
-        rpn_bbox[:positives.size] = box_refinement(anchors[positives], boxes[best]) / std
-    return labels, rpn_bbox
 
 
 # ---------------------------------------------------------------- generator

@@ -20,6 +20,12 @@ Then the labels are subsampled: at most ``anchors_per_image // 2`` positives
 are kept (the rest, chosen at random, become 0), and negatives fill the
 remainder up to ``anchors_per_image`` (extras at random become 0).
 
+`rpn_targets` does both steps for one image. For a data pipeline that sees
+the same boxes again (cached samples without resampling augmentation), the
+split form caches the deterministic, costly part: `match_anchors` (rules
+1-5, returns plain arrays) and `sample_rpn_targets` (subsampling and deltas,
+every epoch); together they give exactly `rpn_targets`'s result.
+
 The IoU matrix is scanned in chunks of anchors; for each chunk only the
 boxes that intersect the chunk's bounding box are compared, which makes the
 usual spatially ordered pyramid anchors cheap (100 boxes vs 261,888 anchors
@@ -32,7 +38,8 @@ import numpy as np
 
 from mrcnn.data.boxes import box_refinement
 
-__all__ = ["build_rpn_targets", "rpn_targets", "rpn_match_labels"]
+__all__ = ["build_rpn_targets", "rpn_targets", "rpn_match_labels", "match_anchors",
+           "sample_rpn_targets", "subsample_labels"]
 
 _CHUNK = 2048
 
@@ -118,7 +125,14 @@ def _scan_overlaps(anchors, boxes, chunk=_CHUNK):
 
 
 def _match(anchors, gt_boxes, gt_class_ids, positive_iou, negative_iou, crowd_iou):
-    """Unsampled labels plus, per anchor, the index of its best non-crowd box."""
+    """Unsampled labels plus, per anchor, the index of its best non-crowd box.
+
+    Returns:
+        labels: int32 [A], 1 / -1 / 0 (rules in the module docstring).
+        anchor_arg: int64 [A], index of each anchor's best box among the
+            non-crowd boxes (``gt_boxes[gt_class_ids >= 0]``); meaningful
+            only where the anchor overlaps one.
+    """
     anchors = _check_boxes(anchors, "anchors")
     gt_boxes = _check_boxes(gt_boxes, "gt_boxes")
     gt_class_ids = np.asarray(gt_class_ids).reshape(-1)
@@ -148,7 +162,7 @@ def _match(anchors, gt_boxes, gt_class_ids, positive_iou, negative_iou, crowd_io
     labels[(anchor_max < negative_iou) & not_crowd] = -1
     labels[box_arg[box_max > 0]] = 1
     labels[anchor_max >= positive_iou] = 1
-    return labels, anchor_arg, boxes
+    return labels, anchor_arg
 
 
 def rpn_match_labels(anchors, gt_boxes, gt_class_ids, positive_iou=0.7, negative_iou=0.3,
@@ -171,6 +185,84 @@ def rpn_match_labels(anchors, gt_boxes, gt_class_ids, positive_iou=0.7, negative
         ValueError: on bad shapes, inverted gt boxes or thresholds.
     """
     return _match(anchors, gt_boxes, gt_class_ids, positive_iou, negative_iou, crowd_iou)[0]
+
+
+def match_anchors(anchors, gt_boxes, gt_class_ids, positive_iou=0.7, negative_iou=0.3,
+                  crowd_iou=0.001):
+    """The deterministic part of `rpn_targets`, as arrays that can be cached.
+
+    Labels every anchor (rules in the module docstring) and records, for
+    each positive anchor, its best-IoU non-crowd box; `sample_rpn_targets`
+    turns the result into the training targets.
+
+    Args:
+        anchors: [A, (y1, x1, y2, x2)] pixel anchors.
+        gt_boxes: [G, (y1, x1, y2, x2)] pixel ground-truth boxes (may be G=0),
+            same frame as the anchors.
+        gt_class_ids: [G] int class ids; negative ids mark crowd boxes.
+        positive_iou, negative_iou, crowd_iou: thresholds as in
+            `rpn_match_labels`. `rpn_targets` uses the defaults.
+
+    Returns:
+        dict of NumPy arrays:
+            "labels": int8 [A], 1 positive, -1 negative, 0 neutral, before
+                subsampling.
+            "positives": int64 [P], the anchors labelled 1, ascending.
+            "positive_box": int64 [P], the best box of each of those anchors,
+                as an index into the non-crowd boxes
+                ``gt_boxes[gt_class_ids >= 0]``.
+
+    Raises:
+        ValueError: on bad shapes, inverted gt boxes or thresholds.
+
+    Example:
+        >>> match = match_anchors(anchors, gt_boxes, gt_class_ids)
+        >>> rpn_match, rpn_bbox = sample_rpn_targets(
+        ...     match, anchors, gt_boxes, gt_class_ids, 256, [0.1, 0.1, 0.2, 0.2], rng)
+    """
+    labels, anchor_arg = _match(anchors, gt_boxes, gt_class_ids, positive_iou, negative_iou,
+                                crowd_iou)
+    positives = np.flatnonzero(labels == 1)
+    return {"labels": labels.astype(np.int8), "positives": positives,
+            "positive_box": anchor_arg[positives]}
+
+
+def sample_rpn_targets(match, anchors, gt_boxes, gt_class_ids, anchors_per_image,
+                       bbox_std_dev, rng):
+    """RPN targets from a `match_anchors` result: subsampling and box deltas.
+
+    Draws from `rng` exactly as `rpn_targets`, so
+    ``sample_rpn_targets(match_anchors(a, b, c), a, b, c, n, std, rng)``
+    equals ``rpn_targets(a, b, c, n, std, rng)``.
+
+    Args:
+        match: the dict returned by `match_anchors` for these anchors and
+            boxes (not modified).
+        anchors, gt_boxes, gt_class_ids: the arguments given to
+            `match_anchors`.
+        anchors_per_image: anchors kept for the loss; at most half positive.
+        bbox_std_dev: [4] divisor of the deltas.
+        rng: ``np.random.Generator`` choosing the anchors dropped.
+
+    Returns:
+        rpn_match: int32 [A], 1 positive, -1 negative, 0 neutral, after
+            subsampling.
+        rpn_bbox: float32 [anchors_per_image, (dy, dx, log(dh), log(dw))],
+            as in `rpn_targets`.
+    """
+    labels = match["labels"].astype(np.int32)
+    first_positives = np.asarray(match["positives"], np.int64)
+    anchors = np.asarray(anchors, np.float32)
+    crowd = np.asarray(gt_class_ids).reshape(-1) < 0
+    boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)[~crowd]
+    std = np.asarray(bbox_std_dev, np.float32).reshape(-1)
+    positives = subsample_labels(labels, anchors_per_image, rng)
+    rpn_bbox = np.zeros((anchors_per_image, 4), dtype=np.float32)
+    if positives.size:
+        best = np.asarray(match["positive_box"], np.int64)[
+            np.searchsorted(first_positives, positives)]
+        rpn_bbox[:positives.size] = box_refinement(anchors[positives], boxes[best]) / std
+    return labels, rpn_bbox
 
 
 def subsample_labels(labels, anchors_per_image, rng):
@@ -232,16 +324,9 @@ def rpn_targets(anchors, gt_boxes, gt_class_ids, anchors_per_image, bbox_std_dev
         raise ValueError(f"bbox_std_dev must be 4 positive numbers, got {bbox_std_dev!r}")
     rng = np.random.default_rng(rng)
 
-    labels, anchor_arg, boxes = _match(anchors, gt_boxes, gt_class_ids, 0.7, 0.3, 0.001)
-    anchors = _check_boxes(anchors, "anchors")
-
-    positives = subsample_labels(labels, anchors_per_image, rng)
-
-    rpn_bbox = np.zeros((anchors_per_image, 4), dtype=np.float32)
-    if positives.size:
-        deltas = box_refinement(anchors[positives], boxes[anchor_arg[positives]])
-        rpn_bbox[:positives.size] = deltas / std
-    return labels, rpn_bbox
+    match = match_anchors(anchors, gt_boxes, gt_class_ids)
+    return sample_rpn_targets(match, anchors, gt_boxes, gt_class_ids, anchors_per_image, std,
+                              rng)
 
 
 def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=None):

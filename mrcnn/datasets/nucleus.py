@@ -31,6 +31,9 @@ class NucleusDataset(Dataset):
 
     `image_info` entries carry "mask_dir" (None when the image has no
     `masks/` folder).
+
+    `cache_key` stamps the image file and every mask file, so the sample
+    cache (`mrcnn.data.cache`) misses after a mask is edited, added or removed.
     """
 
     def load_nucleus(self, root, image_ids=None):
@@ -85,8 +88,7 @@ class NucleusDataset(Dataset):
         info = self._info(image_id)
         height, width = _png_size(info["path"], info["id"])
         mask_dir = info.get("mask_dir")
-        names = [] if mask_dir is None else sorted(
-            name for name in os.listdir(mask_dir) if name.lower().endswith(".png"))
+        names = [] if mask_dir is None else _mask_names(mask_dir)
         masks = np.zeros((height, width, len(names)), bool)
         keep = np.ones(len(names), bool)
         for i, name in enumerate(names):
@@ -111,10 +113,54 @@ class NucleusDataset(Dataset):
         class_id = self.map_source_class_id(f"{SOURCE}.1")
         return masks, np.full(masks.shape[-1], class_id, np.int32)
 
+    def cache_key(self, image_id):
+        """Identity of the image's files for the sample cache.
+
+        Used by `mrcnn.data.cache.sample_key`: any change of the key makes the
+        cached sample of this image a miss.
+
+        Args:
+            image_id: internal image id.
+
+        Returns:
+            tuple ("nucleus-files", image_info entry, image stamp, mask
+            stamps): a stamp is (size in bytes, mtime in ns), or None for a
+            file that cannot be stat'ed; the mask stamps are a tuple of
+            (file name, stamp) for every mask PNG that `load_mask` reads, in
+            its order, or None when the `masks/` folder cannot be listed
+            (`load_mask` then reports the problem). Touching, editing, adding
+            or removing a mask file changes the key.
+        """
+        info = self._info(image_id)
+        mask_dir = info.get("mask_dir")
+        masks = ()
+        if mask_dir is not None:
+            try:
+                names = _mask_names(mask_dir)
+            except OSError:
+                masks = None
+            else:
+                masks = tuple((name, _stamp(os.path.join(mask_dir, name))) for name in names)
+        return ("nucleus-files", info, _stamp(info["path"]), masks)
+
     def image_reference(self, image_id):
         """"<id> (<path>)"."""
         info = self._info(image_id)
         return f"{info['id']} ({info['path']})"
+
+
+def _mask_names(mask_dir):
+    """Sorted names of the mask PNGs in mask_dir (the files `load_mask` reads)."""
+    return sorted(name for name in os.listdir(mask_dir) if name.lower().endswith(".png"))
+
+
+def _stamp(path):
+    """(size, mtime_ns) of a file, or None when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _png_size(path, image_id):

@@ -53,6 +53,38 @@ def test_random_round_trip_matches_reference(order):
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n_runs", [1, 5, 64, 65, 300])
+def test_decode_random_runs_matches_brute_force(order, n_runs):
+    # Random, unsorted, overlapping runs on both sides of the few-runs /
+    # many-runs switch inside rle_decode; compared with a slice-per-run
+    # reference that knows nothing of that switch.
+    rng = np.random.default_rng(n_runs)
+    shape = (37, 53)
+    size = shape[0] * shape[1]
+    for _ in range(5):
+        starts = rng.integers(1, size + 1, n_runs)
+        lengths = rng.integers(1, 40, n_runs)
+        lengths = np.minimum(lengths, size - starts + 1)
+        values = np.stack([starts, lengths], axis=1).ravel().tolist()
+        got = rle_decode(" ".join(map(str, values)), shape, order=order)
+        assert got.dtype == bool and got.shape == shape
+        np.testing.assert_array_equal(got, _reference_decode(values, shape, order))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_decode_random_masks_matches_brute_force(order):
+    # Masks from sparse blobs (few runs) to dense noise (hundreds of runs).
+    rng = np.random.default_rng(1)
+    shape = (41, 29)
+    for density in (0.001, 0.02, 0.3, 0.7, 0.999):
+        mask = rng.random(shape) < density
+        values = [int(v) for v in _reference_encode(mask, order).split()]
+        np.testing.assert_array_equal(rle_decode(values, shape, order=order),
+                                      _reference_decode(values, shape, order))
+        np.testing.assert_array_equal(rle_decode(values, shape, order=order), mask)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
 def test_edge_masks(order):
     empty = np.zeros((5, 7), bool)
     assert rle_encode(empty, order) == ""

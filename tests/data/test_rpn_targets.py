@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mrcnn.data.anchors import compute_backbone_shapes, generate_pyramid_anchors
-from mrcnn.data.rpn_targets import build_rpn_targets, rpn_match_labels, rpn_targets
+from mrcnn.data.rpn_targets import (build_rpn_targets, match_anchors, rpn_match_labels,
+                                    rpn_targets, sample_rpn_targets)
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 
@@ -75,6 +76,51 @@ def test_labels_match_loop_reference(seed, num_gt, crowd):
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, expected)
     assert (expected == 1).any() and (expected == -1).any()
+
+
+@pytest.mark.parametrize("seed,num_gt,crowd", [(0, 6, 0), (1, 12, 2), (2, 1, 0), (3, 8, 3),
+                                                (4, 0, 0), (5, 3, 3)])
+def test_match_anchors_matches_loop_reference(seed, num_gt, crowd):
+    rng = np.random.default_rng(seed)
+    anchors = _small_anchors()
+    gt_boxes, ids = _random_gt(rng, num_gt, crowd=crowd)
+    labels, best_gt = _reference(anchors, gt_boxes, ids)
+    match = match_anchors(anchors, gt_boxes, ids)
+    assert set(match) == {"labels", "positives", "positive_box"}
+    assert match["labels"].dtype == np.int8
+    np.testing.assert_array_equal(match["labels"], labels)
+    np.testing.assert_array_equal(match["positives"], np.flatnonzero(labels == 1))
+    # The reference indexes all boxes; match_anchors the non-crowd ones.
+    non_crowd = np.flatnonzero(ids >= 0)
+    expected_box = [int(np.searchsorted(non_crowd, best_gt[i]))
+                    for i in np.flatnonzero(labels == 1)]
+    np.testing.assert_array_equal(match["positive_box"], expected_box)
+    assert match["positives"].dtype == match["positive_box"].dtype == np.int64
+
+
+def test_match_anchors_thresholds_and_split_equals_rpn_targets():
+    rng = np.random.default_rng(21)
+    anchors = _small_anchors()
+    gt_boxes, ids = _random_gt(rng, 10, crowd=2)
+    loose = match_anchors(anchors, gt_boxes, ids, positive_iou=0.5, negative_iou=0.1)
+    np.testing.assert_array_equal(
+        loose["labels"], rpn_match_labels(anchors, gt_boxes, ids, 0.5, 0.1))
+    match = match_anchors(anchors, gt_boxes, ids)
+    for n in (8, 256):
+        split = sample_rpn_targets(match, anchors, gt_boxes, ids, n, STD,
+                                   np.random.default_rng(n))
+        whole = rpn_targets(anchors, gt_boxes, ids, n, STD, rng=np.random.default_rng(n))
+        np.testing.assert_array_equal(split[0], whole[0])
+        np.testing.assert_array_equal(split[1], whole[1])
+    with pytest.raises(ValueError, match="negative_iou"):
+        match_anchors(anchors, gt_boxes, ids, positive_iou=0.2, negative_iou=0.3)
+
+
+def test_generator_uses_the_same_matching():
+    from mrcnn.data import generator
+
+    assert generator.match_anchors is match_anchors
+    assert generator.sample_rpn_targets is sample_rpn_targets
 
 
 def test_labels_unordered_anchors_across_chunks():

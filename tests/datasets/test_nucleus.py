@@ -96,3 +96,47 @@ def test_mask_of_the_wrong_size_names_the_file(tmp_path):
     ds = _load(tmp_path)
     with pytest.raises(ValueError, match=r"m4\.png.* is 7x10 but the image is 7x9"):
         ds.load_mask(0)
+
+
+def test_cache_key_follows_image_and_mask_files(tmp_path):
+    _write(tmp_path)
+    ds = _load(tmp_path)
+    key = ds.cache_key(0)
+    assert ds.cache_key(0) == key                         # stable without changes
+    assert _load(tmp_path).cache_key(0) == key            # and across instances
+    assert ds.cache_key(1) != key
+
+    masks = tmp_path / "0a1b" / "masks"
+    st = os.stat(masks / "m1.png")
+    os.utime(masks / "m1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    touched = ds.cache_key(0)
+    assert touched != key                                 # same bytes, new mtime
+
+    a, _ = _nuclei()
+    Image.fromarray(a.astype(np.uint8) * 255).save(masks / "m9.png")
+    added = ds.cache_key(0)
+    assert added not in (key, touched)                    # a new mask file
+    (masks / "notes.txt").write_text("not a mask")
+    assert ds.cache_key(0) == added                       # load_mask ignores it
+
+    image = tmp_path / "0a1b" / "images" / "0a1b.png"
+    st = os.stat(image)
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert ds.cache_key(0) != added                       # the image file too
+
+    os.remove(masks / "m9.png")
+    assert ds.cache_key(0) != added                       # a removed mask file
+
+
+def test_cache_key_drives_the_sample_cache_key(tmp_path):
+    from mrcnn.data.cache import sample_key
+
+    _write(tmp_path)
+    ds = _load(tmp_path)
+    fields = {"IMAGE_MAX_DIM": 64}
+    key = sample_key(ds, 0, fields, "boxmasks")
+    assert sample_key(_load(tmp_path), 0, fields, "boxmasks") == key
+    mask = tmp_path / "0a1b" / "masks" / "m3.png"
+    st = os.stat(mask)
+    os.utime(mask, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert sample_key(ds, 0, fields, "boxmasks") != key
