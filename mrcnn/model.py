@@ -325,13 +325,17 @@ class MaskRCNN:
         return trained
 
     def compile(self, learning_rate, momentum, total_steps):
-        """Compile the training model: SGD + momentum, warm-up/decay, clipping, weight decay."""
+        """Compile the training model: SGD + momentum (or AdamW, Config.OPTIMIZER),
+        warm-up/decay, per-variable gradient clipping, decoupled weight decay."""
         cfg = self.config
         schedule = schedule_from_config(cfg, learning_rate, total_steps)
-        optimizer = keras.optimizers.SGD(
-            learning_rate=schedule, momentum=momentum,
-            clipnorm=cfg.GRADIENT_CLIP_NORM or None,
-            weight_decay=cfg.WEIGHT_DECAY or None)
+        common = dict(learning_rate=schedule, clipnorm=cfg.GRADIENT_CLIP_NORM or None,
+                      weight_decay=cfg.WEIGHT_DECAY or None)
+        if cfg.OPTIMIZER.lower() == "adamw":
+            common["weight_decay"] = float(cfg.WEIGHT_DECAY or 0.0)  # AdamW needs a float
+            optimizer = keras.optimizers.AdamW(beta_1=momentum, **common)
+        else:
+            optimizer = keras.optimizers.SGD(momentum=momentum, **common)
         if cfg.WEIGHT_DECAY:
             optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
         self.keras_model.compile(optimizer=optimizer, jit_compile="auto")

@@ -58,6 +58,7 @@ def test_display_and_to_dict(capsys):
     ({"LOSS_WEIGHTS": {"rpn_clas_loss": 1.0}}, "rpn_clas_loss"),
     ({"TRAIN_ROIS_PER_IMAGE": 3000}, "TRAIN_ROIS_PER_IMAGE"),
     ({"CACHE": "sometimes"}, "CACHE"),
+    ({"OPTIMIZER": "rmsprop"}, "'rmsprop'"),
 ])
 def test_validation_errors_name_the_value(attrs, fragment):
     C = type("Bad", (Small,), attrs)

@@ -102,6 +102,18 @@ def test_heads_mode_freezes_backbone():
     assert "scnn_s4_bn1" not in names
 
 
+@pytest.mark.parametrize("name, cls", [("SGD", "SGD"), ("adamw", "AdamW")])
+def test_optimizer_from_config(name, cls):
+    import keras
+    config = make_config(OPTIMIZER=name, WEIGHT_DECAY=1e-4, GRADIENT_CLIP_NORM=5.0,
+                         LEARNING_MOMENTUM=0.8)
+    model = modellib.MaskRCNN("training", config, "unused")
+    optimizer = model.compile(0.01, config.LEARNING_MOMENTUM, total_steps=10)
+    assert type(optimizer) is getattr(keras.optimizers, cls)
+    assert optimizer.clipnorm == 5.0 and optimizer.weight_decay == 1e-4
+    assert (optimizer.momentum if cls == "SGD" else optimizer.beta_1) == 0.8
+
+
 def test_images_without_instances_train(tmp_path):
     from mrcnn.dataset import Dataset
 
