@@ -140,6 +140,12 @@ class Config:
     # Probability above which a mask pixel belongs to the instance.
     DETECTION_MASK_THRESHOLD = 0.5
 
+    # Mixed precision (mrcnn.precision): None (float32), "bfloat16" (GPUs from
+    # Ampere on, TPUs, CPUs with AVX512-BF16) or "float16" (older GPUs, e.g.
+    # Kaggle's T4 and P100; with loss scaling). Convolutions run in 16 bits;
+    # boxes, scores and losses stay float32.
+    MIXED_PRECISION = None
+
     # Optimiser: "SGD" (with momentum LEARNING_MOMENTUM, as in Matterport) or
     # "AdamW" (beta_1 = LEARNING_MOMENTUM; converges much faster when training
     # from scratch: use a learning rate around 1e-3).
@@ -309,6 +315,9 @@ class Config:
             fail(f"BACKBONE_FIRST_STRIDE must be 1 or 2, got {self.BACKBONE_FIRST_STRIDE!r}")
         if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
             fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
+        if self.MIXED_PRECISION not in (None, False, "bfloat16", "float16"):
+            fail(f"MIXED_PRECISION must be None, 'bfloat16' or 'float16', got "
+                 f"{self.MIXED_PRECISION!r}")
         if not isinstance(self.OPTIMIZER, str) or self.OPTIMIZER.lower() not in ("sgd", "adamw"):
             fail(f"OPTIMIZER must be 'SGD' or 'AdamW', got {self.OPTIMIZER!r}")
         if self.LR_SCHEDULE not in (False, True, None, "cosine", "exponential"):

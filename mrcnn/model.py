@@ -36,6 +36,7 @@ from mrcnn.heads.fpn import build_fpn
 from mrcnn.heads.mask import build_mask_head
 from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.layers.anchors import AnchorsLayer
+from mrcnn.precision import compute_dtype
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.meta import (ActiveClassIds, DetectionBoxes, FixedBatch, LeadingRois,
@@ -113,18 +114,22 @@ class MaskRCNN:
         image_meta = FixedBatch(batch, name="input_image_meta_fixed")(input_image_meta)
         image = ZeroOutsideWindow(name="input_image_window")([image, image_meta])
         first = int(getattr(self.config, "BACKBONE_FIRST_STRIDE", 2))
-        feats = self.backbone.build(image, first_stride=first)
+        mixed = config.MIXED_PRECISION  # convolutions in 16 bits; geometry stays float32
+        with compute_dtype(mixed):
+            feats = self.backbone.build(image, first_stride=first)
         if len(feats) != 4:
             raise ValueError(f"backbone {self.backbone.name!r} returned {len(feats)} feature "
                              f"maps; expected [C2, C3, C4, C5]")
-        p2, p3, p4, p5, p6 = build_fpn(*feats, pyramid_size=config.TOP_DOWN_PYRAMID_SIZE)
+        with compute_dtype(mixed):
+            p2, p3, p4, p5, p6 = build_fpn(*feats, pyramid_size=config.TOP_DOWN_PYRAMID_SIZE)
         rpn_maps, head_maps = [p2, p3, p4, p5, p6], [p2, p3, p4, p5]
 
         anchors = AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                self.strides, config.RPN_ANCHOR_STRIDE, (h, w),
                                name="anchors")(image)
-        rpn = build_rpn_model(config.RPN_ANCHORS_PER_LOCATION, config.TOP_DOWN_PYRAMID_SIZE,
-                              config.RPN_ANCHOR_STRIDE)
+        with compute_dtype(mixed):
+            rpn = build_rpn_model(config.RPN_ANCHORS_PER_LOCATION,
+                                  config.TOP_DOWN_PYRAMID_SIZE, config.RPN_ANCHOR_STRIDE)
         num_anchors = model_anchors(config, self.strides).shape[0]
         rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps, num_anchors)
         proposal_count = (config.POST_NMS_ROIS_TRAINING if mode == "training"
@@ -162,8 +167,9 @@ class MaskRCNN:
             t = config.TRAIN_ROIS_PER_IMAGE
             pooled = PyramidROIAlign((pool, pool), (h, w),
                                      name="roi_align_classifier")([rois] + head_maps)
-            class_logits, _, bbox = build_box_head(pooled, t, num_classes,
-                                                   config.FPN_CLASSIF_FC_LAYERS_SIZE)
+            with compute_dtype(mixed):
+                class_logits, _, bbox = build_box_head(pooled, t, num_classes,
+                                                       config.FPN_CLASSIF_FC_LAYERS_SIZE)
             # The mask loss uses positive ROIs only; they come first.
             p = max(1, int(t * config.ROI_POSITIVE_RATIO))
             mask_rois = LeadingRois(p, name="mask_rois")(rois)
@@ -171,8 +177,9 @@ class MaskRCNN:
             target_mask = LeadingRois(p, name="mask_targets")(target_mask)
             pooled_mask = PyramidROIAlign((mask_pool, mask_pool), (h, w),
                                           name="roi_align_mask")([mask_rois] + head_maps)
-            mask_logits = build_mask_head(pooled_mask, p, num_classes, mask_size,
-                                          config.MASK_HEAD_CHANNELS)
+            with compute_dtype(mixed):
+                mask_logits = build_mask_head(pooled_mask, p, num_classes, mask_size,
+                                              config.MASK_HEAD_CHANNELS)
             outputs = {
                 "rpn_class_logits": rpn_class_logits, "rpn_bbox": rpn_bbox,
                 "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,
@@ -187,8 +194,9 @@ class MaskRCNN:
 
         pooled = PyramidROIAlign((pool, pool), (h, w),
                                  name="roi_align_classifier")([rpn_rois] + head_maps)
-        _, class_probs, bbox = build_box_head(pooled, proposal_count, num_classes,
-                                              config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        with compute_dtype(mixed):
+            _, class_probs, bbox = build_box_head(pooled, proposal_count, num_classes,
+                                                  config.FPN_CLASSIF_FC_LAYERS_SIZE)
         window = NormalizedWindow((h, w), name="norm_window")(image_meta)
         detections = DetectionLayer(config.DETECTION_MAX_INSTANCES,
                                     config.DETECTION_MIN_CONFIDENCE,
@@ -197,8 +205,9 @@ class MaskRCNN:
         det_boxes = DetectionBoxes(name="detection_boxes")(detections)
         pooled_mask = PyramidROIAlign((mask_pool, mask_pool), (h, w),
                                       name="roi_align_mask")([det_boxes] + head_maps)
-        mask_logits = build_mask_head(pooled_mask, config.DETECTION_MAX_INSTANCES,
-                                      num_classes, mask_size, config.MASK_HEAD_CHANNELS)
+        with compute_dtype(mixed):
+            mask_logits = build_mask_head(pooled_mask, config.DETECTION_MAX_INSTANCES,
+                                          num_classes, mask_size, config.MASK_HEAD_CHANNELS)
         masks = keras.layers.Activation("sigmoid", name="mrcnn_mask_probs")(mask_logits)
         return keras.Model(
             inputs=[input_image, input_image_meta],
@@ -338,6 +347,10 @@ class MaskRCNN:
             optimizer = keras.optimizers.SGD(momentum=momentum, **common)
         if cfg.WEIGHT_DECAY:
             optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+        if cfg.MIXED_PRECISION == "float16":
+            # float16 gradients underflow without loss scaling (bfloat16 has
+            # float32's range and needs none).
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self.keras_model.compile(optimizer=optimizer, jit_compile="auto")
         return optimizer
 

@@ -16,6 +16,15 @@ from mrcnn.dataset import Dataset
 SHAPES = ("square", "circle", "triangle")
 
 
+def _box_iou(a, b):
+    """IoU of the boxes (y - s, x - s, y + s, x + s) of two shapes' (y, x, s)."""
+    (ya, xa, sa), (yb, xb, sb) = a, b
+    h = max(0, min(ya + sa, yb + sb) - max(ya - sa, yb - sb))
+    w = max(0, min(xa + sa, xb + sb) - max(xa - sa, xb - sb))
+    inter = h * w
+    return inter / (4 * sa * sa + 4 * sb * sb - inter)
+
+
 class ShapesDataset(Dataset):
     """Generated shapes dataset.
 
@@ -26,16 +35,23 @@ class ShapesDataset(Dataset):
         max_shapes: most shapes per image.
         classes: which of "square", "circle", "triangle" to use (class ids 1..).
         min_size, max_size: shape radius range in pixels.
+        max_overlap: when set, a shape whose square (side 2 * radius around
+            its centre) has an IoU above this with the square of a shape kept
+            before it is left out (Matterport's shapes use 0.3 on their
+            boxes); None keeps every shape. The random draws are the same
+            either way, so a seed gives the same shapes minus the left-out ones.
     """
 
     def load_shapes(self, count, height, width, seed=0, max_shapes=4,
-                    classes=SHAPES, min_size=None, max_size=None):
+                    classes=SHAPES, min_size=None, max_size=None, max_overlap=None):
         for name in classes:
             if name not in SHAPES:
                 raise ValueError(f"unknown shape {name!r}; choose from {SHAPES}")
         self.shape_names = tuple(classes)
         for i, name in enumerate(self.shape_names):
             self.add_class("shapes", i + 1, name)
+        if max_overlap is not None and not 0.0 <= max_overlap <= 1.0:
+            raise ValueError(f"max_overlap must be in [0, 1] or None, got {max_overlap!r}")
         rng = np.random.default_rng(seed)
         min_size = min_size or max(4, min(height, width) // 16)
         max_size = max_size or max(min_size + 1, min(height, width) // 5)
@@ -50,6 +66,9 @@ class ShapesDataset(Dataset):
                 s = int(rng.integers(min_size, max_size + 1))
                 y = int(rng.integers(s, height - s))
                 x = int(rng.integers(s, width - s))
+                if max_overlap is not None and any(
+                        _box_iou((y, x, s), dims) > max_overlap for _, _, dims in shapes):
+                    continue
                 shapes.append((shape, tuple(int(c) for c in color), (y, x, s)))
             self.add_image("shapes", image_id=i, path=None, width=width, height=height,
                            bg_color=tuple(int(c) for c in bg), shapes=shapes,

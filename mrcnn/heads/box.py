@@ -33,10 +33,12 @@ def build_box_head(pooled, num_rois, num_classes, fc_layers_size=1024):
     x = layers.BatchNormalization(name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
-    logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    bbox = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
-    bbox = layers.Reshape((num_classes, 4), name="mrcnn_bbox_reshape")(bbox)
-    logits = SplitRoiBatch(num_rois, name="mrcnn_class_split")(logits)
-    probs = layers.Activation("softmax", name="mrcnn_class")(logits)
-    bbox = SplitRoiBatch(num_rois, name="mrcnn_bbox")(bbox)
+    # Outputs in float32 also under a mixed-precision policy (mrcnn.precision).
+    f32 = "float32"
+    logits = layers.Dense(num_classes, name="mrcnn_class_logits", dtype=f32)(shared)
+    bbox = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc", dtype=f32)(shared)
+    bbox = layers.Reshape((num_classes, 4), name="mrcnn_bbox_reshape", dtype=f32)(bbox)
+    logits = SplitRoiBatch(num_rois, name="mrcnn_class_split", dtype=f32)(logits)
+    probs = layers.Activation("softmax", name="mrcnn_class", dtype=f32)(logits)
+    bbox = SplitRoiBatch(num_rois, name="mrcnn_bbox", dtype=f32)(bbox)
     return logits, probs, bbox

@@ -45,13 +45,15 @@ def build_rpn_model(anchors_per_location, depth, anchor_stride=1):
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
     shared = layers.Conv2D(512, 3, padding="same", activation="relu",
                            strides=anchor_stride, name="rpn_conv_shared")(feature_map)
+    # Scores and deltas in float32 also under a mixed-precision policy.
+    f32 = "float32"
     x = layers.Conv2D(2 * anchors_per_location, 1, padding="valid",
-                      name="rpn_class_raw")(shared)
-    logits = FlattenAnchors(2, name="rpn_class_flat")(x)
-    probs = layers.Activation("softmax", name="rpn_class_xxx")(logits)
+                      name="rpn_class_raw", dtype=f32)(shared)
+    logits = FlattenAnchors(2, name="rpn_class_flat", dtype=f32)(x)
+    probs = layers.Activation("softmax", name="rpn_class_xxx", dtype=f32)(logits)
     x = layers.Conv2D(4 * anchors_per_location, 1, padding="valid",
-                      name="rpn_bbox_pred")(shared)
-    bbox = FlattenAnchors(4, name="rpn_bbox_flat")(x)
+                      name="rpn_bbox_pred", dtype=f32)(shared)
+    bbox = FlattenAnchors(4, name="rpn_bbox_flat", dtype=f32)(x)
     return keras.Model(feature_map, [logits, probs, bbox], name="rpn_model")
 
 

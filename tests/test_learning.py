@@ -1,0 +1,36 @@
+"""The learning test: Mask R-CNN learns simple shapes from scratch on a CPU.
+
+samples/shapes/train.py trains the small CNN backbone from random weights on
+generated 128x128 images (1-4 squares, circles and triangles each, which may
+occlude each other), then scores mask AP@0.5 with Matterport's
+``compute_ap`` on 40 held-out images (a different generator seed). This is
+the end-to-end check that anchors, RPN targets, proposals, detection targets,
+ROIAlign, the three heads, the losses, the optimizer and the inference graph
+fit together: a wrong box encoding or a misaligned anchor order still lets
+the losses fall but keeps the mAP low.
+
+Measured on the 2-core CI machine: about 4 minutes; mask mAP@0.5 about 0.87.
+"""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_sample():
+    path = os.path.join(ROOT, "samples", "shapes", "train.py")
+    spec = importlib.util.spec_from_file_location("shapes_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_shapes_from_scratch_reach_mask_map_0_8(tmp_path):
+    sample = load_sample()
+    result = sample.main(["--model-dir", str(tmp_path), "--seed", "0", "--verbose", "0"])
+    print(f"learning test: {result}")
+    assert result["mask_map50"] >= 0.8, result
