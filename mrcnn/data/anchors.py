@@ -20,7 +20,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors"]
+__all__ = ["compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors",
+           "anchor_coverage"]
 
 
 def _positive_numbers(values, name, allow_scalar=False):
@@ -161,3 +162,51 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
         for scale, shape, stride in zip(scales, feature_shapes, feature_strides)
     ]
     return np.concatenate(levels, axis=0)
+
+
+def anchor_coverage(gt_boxes, anchors, threshold=0.7, chunk=256):
+    """How well a set of anchors covers ground-truth boxes (to choose anchor sizes).
+
+    The RPN learns from anchors whose IoU with a GT box is at least
+    ``threshold`` (0.7 in Mask R-CNN); a box without any such anchor only gets
+    its single best anchor as a positive. Compare anchor settings on your own
+    boxes with this before training.
+
+    Args:
+        gt_boxes: [N, (y1, x1, y2, x2)] GT boxes in model-input pixels (e.g.
+            ``extract_bboxes(mask)`` of images as the model sees them).
+        anchors: [A, (y1, x1, y2, x2)] pixel anchors, e.g.
+            ``mrcnn.data.generator.model_anchors(config)``.
+        threshold: IoU that makes an anchor positive.
+        chunk: GT boxes per IoU block (bounds memory to chunk * A floats).
+
+    Returns:
+        dict: ``covered`` (fraction of boxes with an anchor at IoU >=
+        threshold), ``positives_per_box`` (mean count of such anchors),
+        ``mean_best_iou`` (mean over boxes of the best anchor IoU), ``boxes``.
+
+    Raises:
+        ValueError: if either array is not [n, 4].
+    """
+    gt = np.asarray(gt_boxes, dtype=np.float64)
+    an = np.asarray(anchors, dtype=np.float64)
+    for name, arr in (("gt_boxes", gt), ("anchors", an)):
+        if arr.ndim != 2 or arr.shape[1] != 4:
+            raise ValueError(f"{name} must have shape [n, (y1, x1, y2, x2)], got {arr.shape}")
+    if len(gt) == 0:
+        return {"covered": float("nan"), "positives_per_box": float("nan"),
+                "mean_best_iou": float("nan"), "boxes": 0}
+    area_a = (an[:, 2] - an[:, 0]) * (an[:, 3] - an[:, 1])
+    best, count = [], []
+    for start in range(0, len(gt), chunk):
+        g = gt[start:start + chunk, None, :]
+        h = np.clip(np.minimum(g[..., 2], an[:, 2]) - np.maximum(g[..., 0], an[:, 0]), 0, None)
+        w = np.clip(np.minimum(g[..., 3], an[:, 3]) - np.maximum(g[..., 1], an[:, 1]), 0, None)
+        inter = h * w
+        area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
+        iou = inter / np.maximum(area_g + area_a - inter, 1e-9)
+        best.append(iou.max(axis=1))
+        count.append((iou >= threshold).sum(axis=1))
+    best, count = np.concatenate(best), np.concatenate(count)
+    return {"covered": float(np.mean(count > 0)), "positives_per_box": float(count.mean()),
+            "mean_best_iou": float(best.mean()), "boxes": int(len(gt))}

@@ -120,3 +120,39 @@ def test_pyramid_with_two_scales_per_level_groups_anchors_by_cell():
     np.testing.assert_allclose(centres, 0, atol=1e-5)
     sides = np.sqrt((a[:6, 2] - a[:6, 0]) * (a[:6, 3] - a[:6, 1]))
     np.testing.assert_allclose(sorted(sides), [16, 16, 16, 24, 24, 24], rtol=1e-5)
+
+
+# ------------------------------------------------------------- anchor_coverage
+def _iou_loop(box, anchor):
+    y1, x1 = max(box[0], anchor[0]), max(box[1], anchor[1])
+    y2, x2 = min(box[2], anchor[2]), min(box[3], anchor[3])
+    inter = max(0.0, y2 - y1) * max(0.0, x2 - x1)
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area(box) + area(anchor) - inter)
+
+
+def test_anchor_coverage_against_brute_force():
+    from mrcnn.data.anchors import anchor_coverage
+    rng = np.random.default_rng(4)
+    anchors = generate_pyramid_anchors((8, 16), [0.5, 1, 2], [(8, 8), (4, 4)], [4, 8], 1)
+    yx = rng.uniform(0, 24, (37, 2))
+    hw = rng.uniform(4, 20, (37, 2))
+    boxes = np.concatenate([yx, yx + hw], axis=1)
+    got = anchor_coverage(boxes, anchors, threshold=0.6, chunk=5)
+    ious = np.array([[_iou_loop(b, a) for a in anchors] for b in boxes])
+    assert got["boxes"] == 37
+    assert got["covered"] == pytest.approx(np.mean((ious >= 0.6).any(1)))
+    assert got["positives_per_box"] == pytest.approx((ious >= 0.6).sum(1).mean())
+    assert got["mean_best_iou"] == pytest.approx(ious.max(1).mean())
+
+
+def test_anchor_coverage_hand_case_and_errors():
+    from mrcnn.data.anchors import anchor_coverage
+    anchors = np.array([[0, 0, 10, 10], [0, 0, 10, 20]], float)
+    got = anchor_coverage([[0, 0, 10, 10], [0, 0, 10, 14]], anchors)
+    # box 1: IoU 1.0 and 0.5; box 2: IoU 100/140 = 0.714 and 140/200 = 0.7
+    assert got["covered"] == 1.0 and got["positives_per_box"] == 1.5
+    assert got["mean_best_iou"] == pytest.approx((1.0 + 100 / 140) / 2)
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        anchor_coverage(np.zeros(3), anchors)
+    assert anchor_coverage(np.zeros((0, 4)), anchors)["boxes"] == 0
