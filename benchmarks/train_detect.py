@@ -57,7 +57,7 @@ class BoxesDataset(Dataset):
         return m, np.ones(self.instances, np.int32)
 
 
-def bench_config(backbone, size, fc):
+def bench_config(backbone, size, fc, mixed=None):
     class BenchConfig(Config):
         NAME = "bench"
         NUM_CLASSES = 2
@@ -74,11 +74,12 @@ def bench_config(backbone, size, fc):
         DETECTION_MIN_CONFIDENCE = 0.0
         FPN_CLASSIF_FC_LAYERS_SIZE = fc
         TRAIN_BN = False
+        MIXED_PRECISION = mixed
     return BenchConfig()
 
 
-def time_ours(backbone, size, steps, fc, layers="all"):
-    config = bench_config(backbone, size, fc)
+def time_ours(backbone, size, steps, fc, layers="all", mixed=None):
+    config = bench_config(backbone, size, fc, mixed)
     data = BoxesDataset(4, size, 10)
     data.prepare()
     model = modellib.MaskRCNN("training", config, "/tmp/mrcnn_bench")
@@ -129,12 +130,16 @@ def main():
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--fc", type=int, default=1024, help="FPN_CLASSIF_FC_LAYERS_SIZE")
+    p.add_argument("--mixed-precision", default=None, choices=("bfloat16", "float16"),
+                   help="Config.MIXED_PRECISION for ours (default float32)")
     p.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"),
                    help="a Python with torch+torchvision for the peer (default $PEER_PYTHON)")
     args = p.parse_args()
-    ours = time_ours(args.backbone, args.size, args.steps, args.fc)
+    ours = time_ours(args.backbone, args.size, args.steps, args.fc,
+                     mixed=args.mixed_precision)
     peer = time_peer(args.peer_python, args.size, args.steps) if args.peer_python else None
     print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size} "
+          f"precision={args.mixed_precision or 'float32'} "
           f"batch=1 params={ours['params']:,} first-step(compile)={ours['compile_s']:.1f}s")
     print(f"{'':22}{'mrcnn':>10}{'torchvision':>14}{'ratio peer/ours':>18}")
     for key, label in (("train_step_s", "train step (s)"), ("detect_s", "detect (s)")):

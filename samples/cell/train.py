@@ -41,7 +41,10 @@ class CellConfig(Config):
     NUM_CLASSES = 1 + 3  # astro, cort, shsy5y
     IMAGES_PER_GPU = 1
     BACKBONE = "small-cnn"
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    # Two sizes per level, 4-6x the level's stride: 72% of the synthetic cells
+    # get an anchor at IoU >= 0.7 (9% with Matterport-style 8..128, one per
+    # level); see mrcnn.data.anchors.anchor_coverage.
+    RPN_ANCHOR_SCALES = ((16, 23), (32, 45), (64, 91), (128, 181), (256, 362))
     RPN_ANCHOR_RATIOS = [0.5, 1, 2]
     RPN_TRAIN_ANCHORS_PER_IMAGE = 256
     PRE_NMS_LIMIT = 3000
@@ -58,7 +61,8 @@ class CellConfig(Config):
     TOP_DOWN_PYRAMID_SIZE = 128
     FPN_CLASSIF_FC_LAYERS_SIZE = 256
     MEAN_PIXEL = np.array([128.0, 128.0, 128.0])
-    LEARNING_RATE = 0.01
+    OPTIMIZER = "AdamW"
+    LEARNING_RATE = 0.002
     N_WARMUP_STEPS = 50
     LR_SCHEDULE = "cosine"
     TRAIN_BN = True
@@ -98,7 +102,10 @@ def build_parser():
     p.add_argument("--weights", default="none",
                    help="initial weights: none, coco, imagenet, last (resume the newest run "
                         "in --model-dir) or a path to an .h5 file")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.01)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default 0.002 with AdamW, 0.01 with SGD)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                   help="AdamW (default; fast from scratch) or SGD with momentum (Matterport)")
     p.add_argument("--layers", default="all",
                    help="layers to train: heads, 3+, 4+, 5+, all, or a regex (default all)")
     p.add_argument("--image-mode", choices=("crop", "pad"), default="crop",
@@ -107,9 +114,10 @@ def build_parser():
     p.add_argument("--crop-size", type=int, default=256, help="crop size (multiple of 64)")
     p.add_argument("--mask-shape", type=int, choices=(28, 56, 112), default=28,
                    help="mask head output size (28N x 28N; seed 000 used 56)")
-    p.add_argument("--anchor-scales", default="8,16,32,64,128",
-                   help="one anchor size per pyramid level P2..P6 (seed 004 used 4..256 over "
-                        "its levels)")
+    p.add_argument("--anchor-scales", default=None,
+                   help="anchor sizes per pyramid level P2..P6, comma-separated; several sizes "
+                        "per level joined by ':' (default 16:23,32:45,64:91,128:181,256:362; "
+                        "seed 004 used 4..256 over its levels)")
     p.add_argument("--anchor-ratios", default="0.5,1,2",
                    help="anchor width/height ratios (seed 004 used 0.2..5)")
     p.add_argument("--cache", choices=("none", "memory", "disk"), default="memory",
@@ -123,17 +131,33 @@ def build_parser():
     p.add_argument("--synthetic-images", type=int, default=40,
                    help="size of the generated default data set")
     p.add_argument("--mixed-precision", action="store_true",
-                   help="train in mixed precision (mixed_float16 on GPU, mixed_bfloat16 on CPU)")
+                   help="16-bit convolutions (Config.MIXED_PRECISION): float16 on a GPU, "
+                        "bfloat16 on a CPU")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes")
     p.add_argument("--seed", type=int, default=0)
     return p
+
+
+def parse_anchor_scales(text):
+    """'16:23,32:45,...' -> ((16, 23), (32, 45), ...); '8,16,...' -> (8, 16, ...)."""
+    if not text:
+        return CellConfig.RPN_ANCHOR_SCALES
+    levels = [level.strip() for level in text.split(",") if level.strip()]
+    try:
+        sizes = [tuple(int(v) for v in level.split(":")) for level in levels]
+    except ValueError:
+        raise SystemExit(f"--anchor-scales: expected integers like 16:23,32:45,...; "
+                         f"got {text!r}") from None
+    return tuple(s[0] if len(s) == 1 else s for s in sizes)
 
 
 def make_config(args, class_names):
     attrs = {"NUM_CLASSES": len(class_names), "CLASS_NAMES": list(class_names), "BACKBONE_FIRST_STRIDE": args.first_stride,
              "MASK_SHAPE": [args.mask_shape] * 2,
              "MINI_MASK_SHAPE": (max(56, args.mask_shape),) * 2,
-             "RPN_ANCHOR_SCALES": tuple(parse_list(args.anchor_scales, int)),
+             "RPN_ANCHOR_SCALES": parse_anchor_scales(args.anchor_scales),
+             "OPTIMIZER": {"adamw": "AdamW", "sgd": "SGD"}[args.optimizer],
+             "LEARNING_RATE": args.lr or (0.002 if args.optimizer == "adamw" else 0.01),
              "RPN_ANCHOR_RATIOS": parse_list(args.anchor_ratios),
              "CACHE": {"none": False, "memory": True, "disk": "disk"}[args.cache],
              "WORKERS": args.workers}
@@ -141,12 +165,12 @@ def make_config(args, class_names):
         attrs["BACKBONE"] = args.backbone
     elif args.data:
         attrs["BACKBONE"] = "resnet50"
+    if args.mixed_precision:
+        attrs["MIXED_PRECISION"] = "float16" if _has_gpu() else "bfloat16"
     if args.steps_per_epoch:
         attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
     if args.validation_steps is not None:
         attrs["VALIDATION_STEPS"] = args.validation_steps
-    if args.lr:
-        attrs["LEARNING_RATE"] = args.lr
     if args.image_mode == "pad":
         attrs.update(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3])
     else:
@@ -185,10 +209,6 @@ def postprocess_config(class_names):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.mixed_precision:
-        import keras
-        keras.mixed_precision.set_global_policy(
-            "mixed_float16" if _has_gpu() else "mixed_bfloat16")
     t0 = time.time()
     train, val = load_data(args)
     config, infer_config = make_config(args, train.class_names)

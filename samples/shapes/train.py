@@ -38,7 +38,7 @@ class ShapesConfig(Config):
     # at stride 16) are placed too coarsely for most shapes to have any
     # anchor at IoU >= 0.7 (32% of them; 89% with these).
     RPN_ANCHOR_SCALES = ((16, 23), (32, 45), (64, 91), (128, 181), (256, 362))
-    TRAIN_ROIS_PER_IMAGE = 32
+    TRAIN_ROIS_PER_IMAGE = 64
     PRE_NMS_LIMIT = 1000
     POST_NMS_ROIS_TRAINING = 200
     POST_NMS_ROIS_INFERENCE = 100
@@ -52,11 +52,13 @@ class ShapesConfig(Config):
     DETECTION_MIN_CONFIDENCE = 0.5
     STEPS_PER_EPOCH = 50
     VALIDATION_STEPS = 5
-    # From scratch, AdamW reaches in 1000 steps what SGD (lr 0.02) does not
-    # reach in several thousand (mask mAP@0.5 0.87 vs 0.45 after 1000 steps).
+    # From scratch, AdamW learns far faster than SGD: after 1000 steps mask
+    # mAP@0.5 0.79-0.93 vs 0.44 with SGD at lr 0.02. A peak rate of 3e-3 was
+    # unstable (0.61); 1e-3 with 100 warm-up steps and 64 ROIs per image gave
+    # the best and steadiest runs.
     OPTIMIZER = "AdamW"
-    LEARNING_RATE = 0.002
-    N_WARMUP_STEPS = 20
+    LEARNING_RATE = 0.001
+    N_WARMUP_STEPS = 100
     LR_SCHEDULE = "cosine"
     TRAIN_BN = True
     WEIGHT_DECAY = 1e-4
