@@ -65,3 +65,13 @@ def test_nucleus_sample_runs_on_embedded_dsb_layout(tmp_path, monkeypatch):
     ids = sorted(d for d in os.listdir(root) if not d.startswith("."))
     assert len(ids) == 4
     assert os.listdir(root / ids[0] / "masks")
+
+
+def test_anchor_scales_flag():
+    train = load_script("train")
+    assert train.parse_anchor_scales("16:23,32:45,64:91,128:181,256:362") == (
+        (16, 23), (32, 45), (64, 91), (128, 181), (256, 362))
+    assert train.parse_anchor_scales("8,16,32,64,128") == (8, 16, 32, 64, 128)
+    assert train.parse_anchor_scales(None) == train.CellConfig.RPN_ANCHOR_SCALES
+    with pytest.raises(SystemExit, match="16:x"):
+        train.parse_anchor_scales("16:x,32")

@@ -9,7 +9,9 @@ ROIAlign, the three heads, the losses, the optimizer and the inference graph
 fit together: a wrong box encoding or a misaligned anchor order still lets
 the losses fall but keeps the mAP low.
 
-Measured on the 2-core CI machine: about 4 minutes; mask mAP@0.5 about 0.87.
+Measured on a 2-core machine like CI's (1000 steps of 4 images, AdamW):
+training 5.3-5.5 min, mask mAP@0.5 0.931 (seed 0, the one tested) and 0.960
+(seed 2). SGD at lr 0.02 reached 0.44 in the same number of steps.
 """
 
 import importlib.util
