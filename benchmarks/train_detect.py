@@ -57,7 +57,7 @@ class BoxesDataset(Dataset):
         return m, np.ones(self.instances, np.int32)
 
 
-def bench_config(backbone, size, fc, mixed=None):
+def bench_config(backbone, size, fc, mixed=None, rpn_channels=512):
     class BenchConfig(Config):
         NAME = "bench"
         NUM_CLASSES = 2
@@ -75,11 +75,12 @@ def bench_config(backbone, size, fc, mixed=None):
         FPN_CLASSIF_FC_LAYERS_SIZE = fc
         TRAIN_BN = False
         MIXED_PRECISION = mixed
+        RPN_CONV_CHANNELS = rpn_channels
     return BenchConfig()
 
 
-def time_ours(backbone, size, steps, fc, layers="all", mixed=None):
-    config = bench_config(backbone, size, fc, mixed)
+def time_ours(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels=512):
+    config = bench_config(backbone, size, fc, mixed, rpn_channels)
     data = BoxesDataset(4, size, 10)
     data.prepare()
     model = modellib.MaskRCNN("training", config, "/tmp/mrcnn_bench")
@@ -132,14 +133,16 @@ def main():
     p.add_argument("--fc", type=int, default=1024, help="FPN_CLASSIF_FC_LAYERS_SIZE")
     p.add_argument("--mixed-precision", default=None, choices=("bfloat16", "float16"),
                    help="Config.MIXED_PRECISION for ours (default float32)")
+    p.add_argument("--rpn-channels", type=int, default=512,
+                   help="RPN_CONV_CHANNELS for ours (512 Matterport, 256 as torchvision)")
     p.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"),
                    help="a Python with torch+torchvision for the peer (default $PEER_PYTHON)")
     args = p.parse_args()
     ours = time_ours(args.backbone, args.size, args.steps, args.fc,
-                     mixed=args.mixed_precision)
+                     mixed=args.mixed_precision, rpn_channels=args.rpn_channels)
     peer = time_peer(args.peer_python, args.size, args.steps) if args.peer_python else None
     print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size} "
-          f"precision={args.mixed_precision or 'float32'} "
+          f"precision={args.mixed_precision or 'float32'} rpn_channels={args.rpn_channels} "
           f"batch=1 params={ours['params']:,} first-step(compile)={ours['compile_s']:.1f}s")
     print(f"{'':22}{'mrcnn':>10}{'torchvision':>14}{'ratio peer/ours':>18}")
     for key, label in (("train_step_s", "train step (s)"), ("detect_s", "detect (s)")):

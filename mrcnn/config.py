@@ -68,6 +68,10 @@ class Config:
     RPN_ANCHOR_RATIOS = [0.5, 1, 2]
     # Anchor stride on the feature map (1 = an anchor at every cell).
     RPN_ANCHOR_STRIDE = 1
+    # Width of the RPN's shared 3x3 conv: 512 as in Matterport (its weights
+    # load by name), 256 as in torchvision (half the RPN's cost, which at
+    # 512x512 exceeds ResNet50's; benchmarks/RESULTS.md).
+    RPN_CONV_CHANNELS = 512
 
     # IoU threshold of the NMS that filters RPN proposals.
     RPN_NMS_THRESHOLD = 0.7
@@ -315,6 +319,9 @@ class Config:
             fail(f"BACKBONE_FIRST_STRIDE must be 1 or 2, got {self.BACKBONE_FIRST_STRIDE!r}")
         if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
             fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
+        if isinstance(self.RPN_CONV_CHANNELS, bool) or not isinstance(
+                self.RPN_CONV_CHANNELS, int) or self.RPN_CONV_CHANNELS < 1:
+            fail(f"RPN_CONV_CHANNELS must be a positive int, got {self.RPN_CONV_CHANNELS!r}")
         if self.MIXED_PRECISION not in (None, False, "bfloat16", "float16"):
             fail(f"MIXED_PRECISION must be None, 'bfloat16' or 'float16', got "
                  f"{self.MIXED_PRECISION!r}")

@@ -129,7 +129,8 @@ class MaskRCNN:
                                name="anchors")(image)
         with compute_dtype(mixed):
             rpn = build_rpn_model(config.RPN_ANCHORS_PER_LOCATION,
-                                  config.TOP_DOWN_PYRAMID_SIZE, config.RPN_ANCHOR_STRIDE)
+                                  config.TOP_DOWN_PYRAMID_SIZE, config.RPN_ANCHOR_STRIDE,
+                                  channels=config.RPN_CONV_CHANNELS)
         num_anchors = model_anchors(config, self.strides).shape[0]
         rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps, num_anchors)
         proposal_count = (config.POST_NMS_ROIS_TRAINING if mode == "training"

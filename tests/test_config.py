@@ -59,6 +59,7 @@ def test_display_and_to_dict(capsys):
     ({"TRAIN_ROIS_PER_IMAGE": 3000}, "TRAIN_ROIS_PER_IMAGE"),
     ({"CACHE": "sometimes"}, "CACHE"),
     ({"OPTIMIZER": "rmsprop"}, "'rmsprop'"),
+    ({"RPN_CONV_CHANNELS": 0}, "RPN_CONV_CHANNELS"),
 ])
 def test_validation_errors_name_the_value(attrs, fragment):
     C = type("Bad", (Small,), attrs)

@@ -114,6 +114,17 @@ def test_optimizer_from_config(name, cls):
     assert (optimizer.momentum if cls == "SGD" else optimizer.beta_1) == 0.8
 
 
+@pytest.mark.parametrize("channels", [512, 64])
+def test_rpn_conv_channels(channels):
+    config = make_config(RPN_CONV_CHANNELS=channels)
+    counts = modellib.MaskRCNN("inference", config, "unused").parameter_counts()
+    p, a = config.TOP_DOWN_PYRAMID_SIZE, config.RPN_ANCHORS_PER_LOCATION
+    # shared 3x3 conv p -> channels, then 1x1 convs to 2 and 4 values per anchor
+    expected = (9 * p * channels + channels) + (channels * 2 * a + 2 * a) \
+        + (channels * 4 * a + 4 * a)
+    assert counts["rpn"] == expected
+
+
 def test_images_without_instances_train(tmp_path):
     from mrcnn.dataset import Dataset
 

@@ -29,13 +29,15 @@ class FlattenAnchors(layers.Layer):
         return {**super().get_config(), "k": self.k}
 
 
-def build_rpn_model(anchors_per_location, depth, anchor_stride=1):
+def build_rpn_model(anchors_per_location, depth, anchor_stride=1, channels=512):
     """The shared RPN head as a model applied to each pyramid level.
 
     Args:
         anchors_per_location: anchors per feature-map cell (sizes per level x ratios).
         depth: channels of the pyramid levels.
         anchor_stride: stride of the shared 3x3 conv (RPN_ANCHOR_STRIDE).
+        channels: width of the shared 3x3 conv (RPN_CONV_CHANNELS; 512 in
+            Matterport, 256 in torchvision).
 
     Returns:
         keras.Model mapping a feature map [B, h, w, depth] to
@@ -43,7 +45,7 @@ def build_rpn_model(anchors_per_location, depth, anchor_stride=1):
         rpn_bbox [B, h*w*A, 4] (dy, dx, log dh, log dw) deltas].
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(512, 3, padding="same", activation="relu",
+    shared = layers.Conv2D(channels, 3, padding="same", activation="relu",
                            strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     # Scores and deltas in float32 also under a mixed-precision policy.
     f32 = "float32"
