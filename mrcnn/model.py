@@ -117,10 +117,9 @@ class MaskRCNN:
         mixed = config.MIXED_PRECISION  # convolutions in 16 bits; geometry stays float32
         with compute_dtype(mixed):
             feats = self.backbone.build(image, first_stride=first)
-        if len(feats) != 4:
-            raise ValueError(f"backbone {self.backbone.name!r} returned {len(feats)} feature "
-                             f"maps; expected [C2, C3, C4, C5]")
-        with compute_dtype(mixed):
+            if len(feats) != 4:
+                raise ValueError(f"backbone {self.backbone.name!r} returned {len(feats)} "
+                                 f"feature maps; expected [C2, C3, C4, C5]")
             p2, p3, p4, p5, p6 = build_fpn(*feats, pyramid_size=config.TOP_DOWN_PYRAMID_SIZE)
         rpn_maps, head_maps = [p2, p3, p4, p5, p6], [p2, p3, p4, p5]
 

@@ -9,6 +9,8 @@ the padded one, the `scale` applied, the `padding` added and the `crop` taken.
 Pixel boxes are (y1, x1, y2, x2) with y2, x2 exclusive.
 """
 
+import os
+
 import numpy as np
 import skimage.transform
 
@@ -279,3 +281,26 @@ def to_rgb_uint8(image):
         return np.rint(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
     raise TypeError(f"unsupported image dtype {dtype}; expected bool, an integer or a "
                     f"float type")
+
+
+def read_image_size(path, what):
+    """(height, width) of an image file, from its header (no pixel decoding).
+
+    Args:
+        path: image file.
+        what: how errors name the image, e.g. ``"nucleus image 'abc'"``.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: if the file cannot be read as an image.
+    """
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what}: file not found: {path!r}")
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except OSError as error:
+        raise ValueError(f"{what}: cannot read {path!r} as an image ({error})") from error
+    return height, width

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from mrcnn.data.image import read_image_size
 from mrcnn.dataset import Dataset
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class NucleusDataset(Dataset):
         import skimage.io
 
         info = self._info(image_id)
-        height, width = _png_size(info["path"], info["id"])
+        height, width = read_image_size(info["path"], f"nucleus image {info['id']!r}")
         mask_dir = info.get("mask_dir")
         names = [] if mask_dir is None else _mask_names(mask_dir)
         masks = np.zeros((height, width, len(names)), bool)
@@ -161,18 +162,3 @@ def _stamp(path):
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
-
-
-def _png_size(path, image_id):
-    """(height, width) from the image file's header."""
-    from PIL import Image
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"nucleus image {image_id!r}: file not found: {path!r}")
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-    except OSError as error:
-        raise ValueError(f"nucleus image {image_id!r}: cannot read {path!r} as an image "
-                         f"({error})") from error
-    return height, width

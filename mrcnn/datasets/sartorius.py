@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from mrcnn.data.image import read_image_size
 from mrcnn.data.rle import rle_decode
 from mrcnn.dataset import Dataset
 
@@ -357,7 +358,6 @@ class SartoriusDataset(Dataset):
         Raises:
             FileNotFoundError: the folder or a requested image is missing.
         """
-        from PIL import Image
 
         self._add_sartorius_classes(class_mode, cell_types)
         image_dir = os.path.join(os.fspath(data_dir), subset)
@@ -368,14 +368,7 @@ class SartoriusDataset(Dataset):
                                if name.lower().endswith(".png"))
         for image_id in image_ids:
             path = os.path.join(image_dir, f"{image_id}.png")
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"unlabeled image {image_id!r}: {path!r} not found")
-            try:
-                with Image.open(path) as im:
-                    width, height = im.size
-            except OSError as error:
-                raise ValueError(f"unlabeled image {image_id!r}: cannot read {path!r} as an "
-                                 f"image ({error})") from error
+            height, width = read_image_size(path, f"unlabeled image {image_id!r}")
             self.add_image(SOURCE, image_id=str(image_id), path=path, height=height,
                            width=width, cell_type=None, annotations=None)
 

@@ -221,3 +221,17 @@ def test_to_rgb_uint8_value_ranges():
                                   [[0, 128, 255]])
     with pytest.raises(ValueError, match=r"\[0, 1\].*\[0.0, 255.0\]"):
         to_rgb_uint8(np.array([[0.0, 255.0]]))
+
+
+def test_read_image_size_and_errors(tmp_path):
+    from PIL import Image
+    from mrcnn.data.image import read_image_size
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(path)
+    assert read_image_size(str(path), "image 'a'") == (37, 53)
+    with pytest.raises(FileNotFoundError, match="image 'b': file not found"):
+        read_image_size(str(tmp_path / "b.png"), "image 'b'")
+    bad = tmp_path / "c.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="image 'c': cannot read"):
+        read_image_size(str(bad), "image 'c'")
