@@ -32,6 +32,7 @@ import numbers
 
 import numpy as np
 
+from mrcnn.datasets.coco import coco_index
 from mrcnn.metrics import map_iou_from_ious, map_iou_per_class_from_ious
 from mrcnn.postprocess import (
     PostprocessConfig,
@@ -122,16 +123,6 @@ def _xywh(boxes):
                      boxes[:, 2] - boxes[:, 0]], axis=1)
 
 
-def _coco_object(dataset):
-    from pycocotools.coco import COCO
-
-    coco = COCO()
-    coco.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
-
-
 def _coco_summary(coco_eval, cat_ids, class_names):
     """AP / AP50 / AP75 overall and per category from an accumulated COCOeval."""
     precision = coco_eval.eval["precision"][:, :, :, 0, -1]      # [T, R, K], area all
@@ -214,9 +205,9 @@ def coco_ap(gt_list, pred_list, class_names=None, max_dets=DEFAULT_MAX_DETS):
             out[key] = {k: float("nan") for k in _AP_KEYS}
             out[key]["per_class"] = {}
             continue
-        coco_gt = _coco_object({"images": images, "categories": categories,
+        coco_gt = coco_index({"images": images, "categories": categories,
                                 "annotations": gt_anns})
-        coco_dt = _coco_object({"images": images, "categories": categories,
+        coco_dt = coco_index({"images": images, "categories": categories,
                                 "annotations": dt_anns})
         coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
         coco_eval.params.maxDets = [1, 10, max_dets]

@@ -240,7 +240,7 @@ class CocoDataset(Dataset):
                 f"found in {image_dir!r} or its sub-folders ({len(missing)} of {len(images)} "
                 f"images are missing)")
         if return_coco:
-            return _coco_object(data)
+            return coco_index(data)
         return None
 
     def load_mask(self, image_id):
@@ -304,8 +304,8 @@ class _ImagePathResolver:
         return self._by_name.get(os.path.basename(file_name))
 
 
-def _coco_object(data):
-    """A pycocotools COCO object over already-loaded data (no prints)."""
+def coco_index(data):
+    """A pycocotools COCO object over an already-loaded COCO dict (no prints)."""
     from pycocotools.coco import COCO
 
     coco = COCO()
