@@ -3,7 +3,7 @@
 Distribution name: mrcnn-keras3 (import name: mrcnn).
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="mrcnn-keras3",
@@ -15,9 +15,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["mrcnn", "mrcnn.data", "mrcnn.ops", "mrcnn.layers", "mrcnn.heads",
-              "mrcnn.datasets", "backbones"],
-    package_data={"mrcnn": ["weights_manifest.json"]},
+    packages=find_packages(include=["mrcnn", "mrcnn.*", "backbones", "backbones.*"]),
+    package_data={"mrcnn.weights": ["manifest.json"]},
     install_requires=[
         "keras>=3.3",
         "tensorflow>=2.16",

@@ -144,7 +144,7 @@ class Config:
     # Probability above which a mask pixel belongs to the instance.
     DETECTION_MASK_THRESHOLD = 0.5
 
-    # Mixed precision (mrcnn.precision): None (float32), "bfloat16" (GPUs from
+    # Mixed precision (mrcnn.training.precision): None (float32), "bfloat16" (GPUs from
     # Ampere on, TPUs, CPUs with AVX512-BF16) or "float16" (older GPUs, e.g.
     # Kaggle's T4 and P100; with loss scaling). Convolutions run in 16 bits;
     # boxes, scores and losses stay float32.

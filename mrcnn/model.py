@@ -11,8 +11,8 @@ Matterport's API::
 
 This module only wires parts together: the backbone (``backbones``), FPN and
 heads (``mrcnn.heads``), graph layers (``mrcnn.layers``), losses
-(``mrcnn.trainer``/``mrcnn.losses``), the data pipeline (``mrcnn.data``) and
-weight files (``mrcnn.weights_io``).
+(``mrcnn.training.trainer``/``mrcnn.losses``), the data pipeline (``mrcnn.data``) and
+weight files (``mrcnn.weights.h5``).
 """
 
 import datetime
@@ -29,26 +29,26 @@ from mrcnn.data.boxes import denorm_boxes
 from mrcnn.data.generator import make_generators, model_anchors
 from mrcnn.data.image import mold_image
 from mrcnn.data.image_meta import compose_image_meta
-from mrcnn.data.masks import paste_masks
-from mrcnn.data.molding import fit_image
+from mrcnn.data.masks.mini import paste_masks
+from mrcnn.data.fit import fit_image
 from mrcnn.heads.box import build_box_head
 from mrcnn.heads.fpn import build_fpn
 from mrcnn.heads.mask import build_mask_head
 from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.layers.anchors import AnchorsLayer
-from mrcnn.precision import compute_dtype
+from mrcnn.training.precision import compute_dtype
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
-from mrcnn.layers.meta import (ActiveClassIds, DetectionBoxes, FixedBatch, LeadingRois,
-                               NormalizedWindow, ZeroOutsideWindow)
+from mrcnn.layers.batching import DetectionBoxes, FixedBatch, LeadingRois
+from mrcnn.layers.image_meta import ActiveClassIds, NormalizedWindow, ZeroOutsideWindow
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
-from mrcnn import callbacks as mrcnn_callbacks
-from mrcnn import weights as mrcnn_weights
-from mrcnn import weights_io
+from mrcnn.training import callbacks as mrcnn_callbacks
+from mrcnn.weights import loading as mrcnn_weights
+from mrcnn.weights import h5 as weights_io
 from mrcnn.config import save_config
-from mrcnn.schedule import schedule_from_config
-from mrcnn.trainer import LOSS_NAMES, MaskRCNNTrainer
+from mrcnn.training.schedule import schedule_from_config
+from mrcnn.training.trainer import LOSS_NAMES, MaskRCNNTrainer
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class MaskRCNN:
                 path: an ``.h5`` file (Matterport/Keras 2 layout or an mrcnn
                 checkpoint, loaded by layer name) or a Keras 3 ``.weights.h5``.
                 Named weights are looked up locally first (``$MRCNN_WEIGHTS_DIR``,
-                the Keras cache); see ``mrcnn.weights``.
+                the Keras cache); see ``mrcnn.weights.loading``.
             by_name: skip (and report) layers that are missing from the file or
                 have another shape, instead of raising.
             exclude: layer names to skip (list), a regex, or "heads" for the
@@ -365,7 +365,7 @@ class MaskRCNN:
             epochs: train until this epoch (epochs already done count: a
                 second call with a larger number continues, as in Matterport).
             layers: "heads", "3+", "4+", "5+", "all" or a regex over layer names.
-            augmentation: a built-in augmenter (``mrcnn.data.augment``: Fliplr,
+            augmentation: a built-in augmenter (``mrcnn.data.augment.core``: Fliplr,
                 Rot90, ScaleCrop, ..., ``cell_augmentation()``), an imgaug
                 augmenter, an albumentations pipeline, or a callable
                 ``(image, masks, rng) -> (image, masks)``. Applied after the

@@ -21,8 +21,8 @@ import pytest
 
 import mrcnn.model as modellib
 from model_helpers import make_config, shapes
-from mrcnn import weights
-from mrcnn.trainer import LOSS_NAMES
+from mrcnn.weights import loading as weights
+from mrcnn.training.trainer import LOSS_NAMES
 
 LARGE = pytest.mark.skipif(
     os.environ.get("MRCNN_TEST_LARGE_BACKBONES") != "1",

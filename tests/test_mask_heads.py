@@ -13,7 +13,7 @@ import pytest
 import mrcnn.model as modellib
 from model_helpers import make_config, shapes
 from mrcnn.heads.mask import build_mask_head, mask_upsampling_stages
-from mrcnn.trainer import LOSS_NAMES
+from mrcnn.training.trainer import LOSS_NAMES
 
 SIZES = [pytest.param(28, marks=pytest.mark.slow), 56, pytest.param(112, marks=pytest.mark.slow)]
 

@@ -8,7 +8,7 @@ import pytest
 
 import mrcnn.model as modellib
 from model_helpers import make_config, shapes
-from mrcnn.trainer import LOSS_NAMES
+from mrcnn.training.trainer import LOSS_NAMES
 
 
 @pytest.fixture(scope="module")

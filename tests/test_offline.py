@@ -144,7 +144,7 @@ def test_read_only_source_and_data(tmp_path):
 
 def test_unwritable_model_dir_fails_before_training(tmp_path, monkeypatch):
     import mrcnn.model as modellib
-    from mrcnn import callbacks
+    from mrcnn.training import callbacks
     from model_helpers import make_config, shapes
 
     def refuse(folder):

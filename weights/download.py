@@ -11,14 +11,14 @@ Usage (where a network exists; the package must be installed, e.g. ``pip install
 Files go to ``--dir``, else the first writable folder of ``$MRCNN_WEIGHTS_DIR``,
 else the Keras cache (``~/.keras/models``); they are written atomically and
 checked against the manifest (md5, or size where no checksum is published).
-The manifest is ``mrcnn/weights_manifest.json``; see ``weights/README.md``.
+The manifest is ``mrcnn/weights/manifest.json``; see ``weights/README.md``.
 """
 
 import argparse
 import os
 import sys
 
-from mrcnn import weights
+from mrcnn.weights import loading as weights
 
 
 def expand_names(names):

@@ -6,7 +6,7 @@ A sample is built in two stages:
    image and masks, apply the entry's flip variant (``image_info`` keys
    "vertical_flip" / "horizontal_flip", see `augment.add_flip_variants`),
    resize as Config.IMAGE_RESIZE_MODE says ("crop" mode: scaled but not yet
-   cropped) and pack the masks compactly (`mrcnn.data.instances`): as
+   cropped) and pack the masks compactly (`mrcnn.data.masks.instances`): as
    boxes + mini masks of the MAX_GT_INSTANCES largest instances when the
    augmentation is only flips/90-degree rotations/photometric, else as
    full-resolution label layers.
@@ -15,7 +15,7 @@ A sample is built in two stages:
    instances still in the image (the largest MAX_GT_INSTANCES), image meta.
 
 `DataGenerator` (a ``keras.utils.PyDataset``) caches stage 1 in a
-`mrcnn.data.cache.SampleCache` and adds RPN targets; when boxes repeat
+`mrcnn.data.cache.store.SampleCache` and adds RPN targets; when boxes repeat
 between epochs (no resampling augmentation) the anchor matching, the
 deterministic and costly part of the RPN targets, is cached as well and only
 the anchor subsampling is redone. Cached and fresh samples are identical.
@@ -33,12 +33,12 @@ import numpy as np
 
 from mrcnn.data import rpn_targets as rpn
 from mrcnn.data.anchors import compute_backbone_shapes, generate_pyramid_anchors
-from mrcnn.data.augment import DIHEDRAL, FLIP_KEYS, PHOTOMETRIC, Sample, as_augmenter
+from mrcnn.data.augment.core import DIHEDRAL, FLIP_KEYS, PHOTOMETRIC, Sample, as_augmenter
 from mrcnn.data.boxes import norm_boxes
-from mrcnn.data.cache import digest, open_cache, sample_key
+from mrcnn.data.cache.store import digest, open_cache, sample_key
 from mrcnn.data.image import mold_image, resize_image, resize_mask
 from mrcnn.data.image_meta import compose_image_meta
-from mrcnn.data.instances import BoxMasks, InstanceLayers
+from mrcnn.data.masks.instances import BoxMasks, InstanceLayers
 from mrcnn.data.rpn_targets import match_anchors, sample_rpn_targets  # also exported here
 from mrcnn.data.sampling import as_sampler
 
@@ -503,7 +503,7 @@ def make_generators(train_dataset, val_dataset, config, model_dir=None, augmenta
         (train_generator, val_generator or None, callbacks): callbacks holds
         a `cache_callback.CacheStatsLogger` when caching is on.
     """
-    from mrcnn.data.cache_callback import CacheStatsLogger
+    from mrcnn.training.callbacks import CacheStatsLogger
 
     workers = config.WORKERS if workers is None else workers
     if use_multiprocessing is None:

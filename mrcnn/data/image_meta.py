@@ -15,12 +15,20 @@ Image ids are stored as float32, which is exact up to 2**24 (16,777,216).
 
 import numpy as np
 
-_FIXED_SIZE = 12  # image_id + 3 + 3 + 4 + scale
+# Where each part lives in the vector: the one definition of the layout,
+# used by compose/parse here and by the graph layers (mrcnn.layers.image_meta).
+IMAGE_ID = 0
+ORIGINAL_SHAPE = slice(1, 4)
+IMAGE_SHAPE = slice(4, 7)
+WINDOW = slice(7, 11)
+SCALE = 11
+ACTIVE_CLASS_IDS = slice(12, None)
+FIXED_SIZE = 12  # image_id + 3 + 3 + 4 + scale
 
 
 def image_meta_size(num_classes):
     """Length of the image meta vector for `num_classes` (background included)."""
-    return _FIXED_SIZE + int(num_classes)
+    return FIXED_SIZE + int(num_classes)
 
 
 def _vector(value, length, name):
@@ -80,7 +88,7 @@ def parse_image_meta(meta):
             active_class_ids: int32 [num_classes].
     """
     meta = np.asarray(meta)
-    if meta.ndim not in (1, 2) or meta.shape[-1] < _FIXED_SIZE + 1:
+    if meta.ndim not in (1, 2) or meta.shape[-1] < FIXED_SIZE + 1:
         raise ValueError(f"image meta must be [meta_size] or [batch, meta_size] with "
                          f"meta_size = 12 + num_classes >= 13, got shape {meta.shape}")
 
@@ -88,10 +96,10 @@ def parse_image_meta(meta):
         return np.round(part).astype(dtype)
 
     return {
-        "image_id": ints(meta[..., 0], np.int64),
-        "original_image_shape": ints(meta[..., 1:4]),
-        "image_shape": ints(meta[..., 4:7]),
-        "window": ints(meta[..., 7:11]),
-        "scale": meta[..., 11].astype(np.float32),
-        "active_class_ids": ints(meta[..., 12:]),
+        "image_id": ints(meta[..., IMAGE_ID], np.int64),
+        "original_image_shape": ints(meta[..., ORIGINAL_SHAPE]),
+        "image_shape": ints(meta[..., IMAGE_SHAPE]),
+        "window": ints(meta[..., WINDOW]),
+        "scale": meta[..., SCALE].astype(np.float32),
+        "active_class_ids": ints(meta[..., ACTIVE_CLASS_IDS]),
     }

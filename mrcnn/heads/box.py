@@ -33,7 +33,7 @@ def build_box_head(pooled, num_rois, num_classes, fc_layers_size=1024):
     x = layers.BatchNormalization(name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
-    # Outputs in float32 also under a mixed-precision policy (mrcnn.precision).
+    # Outputs in float32 also under a mixed-precision policy (mrcnn.training.precision).
     f32 = "float32"
     logits = layers.Dense(num_classes, name="mrcnn_class_logits", dtype=f32)(shared)
     bbox = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc", dtype=f32)(shared)

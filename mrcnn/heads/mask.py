@@ -51,6 +51,6 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
         x = layers.Activation("relu")(x)
         x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
                                    name=f"mrcnn_mask_deconv{j + 2}")(x)
-    # Mask logits in float32 also under a mixed-precision policy (mrcnn.precision).
+    # Mask logits in float32 also under a mixed-precision policy (mrcnn.training.precision).
     x = layers.Conv2D(num_classes, 1, name="mrcnn_mask", dtype="float32")(x)
     return SplitRoiBatch(num_rois, name="mrcnn_mask_logits", dtype="float32")(x)

@@ -25,8 +25,8 @@ import skimage.io
 
 from mrcnn.config import load_config
 from mrcnn.data.image import to_rgb_uint8
-from mrcnn.postprocess import SARTORIUS_MIN_AREA, PostprocessConfig, detect_tta, postprocess
-from mrcnn.submission import submission_rows, validate_submission, write_submission
+from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig, detect_tta, postprocess
+from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")

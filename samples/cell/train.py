@@ -28,7 +28,7 @@ from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.sartorius import SartoriusDataset, read_sartorius_csv
 from mrcnn.datasets.synthetic_cells import ensure_synthetic_sartorius
 from mrcnn.evaluation import evaluate
-from mrcnn.postprocess import SARTORIUS_MIN_AREA, PostprocessConfig
+from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig
 import mrcnn.model as modellib
 
 DEFAULT_CACHE = os.path.join(os.environ.get("MRCNN_CACHE_DIR", os.path.expanduser("~/.cache/mrcnn")),

@@ -27,7 +27,7 @@ from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.nucleus import NucleusDataset
 from mrcnn.datasets.synthetic_cells import make_cell_image
 from mrcnn.evaluation import evaluate
-from mrcnn.postprocess import PostprocessConfig
+from mrcnn.inference import PostprocessConfig
 import mrcnn.model as modellib
 
 DEFAULT_CACHE = os.path.join(os.environ.get("MRCNN_CACHE_DIR", os.path.expanduser("~/.cache/mrcnn")),

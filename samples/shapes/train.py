@@ -22,7 +22,7 @@ import numpy as np
 from mrcnn import Config
 from mrcnn.data.boxes import extract_bboxes
 from mrcnn.datasets.shapes import ShapesDataset
-from mrcnn.metrics import compute_ap
+from mrcnn.evaluation import compute_ap
 import mrcnn.model as modellib
 
 

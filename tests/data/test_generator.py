@@ -7,7 +7,7 @@ from mrcnn.config import Config
 from mrcnn.data.boxes import denorm_boxes, extract_bboxes
 from mrcnn.data.generator import DataGenerator, keep_largest, load_image_gt, model_anchors
 from mrcnn.data.masks import expand_mask
-from mrcnn.data.molding import fit_image
+from mrcnn.data.fit import fit_image
 from mrcnn.dataset import Dataset
 from mrcnn.datasets.shapes import ShapesDataset
 

@@ -1,7 +1,8 @@
 import numpy as np
 
 from mrcnn.data.image_meta import compose_image_meta
-from mrcnn.layers.meta import LeadingRois, NormalizedWindow, ZeroOutsideWindow
+from mrcnn.layers.batching import LeadingRois
+from mrcnn.layers.image_meta import NormalizedWindow, ZeroOutsideWindow
 
 
 def test_zero_outside_window_matches_numpy():

@@ -1,0 +1,265 @@
+"""Kaggle submission files for instance segmentation: write and validate.
+
+The Sartorius cell-instance-segmentation format is a CSV with header
+``id,predicted``: one row per predicted instance holding the image id and the
+instance's run-length encoding (row-major, 1-indexed starts, see
+:mod:`mrcnn.data.rle`), and a single row with an empty ``predicted`` for an
+image without any instance. No pixel may belong to two instances.
+
+::
+
+    from mrcnn.inference.submission import submission_rows, write_submission, validate_submission
+    rows = []
+    for image_id, image in images:
+        r = postprocess(model.detect([image])[0], cfg)
+        rows += submission_rows(image_id, r["masks"])
+    write_submission("submission.csv", rows)
+    validate_submission("submission.csv", {i: (520, 704) for i, _ in images})
+"""
+
+import csv
+import os
+import tempfile
+
+import numpy as np
+
+from mrcnn.data.masks.sparse import SparseMasks
+
+HEADER = ("id", "predicted")
+
+
+def rle_encode_instances(masks):
+    """Row-major run-length strings of every instance at once.
+
+    Gives the same strings as ``mrcnn.data.rle.rle_encode(masks[..., i],
+    order="C")`` for each ``i``, without scanning the image once per instance.
+
+    Args:
+        masks: bool ``[H, W, N]`` array or :class:`~mrcnn.inference.postprocess.SparseMasks`.
+
+    Returns:
+        list of ``N`` strings ``"start length ..."`` ("" for an empty mask).
+    """
+    if not isinstance(masks, SparseMasks):
+        masks = SparseMasks.from_dense(masks)
+    inst, pixel = masks.instance, masks.pixel
+    # Entries are sorted by (instance, pixel): a run starts where the
+    # instance changes or the pixel does not follow the previous one.
+    new_run = np.r_[True, (inst[1:] != inst[:-1]) | (pixel[1:] != pixel[:-1] + 1)] \
+        if pixel.size else np.zeros(0, bool)
+    starts = np.flatnonzero(new_run)
+    lengths = np.diff(np.r_[starts, pixel.size])
+    run_owner = inst[starts]
+    pairs = np.stack([pixel[starts] + 1, lengths], axis=1)
+    bounds = np.searchsorted(run_owner, np.arange(masks.count + 1))
+    return [" ".join(map(str, pairs[a:b].ravel().tolist()))
+            for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def submission_rows(image_id, masks):
+    """Submission rows of one image.
+
+    Args:
+        image_id: the image's id (written as ``str(image_id)``).
+        masks: bool ``[H, W, N]`` or SparseMasks, e.g. ``postprocess(...)["masks"]``.
+            Empty instances are skipped. Overlaps are not checked here (see
+            :func:`validate_submission`); resolve them with
+            :func:`mrcnn.inference.postprocess.remove_overlaps`.
+
+    Returns:
+        list of ``(id, rle)`` tuples, one per non-empty instance, or
+        ``[(id, "")]`` when there is none (the format needs a row per image).
+    """
+    image_id = str(image_id)
+    if isinstance(masks, np.ndarray) and masks.ndim != 3:
+        raise ValueError(f"image {image_id!r}: masks must be [H, W, N], got shape "
+                         f"{masks.shape}")
+    rows = [(image_id, rle) for rle in rle_encode_instances(masks) if rle]
+    return rows or [(image_id, "")]
+
+
+def write_submission(path, rows):
+    """Writes ``id,predicted`` rows to a CSV file atomically.
+
+    The file is written next to ``path`` under a temporary name and renamed,
+    so an interrupted run never leaves a truncated submission.
+
+    Args:
+        path: output CSV path.
+        rows: iterable of ``(id, rle)`` pairs (see :func:`submission_rows`).
+
+    Returns:
+        int, the number of rows written (header excluded).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"directory of the submission does not exist: "
+                                f"{directory}")
+    fd, tmp = tempfile.mkstemp(prefix=".submission-", suffix=".csv", dir=directory)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(HEADER)
+            for k, row in enumerate(rows):
+                if len(row) != 2:
+                    raise ValueError(f"rows[{k}] must be (id, rle), got {row!r}")
+                writer.writerow((str(row[0]), str(row[1])))
+                count += 1
+        os.chmod(tmp, 0o644)          # mkstemp creates the file 0600
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return count
+
+
+def read_submission(path):
+    """Reads a submission CSV.
+
+    Returns:
+        list of ``(line number, id, predicted)`` tuples (the header is line 1).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: wrong header or a row without exactly two fields.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"submission file not found: {path}")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != HEADER:
+            raise ValueError(f"{path}: line 1: header must be 'id,predicted', got "
+                             f"{header!r}")
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            if len(row) != 2:
+                raise ValueError(f"{path}: line {line}: expected 2 fields "
+                                 f"(id, predicted), got {len(row)}: {row!r}")
+            rows.append((line, row[0], row[1]))
+    return rows
+
+
+def _parse_runs(text, where):
+    """``[R, 2]`` int64 (start, length) pairs of an RLE string, checked."""
+    tokens = text.split()
+    try:
+        values = np.array([int(t) for t in tokens], dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in tokens if not _is_int(t))
+        raise ValueError(f"{where}: malformed RLE: non-integer token {bad!r}") from None
+    if values.size % 2:
+        raise ValueError(f"{where}: malformed RLE: odd number of values "
+                         f"({values.size}); expected 'start length' pairs")
+    runs = values.reshape(-1, 2)
+    bad = np.flatnonzero((runs[:, 0] < 1) | (runs[:, 1] < 1))
+    if bad.size:
+        s, n = runs[bad[0]]
+        raise ValueError(f"{where}: malformed RLE: run {bad[0]} (start {s}, length "
+                         f"{n}) needs start >= 1 and length >= 1")
+    ends = runs[:, 0] + runs[:, 1]                       # 1-indexed, exclusive
+    bad = np.flatnonzero(runs[1:, 0] < ends[:-1])
+    if bad.size:
+        k = bad[0] + 1
+        raise ValueError(f"{where}: malformed RLE: run {k} (start {runs[k, 0]}) "
+                         f"begins before the previous run ends ({ends[k - 1]}); runs "
+                         f"must be sorted and must not overlap")
+    return runs
+
+
+def _is_int(token):
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_submission(path, image_shapes, expected_ids=None):
+    """Checks a submission file the way the competition does.
+
+    Checks: the header is ``id,predicted``; every row has two fields; every
+    id is a known image; every RLE is well formed (integers, start/length
+    pairs, starts >= 1, lengths >= 1, runs sorted and disjoint) and lies
+    inside its image; an empty ``predicted`` appears only as the single row of
+    an image; no pixel belongs to two instances of an image; every expected
+    id has at least one row.
+
+    Args:
+        path: CSV path.
+        image_shapes: dict ``{image id: (H, W)}``; ids are compared as strings.
+        expected_ids: ids that must appear (default: all of ``image_shapes``).
+
+    Returns:
+        dict with ``rows``, ``images`` and ``instances`` counts.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: the first problem found, naming the line(s), the image id
+            and what was expected.
+    """
+    shapes = {}
+    for key, shape in image_shapes.items():
+        if len(shape) < 2:
+            raise ValueError(f"image_shapes[{key!r}] must be (H, W), got {shape!r}")
+        shapes[str(key)] = (int(shape[0]), int(shape[1]))
+    expected = set(shapes) if expected_ids is None else {str(i) for i in expected_ids}
+    unknown = sorted(expected - set(shapes))
+    if unknown:
+        raise ValueError(f"expected ids without a shape in image_shapes: {unknown[:10]}")
+    rows = read_submission(path)
+
+    per_image = {}                 # id -> list of (line, runs)
+    for line, image_id, predicted in rows:
+        where = f"{path}: line {line} (id {image_id!r})"
+        if image_id not in expected:
+            raise ValueError(f"{where}: id is not one of the expected image ids")
+        runs = _parse_runs(predicted, where)
+        height, width = shapes[image_id]
+        if runs.size and runs[-1].sum() - 1 > height * width:
+            raise ValueError(f"{where}: RLE runs past the end of the {height}x{width} "
+                             f"image: last run starts at {runs[-1, 0]} with length "
+                             f"{runs[-1, 1]}, last pixel is {height * width}")
+        per_image.setdefault(image_id, []).append((line, runs))
+
+    instances = 0
+    for image_id, entries in per_image.items():
+        empty = [line for line, runs in entries if runs.size == 0]
+        if empty and len(entries) > 1:
+            raise ValueError(f"{path}: line {empty[0]} (id {image_id!r}): empty "
+                             f"prediction beside {len(entries) - 1} instance rows; an "
+                             f"empty row is only allowed as an image's single row")
+        instances += len(entries) - len(empty)
+        _check_disjoint(path, image_id, entries, shapes[image_id][1])
+
+    missing = sorted(expected - set(per_image))
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} expected image ids have no row, "
+                         f"e.g. {missing[:10]}; every image needs at least one row "
+                         f"(an empty 'predicted' when nothing was found)")
+    return {"rows": len(rows), "images": len(per_image), "instances": instances}
+
+
+def _check_disjoint(path, image_id, entries, width):
+    """Raises if two rows of one image cover a common pixel (interval sweep)."""
+    lines = np.concatenate([np.full(len(runs), line) for line, runs in entries])
+    runs = np.concatenate([runs for _, runs in entries]).reshape(-1, 2)
+    if len(runs) < 2:
+        return
+    order = np.argsort(runs[:, 0], kind="stable")
+    starts = runs[order, 0]
+    ends = starts + runs[order, 1]                      # exclusive
+    reach = np.maximum.accumulate(ends)
+    bad = np.flatnonzero(starts[1:] < reach[:-1])
+    if bad.size:
+        k = bad[0] + 1
+        other = np.flatnonzero(ends[:k] > starts[k])[0]
+        pixel = int(starts[k])                          # 1-indexed, row-major
+        y, x = divmod(pixel - 1, width)
+        raise ValueError(f"{path}: lines {lines[order[other]]} and {lines[order[k]]} "
+                         f"(id {image_id!r}) share pixel {pixel} (row {y}, column {x}); "
+                         f"instances must not overlap")

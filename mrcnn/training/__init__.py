@@ -1,0 +1,1 @@
+"""Training: the loss-computing Keras model, optimizer and schedule, precision, callbacks."""

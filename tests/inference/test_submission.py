@@ -1,0 +1,128 @@
+"""Tests for mrcnn/submission.py: RLE rows, atomic CSV writing, validation."""
+
+import os
+
+import numpy as np
+import pytest
+
+from mrcnn.data.rle import rle_decode, rle_encode
+from mrcnn.inference import PostprocessConfig, SparseMasks, postprocess
+from mrcnn.inference import (
+    read_submission,
+    rle_encode_instances,
+    submission_rows,
+    validate_submission,
+    write_submission,
+)
+
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _decode_all(path, shapes):
+    """Independent check: decode every row with rle_decode and count pixels."""
+    counts = {i: np.zeros(s, np.int64) for i, s in shapes.items()}
+    for _, image_id, rle in read_submission(path):
+        counts[image_id] += rle_decode(rle, shapes[image_id])
+    return counts
+
+
+def test_rle_encode_instances_matches_rle_encode():
+    rng = np.random.default_rng(0)
+    masks = rng.random((9, 11, 6)) > 0.6
+    masks[..., 2] = False                                  # empty instance
+    masks[:, :, 3] = True                                  # whole image: one run
+    masks[0, 0, 4] = masks[-1, -1, 4] = True               # both corners
+    expected = [rle_encode(masks[..., k], order="C") for k in range(6)]
+    assert rle_encode_instances(masks) == expected
+    assert rle_encode_instances(SparseMasks.from_dense(masks)) == expected
+    assert expected[3] == f"1 {9 * 11}"
+    assert rle_encode_instances(np.zeros((3, 3, 0), bool)) == []
+
+
+def test_submission_rows_one_per_instance_and_one_for_empty_image():
+    masks = np.zeros((4, 5, 3), bool)
+    masks[0, 1:3, 0] = True                                # pixels 2, 3
+    masks[3, 4, 2] = True                                  # pixel 20
+    assert submission_rows("img", masks) == [("img", "2 2"), ("img", "20 1")]
+    assert submission_rows(7, np.zeros((4, 5, 0), bool)) == [("7", "")]
+    assert submission_rows("x", np.zeros((4, 5, 2), bool)) == [("x", "")]
+
+
+def test_write_and_read_round_trip_is_atomic(tmp_path):
+    path = tmp_path / "submission.csv"
+    rows = [("a", "1 2 5 1"), ("b", "")]
+    assert write_submission(path, rows) == 2
+    assert path.read_text() == "id,predicted\na,1 2 5 1\nb,\n"
+    assert [r[1:] for r in read_submission(path)] == rows
+    assert os.listdir(tmp_path) == ["submission.csv"]      # no temporary left
+    with pytest.raises(ValueError, match=r"rows\[1\] must be \(id, rle\)"):
+        write_submission(path, [("a", "1 1"), ("b",)])
+    # The failed write left the previous file intact and no temporary file.
+    assert path.read_text() == "id,predicted\na,1 2 5 1\nb,\n"
+    assert os.listdir(tmp_path) == ["submission.csv"]
+    with pytest.raises(FileNotFoundError, match="directory of the submission"):
+        write_submission(tmp_path / "missing" / "s.csv", rows)
+
+
+def test_postprocessed_detections_make_a_valid_submission(tmp_path):
+    rng = np.random.default_rng(1)
+    shapes = {"img1": (30, 40), "img2": (30, 40), "img3": (20, 25)}
+    rows = []
+    for image_id, (h, w) in shapes.items():
+        n = 0 if image_id == "img3" else 15
+        yy, xx = np.mgrid[:h, :w]
+        masks = np.stack([(yy - rng.integers(h)) ** 2 + (xx - rng.integers(w)) ** 2
+                          <= rng.integers(3, 9) ** 2 for _ in range(n)], axis=-1) \
+            if n else np.zeros((h, w, 0), bool)
+        result = {"rois": np.zeros((n, 4), np.int32), "class_ids": np.ones(n, np.int32),
+                  "scores": rng.random(n).astype(np.float32), "masks": masks}
+        assert n == 0 or masks.sum(axis=2).max() > 1       # overlapping input
+        clean = postprocess(result, PostprocessConfig(min_area=5))
+        rows += submission_rows(image_id, clean["masks"])
+    path = tmp_path / "submission.csv"
+    write_submission(path, rows)
+    summary = validate_submission(path, shapes)
+    assert summary == {"rows": len(rows), "images": 3,
+                       "instances": len(rows) - 1}
+    counts = _decode_all(path, shapes)
+    assert max(c.max() for c in counts.values()) == 1
+    assert counts["img3"].sum() == 0
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["id,pred", "a,1 1"], r"line 1: header must be 'id,predicted'"),
+    (["id,predicted", "a,1 1,3"], r"line 2: expected 2 fields"),
+    (["id,predicted", "a,1 x"], r"line 2 \(id 'a'\): malformed RLE: non-integer token 'x'"),
+    (["id,predicted", "a,1 2 3"], r"line 2 \(id 'a'\): malformed RLE: odd number"),
+    (["id,predicted", "a,0 2"], r"run 0 \(start 0, length 2\) needs start >= 1"),
+    (["id,predicted", "a,3 0"], r"run 0 \(start 3, length 0\) needs .*length >= 1"),
+    (["id,predicted", "a,5 1 2 1"], r"run 1 \(start 2\) begins before the previous"),
+    (["id,predicted", "a,1 3 2 1"], r"run 1 \(start 2\) begins before the previous"),
+    (["id,predicted", "a,11 3"], r"runs past the end of the 3x4 image"),
+    (["id,predicted", "a,1 3", "b,", "a,6 2", "a,3 2"],
+     r"lines 2 and 5 \(id 'a'\) share pixel 3 \(row 0, column 2\)"),
+    (["id,predicted", "a,1 1"], r"1 expected image ids have no row, e\.g\. \['b'\]"),
+    (["id,predicted", "a,1 1", "b,", "c,1 1"], r"line 4 \(id 'c'\): id is not one"),
+    (["id,predicted", "a,1 1", "a,", "b,"], r"line 3 \(id 'a'\): empty prediction"),
+])
+def test_validate_submission_rejects_bad_files(tmp_path, lines, message):
+    path = _write(tmp_path / "s.csv", lines)
+    with pytest.raises(ValueError, match=message):
+        validate_submission(path, {"a": (3, 4), "b": (3, 4)})
+
+
+def test_validate_submission_accepts_touching_instances_and_checks_ids(tmp_path):
+    # Runs that touch (pixel 3 ends one instance, 4 starts the next) are fine.
+    path = _write(tmp_path / "s.csv", ["id,predicted", "a,1 3", "a,4 2", "b,12 1"])
+    assert validate_submission(path, {"a": (3, 4), "b": (3, 4)}) == \
+        {"rows": 3, "images": 2, "instances": 3}
+    # expected_ids narrows the images that must (and may) appear.
+    with pytest.raises(ValueError, match=r"id 'b'\): id is not one"):
+        validate_submission(path, {"a": (3, 4), "b": (3, 4)}, expected_ids=["a"])
+    with pytest.raises(ValueError, match=r"without a shape in image_shapes: \['z'\]"):
+        validate_submission(path, {"a": (3, 4)}, expected_ids=["a", "z"])
+    with pytest.raises(FileNotFoundError, match="submission file not found"):
+        validate_submission(tmp_path / "nope.csv", {"a": (3, 4)})

@@ -1,0 +1,113 @@
+"""Mixed precision: 16-bit convolutions, float32 geometry, finite training."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import mrcnn.model as modellib
+from model_helpers import make_config, shapes
+from mrcnn.data.image_meta import compose_image_meta
+from mrcnn.training.precision import compute_dtype, policy_name
+from mrcnn.training.trainer import LOSS_NAMES
+
+# Layers that hold coordinates, scores or targets: always float32.
+FLOAT32_LAYERS = ("anchors", "ROI", "proposal_targets", "roi_align_classifier",
+                  "roi_align_mask", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask",
+                  "mrcnn_class", "mrcnn_detection", "input_image_meta_fixed")
+MIXED_LAYERS = ("scnn_s1_conv1", "scnn_s5_conv2", "fpn_c2p2", "fpn_p2", "mrcnn_class_conv1",
+                "mrcnn_mask_conv1", "mrcnn_mask_deconv")
+
+
+def test_policy_names_and_errors():
+    assert policy_name(None) is None and policy_name(False) is None
+    assert policy_name("bfloat16") == "mixed_bfloat16"
+    assert policy_name("float16") == "mixed_float16"
+    with pytest.raises(ValueError, match="'bf16'"):
+        policy_name("bf16")
+    with pytest.raises(ValueError, match="MIXED_PRECISION"):
+        make_config(MIXED_PRECISION="half")
+
+
+def test_scope_restores_the_global_policy_also_on_error():
+    before = keras.config.dtype_policy().name
+    with compute_dtype("bfloat16"):
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert keras.layers.Dense(2).compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == before
+    with pytest.raises(RuntimeError):
+        with compute_dtype("float16"):
+            raise RuntimeError("boom")
+    assert keras.config.dtype_policy().name == before
+
+
+def policies(model):
+    found = {}
+
+    def walk(m):
+        for layer in m.layers:
+            found[layer.name] = layer.dtype_policy.name
+            if isinstance(layer, keras.Model):
+                walk(layer)
+    walk(model.keras_model)
+    return found
+
+
+@pytest.mark.parametrize("mode", ["training", "inference"])
+def test_bfloat16_model_layout(mode):
+    model = modellib.MaskRCNN(mode, make_config(MIXED_PRECISION="bfloat16"), "unused")
+    found = policies(model)
+    for name in MIXED_LAYERS + ("rpn_conv_shared",):
+        assert found[name] == "mixed_bfloat16", name
+    for name in FLOAT32_LAYERS + ("rpn_class_raw", "rpn_bbox_pred"):
+        if name in found:
+            assert found[name] == "float32", (name, found[name])
+    for out in model.keras_model.outputs:
+        assert out.dtype in ("float32", "int32", "bool"), out
+    assert keras.config.dtype_policy().name == "float32"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_trains_and_detects(precision, tmp_path):
+    config = make_config(MIXED_PRECISION=precision, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    history = model.train(shapes(4), shapes(2, seed=3), 0.01, 1, "all", verbose=0)
+    for name in ("loss",) + LOSS_NAMES:
+        assert math.isfinite(history.history[name][0]), (name, history.history)
+    if precision == "float16":
+        assert isinstance(model.keras_model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # weights stay float32 and load into a float32 inference model as well
+    assert all(v.dtype == "float32" for v in model.keras_model.trainable_variables)
+    for infer_precision in (precision, None):
+        infer = modellib.MaskRCNN("inference", make_config(MIXED_PRECISION=infer_precision),
+                                  str(tmp_path))
+        report = infer.load_weights(model.find_last())
+        assert not report["missing"] and not report["shape_mismatch"]
+        image = shapes(1).load_image(0)
+        r = infer.detect([image])[0]
+        n = r["rois"].shape[0]
+        assert r["masks"].shape == image.shape[:2] + (n,)
+        assert np.all(np.isfinite(r["scores"]))
+
+
+def test_bfloat16_features_track_float32():
+    """The same weights in both precisions: P2 agrees to bfloat16 accuracy."""
+    f32 = modellib.MaskRCNN("inference", make_config(IMAGES_PER_GPU=1), "unused")
+    b16 = modellib.MaskRCNN("inference", make_config(IMAGES_PER_GPU=1,
+                                                     MIXED_PRECISION="bfloat16"), "unused")
+    b16.keras_model.set_weights(f32.keras_model.get_weights())
+    config = f32.config
+    h, w = config.IMAGE_SHAPE[:2]
+    image = np.zeros((1, h, w, 3), "float32")
+    image[0, :48, :48] = shapes(1).load_image(0)[:48, :48] - 128.0
+    meta = compose_image_meta(0, (h, w, 3), (h, w, 3), (0, 0, h, w), 1.0,
+                              np.ones(config.NUM_CLASSES))[None]
+    outs = []
+    for m in (f32, b16):
+        p2 = keras.Model(m.keras_model.inputs,
+                         m.keras_model.get_layer("fpn_p2").output)([image, meta])
+        outs.append(keras.ops.convert_to_numpy(keras.ops.cast(p2, "float32")))
+    err = np.abs(outs[0] - outs[1]).max() / np.abs(outs[0]).max()
+    assert 0 < err < 0.05, err

@@ -1,0 +1,107 @@
+"""Weight files: Matterport/Keras-2 HDF5 by name, mrcnn checkpoints, Keras 3 files."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+import mrcnn.model as modellib
+from model_helpers import make_config
+from mrcnn.weights import h5 as weights_io
+
+LAYOUT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                      "matterport_coco_weights_layout.json")
+
+
+def write_matterport_file(path, layout):
+    """A Keras-2 style HDF5 file in Matterport's layout; layer i's weights are all i + 1."""
+    with h5py.File(path, "w") as f:
+        names = [l["name"] for l in layout["layers"]]
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for i, layer in enumerate(layout["layers"]):
+            g = f.create_group(layer["name"])
+            wnames = [w["name"] for w in layer["weights"]]
+            g.attrs["weight_names"] = np.array([n.encode() for n in wnames])
+            for w in layer["weights"]:
+                g.create_dataset(w["name"], data=np.full(w["shape"], i + 1, np.float32),
+                                 compression="gzip")
+    return {l["name"]: i + 1 for i, l in enumerate(layout["layers"])}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(LAYOUT), reason="shared/data layout not present")
+def test_matterport_coco_layout_loads_by_name(tmp_path):
+    layout = json.load(open(LAYOUT))
+    path = tmp_path / "mask_rcnn_coco.h5"
+    values = write_matterport_file(path, layout)
+
+    # Same architecture as the COCO file: everything loads strictly (by_name=False).
+    coco = make_config(BACKBONE="resnet101", NUM_CLASSES=81, TOP_DOWN_PYRAMID_SIZE=256,
+                       FPN_CLASSIF_FC_LAYERS_SIZE=1024, IMAGES_PER_GPU=1, MASK_HEAD_CHANNELS=256,
+                       IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, RPN_ANCHOR_SCALES=(32, 64, 128, 256, 512))
+    model = modellib.MaskRCNN("inference", coco, str(tmp_path))
+    report = model.load_weights(str(path))
+    assert not report["missing"] and not report["shape_mismatch"]
+    assert model.keras_model.count_params() == layout["total_params"]
+    layer = model.keras_model.get_layer("res4w_branch2c")
+    assert np.all(layer.get_weights()[0] == values["res4w_branch2c"])
+    rpn = model.keras_model.get_layer("rpn_model")
+    assert np.all(rpn.get_layer("rpn_bbox_pred").get_weights()[1] == values["rpn_model"])
+
+    # Another NUM_CLASSES: exclude the class-specific heads, load the rest.
+    cells = make_config(BACKBONE="resnet101", NUM_CLASSES=4, TOP_DOWN_PYRAMID_SIZE=256,
+                        FPN_CLASSIF_FC_LAYERS_SIZE=1024, IMAGES_PER_GPU=1, MASK_HEAD_CHANNELS=256,
+                        IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128)
+    model = modellib.MaskRCNN("inference", cells, str(tmp_path))
+    with pytest.raises(ValueError, match="mrcnn_class_logits"):
+        model.load_weights(str(path))  # strict: shape mismatches are an error
+    report = model.load_weights(str(path), by_name=True, exclude="heads")
+    # mrcnn_bbox is a reshape (no weights) in this model; the other three are excluded
+    assert sorted(report["excluded"]) == ["mrcnn_bbox_fc", "mrcnn_class_logits", "mrcnn_mask"]
+    assert not report["shape_mismatch"] and not report["missing"]
+    assert np.all(model.keras_model.get_layer("fpn_p3").get_weights()[0] == values["fpn_p3"])
+    # without exclude, by_name reports the mismatches and still loads the rest
+    report = model.load_weights(str(path), by_name=True)
+    assert {n for n, _, _ in report["shape_mismatch"]} == {"mrcnn_class_logits", "mrcnn_bbox_fc",
+                                                          "mrcnn_mask"}
+
+
+def test_checkpoint_round_trip_training_to_inference(tmp_path):
+    config = make_config()
+    train = modellib.MaskRCNN("training", config, str(tmp_path))
+    rng = np.random.default_rng(0)
+    for v in train.keras_model.weights:
+        v.assign(rng.normal(size=v.shape).astype("float32"))
+    path = train.save_weights(str(tmp_path / "mask_rcnn_tiny_0007.h5"))
+    infer = modellib.MaskRCNN("inference", config, str(tmp_path))
+    report = infer.load_weights(path)
+    assert infer.epoch == 7
+    assert not report["missing"] and not report["shape_mismatch"]
+    for name in ("fpn_c5p5", "mrcnn_mask", "scnn_s3_conv2", "mrcnn_class_bn1"):
+        a = train.keras_model.get_layer(name).get_weights()
+        b = infer.keras_model.get_layer(name).get_weights()
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_keras3_weights_file_loads_structurally(tmp_path):
+    config = make_config()
+    a = modellib.MaskRCNN("inference", config, str(tmp_path))
+    path = str(tmp_path / "model.weights.h5")
+    a.keras_model.save_weights(path)
+    b = modellib.MaskRCNN("inference", config, str(tmp_path))
+    b.load_weights(path)
+    for x, y in zip(a.keras_model.get_weights(), b.keras_model.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="by structure"):
+        b.load_weights(path, by_name=True)
+
+
+def test_missing_file_error(tmp_path):
+    model = modellib.MaskRCNN("inference", make_config(), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        model.load_weights(str(tmp_path / "nope.h5"))
