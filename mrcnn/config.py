@@ -13,11 +13,10 @@ Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed in
 that names the offending value and what was expected.
 """
 
-import math
-
 import numpy as np
 
-RESIZE_MODES = ("none", "square", "pad64", "crop")
+from mrcnn.data.fit import RESIZE_MODES
+from mrcnn.data.image_meta import image_meta_size
 
 
 class Config:
@@ -47,7 +46,9 @@ class Config:
     # feature resolution for small objects; strides and anchors follow).
     BACKBONE_FIRST_STRIDE = 2
 
-    # Strides of the FPN pyramid levels P2..P6 (and of the anchors).
+    # Strides of the FPN pyramid levels P2..P6 (and of the anchors). Derived
+    # in __init__ from the backbone and BACKBONE_FIRST_STRIDE (the backbone's
+    # C2..C5 strides, then twice the last for P6): leave it alone.
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
 
     # Width of the fully connected layers of the classification head.
@@ -121,9 +122,15 @@ class Config:
     POOL_SIZE = 7
     MASK_POOL_SIZE = 14
 
-    # Output mask size: 28N x 28N. Each factor of 2 above 28 adds one
-    # upsampling stage to the mask head.
+    # Output mask size. The standard mask head upsamples MASK_POOL_SIZE by
+    # 2, 4 or 8: with the default pool of 14 that is 28N x 28N, N in (1, 2, 4);
+    # each factor of 2 above 2 * MASK_POOL_SIZE adds one upsampling stage.
     MASK_SHAPE = [28, 28]
+    # Mask head: "standard" (Matterport's four 3x3 convs + upsampling), another
+    # name registered with mrcnn.heads.register_mask_head, or a callable
+    # fn(pooled, *, num_rois, num_classes, mask_size, channels) -> logits
+    # (see mrcnn.heads.registry).
+    MASK_HEAD = "standard"
     # Channels of the mask head's conv stages (Matterport: 256). A narrower
     # head (e.g. 64) trains several times faster on a CPU.
     MASK_HEAD_CHANNELS = 256
@@ -173,9 +180,6 @@ class Config:
         "mrcnn_mask_loss": 1.0,
     }
 
-    # Use RPN proposals for the heads (False: feed ROIs from the generator).
-    USE_RPN_ROIS = True
-
     # Train BatchNorm layers (False freezes them; right for small batches).
     TRAIN_BN = False
 
@@ -198,7 +202,7 @@ class Config:
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
         # A function given as a class attribute would be bound to the instance
         # (config.BACKBONE(x) would receive the config): keep the plain function.
-        for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):
+        for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE", "MASK_HEAD"):
             value = getattr(type(self), name, None)
             if callable(value):
                 setattr(self, name, value)
@@ -217,9 +221,29 @@ class Config:
         self.IMAGE_SHAPE = np.array([h, w, channels])
 
         # image_id, original shape (3), image shape (3), window (4),
-        # scale (1), active class ids (NUM_CLASSES)
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        # scale (1), active class ids (NUM_CLASSES): mrcnn.data.image_meta
+        self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
+        self.BACKBONE_STRIDES = self._backbone_strides()
         self.validate()
+
+    def _backbone_strides(self):
+        """P2..P6 strides of the backbone: its C2..C5 strides, then twice the last."""
+        import backbones  # registers the built-in backbones
+
+        if self.BACKBONE_FIRST_STRIDE not in (1, 2):
+            raise ValueError(f"{type(self).__name__}: BACKBONE_FIRST_STRIDE must be 1 or 2, "
+                             f"got {self.BACKBONE_FIRST_STRIDE!r}")
+        backbone = backbones.get(self.BACKBONE)
+        strides = list(backbone.strides(self.BACKBONE_FIRST_STRIDE))
+        strides.append(strides[-1] * 2)
+        declared = [int(v) for v in np.ravel(self.BACKBONE_STRIDES)]
+        if declared != list(Config.BACKBONE_STRIDES) and declared != strides:
+            raise ValueError(
+                f"{type(self).__name__}: BACKBONE_STRIDES={declared} but backbone "
+                f"{backbone.name!r} with BACKBONE_FIRST_STRIDE={self.BACKBONE_FIRST_STRIDE} "
+                f"has strides {strides} (P2..P6); the strides follow from the backbone: "
+                f"remove BACKBONE_STRIDES from the config")
+        return strides
 
     # ------------------------------------------------------------------
     def validate(self):
@@ -255,17 +279,29 @@ class Config:
                 fail(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} is larger than "
                      f"IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}")
 
+        for name in ("POOL_SIZE", "MASK_POOL_SIZE"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                fail(f"{name} must be a positive int, got {value!r}")
         mask_shape = tuple(int(v) for v in self.MASK_SHAPE)
-        n = mask_shape[0] // 28
-        if (len(mask_shape) != 2 or mask_shape[0] != mask_shape[1]
-                or mask_shape[0] % 28 or n < 1 or n & (n - 1) or n > 4):
-            fail(f"MASK_SHAPE must be square 28*N with N in (1, 2, 4), i.e. "
-                 f"(28, 28), (56, 56) or (112, 112); got {tuple(self.MASK_SHAPE)}")
+        if len(mask_shape) != 2 or mask_shape[0] != mask_shape[1] or mask_shape[0] < 1:
+            fail(f"MASK_SHAPE must be square, e.g. (28, 28), got {tuple(self.MASK_SHAPE)}")
+        if self.MASK_HEAD == "standard":
+            pool = int(self.MASK_POOL_SIZE)
+            n = mask_shape[0] // (2 * pool)
+            if mask_shape[0] % (2 * pool) or n < 1 or n & (n - 1) or n > 4:
+                sizes = ", ".join(f"({2 * pool * k}, {2 * pool * k})" for k in (1, 2, 4))
+                fail(f"MASK_SHAPE must be square {2 * pool}*N with N in (1, 2, 4) for "
+                     f"MASK_POOL_SIZE={pool} (the standard mask head doubles the pooled "
+                     f"size 1 to 3 times), i.e. {sizes}; got {tuple(self.MASK_SHAPE)}")
+        elif not (callable(self.MASK_HEAD) or isinstance(self.MASK_HEAD, str)):
+            fail(f"MASK_HEAD must be a registered name or a callable, got {self.MASK_HEAD!r}")
         if not isinstance(self.MASK_HEAD_CHANNELS, (int, np.integer)) or self.MASK_HEAD_CHANNELS < 1:
             fail(f"MASK_HEAD_CHANNELS must be a positive int, got {self.MASK_HEAD_CHANNELS!r}")
-        if self.MASK_POOL_SIZE * 2 != 28:
-            fail(f"MASK_POOL_SIZE must be 14 (the mask head upsamples 14 -> 28), "
-                 f"got {self.MASK_POOL_SIZE}")
+        if getattr(self, "USE_RPN_ROIS", True) is not True:
+            fail(f"USE_RPN_ROIS = {self.USE_RPN_ROIS!r} (Matterport's debugging option of "
+                 f"feeding random ROIs from the data generator) is not supported: the heads "
+                 f"always train on RPN proposals; remove the setting")
         if self.USE_MINI_MASK:
             mh, mw = (int(v) for v in self.MINI_MASK_SHAPE)
             if mh < mask_shape[0] or mw < mask_shape[1]:
@@ -315,8 +351,6 @@ class Config:
                  f"{sorted(expected)}")
         if self.CACHE not in (False, True, "disk", "memory", None):
             fail(f"CACHE must be False, True (in memory) or 'disk', got {self.CACHE!r}")
-        if self.BACKBONE_FIRST_STRIDE not in (1, 2):
-            fail(f"BACKBONE_FIRST_STRIDE must be 1 or 2, got {self.BACKBONE_FIRST_STRIDE!r}")
         if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
             fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
         if isinstance(self.RPN_CONV_CHANNELS, bool) or not isinstance(
@@ -338,9 +372,10 @@ class Config:
         for name in dir(self):
             if name.isupper() and not name.startswith("_"):
                 value = getattr(self, name)
-                if not callable(value) or name in ("BACKBONE",):
+                if not callable(value) or name in ("BACKBONE", "MASK_HEAD"):
                     out[name] = value
         out["COMPUTE_BACKBONE_SHAPE"] = self.COMPUTE_BACKBONE_SHAPE
+        out["MASK_HEAD"] = self.MASK_HEAD
         return out
 
     def display(self):
@@ -389,7 +424,7 @@ def save_config(config, path):
     return path
 
 
-DERIVED = ("BATCH_SIZE", "IMAGE_META_SIZE", "RPN_ANCHORS_PER_LOCATION")
+DERIVED = ("BATCH_SIZE", "IMAGE_META_SIZE", "RPN_ANCHORS_PER_LOCATION", "BACKBONE_STRIDES")
 
 
 def load_config(path, **overrides):

@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 
 __all__ = ["compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors",
-           "anchor_coverage"]
+           "model_anchors", "anchor_coverage"]
 
 
 def _positive_numbers(values, name, allow_scalar=False):
@@ -164,6 +164,19 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
     return np.concatenate(levels, axis=0)
 
 
+def model_anchors(config):
+    """Pixel anchors [A, (y1, x1, y2, x2)] of a Config's model input, in the RPN's output order.
+
+    Reads IMAGE_SHAPE, BACKBONE_STRIDES (derived from the backbone by the
+    Config), RPN_ANCHOR_SCALES, RPN_ANCHOR_RATIOS and RPN_ANCHOR_STRIDE: the
+    same anchors the model's AnchorsLayer holds (normalized there).
+    """
+    strides = [int(s) for s in config.BACKBONE_STRIDES]
+    shapes = compute_backbone_shapes(config.IMAGE_SHAPE, strides)
+    return generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                    shapes, strides, config.RPN_ANCHOR_STRIDE)
+
+
 def anchor_coverage(gt_boxes, anchors, threshold=0.7, chunk=256):
     """How well a set of anchors covers ground-truth boxes (to choose anchor sizes).
 
@@ -176,7 +189,7 @@ def anchor_coverage(gt_boxes, anchors, threshold=0.7, chunk=256):
         gt_boxes: [N, (y1, x1, y2, x2)] GT boxes in model-input pixels (e.g.
             ``extract_bboxes(mask)`` of images as the model sees them).
         anchors: [A, (y1, x1, y2, x2)] pixel anchors, e.g.
-            ``mrcnn.data.generator.model_anchors(config)``.
+            ``model_anchors(config)``.
         threshold: IoU that makes an anchor positive.
         chunk: GT boxes per IoU block (bounds memory to chunk * A floats).
 

@@ -1,42 +1,278 @@
-"""Fit an image of any size to the model's fixed input shape.
+"""Fitting images of any size to the model's fixed input: resize, crop, pad.
 
-`fit_image` applies the Config's resize mode (`resize_image`) and then pads
-the result, centred, to Config.IMAGE_SHAPE, so every model input has the same
-static shape (needed for XLA/JAX compilation). The returned window and
-padding describe where the real image sits, for masks, boxes and unmolding.
+One set of steps serves training and inference:
+
+1. scale (Matterport's IMAGE_RESIZE_MODE: "none", "square", "pad64",
+   "crop"): `resize_image` (Matterport's function, also used by
+   `scale_for_model`, the deterministic part the training cache stores);
+2. "crop" mode, training only: a random IMAGE_MIN_DIM square
+   (`crop_origin`);
+3. centred zero padding to Config.IMAGE_SHAPE, so every model input has the
+   same static shape (`input_padding`).
+
+`fit_image` runs the three steps on an image (inference, inspection, the
+reference in the tests); the training pipeline (`mrcnn.data.sample`) runs
+step 1 when preparing a sample and steps 2-3 after augmentation, on the
+image and its instances together. `resize_mask` applies a resize to masks and
+`undo_resize_boxes` maps boxes back to the original image.
+
+Pixel boxes are (y1, x1, y2, x2) with y2, x2 exclusive.
 """
 
 import numpy as np
+import skimage.transform
 
-from mrcnn.data.image import resize_image
+RESIZE_MODES = ("none", "square", "pad64", "crop")
 
 
-def _pad_to(image, target_hw, window, padding):
+def _resize(image, output_shape, order):
+    """skimage resize without anti-aliasing, keeping the dtype.
+
+    Integer images are rounded to the nearest value before the cast back
+    (a plain cast would truncate 254.9999 to 254).
+    """
+    out = skimage.transform.resize(
+        image, output_shape, order=order, mode="constant", cval=0, clip=True,
+        preserve_range=True, anti_aliasing=False)
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(image.dtype)
+
+
+def _centered_padding(size, target):
+    """(before, after) padding that centres `size` inside `target`."""
+    before = (target - size) // 2
+    return before, target - size - before
+
+
+def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square",
+                 rng=None):
+    """Resize an image keeping its aspect ratio (Matterport semantics).
+
+    Modes:
+        none: no change. window is the full image, scale 1.
+        square: scale up so the short side is `min_dim` (never down for it),
+            then down if needed so the long side is at most `max_dim`; pad
+            with zeros to `max_dim` x `max_dim`, centred.
+        pad64: scale up so the short side is `min_dim` (when given; `max_dim`
+            is not applied, as in Matterport), then pad each side with zeros
+            to the next multiple of 64, centred.
+        crop: scale up so the short side is at least `min_dim`, then take a
+            random `min_dim` x `min_dim` crop. No padding.
+
+    `min_scale` forces at least that scale-up (in "square" the `max_dim` limit
+    still wins).
+
+    Args:
+        image: [H, W] or [H, W, C] array of any dtype.
+        min_dim: int or None, minimum length of the short side.
+        max_dim: int or None, maximum length of the long side ("square").
+        min_scale: float or None, minimum scale factor.
+        mode: one of "none", "square", "pad64", "crop".
+        rng: np.random.Generator, an int seed or None; used only by "crop".
+
+    Returns:
+        image: the resized image, same dtype as the input.
+        window: (y1, x1, y2, x2) of the real image inside the returned one,
+            in its pixels, y2/x2 exclusive.
+        scale: float, factor applied to the original image.
+        padding: [(top, bottom), (left, right), (0, 0)] zeros added.
+        crop: (y, x, h, w) of the crop in the scaled image ("crop" mode),
+            else None.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; valid modes are {RESIZE_MODES}")
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be [H, W] or [H, W, C], got shape {image.shape}")
     h, w = image.shape[:2]
-    th, tw = int(target_hw[0]), int(target_hw[1])
+    window = (0, 0, h, w)
+    scale = 1
+    padding = [(0, 0), (0, 0), (0, 0)]
+    crop = None
+    if mode == "none":
+        return image, window, scale, padding, crop
+    if mode == "square" and not max_dim:
+        raise ValueError(f"resize mode 'square' needs max_dim, got {max_dim!r}")
+    if mode == "crop" and not min_dim:
+        raise ValueError(f"resize mode 'crop' needs min_dim (the crop size), got {min_dim!r}")
+
+    if min_dim:
+        scale = max(1, min_dim / min(h, w))
+    if min_scale and scale < min_scale:
+        scale = min_scale
+    if max_dim and mode == "square":
+        long_side = max(h, w)
+        if round(long_side * scale) > max_dim:
+            scale = max_dim / long_side
+    if scale != 1:
+        image = _resize(image, (round(h * scale), round(w * scale)), order=1)
+    h, w = image.shape[:2]
+
+    if mode == "square":
+        top, bottom = _centered_padding(h, max_dim)
+        left, right = _centered_padding(w, max_dim)
+    elif mode == "pad64":
+        top, bottom = _centered_padding(h, -(-h // 64) * 64)
+        left, right = _centered_padding(w, -(-w // 64) * 64)
+    else:  # crop
+        y, x = crop_origin((h, w), min_dim, rng)
+        crop = (y, x, min_dim, min_dim)
+        image = image[y:y + min_dim, x:x + min_dim]
+        return image, (0, 0, min_dim, min_dim), scale, padding, crop
+
+    padding = [(top, bottom), (left, right), (0, 0)]
+    image = np.pad(image, padding[:image.ndim], mode="constant", constant_values=0)
+    window = (top, left, h + top, w + left)
+    return image, window, scale, padding, crop
+
+
+def _nearest_indices(in_size, out_size):
+    """Source index of each output pixel for a nearest-neighbour resize.
+
+    Pixel centres are aligned as in skimage.transform.resize: output pixel i
+    covers source coordinate (i + 0.5) * in / out - 0.5.
+    """
+    idx = np.floor((np.arange(out_size) + 0.5) * (in_size / out_size)).astype(np.intp)
+    return np.minimum(idx, in_size - 1)
+
+
+def resize_mask(mask, scale, padding, crop=None):
+    """Apply the transform of `resize_image` to instance masks.
+
+    Uses nearest-neighbour sampling with the same pixel alignment as the
+    image resize, over the whole [H, W, N] stack at once.
+
+    Args:
+        mask: [H, W, N] instance masks (bool or any dtype).
+        scale: the `scale` returned by `resize_image`.
+        padding: the `padding` returned by `resize_image`.
+        crop: the `crop` returned by `resize_image` (or None).
+
+    Returns:
+        [h, w, N] masks of the same dtype, aligned with the resized image.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be [H, W, N], got shape {mask.shape}")
+    h, w = mask.shape[:2]
+    if scale != 1:
+        new_h, new_w = round(h * scale), round(w * scale)
+        rows = _nearest_indices(h, new_h)
+        cols = _nearest_indices(w, new_w)
+        mask = mask[rows[:, None], cols[None, :]]
+    if crop is not None:
+        y, x, ch, cw = crop
+        return mask[y:y + ch, x:x + cw]
+    pad = [tuple(p) for p in padding[:2]] + [(0, 0)]
+    return np.pad(mask, pad, mode="constant", constant_values=0)
+
+
+def undo_resize_boxes(boxes, window, scale, crop=None, original_shape=None):
+    """Map pixel boxes from the molded image back to the original image.
+
+    Inverse of the box transform implied by `resize_image`:
+    ``original = (molded - window offset + crop offset) / scale``.
+    With `original_shape`, the exact per-axis factors
+    ``original size / window size`` are used instead of `scale` (they differ
+    from it by the rounding of the resized size) and the boxes are clipped
+    to the original image.
+
+    Args:
+        boxes: [N, (y1, x1, y2, x2)] pixel boxes in the molded image,
+            y2/x2 exclusive.
+        window: (y1, x1, y2, x2) returned by `resize_image`.
+        scale: the `scale` returned by `resize_image`.
+        crop: the `crop` returned by `resize_image` (or None).
+        original_shape: optional (H, W, ...) of the original image.
+
+    Returns:
+        float64 [N, (y1, x1, y2, x2)] boxes in original-image pixels, not
+        rounded (round them for integer pixel boxes).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be [N, (y1, x1, y2, x2)], got shape {boxes.shape}")
+    wy1, wx1, wy2, wx2 = (float(v) for v in window)
+    shift = np.array([wy1, wx1, wy1, wx1])
+    if crop is not None:
+        shift = shift - np.array([crop[0], crop[1], crop[0], crop[1]], dtype=np.float64)
+    factor = np.full(4, 1.0 / float(scale))
+    if original_shape is not None and crop is None:
+        oh, ow = float(original_shape[0]), float(original_shape[1])
+        if wy2 <= wy1 or wx2 <= wx1:
+            raise ValueError(f"window {tuple(window)} has no area")
+        factor = np.array([oh / (wy2 - wy1), ow / (wx2 - wx1)] * 2)
+    out = (boxes - shift) * factor
+    if original_shape is not None:
+        limits = np.array([original_shape[0], original_shape[1]] * 2, dtype=np.float64)
+        out = np.clip(out, 0, limits)
+    return out
+
+
+def crop_origin(shape, size, rng=None):
+    """Top-left corner ``(y, x)`` of a random ``size`` x ``size`` crop of a ``shape`` image.
+
+    Drawn uniformly with `rng` (a Generator, a seed or None), y first; an
+    image smaller than the crop gives 0 on that axis.
+    """
+    rng = np.random.default_rng(rng)
+    h, w = int(shape[0]), int(shape[1])
+    y = int(rng.integers(0, max(h - size, 0) + 1))
+    x = int(rng.integers(0, max(w - size, 0) + 1))
+    return y, x
+
+
+def input_padding(shape, input_shape, what="image"):
+    """``(top, bottom, left, right)`` zero padding that centres `shape` in `input_shape`.
+
+    Raises:
+        ValueError: the image is larger than the model input (names both
+            sizes and what to change).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    th, tw = int(input_shape[0]), int(input_shape[1])
     if h > th or w > tw:
         raise ValueError(
-            f"image is {h}x{w} after resizing, larger than the model input "
-            f"{th}x{tw} (Config.IMAGE_SHAPE); use IMAGE_RESIZE_MODE 'square' or "
-            f"'crop', or set IMAGE_SHAPE to at least the image size rounded up to 64")
-    top, left = (th - h) // 2, (tw - w) // 2
-    extra = [(top, th - h - top), (left, tw - w - left)]
-    if top or left or th != h or tw != w:
-        image = np.pad(image, extra + [(0, 0)] * (image.ndim - 2))
-    window = (window[0] + top, window[1] + left, window[2] + top, window[3] + left)
-    padding = [(padding[0][0] + extra[0][0], padding[0][1] + extra[0][1]),
-               (padding[1][0] + extra[1][0], padding[1][1] + extra[1][1]), (0, 0)]
-    return image, window, padding
+            f"the {what} is {h}x{w} after resizing, larger than the model input "
+            f"{th}x{tw} (Config.IMAGE_SHAPE); use IMAGE_RESIZE_MODE 'square' or 'crop', "
+            f"set IMAGE_SHAPE to at least the image size rounded up to 64, or crop it "
+            f"(augment.RandomCrop; Rot90(ks=(0, 2)) for non-square inputs)")
+    top, left = _centered_padding(h, th)[0], _centered_padding(w, tw)[0]
+    return top, th - h - top, left, tw - w - left
+
+
+def scale_for_model(image, config):
+    """Step 1, the deterministic resize of Config.IMAGE_RESIZE_MODE.
+
+    "crop" mode is scaled as Matterport's crop mode scales (short side at
+    least IMAGE_MIN_DIM, at least IMAGE_MIN_SCALE) but not cropped: the
+    random crop is step 2.
+
+    Returns:
+        image, window (y1, x1, y2, x2) of the real image in it, scale,
+        padding [(top, bottom), (left, right), (0, 0)] (as `resize_image`).
+    """
+    if config.IMAGE_RESIZE_MODE == "crop":
+        image, window, scale, _, _ = resize_image(
+            image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, mode="pad64")
+        y1, x1, y2, x2 = window
+        return image[y1:y2, x1:x2], (0, 0, y2 - y1, x2 - x1), scale, [(0, 0)] * 3
+    image, window, scale, padding, _ = resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
+        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE)
+    return image, window, scale, padding
 
 
 def fit_image(image, config, rng=None, training=True):
-    """Resize and pad an image to the model input shape.
+    """Resize (and in "crop" mode crop) an image, then pad it to the model input shape.
 
     Args:
-        image: [H, W, C] uint8 image.
+        image: [H, W, C] image.
         config: a Config (IMAGE_RESIZE_MODE, IMAGE_MIN_DIM, IMAGE_MAX_DIM,
             IMAGE_MIN_SCALE, IMAGE_SHAPE).
-        rng: np.random.Generator for "crop" mode.
+        rng: np.random.Generator (or seed) for "crop" mode.
         training: "crop" mode is for training only; at inference it raises.
 
     Returns:
@@ -53,5 +289,10 @@ def fit_image(image, config, rng=None, training=True):
     image, window, scale, padding, crop = resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
         min_scale=config.IMAGE_MIN_SCALE, mode=mode, rng=rng)
-    image, window, padding = _pad_to(image, config.IMAGE_SHAPE[:2], window, padding)
+    top, bottom, left, right = input_padding(image.shape, config.IMAGE_SHAPE)
+    if top or bottom or left or right:
+        image = np.pad(image, [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2))
+    window = (window[0] + top, window[1] + left, window[2] + top, window[3] + left)
+    padding = [(padding[0][0] + top, padding[0][1] + bottom),
+               (padding[1][0] + left, padding[1][1] + right), (0, 0)]
     return image, window, scale, padding, crop

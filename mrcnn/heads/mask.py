@@ -1,35 +1,44 @@
-"""Mask head producing 28N x 28N masks (Matterport's ``build_fpn_mask_graph``).
+"""The standard mask head (Matterport's ``build_fpn_mask_graph``), registered as "standard".
 
-The standard head is four 3x3 conv + BN + ReLU stages (``mrcnn_mask_conv1..4``,
-``mrcnn_mask_bn1..4``), a 2x transposed conv (``mrcnn_mask_deconv``, 14 -> 28)
-and a 1x1 conv to one mask per class (``mrcnn_mask``). Each further factor of
-two (56, 112) adds a stage (``mrcnn_mask_conv{k}``, ``mrcnn_mask_bn{k}``,
-ReLU, ``mrcnn_mask_deconv{j}``) before ``mrcnn_mask``.
+Four 3x3 conv + BN + ReLU stages (``mrcnn_mask_conv1..4``, ``mrcnn_mask_bn1..4``),
+a 2x transposed conv (``mrcnn_mask_deconv``: pool p -> 2p, 14 -> 28 by
+default) and a 1x1 conv to one mask per class (``mrcnn_mask``). Each further
+factor of two (28 -> 56 -> 112) adds a stage (``mrcnn_mask_conv{k}``,
+``mrcnn_mask_bn{k}``, ReLU, ``mrcnn_mask_deconv{j}``) before ``mrcnn_mask``.
+With a 14x14 pool and 28x28 masks the layers and shapes are Matterport's, so
+its weights load by name.
 """
 
 import math
 
 from keras import layers
 
+from mrcnn.heads.registry import register_mask_head
 from mrcnn.heads.roi_reshape import MergeRoiBatch, SplitRoiBatch
 
 
-def mask_upsampling_stages(mask_size):
-    """Extra upsampling stages for a mask of mask_size (28 -> 0, 56 -> 1, 112 -> 2)."""
-    n = mask_size // 28
-    if mask_size % 28 or n < 1 or n & (n - 1):
-        raise ValueError(f"mask size must be 28 * 2**k, got {mask_size}")
+def mask_upsampling_stages(mask_size, pool_size=14):
+    """Upsampling stages after the first for `mask_size` from `pool_size` (28 -> 0, 56 -> 1, 112 -> 2).
+
+    Raises:
+        ValueError: `mask_size` is not ``2 * pool_size * 2**k``.
+    """
+    n = mask_size // (2 * pool_size)
+    if mask_size % (2 * pool_size) or n < 1 or n & (n - 1):
+        raise ValueError(f"mask size must be {2 * pool_size} * 2**k for a pool of "
+                         f"{pool_size}, got {mask_size}")
     return int(math.log2(n))
 
 
+@register_mask_head("standard")
 def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
     """Per-class mask logits for each ROI.
 
     Args:
-        pooled: ROIAlign output [B, N, 14, 14, C].
+        pooled: ROIAlign output [B, N, p, p, C] (p = MASK_POOL_SIZE, 14 by default).
         num_rois: N (static).
         num_classes: classes including background.
-        mask_size: 28, 56 or 112.
+        mask_size: 2p * 2**k: 28, 56 or 112 for p = 14.
         channels: width of the conv stages (256 in Matterport; smaller heads
             train much faster on a CPU).
 
@@ -37,6 +46,7 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
         mask logits [B, N, mask_size, mask_size, num_classes] (apply a sigmoid
         for probabilities).
     """
+    extra_stages = mask_upsampling_stages(mask_size, pooled.shape[2])
     x = MergeRoiBatch(name="mrcnn_mask_merge")(pooled)
     for i in range(1, 5):
         x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
@@ -44,7 +54,7 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)
-    for j in range(mask_upsampling_stages(mask_size)):
+    for j in range(extra_stages):
         k = 5 + j
         x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
         x = layers.BatchNormalization(name=f"mrcnn_mask_bn{k}")(x)

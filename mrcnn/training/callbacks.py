@@ -7,6 +7,8 @@ import tempfile
 
 import keras
 
+from mrcnn.weights import save_weights
+
 
 def tensorboard_available():
     """Whether Keras' TensorBoard callback can write logs here."""
@@ -59,20 +61,22 @@ class Checkpoint(keras.callbacks.Callback):
     """Save the weights by layer name at the end of every epoch, atomically.
 
     Args:
-        mrcnn_model: the MaskRCNN wrapper (its ``save_weights`` is used and its
-            ``epoch`` kept current, so an interrupted run resumes here).
         path_pattern: e.g. ``.../mask_rcnn_cell_{epoch:04d}.h5``.
+        on_saved: optional ``fn(epoch, path)`` called after each save (the
+            model facade keeps its epoch count there, so an interrupted run
+            resumes after the last saved epoch).
     """
 
-    def __init__(self, mrcnn_model, path_pattern):
+    def __init__(self, path_pattern, on_saved=None):
         super().__init__()
-        self.mrcnn_model = mrcnn_model
         self.path_pattern = path_pattern
+        self.on_saved = on_saved
 
     def on_epoch_end(self, epoch, logs=None):
         path = self.path_pattern.format(epoch=epoch + 1)
-        self.mrcnn_model.save_weights(path)
-        self.mrcnn_model.epoch = epoch + 1
+        save_weights(self.model, path)
+        if self.on_saved is not None:
+            self.on_saved(epoch + 1, path)
 
 
 class CacheStatsLogger(keras.callbacks.Callback):

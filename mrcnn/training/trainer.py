@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from mrcnn import losses
+from mrcnn.keras_model import MaskRCNNModel
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
@@ -47,7 +48,7 @@ def compute_losses(x, y_pred):
     }
 
 
-class MaskRCNNTrainer(keras.Model):
+class MaskRCNNTrainer(MaskRCNNModel):
     """Functional training graph with the weighted Mask R-CNN loss.
 
     Args:

@@ -2,30 +2,14 @@ import logging
 
 import numpy as np
 import pytest
+from data_helpers import Cfg, Squares, make_cfg
 
-from mrcnn.config import Config
 from mrcnn.data.boxes import denorm_boxes, extract_bboxes
-from mrcnn.data.generator import DataGenerator, keep_largest, load_image_gt, model_anchors
+from mrcnn.data.anchors import model_anchors
+from mrcnn.data.generator import DataGenerator
 from mrcnn.data.masks import expand_mask
-from mrcnn.data.fit import fit_image
 from mrcnn.dataset import Dataset
 from mrcnn.datasets.shapes import ShapesDataset
-
-
-class Cfg(Config):
-    NAME = "gen"
-    NUM_CLASSES = 4
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 128
-    IMAGE_MAX_DIM = 128
-    MAX_GT_INSTANCES = 6
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    MINI_MASK_SHAPE = (28, 28)
-    TRAIN_ROIS_PER_IMAGE = 32
-    POST_NMS_ROIS_TRAINING = 200
-    PRE_NMS_LIMIT = 500
-    POST_NMS_ROIS_INFERENCE = 100
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +43,6 @@ def test_batch_layout_and_targets(shapes):
         assert np.all(batch["input_gt_class_ids"][j, n:] == 0)
 
 
-def test_image_placed_in_window(shapes):
-    cfg = Cfg()
-    image_id = 0
-    image, meta, class_ids, bbox, mask = load_image_gt(shapes, cfg, image_id)
-    original = shapes.load_image(image_id)
-    window = meta[7:11].astype(int)
-    # 96x112 scaled to fit 128 (square mode): short side 96 -> scale 128/112 for long side
-    h, w = window[2] - window[0], window[3] - window[1]
-    assert max(h, w) == 128 and abs(h / w - 96 / 112) < 0.02
-    assert image[: window[0]].sum() == 0  # top padding is zero
-    assert class_ids.shape[0] == bbox.shape[0] == mask.shape[-1]
-
-
 def test_deterministic_for_seed(shapes):
     cfg = Cfg()
     a = DataGenerator(shapes, cfg, seed=7)[1]
@@ -81,16 +52,6 @@ def test_deterministic_for_seed(shapes):
     c = DataGenerator(shapes, cfg, seed=8)
     c.on_epoch_end()
     assert any(not np.array_equal(a[k], c[1][k]) for k in a)
-
-
-def test_keep_largest_and_warning(caplog):
-    ids = np.array([1, 2, 3], np.int32)
-    bbox = np.array([[0, 0, 2, 2], [0, 0, 10, 10], [0, 0, 5, 5]], np.int32)
-    mask = np.zeros((4, 4, 3), bool)
-    mask[..., 1] = True
-    k_ids, k_box, k_mask = keep_largest(ids, bbox, mask, 2)
-    np.testing.assert_array_equal(k_ids, [2, 3])
-    assert k_mask[..., 0].all()
 
 
 class Crowded(Dataset):
@@ -123,19 +84,6 @@ def test_more_instances_than_max_keeps_largest_and_warns(caplog):
     assert "keeping the 4 largest" in caplog.text
 
 
-def test_fit_image_pads_to_declared_shape():
-    class C(Cfg):
-        IMAGE_RESIZE_MODE = "none"
-        IMAGE_SHAPE = [576, 704, 3]
-    img = np.ones((520, 704, 3), np.uint8)
-    out, window, scale, padding, crop = fit_image(img, C())
-    assert out.shape == (576, 704, 3)
-    assert tuple(window) == (28, 0, 548, 704)
-    assert out[:28].sum() == 0 and out[28:548].min() == 1
-    with pytest.raises(ValueError, match="larger than the model input"):
-        fit_image(np.ones((600, 704, 3), np.uint8), C())
-
-
 # ---------------------------------------------------------------- two-stage pipeline,
 # cache, augmentation, sampling
 import collections  # noqa: E402
@@ -143,88 +91,11 @@ import os  # noqa: E402
 
 from mrcnn.data import augment as A  # noqa: E402
 from mrcnn.data.cache import SampleCache  # noqa: E402
-from mrcnn.data.generator import (make_generators, match_anchors, prepare_sample,  # noqa: E402
-                                  sample_rpn_targets)
-from mrcnn.data.image import resize_mask, unmold_image  # noqa: E402
-from mrcnn.data.image_meta import compose_image_meta  # noqa: E402
-from mrcnn.data.masks import minimize_mask  # noqa: E402
+from mrcnn.data.generator import make_generators  # noqa: E402
+from mrcnn.data.rpn_targets import match_anchors, sample_rpn_targets  # noqa: E402
+from mrcnn.data.sample import prepare_sample  # noqa: E402
+from mrcnn.data.image import unmold_image  # noqa: E402
 from mrcnn.data.rpn_targets import rpn_targets  # noqa: E402
-
-
-class Squares(Dataset):
-    """Dark images with bright squares; masks are exactly the squares."""
-
-    def __init__(self, count=4, height=96, width=112, seed=0, prepare=True):
-        super().__init__()
-        self.add_class("sq", 1, "square")
-        self.add_class("sq", 2, "big")
-        rng = np.random.default_rng(seed)
-        for i in range(count):
-            squares = []
-            for _ in range(int(rng.integers(3, 7))):
-                size = int(rng.integers(8, 30))
-                squares.append((int(rng.integers(0, height - size)),
-                                int(rng.integers(0, width - size)), size))
-            self.add_image("sq", image_id=i, path=None, squares=squares,
-                           height=height, width=width, cell_type="ab"[i % 2])
-        if prepare:
-            self.prepare()
-
-    def load_image(self, image_id):
-        info = self.image_info[image_id]
-        image = np.full((info["height"], info["width"], 3), 20, np.uint8)
-        for y, x, s in info["squares"]:
-            image[y:y + s, x:x + s] = 200
-        return image
-
-    def load_mask(self, image_id):
-        info = self.image_info[image_id]
-        masks = np.zeros((info["height"], info["width"], len(info["squares"])), bool)
-        for k, (y, x, s) in enumerate(info["squares"]):
-            masks[y:y + s, x:x + s, k] = True
-        return masks, np.array([1 + (s > 20) for _, _, s in info["squares"]], np.int32)
-
-
-def reference_sample(dataset, config, image_id, rng):
-    """The single-stage pipeline: fit the image, resize full masks, then minimize."""
-    image = dataset.load_image(image_id)
-    mask, class_ids = dataset.load_mask(image_id)
-    original_shape = image.shape
-    image, window, scale, padding, crop = fit_image(image, config, rng=rng, training=True)
-    mask = resize_mask(mask, scale, padding, crop)
-    if mask.shape[:2] != image.shape[:2]:
-        th, tw = image.shape[:2]
-        t, l = (th - mask.shape[0]) // 2, (tw - mask.shape[1]) // 2
-        mask = np.pad(mask, [(t, th - mask.shape[0] - t), (l, tw - mask.shape[1] - l), (0, 0)])
-    keep = mask.any(axis=(0, 1))
-    mask, class_ids = mask[..., keep], class_ids[keep]
-    bbox = extract_bboxes(mask)
-    class_ids, bbox, mask = keep_largest(class_ids, bbox, mask, config.MAX_GT_INSTANCES)
-    active = np.zeros(config.NUM_CLASSES, np.int32)
-    active[dataset.source_class_ids[dataset.image_info[image_id]["source"]]] = 1
-    meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active)
-    return image, meta, class_ids, bbox, minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
-
-
-def make_cfg(**values):
-    return type("C", (Cfg,), values)()
-
-
-@pytest.mark.parametrize("values", [
-    {},                                                                # square, padded
-    {"IMAGE_RESIZE_MODE": "none", "IMAGE_SHAPE": [128, 128, 3]},       # padded only
-    {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 100, "IMAGE_SHAPE": [128, 192, 3]},
-    {"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 128},
-    {"MAX_GT_INSTANCES": 3},
-])
-def test_two_stages_equal_the_single_stage_reference(values):
-    ds = Squares(count=3)
-    cfg = make_cfg(**values)
-    for image_id in range(3):
-        ours = load_image_gt(ds, cfg, image_id, rng=np.random.default_rng(image_id))
-        ref = reference_sample(ds, cfg, image_id, np.random.default_rng(image_id))
-        for name, a, b in zip(("image", "meta", "class_ids", "bbox", "mask"), ours, ref):
-            np.testing.assert_array_equal(a, b, err_msg=f"{values} {image_id} {name}")
 
 
 def batches(gen, epochs):
@@ -338,26 +209,6 @@ def test_cached_anchor_matching_gives_rpn_targets(seed):
         np.testing.assert_array_equal(ours[1], ref[1])
 
 
-def test_flip_variant_entries_are_prepared_flipped():
-    ds = Squares(count=2, height=64, width=64)
-    variants = A.add_flip_variants(Squares(count=2, height=64, width=64, prepare=False))
-    variants.prepare()
-    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[64, 64, 3])
-    plain = prepare_sample(ds, cfg, 1, False)
-    expected = {(False, False): (slice(None), slice(None)),
-                (False, True): (slice(None), slice(None, None, -1)),
-                (True, False): (slice(None, None, -1), slice(None)),
-                (True, True): (slice(None, None, -1), slice(None, None, -1))}
-    for image_id, info in enumerate(variants.image_info):
-        if info["id"] != 1:
-            continue
-        flips = expected[(info["vertical_flip"], info["horizontal_flip"])]
-        prepared = prepare_sample(variants, cfg, image_id, False)
-        np.testing.assert_array_equal(prepared.image, plain.image[flips])
-        np.testing.assert_array_equal(prepared.instances.to_masks(),
-                                      plain.instances.to_masks()[flips])
-
-
 def unmolded_alignment(batch, cfg):
     """Share of mask pixels (mini masks expanded into their boxes) that are bright,
     and share of bright pixels under a mask, over a batch."""
@@ -389,26 +240,6 @@ def test_batches_keep_boxes_masks_and_image_aligned(augmentation):
         assert precision > 0.9 and recall > 0.9, (precision, recall)
 
 
-def test_instances_cropped_away_are_dropped():
-    ds = Squares(count=1)
-    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[128, 128, 3])
-
-    class LeftHalf(A.Augmenter):
-        kind = A.RESAMPLE
-
-        def apply(self, sample, rng):
-            return sample.crop(0, 0, sample.shape[0], sample.shape[1] // 2)
-
-    image, meta, class_ids, bbox, mask = load_image_gt(ds, cfg, 0, LeftHalf())
-    squares = ds.image_info[0]["squares"]
-    inside = [k for k, (y, x, s) in enumerate(squares) if x < 56]
-    assert class_ids.shape[0] == bbox.shape[0] == mask.shape[-1] == len(inside)
-    assert mask.any(axis=(0, 1)).all()
-    # the 96x56 crop is centred in the 128x128 input: the window says where
-    np.testing.assert_array_equal(meta[7:11], [16, 36, 112, 92])
-    assert image[:16].max() == 0 and image[:, :36].max() == 0
-
-
 def test_balanced_sampling_in_the_generator():
     ds = Squares(count=5)                        # cell types a, b, a, b, a
     gen = DataGenerator(ds, Cfg(), sampler="cell_type", seed=2)
@@ -423,13 +254,13 @@ def test_balanced_sampling_in_the_generator():
 def test_make_generators_share_one_cache(tmp_path, caplog):
     ds = Squares(count=3)
     cfg = make_cfg(CACHE="disk", STEPS_PER_EPOCH=2, VALIDATION_STEPS=1)
-    train, val, callbacks = make_generators(ds, ds, cfg, model_dir=str(tmp_path), seed=4,
-                                            epoch=2)
+    train, val, cache = make_generators(ds, ds, cfg, model_dir=str(tmp_path), seed=4,
+                                        epoch=2)
     assert train.cache is val.cache and train.cache.directory == str(tmp_path / "cache")
     assert (len(train), len(val), train.epoch, val.seed, val.shuffle) == (2, 1, 2, 5, False)
-    assert len(callbacks) == 1 and callbacks[0].cache is train.cache
-    train, val, callbacks = make_generators(ds, None, make_cfg(CACHE=False))
-    assert train.cache is None and val is None and callbacks == []
+    assert cache is train.cache
+    train, val, cache = make_generators(ds, None, make_cfg(CACHE=False))
+    assert train.cache is None and val is None and cache is None
     with caplog.at_level(logging.WARNING):
         make_generators(ds, None, make_cfg(CACHE=True), workers=2)
     assert "CACHE='disk'" in caplog.text

@@ -1,0 +1,72 @@
+"""Images into the model and detections back out (Matterport's ``mold_inputs`` / ``unmold_detections``)."""
+
+import numpy as np
+
+from mrcnn.data.fit import fit_image, undo_resize_boxes
+from mrcnn.data.image import mold_image
+from mrcnn.data.image_meta import compose_image_meta
+from mrcnn.data.masks.mini import paste_masks
+
+
+def mold_inputs(images, config):
+    """Fit images to the model input (`mrcnn.data.fit.fit_image`) and subtract the mean pixel.
+
+    Args:
+        images: list of [H, W, C] (or [H, W] grayscale) images of any size.
+        config: the model's Config.
+
+    Returns:
+        molded_images float32 [N, IMAGE_SHAPE...], image_metas float32
+        [N, IMAGE_META_SIZE], windows int [N, (y1, x1, y2, x2)] (the real image
+        inside each molded one, pixels).
+    """
+    channels = config.IMAGE_CHANNEL_COUNT
+    molded, metas, windows = [], [], []
+    for image in images:
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        if image.ndim != 3 or image.shape[-1] != channels:
+            raise ValueError(f"images must be [H, W, {channels}] arrays, got shape {image.shape}")
+        fitted, window, scale, _, _ = fit_image(image, config, training=False)
+        metas.append(compose_image_meta(0, image.shape, fitted.shape, window, scale,
+                                        np.ones(config.NUM_CLASSES, np.int32)))
+        molded.append(mold_image(fitted, config))
+        windows.append(window)
+    return np.stack(molded).astype(np.float32), np.stack(metas), np.asarray(windows)
+
+
+def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window,
+                      mask_threshold=0.5):
+    """One image's padded detections -> boxes, class ids, scores, full-size masks.
+
+    Args:
+        detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero-padded.
+        mrcnn_mask: [N, mh, mw, num_classes] mask probabilities.
+        original_image_shape: [H, W, C] of the image before molding.
+        image_shape: [H, W, C] of the molded image.
+        window: (y1, x1, y2, x2) of the real image in the molded one (pixels).
+        mask_threshold: probability from which a mask pixel is on
+            (Config.DETECTION_MASK_THRESHOLD).
+
+    Returns:
+        boxes int32 [n, (y1, x1, y2, x2)] original pixels, class_ids int32
+        [n], scores float32 [n], masks bool [H, W, n].
+    """
+    class_ids = detections[:, 4].astype(np.int32)
+    keep = np.flatnonzero(class_ids > 0)
+    class_ids = class_ids[keep]
+    scores = detections[keep, 5].astype(np.float32)
+    h, w = int(image_shape[0]), int(image_shape[1])
+    # normalized -> molded-image pixels (floats) -> original pixels
+    boxes = detections[keep, :4] * np.array([h - 1, w - 1, h - 1, w - 1]) + \
+        np.array([0, 0, 1, 1])
+    oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
+    boxes = undo_resize_boxes(boxes, window, 1.0, original_shape=(oh, ow))
+    boxes = np.round(boxes).astype(np.int32)
+    ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, class_ids, scores, keep = boxes[ok], class_ids[ok], scores[ok], keep[ok]
+    masks = mrcnn_mask[keep, :, :, class_ids] if keep.size else \
+        np.zeros((0,) + mrcnn_mask.shape[1:3], np.float32)
+    full = paste_masks(masks, boxes, (oh, ow), threshold=mask_threshold)
+    return boxes, class_ids, scores, full

@@ -1,0 +1,65 @@
+"""One call of ``MaskRCNN.train``: run folder, optimizer state, callbacks, ``keras.Model.fit``."""
+
+import logging
+import os
+
+import keras
+
+from mrcnn.config import save_config
+from mrcnn.training import callbacks as run_callbacks
+from mrcnn.training.trainer import LOSS_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def prepare_run_folder(log_dir, config):
+    """Create the run folder, fail now (not after an epoch) if it is not writable, save config.json.
+
+    The settings travel with the checkpoints: inference rebuilds the same
+    model with ``mrcnn.config.load_config(<run>/config.json)``.
+    """
+    os.makedirs(log_dir, exist_ok=True)
+    run_callbacks.check_writable(log_dir)
+    save_config(config, os.path.join(log_dir, "config.json"))
+
+
+def restore_step(optimizer, previous, epoch, steps_per_epoch):
+    """Continue the learning-rate schedule where the last run stopped.
+
+    The step count comes from the optimizer of the previous ``train()`` call
+    in this process, else from the epoch the model resumes at.
+    """
+    done = (int(keras.ops.convert_to_numpy(previous.iterations))
+            if previous is not None and previous.built else epoch * steps_per_epoch)
+    optimizer.iterations.assign(done)
+
+
+def standard_callbacks(log_dir, checkpoint_path, cache=None, on_saved=None):
+    """NaN guard, cache statistics, CSV log, checkpoints and (when installed) TensorBoard.
+
+    The order matters: the cache statistics are added to the epoch logs
+    before the CSV logger writes them.
+    """
+    callbacks = [run_callbacks.NanGuard(LOSS_NAMES)]
+    if cache is not None:
+        callbacks.append(run_callbacks.CacheStatsLogger(cache))
+    callbacks += [
+        keras.callbacks.CSVLogger(os.path.join(log_dir, "history.csv"), append=True),
+        run_callbacks.Checkpoint(checkpoint_path, on_saved=on_saved),
+    ]
+    if run_callbacks.tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False,
+                                                     profile_batch=0))
+    else:
+        log.info("tensorboard is not installed: no TensorBoard logs (CSV logs in %s)", log_dir)
+    return callbacks
+
+
+def fit(keras_model, train_generator, val_generator, *, initial_epoch, epochs,
+        steps_per_epoch, validation_steps, callbacks, verbose=1):
+    """``keras_model.fit`` over the generators from `initial_epoch` to `epochs`."""
+    return keras_model.fit(
+        train_generator, initial_epoch=initial_epoch, epochs=epochs,
+        steps_per_epoch=steps_per_epoch, validation_data=val_generator,
+        validation_steps=validation_steps if val_generator is not None else None,
+        callbacks=callbacks, verbose=verbose)

@@ -1,0 +1,125 @@
+"""Tests of mrcnn/data/sample.py: one Dataset image -> the arrays of one model input."""
+
+import logging
+
+import numpy as np
+import pytest
+from data_helpers import Cfg, Squares, make_cfg
+
+from mrcnn.data import augment as A
+from mrcnn.data.boxes import extract_bboxes
+from mrcnn.data.fit import fit_image, resize_mask
+from mrcnn.data.image_meta import compose_image_meta
+from mrcnn.data.masks import minimize_mask
+from mrcnn.data.sample import keep_largest, load_image_gt, prepare_sample
+from mrcnn.datasets.shapes import ShapesDataset
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    ds = ShapesDataset()
+    ds.load_shapes(6, 96, 112, seed=3)
+    ds.prepare()
+    return ds
+
+
+def test_image_placed_in_window(shapes):
+    cfg = Cfg()
+    image_id = 0
+    image, meta, class_ids, bbox, mask = load_image_gt(shapes, cfg, image_id)
+    original = shapes.load_image(image_id)
+    window = meta[7:11].astype(int)
+    # 96x112 scaled to fit 128 (square mode): short side 96 -> scale 128/112 for long side
+    h, w = window[2] - window[0], window[3] - window[1]
+    assert max(h, w) == 128 and abs(h / w - 96 / 112) < 0.02
+    assert image[: window[0]].sum() == 0  # top padding is zero
+    assert class_ids.shape[0] == bbox.shape[0] == mask.shape[-1]
+
+
+def test_keep_largest_and_warning(caplog):
+    ids = np.array([1, 2, 3], np.int32)
+    bbox = np.array([[0, 0, 2, 2], [0, 0, 10, 10], [0, 0, 5, 5]], np.int32)
+    mask = np.zeros((4, 4, 3), bool)
+    mask[..., 1] = True
+    k_ids, k_box, k_mask = keep_largest(ids, bbox, mask, 2)
+    np.testing.assert_array_equal(k_ids, [2, 3])
+    assert k_mask[..., 0].all()
+
+
+def reference_sample(dataset, config, image_id, rng):
+    """The single-stage pipeline: fit the image, resize full masks, then minimize."""
+    image = dataset.load_image(image_id)
+    mask, class_ids = dataset.load_mask(image_id)
+    original_shape = image.shape
+    image, window, scale, padding, crop = fit_image(image, config, rng=rng, training=True)
+    mask = resize_mask(mask, scale, padding, crop)
+    if mask.shape[:2] != image.shape[:2]:
+        th, tw = image.shape[:2]
+        t, l = (th - mask.shape[0]) // 2, (tw - mask.shape[1]) // 2
+        mask = np.pad(mask, [(t, th - mask.shape[0] - t), (l, tw - mask.shape[1] - l), (0, 0)])
+    keep = mask.any(axis=(0, 1))
+    mask, class_ids = mask[..., keep], class_ids[keep]
+    bbox = extract_bboxes(mask)
+    class_ids, bbox, mask = keep_largest(class_ids, bbox, mask, config.MAX_GT_INSTANCES)
+    active = np.zeros(config.NUM_CLASSES, np.int32)
+    active[dataset.source_class_ids[dataset.image_info[image_id]["source"]]] = 1
+    meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active)
+    return image, meta, class_ids, bbox, minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+
+
+@pytest.mark.parametrize("values", [
+    {},                                                                # square, padded
+    {"IMAGE_RESIZE_MODE": "none", "IMAGE_SHAPE": [128, 128, 3]},       # padded only
+    {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 100, "IMAGE_SHAPE": [128, 192, 3]},
+    {"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 128},
+    {"MAX_GT_INSTANCES": 3},
+])
+def test_two_stages_equal_the_single_stage_reference(values):
+    ds = Squares(count=3)
+    cfg = make_cfg(**values)
+    for image_id in range(3):
+        ours = load_image_gt(ds, cfg, image_id, use_mini_mask=True,
+                             rng=np.random.default_rng(image_id))
+        ref = reference_sample(ds, cfg, image_id, np.random.default_rng(image_id))
+        for name, a, b in zip(("image", "meta", "class_ids", "bbox", "mask"), ours, ref):
+            np.testing.assert_array_equal(a, b, err_msg=f"{values} {image_id} {name}")
+
+
+def test_flip_variant_entries_are_prepared_flipped():
+    ds = Squares(count=2, height=64, width=64)
+    variants = A.add_flip_variants(Squares(count=2, height=64, width=64, prepare=False))
+    variants.prepare()
+    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[64, 64, 3])
+    plain = prepare_sample(ds, cfg, 1, False)
+    expected = {(False, False): (slice(None), slice(None)),
+                (False, True): (slice(None), slice(None, None, -1)),
+                (True, False): (slice(None, None, -1), slice(None)),
+                (True, True): (slice(None, None, -1), slice(None, None, -1))}
+    for image_id, info in enumerate(variants.image_info):
+        if info["id"] != 1:
+            continue
+        flips = expected[(info["vertical_flip"], info["horizontal_flip"])]
+        prepared = prepare_sample(variants, cfg, image_id, False)
+        np.testing.assert_array_equal(prepared.image, plain.image[flips])
+        np.testing.assert_array_equal(prepared.instances.to_masks(),
+                                      plain.instances.to_masks()[flips])
+
+
+def test_instances_cropped_away_are_dropped():
+    ds = Squares(count=1)
+    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[128, 128, 3])
+
+    class LeftHalf(A.Augmenter):
+        kind = A.RESAMPLE
+
+        def apply(self, sample, rng):
+            return sample.crop(0, 0, sample.shape[0], sample.shape[1] // 2)
+
+    image, meta, class_ids, bbox, mask = load_image_gt(ds, cfg, 0, augmentation=LeftHalf())
+    squares = ds.image_info[0]["squares"]
+    inside = [k for k, (y, x, s) in enumerate(squares) if x < 56]
+    assert class_ids.shape[0] == bbox.shape[0] == mask.shape[-1] == len(inside)
+    assert mask.any(axis=(0, 1)).all()
+    # the 96x56 crop is centred in the 128x128 input: the window says where
+    np.testing.assert_array_equal(meta[7:11], [16, 36, 112, 92])
+    assert image[:16].max() == 0 and image[:, :36].max() == 0
