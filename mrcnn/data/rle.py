@@ -5,12 +5,33 @@ with 1-indexed starts: ``"3 2 8 1"`` sets flat pixels 3, 4 and 8 (1-indexed).
 The flattening order differs between competitions:
 
 - ``order="C"``: row-major (left to right, then top to bottom), as in the
-  Sartorius cell-instance-segmentation ``train.csv``.
+  Sartorius cell-instance-segmentation ``train.csv`` and its submissions.
 - ``order="F"``: column-major (top to bottom, then left to right), as in the
   2018 Data Science Bowl nucleus data.
+
+Everything that reads or writes run-length strings lives here:
+
+- parsing: :func:`parse_runs` (text or integers -> ``[R, 2]`` runs) and
+  :func:`check_runs` (runs inside the image; with ``strict=True`` also the
+  submission rules: runs sorted and disjoint);
+- one mask: :func:`rle_encode`, :func:`rle_decode`;
+- many instances: :func:`rle_encode_instances` (dense masks or
+  `SparseMasks`), :func:`decode_rle_stack` (all instances of an image).
+
+::
+
+    rle = rle_encode(mask)                      # bool [H, W] -> "start length ..."
+    mask = rle_decode(rle, (H, W))              # -> bool [H, W]
+    masks = decode_rle_stack(rles, (H, W))      # N strings -> bool [H, W, N]
+    rles = rle_encode_instances(masks)          # bool [H, W, N] -> N strings
 """
 
 import numpy as np
+
+from mrcnn.data.masks.sparse import SparseMasks
+
+__all__ = ["RLEDecodeError", "check_runs", "decode_rle_stack", "parse_runs", "rle_decode",
+           "rle_encode", "rle_encode_instances"]
 
 _ORDERS = ("C", "F")
 # Above this many runs, rle_decode fills the runs with one vectorised pass
@@ -22,6 +43,154 @@ def _check_order(order):
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {_ORDERS} (C = row-major, "
                          f"F = column-major), got {order!r}")
+
+
+def _image_shape(shape):
+    """(height, width) as ints, checked."""
+    if len(shape) != 2:
+        raise ValueError(f"shape must be (height, width), got {tuple(shape)!r}")
+    height, width = (int(v) for v in shape)
+    if height < 0 or width < 0:
+        raise ValueError(f"shape must be non-negative, got {tuple(shape)!r}")
+    return height, width
+
+
+# ---------------------------------------------------------------- parsing
+def parse_runs(rle):
+    """The ``(start, length)`` pairs of a run-length encoding.
+
+    Only the syntax is checked here (integers, an even count); see
+    :func:`check_runs` for starts, lengths and the image bounds.
+
+    Args:
+        rle: ``"start length ..."`` string (whitespace separated; bytes are
+            decoded) or a sequence / array of integers ``[s1, l1, s2, l2, ...]``.
+            An empty string or sequence has no runs.
+
+    Returns:
+        int64 ``[R, 2]`` array of ``(start, length)`` rows, starts 1-indexed,
+        in the order given.
+
+    Raises:
+        ValueError: a non-integer token or value, or an odd number of values;
+            the message names the bad token and what was expected.
+    """
+    if isinstance(rle, (bytes, bytearray)):
+        rle = rle.decode()
+    if isinstance(rle, str):
+        tokens = rle.split()
+        try:
+            values = np.array(tokens, dtype=np.int64)
+        except (ValueError, OverflowError):
+            raise ValueError(_bad_token_message(tokens)) from None
+    else:
+        values = _integer_values(rle)
+    if values.size % 2:
+        raise ValueError(f"odd number of values ({values.size}); a run-length encoding "
+                         f"must have an even number of values (start length pairs)")
+    return values.reshape(-1, 2)
+
+
+def _integer_values(values):
+    """int64 [K] from an integer (or integral float) sequence or array."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return np.zeros([0], np.int64)
+    values = values.ravel()
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f" and np.all(np.isfinite(values)) \
+            and np.all(values == np.round(values)):
+        return values.astype(np.int64)
+    raise ValueError(f"run-length values must be integers, got dtype {values.dtype} "
+                     f"with values {values[:8].tolist()}...")
+
+
+def _bad_token_message(tokens):
+    for position, token in enumerate(tokens):
+        try:
+            value = int(token)
+        except ValueError:
+            return (f"non-integer token {token!r} at position {position}; expected "
+                    f"whitespace-separated integers 'start length ...'")
+        if not -2 ** 63 <= value < 2 ** 63:
+            return f"token {token!r} at position {position} is out of the int64 range"
+    return f"cannot parse {' '.join(tokens)[:60]!r} as integers 'start length ...'"
+
+
+def check_runs(runs, shape, strict=False):
+    """Raises ValueError unless every run lies inside an image of `shape`.
+
+    Args:
+        runs: int ``[R, 2]`` ``(start, length)`` rows, 1-indexed starts, as
+            returned by :func:`parse_runs`.
+        shape: ``(H, W)`` of the image; the last pixel is ``H * W``.
+        strict: also require the runs to be sorted and disjoint, as the
+            competition's submission format does (decoders accept unsorted
+            and overlapping runs and take their union), and word the errors
+            in the format's terms (``needs start >= 1 and length >= 1``).
+
+    Raises:
+        ValueError: the first bad run (its index, start and length): a start
+            below 1, a length below 1, a run past the last pixel, or (strict)
+            a run beginning before the previous one ends.
+    """
+    height, width = _image_shape(shape)
+    size = height * width
+    runs = np.asarray(runs, np.int64).reshape(-1, 2)
+    starts, lengths = runs[:, 0], runs[:, 1]
+    stops = starts + lengths               # 1-indexed, exclusive
+    if strict:
+        _first_bad(runs, (starts < 1) | (lengths < 1), "needs start >= 1 and length >= 1",
+                   strict)
+        overlap = np.flatnonzero(starts[1:] < stops[:-1])
+        if overlap.size:
+            k = int(overlap[0]) + 1
+            raise ValueError(f"run {k} (start {starts[k]}) begins before the previous run "
+                             f"ends ({stops[k - 1]}); runs must be sorted and must not "
+                             f"overlap")
+        _first_bad(runs, stops - 1 > size, f"runs past the end of the {height}x{width} "
+                                           f"image (last pixel {size})", strict)
+        return
+    where = f"image is {height}x{width} = {size} pixels, starts are 1-indexed"
+    _first_bad(runs, starts < 1, f"has a start below 1; {where}", strict)
+    _first_bad(runs, lengths < 1, f"has a length below 1; {where}", strict)
+    _first_bad(runs, stops - 1 > size, f"runs past the end of the image; {where}", strict)
+
+
+def _first_bad(runs, bad, problem, strict):
+    """Raises ValueError naming the first run flagged in bool [R] `bad`."""
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        start, length = (int(v) for v in runs[i])
+        run = f"start {start}, length {length}" if strict else \
+            f"start={start}, length={length}"
+        raise ValueError(f"run {i} ({run}) {problem}")
+
+
+# ---------------------------------------------------------------- encoding
+def _runs_to_strings(owner, pixel, count):
+    """Run-length strings of `count` masks given as sorted (owner, pixel) pairs.
+
+    Args:
+        owner: int [P] mask index of each foreground pixel.
+        pixel: int [P] 0-indexed flat pixel index, sorted by (owner, pixel),
+            no duplicates.
+        count: number of masks N.
+
+    Returns:
+        list of N strings "start length ..." ("" for an empty mask).
+    """
+    # A run starts where the owner changes or the pixel does not follow the
+    # previous one.
+    new_run = np.r_[True, (owner[1:] != owner[:-1]) | (pixel[1:] != pixel[:-1] + 1)] \
+        if pixel.size else np.zeros(0, bool)
+    starts = np.flatnonzero(new_run)
+    lengths = np.diff(np.r_[starts, pixel.size])
+    pairs = np.stack([pixel[starts] + 1, lengths], axis=1)
+    bounds = np.searchsorted(owner[starts], np.arange(count + 1))
+    return [" ".join(map(str, pairs[a:b].ravel().tolist()))
+            for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def rle_encode(mask, order="C"):
@@ -39,56 +208,28 @@ def rle_encode(mask, order="C"):
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"rle_encode expects a 2-D [H, W] mask, got shape {mask.shape}")
-    flat = mask.astype(bool).ravel(order=order)
-    # Pad with a zero at both ends so that every run has a rising and a
-    # falling edge; edge i of `diff` lies between flat[i - 1] and flat[i].
-    padded = np.concatenate([[False], flat, [False]]).astype(np.int8)
-    edges = np.diff(padded)
-    starts = np.flatnonzero(edges == 1)    # 0-indexed first pixel of each run
-    ends = np.flatnonzero(edges == -1)     # 0-indexed pixel after each run
-    if starts.size == 0:
-        return ""
-    pairs = np.stack([starts + 1, ends - starts], axis=1).ravel()
-    return " ".join(map(str, pairs.tolist()))
+    pixel = np.flatnonzero(mask.astype(bool).ravel(order=order))
+    return _runs_to_strings(np.zeros(pixel.size, np.int64), pixel, 1)[0]
 
 
-def _parse_runs(rle):
-    """Turn a run-length string or sequence into an int64 [2 * R] array."""
-    if isinstance(rle, (bytes, bytearray)):
-        rle = rle.decode()
-    if isinstance(rle, str):
-        tokens = rle.split()
-        if not tokens:
-            return np.zeros([0], np.int64)
-        try:
-            return np.array([int(t) for t in tokens], dtype=np.int64)
-        except ValueError:
-            bad = next(t for t in tokens if not _is_int_token(t))
-            raise ValueError(f"run-length string contains a non-integer token "
-                             f"{bad!r} (position {tokens.index(bad)}); expected "
-                             f"whitespace-separated integers 'start length ...'") from None
-    values = np.asarray(rle)
-    if values.size == 0:
-        return np.zeros([0], np.int64)
-    if values.ndim != 1:
-        values = values.ravel()
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    if values.dtype.kind == "f" and np.all(np.isfinite(values)) \
-            and np.all(values == np.round(values)):
-        return values.astype(np.int64)
-    raise ValueError(f"run-length values must be integers, got dtype {values.dtype} "
-                     f"with values {values[:8].tolist()}...")
+def rle_encode_instances(masks):
+    """Row-major run-length strings of every instance at once.
+
+    Gives the same strings as ``rle_encode(masks[..., i], order="C")`` for
+    each ``i``, without scanning the image once per instance.
+
+    Args:
+        masks: bool ``[H, W, N]`` array or :class:`~mrcnn.data.masks.sparse.SparseMasks`.
+
+    Returns:
+        list of ``N`` strings ``"start length ..."`` ("" for an empty mask).
+    """
+    if not isinstance(masks, SparseMasks):
+        masks = SparseMasks.from_dense(masks)
+    return _runs_to_strings(masks.instance, masks.pixel, masks.count)
 
 
-def _is_int_token(token):
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True
-
-
+# ---------------------------------------------------------------- decoding
 def rle_decode(rle, shape, order="C"):
     """Decode a run-length string into a 2-D boolean mask.
 
@@ -96,7 +237,7 @@ def rle_decode(rle, shape, order="C"):
     (as the usual Kaggle decoders do). Every run must lie inside the image.
     Only the runs are written, so decoding a small object costs microseconds
     whatever the image size (to decode all instances of an image at once,
-    see `mrcnn.datasets.sartorius.decode_rle_stack`).
+    see :func:`decode_rle_stack`).
 
     Args:
         rle: "start length ..." string (whitespace separated, 1-indexed starts)
@@ -112,33 +253,12 @@ def rle_decode(rle, shape, order="C"):
             below 1, a length below 1, or a run that goes past the last pixel.
     """
     _check_order(order)
-    if len(shape) != 2:
-        raise ValueError(f"shape must be (height, width), got {tuple(shape)!r}")
-    height, width = (int(v) for v in shape)
-    if height < 0 or width < 0:
-        raise ValueError(f"shape must be non-negative, got {tuple(shape)!r}")
-    size = height * width
-    values = _parse_runs(rle)
-    if values.size % 2:
-        raise ValueError(f"run-length encoding must have an even number of values "
-                         f"(start length pairs), got {values.size}")
-    starts, lengths = values[0::2], values[1::2]
-
-    def fail(what, bad):
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"run {i} (start={int(starts[i])}, length={int(lengths[i])}) "
-                         f"{what}; image is {height}x{width} = {size} pixels, "
-                         f"starts are 1-indexed")
-
-    if np.any(starts < 1):
-        fail("has a start below 1", starts < 1)
-    if np.any(lengths < 1):
-        fail("has a length below 1", lengths < 1)
+    height, width = _image_shape(shape)
+    runs = parse_runs(rle)
+    check_runs(runs, (height, width))
+    starts, lengths = runs[:, 0], runs[:, 1]
     ends = starts - 1 + lengths            # 0-indexed, exclusive
-    if np.any(ends > size):
-        fail("runs past the end of the image", ends > size)
-
-    flat = np.zeros(size, bool)
+    flat = np.zeros(height * width, bool)
     if starts.size <= _LOOP_MAX_RUNS:
         # Few runs (a typical cell or nucleus has tens): write each run as a
         # slice; the cost grows with the number of runs and their area, not
@@ -154,3 +274,79 @@ def rle_decode(rle, shape, order="C"):
                  - np.bincount(ends - lo, minlength=hi - lo + 1))
         flat[lo:hi] = np.cumsum(edges[:-1]) > 0
     return flat.reshape((height, width), order=order)
+
+
+class RLEDecodeError(ValueError):
+    """A run-length string of a stack could not be decoded.
+
+    Attributes:
+        index: int, position of the bad string in the stack.
+        reason: the problem, as :func:`rle_decode` words it.
+    """
+
+    def __init__(self, index, message):
+        super().__init__(f"annotation {index}: {message}")
+        self.index = index
+        self.reason = message
+
+
+def decode_rle_stack(rles, shape, order="C"):
+    """Decode the run-length strings of one image into a stack of masks.
+
+    Same semantics as :func:`rle_decode` applied to each string (runs may
+    overlap or be unsorted; every run must lie inside the image), but all
+    runs of all instances are written with one fancy-index assignment:
+    besides allocating the (lazily zeroed) output, the cost grows with the
+    masks' total area, not with instances x image size (700 instances on
+    520x704: ~50-90 ms, against ~4 s for a loop of `rle_decode` calls).
+
+    Args:
+        rles: sequence of N run-length strings ("start length ...", 1-indexed
+            starts) or int sequences.
+        shape: (H, W) of the image.
+        order: "C" (row-major, Sartorius) or "F" (column-major, DSB 2018).
+
+    Returns:
+        bool [H, W, N]; channel i is the mask of rles[i].
+
+    Raises:
+        RLEDecodeError (a ValueError): a string with non-integer values, an
+            odd number of values, a start below 1, a length below 1 or a run
+            past the last pixel; `index` says which string, the message is
+            `rle_decode`'s.
+    """
+    _check_order(order)
+    height, width = _image_shape(shape)
+    n = len(rles)
+    masks = np.zeros((height, width, n), bool)
+    if n == 0:
+        return masks
+    parsed = []
+    for i, rle in enumerate(rles):
+        try:
+            parsed.append(parse_runs(rle))
+        except ValueError as error:
+            raise RLEDecodeError(i, str(error)) from error
+    runs_per_rle = np.array([len(r) for r in parsed])
+    runs = np.concatenate(parsed)
+    starts = runs[:, 0] - 1                 # 0-indexed first pixel of each run
+    lengths = runs[:, 1]
+    bad = (starts < 0) | (lengths < 1) | (starts + lengths > height * width)
+    if bad.any():                           # let check_runs word the problem
+        i = int(np.searchsorted(np.cumsum(runs_per_rle), np.flatnonzero(bad)[0],
+                                side="right"))
+        try:
+            check_runs(parsed[i], (height, width))
+        except ValueError as error:
+            raise RLEDecodeError(i, str(error)) from error
+    # Expand runs to pixels: run r covers starts[r] + 0 .. lengths[r] - 1.
+    run_of_pixel = np.repeat(np.arange(starts.size), lengths)
+    first_pixel_of_run = np.cumsum(lengths) - lengths
+    flat = starts[run_of_pixel] + (np.arange(run_of_pixel.size) - first_pixel_of_run[run_of_pixel])
+    instance = np.repeat(np.arange(n), runs_per_rle)[run_of_pixel]
+    if order == "C":
+        rows, cols = np.divmod(flat, width)
+    else:
+        cols, rows = np.divmod(flat, height)
+    masks[rows, cols, instance] = True
+    return masks

@@ -10,11 +10,11 @@
 - `kfold_split`: k-fold cross-validation split by image.
 """
 
+from mrcnn.data.rle import decode_rle_stack
 from mrcnn.datasets.coco import CocoDataset, read_coco_json
 from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.nucleus import NucleusDataset
-from mrcnn.datasets.sartorius import (CELL_TYPES, SartoriusDataset, decode_rle_stack,
-                                      read_sartorius_csv)
+from mrcnn.datasets.sartorius import CELL_TYPES, SartoriusDataset, read_sartorius_csv
 from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.datasets.synthetic_cells import (ensure_synthetic_sartorius, make_cell_image,
                                             synthetic_sartorius_image,

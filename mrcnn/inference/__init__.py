@@ -8,14 +8,14 @@
 """
 
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks
+from mrcnn.data.rle import rle_encode_instances
 from mrcnn.inference.postprocess import (SARTORIUS_MIN_AREA, PostprocessConfig,
                                          apply_mask_threshold, dilate, filter_by_score,
                                          mask_nms, postprocess, remove_overlaps,
                                          remove_small, resolve_class_keys)
 from mrcnn.inference.results import compact, expand
-from mrcnn.inference.submission import (read_submission, rle_encode_instances,
-                                        submission_rows, validate_submission,
-                                        write_submission)
+from mrcnn.inference.submission import (read_submission, submission_rows,
+                                        validate_submission, write_submission)
 from mrcnn.inference.tta import (TTAModel, detect_tta, flip_image, flip_result, flip_tta,
                                  merge_tta)
 

@@ -23,37 +23,9 @@ import tempfile
 
 import numpy as np
 
-from mrcnn.data.masks.sparse import SparseMasks
+from mrcnn.data.rle import check_runs, parse_runs, rle_encode_instances
 
 HEADER = ("id", "predicted")
-
-
-def rle_encode_instances(masks):
-    """Row-major run-length strings of every instance at once.
-
-    Gives the same strings as ``mrcnn.data.rle.rle_encode(masks[..., i],
-    order="C")`` for each ``i``, without scanning the image once per instance.
-
-    Args:
-        masks: bool ``[H, W, N]`` array or :class:`~mrcnn.inference.postprocess.SparseMasks`.
-
-    Returns:
-        list of ``N`` strings ``"start length ..."`` ("" for an empty mask).
-    """
-    if not isinstance(masks, SparseMasks):
-        masks = SparseMasks.from_dense(masks)
-    inst, pixel = masks.instance, masks.pixel
-    # Entries are sorted by (instance, pixel): a run starts where the
-    # instance changes or the pixel does not follow the previous one.
-    new_run = np.r_[True, (inst[1:] != inst[:-1]) | (pixel[1:] != pixel[:-1] + 1)] \
-        if pixel.size else np.zeros(0, bool)
-    starts = np.flatnonzero(new_run)
-    lengths = np.diff(np.r_[starts, pixel.size])
-    run_owner = inst[starts]
-    pairs = np.stack([pixel[starts] + 1, lengths], axis=1)
-    bounds = np.searchsorted(run_owner, np.arange(masks.count + 1))
-    return [" ".join(map(str, pairs[a:b].ravel().tolist()))
-            for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def submission_rows(image_id, masks):
@@ -144,39 +116,14 @@ def read_submission(path):
     return rows
 
 
-def _parse_runs(text, where):
-    """``[R, 2]`` int64 (start, length) pairs of an RLE string, checked."""
-    tokens = text.split()
+def _checked_runs(text, shape, where):
+    """``[R, 2]`` (start, length) runs of one row's RLE, under the submission rules."""
     try:
-        values = np.array([int(t) for t in tokens], dtype=np.int64)
-    except ValueError:
-        bad = next(t for t in tokens if not _is_int(t))
-        raise ValueError(f"{where}: malformed RLE: non-integer token {bad!r}") from None
-    if values.size % 2:
-        raise ValueError(f"{where}: malformed RLE: odd number of values "
-                         f"({values.size}); expected 'start length' pairs")
-    runs = values.reshape(-1, 2)
-    bad = np.flatnonzero((runs[:, 0] < 1) | (runs[:, 1] < 1))
-    if bad.size:
-        s, n = runs[bad[0]]
-        raise ValueError(f"{where}: malformed RLE: run {bad[0]} (start {s}, length "
-                         f"{n}) needs start >= 1 and length >= 1")
-    ends = runs[:, 0] + runs[:, 1]                       # 1-indexed, exclusive
-    bad = np.flatnonzero(runs[1:, 0] < ends[:-1])
-    if bad.size:
-        k = bad[0] + 1
-        raise ValueError(f"{where}: malformed RLE: run {k} (start {runs[k, 0]}) "
-                         f"begins before the previous run ends ({ends[k - 1]}); runs "
-                         f"must be sorted and must not overlap")
+        runs = parse_runs(text)
+        check_runs(runs, shape, strict=True)
+    except ValueError as error:
+        raise ValueError(f"{where}: malformed RLE: {error}") from None
     return runs
-
-
-def _is_int(token):
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True
 
 
 def validate_submission(path, image_shapes, expected_ids=None):
@@ -184,8 +131,9 @@ def validate_submission(path, image_shapes, expected_ids=None):
 
     Checks: the header is ``id,predicted``; every row has two fields; every
     id is a known image; every RLE is well formed (integers, start/length
-    pairs, starts >= 1, lengths >= 1, runs sorted and disjoint) and lies
-    inside its image; an empty ``predicted`` appears only as the single row of
+    pairs, starts >= 1, lengths >= 1, runs sorted and disjoint: see
+    :func:`mrcnn.data.rle.check_runs` with ``strict=True``) and lies inside
+    its image; an empty ``predicted`` appears only as the single row of
     an image; no pixel belongs to two instances of an image; every expected
     id has at least one row.
 
@@ -218,12 +166,7 @@ def validate_submission(path, image_shapes, expected_ids=None):
         where = f"{path}: line {line} (id {image_id!r})"
         if image_id not in expected:
             raise ValueError(f"{where}: id is not one of the expected image ids")
-        runs = _parse_runs(predicted, where)
-        height, width = shapes[image_id]
-        if runs.size and runs[-1].sum() - 1 > height * width:
-            raise ValueError(f"{where}: RLE runs past the end of the {height}x{width} "
-                             f"image: last run starts at {runs[-1, 0]} with length "
-                             f"{runs[-1, 1]}, last pixel is {height * width}")
+        runs = _checked_runs(predicted, shapes[image_id], where)
         per_image.setdefault(image_id, []).append((line, runs))
 
     instances = 0

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from mrcnn.data.rle import rle_decode, rle_encode
+from mrcnn.data.masks.sparse import SparseMasks
+from mrcnn.data.rle import (RLEDecodeError, check_runs, decode_rle_stack, parse_runs,
+                             rle_decode, rle_encode, rle_encode_instances)
 
 
 def _reference_encode(mask, order):
@@ -142,3 +144,112 @@ def test_bad_order_and_shape():
         rle_encode(np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match="height, width"):
         rle_decode("1 1", (3, 4, 1))
+
+
+# ---------------------------------------------------------------- many instances
+def test_rle_encode_instances_matches_rle_encode():
+    rng = np.random.default_rng(0)
+    masks = rng.random((9, 11, 6)) > 0.6
+    masks[..., 2] = False                                  # empty instance
+    masks[:, :, 3] = True                                  # whole image: one run
+    masks[0, 0, 4] = masks[-1, -1, 4] = True               # both corners
+    expected = [rle_encode(masks[..., k], order="C") for k in range(6)]
+    assert rle_encode_instances(masks) == expected
+    assert rle_encode_instances(SparseMasks.from_dense(masks)) == expected
+    assert expected[3] == f"1 {9 * 11}"
+    assert rle_encode_instances(np.zeros((3, 3, 0), bool)) == []
+
+
+def test_hand_written_rle_is_row_major():
+    # "2 3 9 2" on a 2x8 image: flat pixels 1..3 (row 0, cols 1..3) and 8..9 (row 1, cols 0..1)
+    masks = decode_rle_stack(["2 3 9 2"], (2, 8))
+    expected = np.zeros((2, 8), bool)
+    expected[0, 1:4] = True
+    expected[1, 0:2] = True
+    np.testing.assert_array_equal(masks[..., 0], expected)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_decode_rle_stack_equals_rle_decode(order):
+    rng = np.random.default_rng(0)
+    shape = (13, 17)
+    size = shape[0] * shape[1]
+    rles = []
+    for _ in range(9):
+        starts = rng.integers(1, size, 5)
+        lengths = np.minimum(rng.integers(1, 30, 5), size - starts + 1)
+        rles.append(" ".join(f"{s} {n}" for s, n in zip(starts, lengths)))  # unsorted, overlapping
+    rles.append("")                                                         # empty instance
+    rles.append([1, size])                                                  # whole image, as ints
+    masks = decode_rle_stack(rles, shape, order=order)
+    expected = np.stack([rle_decode(r, shape, order=order) for r in rles], axis=-1)
+    assert masks.shape == (13, 17, 11)
+    np.testing.assert_array_equal(masks, expected)
+    assert decode_rle_stack([], shape).shape == (13, 17, 0)
+
+
+def test_decode_error_says_which_instance():
+    with pytest.raises(RLEDecodeError) as error:
+        decode_rle_stack(["1 2", "3 4", "7 1 100 5"], (4, 5))
+    assert error.value.index == 2 and "past the end" in str(error.value)
+
+
+@pytest.mark.parametrize("bad", ["5 2 9", "5 2 40 10", "0 3", "5 x", "5 0", [1.5, 2]])
+def test_stack_errors_carry_rle_decode_message(bad):
+    good = "1 2"
+    with pytest.raises(ValueError) as single:
+        rle_decode(bad, (6, 8))
+    with pytest.raises(RLEDecodeError) as stack:
+        decode_rle_stack([good, bad, good], (6, 8))
+    assert stack.value.index == 1
+    assert stack.value.reason == str(single.value)
+    assert str(stack.value) == f"annotation 1: {single.value}"
+
+
+# ---------------------------------------------------------------- parsing
+def test_parse_runs_gives_start_length_rows():
+    expected = np.array([[2, 2], [8, 2]])
+    for rle in ("2 2 8 2", b"2 2\t8 2\n", [2, 2, 8, 2], np.array([[2, 2], [8, 2]]),
+                np.array([2.0, 2.0, 8.0, 2.0])):
+        runs = parse_runs(rle)
+        assert runs.dtype == np.int64
+        np.testing.assert_array_equal(runs, expected)
+    assert parse_runs("").shape == parse_runs([]).shape == (0, 2)
+    # syntax only: starts, lengths and bounds are check_runs' business
+    np.testing.assert_array_equal(parse_runs("0 -1"), [[0, -1]])
+
+
+@pytest.mark.parametrize("rle, message", [
+    ("1 2 3", r"odd number of values \(3\).*even number of values"),
+    ("4 x 1 1", r"non-integer token 'x' at position 1"),
+    ("99999999999999999999 1", r"token '99999999999999999999' at position 0 is out of the int64"),
+    (np.array([1.0, np.nan]), "must be integers"),
+])
+def test_parse_runs_errors(rle, message):
+    with pytest.raises(ValueError, match=message):
+        parse_runs(rle)
+
+
+def test_check_runs_lenient_accepts_unsorted_and_overlapping():
+    check_runs(parse_runs("8 3 2 4 4 2"), (3, 4))
+    check_runs(parse_runs(""), (3, 4))
+    check_runs(parse_runs("11 2"), (3, 4))                      # ends at the last pixel
+
+
+def test_check_runs_strict_accepts_sorted_touching_runs():
+    check_runs(parse_runs("1 3 4 2 12 1"), (3, 4), strict=True)
+    check_runs(parse_runs(""), (3, 4), strict=True)
+
+
+@pytest.mark.parametrize("rle, message", [
+    ("0 2", r"run 0 \(start 0, length 2\) needs start >= 1 and length >= 1"),
+    ("1 1 3 0", r"run 1 \(start 3, length 0\) needs start >= 1 and length >= 1"),
+    ("5 1 2 1", r"run 1 \(start 2\) begins before the previous run ends \(6\); runs must be "
+                r"sorted and must not overlap"),
+    ("1 3 2 1", r"run 1 \(start 2\) begins before the previous run ends \(4\)"),
+    ("1 1 11 3", r"run 1 \(start 11, length 3\) runs past the end of the 3x4 image "
+                 r"\(last pixel 12\)"),
+])
+def test_check_runs_strict_errors(rle, message):
+    with pytest.raises(ValueError, match=message):
+        check_runs(parse_runs(rle), (3, 4), strict=True)

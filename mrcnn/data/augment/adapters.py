@@ -1,7 +1,8 @@
-"""Adapters that run user augmenters on a `mrcnn.data.augment.core.Sample`.
+"""Adapters that run user augmenters on a `mrcnn.data.augment.base.Sample`.
 
-`mrcnn.data.augment.core.as_augmenter` picks one of them for whatever is passed as
-``augmentation``:
+`adapter_for` picks one of them for a user's augmenter (it is what
+`mrcnn.data.augment.combinators.as_augmenter` calls for anything that is
+not already an `Augmenter` or a list):
 
 - `ImgaugAdapter`: an imgaug augmenter (anything with ``to_deterministic``
   and ``augment_image``), applied to the image and the bool masks as
@@ -22,10 +23,10 @@ import threading
 
 import numpy as np
 
-from mrcnn.data.augment.core import RESAMPLE, Augmenter
+from mrcnn.data.augment.base import RESAMPLE, Augmenter
 from mrcnn.data.masks.instances import InstanceLayers
 
-__all__ = ["CallableAdapter", "ImgaugAdapter", "AlbumentationsAdapter"]
+__all__ = ["CallableAdapter", "ImgaugAdapter", "AlbumentationsAdapter", "adapter_for"]
 
 
 def _require_layers(sample, who):
@@ -43,11 +44,19 @@ def _masks_back(sample, image, masks, count, who):
             or masks.shape[2] != count:
         raise ValueError(f"{who} must return an [H, W, C] image and [H, W, N={count}] masks "
                          f"of the same size, got shapes {image.shape} and {masks.shape}")
-    same_size = image.shape[:2] == sample.shape
-    sample.image = image
-    sample.instances = InstanceLayers.from_masks(masks.astype(bool))
-    if not same_size:
+    return _replace(sample, image, InstanceLayers.from_masks(masks.astype(bool)))
+
+
+def _replace(sample, image, instances):
+    """Put a user augmenter's image and instances into `sample`.
+
+    A user augmenter says nothing about the padding, so when the image size
+    changed the window becomes the whole image.
+    """
+    if image.shape[:2] != sample.shape:
         sample.window = np.array([0, 0, image.shape[0], image.shape[1]], np.int64)
+    sample.image = image
+    sample.instances = instances
     return sample
 
 
@@ -165,10 +174,29 @@ class AlbumentationsAdapter(Augmenter):
         if stack.shape[:2] != image.shape[:2]:
             raise ValueError(f"the albumentations transform returned an image of "
                              f"{image.shape[:2]} but masks of {stack.shape[:2]}")
-        same_size = image.shape[:2] == sample.shape
-        sample.image = image
-        sample.instances = InstanceLayers(stack.astype(layers.layers.dtype, copy=False),
-                                          layers.layer_of)
-        if not same_size:
-            sample.window = np.array([0, 0, image.shape[0], image.shape[1]], np.int64)
-        return sample
+        return _replace(sample, image, InstanceLayers(
+            stack.astype(layers.layers.dtype, copy=False), layers.layer_of))
+
+
+def adapter_for(augmentation):
+    """The adapter that runs a user's augmenter, or None if it is none of them.
+
+    Args:
+        augmentation: an albumentations transform (its class comes from the
+            ``albumentations`` package), an imgaug augmenter (from ``imgaug``,
+            or anything with ``to_deterministic`` and ``augment_image``), or
+            a callable ``(image, masks, rng) -> (image, masks)``.
+
+    Returns:
+        an `AlbumentationsAdapter`, `ImgaugAdapter` or `CallableAdapter`, or
+        None for anything else.
+    """
+    package = (type(augmentation).__module__ or "").split(".")[0]
+    if package == "albumentations":
+        return AlbumentationsAdapter(augmentation)
+    if package == "imgaug" or (hasattr(augmentation, "to_deterministic")
+                               and hasattr(augmentation, "augment_image")):
+        return ImgaugAdapter(augmentation)
+    if callable(augmentation):
+        return CallableAdapter(augmentation)
+    return None

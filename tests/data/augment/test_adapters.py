@@ -6,28 +6,10 @@ import pytest
 
 from mrcnn.data import augment as A
 from mrcnn.data.augment import AlbumentationsAdapter, CallableAdapter, ImgaugAdapter
+from mrcnn.data.augment.adapters import adapter_for
 
 
-def bright_squares(height=120, width=128,
-                   squares=((8, 10, 22), (50, 60, 20), (70, 12, 24), (14, 90, 18), (95, 95, 16))):
-    """Dark image with bright squares; mask k covers exactly square k."""
-    image = np.full((height, width, 3), 20, np.uint8)
-    masks = np.zeros((height, width, len(squares)), bool)
-    for k, (y, x, size) in enumerate(squares):
-        image[y:y + size, x:x + size] = 200
-        masks[y:y + size, x:x + size, k] = True
-    return image, masks
-
-
-def alignment(image, masks):
-    """(share of mask pixels that are bright, share of bright pixels under a mask)."""
-    covered = masks.any(axis=2)
-    bright = image[:, :, 0] > 110
-    both = (covered & bright).sum()
-    return both / max(covered.sum(), 1), both / max(bright.sum(), 1)
-
-
-def test_callable_adapter_matterport_style():
+def test_callable_adapter_matterport_style(bright_squares):
     image, masks = bright_squares()
 
     def flip(image, masks, rng):
@@ -78,7 +60,12 @@ def test_as_augmenter_picks_the_adapter():
     assert isinstance(A.as_augmenter(albumentations.HorizontalFlip()), AlbumentationsAdapter)
 
 
-def test_imgaug_adapter_with_a_fake_augmenter_and_hooks(monkeypatch):
+def test_adapter_for_returns_none_for_anything_else():
+    assert adapter_for(42) is None and adapter_for("fliplr") is None
+    assert isinstance(adapter_for(print), CallableAdapter)
+
+
+def test_imgaug_adapter_with_a_fake_augmenter_and_hooks(monkeypatch, bright_squares, alignment):
     image, masks = bright_squares()
     fake_module = types.SimpleNamespace(
         HooksImages=lambda activator: types.SimpleNamespace(activator=activator))
@@ -96,7 +83,7 @@ def test_imgaug_adapter_with_a_fake_augmenter_and_hooks(monkeypatch):
     assert alignment(out_image, out_masks) == (1.0, 1.0)
 
 
-def test_imgaug_adapter_never_imports_imgaug():
+def test_imgaug_adapter_never_imports_imgaug(bright_squares):
     sys.modules.pop("imgaug", None)
 
     class Geometric(_FakeDeterministic):
@@ -114,7 +101,7 @@ def test_imgaug_adapter_never_imports_imgaug():
     assert "imgaug" not in sys.modules
 
 
-def test_albumentations_pipeline_keeps_instances_exact():
+def test_albumentations_pipeline_keeps_instances_exact(bright_squares, alignment):
     albumentations = pytest.importorskip("albumentations")
     pipeline = albumentations.Compose([
         albumentations.HorizontalFlip(p=1.0),

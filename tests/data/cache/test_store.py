@@ -8,63 +8,10 @@ import numpy as np
 import pytest
 
 from mrcnn.config import Config
-from mrcnn.data import cache as cache_mod
-from mrcnn.data.cache import (CacheEntryError, SampleCache, decode_entry, encode_entry,
-                              open_cache, sample_key)
-from mrcnn.dataset import Dataset
+from mrcnn.data.cache import SampleCache, encode_entry, open_cache
 
 
-def example_arrays(seed=0):
-    rng = np.random.default_rng(seed)
-    gray = rng.integers(0, 256, (37, 29, 1), dtype=np.uint8)
-    return {
-        "image": np.repeat(gray, 3, axis=2),                     # stored once ("repeat")
-        "color": rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),
-        "masks": rng.random((13, 11, 5)) < 0.3,                  # odd sizes: bit packing
-        "layers": rng.integers(0, 900, (20, 30, 2), dtype=np.uint16),
-        "class_ids": np.array([1, 3, 2], np.int32),
-        "boxes": np.zeros((0, 4), np.int32),
-        "scale": np.array([0.75]),
-    }
-
-
-def assert_same(a, b):
-    assert sorted(a) == sorted(b)
-    for name in a:
-        assert a[name].dtype == b[name].dtype, name
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-
-
-def test_encode_decode_round_trip_and_compression():
-    arrays = example_arrays()
-    blob, raw = encode_entry(arrays)
-    assert raw == sum(a.nbytes for a in arrays.values())
-    decoded = decode_entry(blob)
-    assert_same(decoded, arrays)
-    assert decoded["image"].flags.writeable
-    # the repeated gray channels and the bit-packed masks shrink the entry:
-    # image 37*29*3 -> 37*29 bytes, masks 715 bools -> 90 bytes
-    assert len(blob) < raw - 2 * 37 * 29 - (715 - 90) + 400
-
-
-@pytest.mark.parametrize("damage", ["flip", "truncate", "magic", "version", "extend"])
-def test_damaged_entries_raise(damage):
-    blob = bytearray(encode_entry(example_arrays())[0])
-    if damage == "flip":
-        blob[-10] ^= 0x40
-    elif damage == "truncate":
-        blob = blob[:len(blob) // 2]
-    elif damage == "magic":
-        blob[0:8] = b"NOTMRCNN"
-    elif damage == "version":
-        blob[8] += 1
-    else:
-        blob += b"\0"
-    with pytest.raises(CacheEntryError):
-        decode_entry(bytes(blob))
-
-
-def test_memory_cache_counts_and_budget():
+def test_memory_cache_counts_and_budget(example_arrays, assert_same):
     arrays = example_arrays()
     blob_size = len(encode_entry(arrays)[0])
     cache = SampleCache(max_bytes=int(1.5 * blob_size))
@@ -95,7 +42,7 @@ def test_rewriting_a_key_counts_one_entry(tmp_path, where):
         assert s.size_bytes == os.path.getsize(cache.path("k"))
 
 
-def test_disk_cache_survives_restart(tmp_path):
+def test_disk_cache_survives_restart(tmp_path, example_arrays, assert_same):
     arrays = example_arrays()
     first = SampleCache(tmp_path)
     assert first.mode == "disk"
@@ -110,7 +57,8 @@ def test_disk_cache_survives_restart(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
-def test_corrupt_disk_entry_is_a_logged_miss_then_overwritten(tmp_path, caplog, damage):
+def test_corrupt_disk_entry_is_a_logged_miss_then_overwritten(tmp_path, caplog, damage,
+                                                              example_arrays, assert_same):
     arrays = example_arrays()
     cache = SampleCache(tmp_path)
     key = "c" * 32
@@ -178,85 +126,6 @@ def test_two_processes_share_a_disk_cache(tmp_path):
     assert leftovers == []
 
 
-def test_counters_are_shared_with_forked_workers():
-    multiprocessing = pytest.importorskip("multiprocessing")
-    cache = SampleCache()
-    ctx = multiprocessing.get_context("fork")
-    proc = ctx.Process(target=_lookup_twice, args=(cache,))
-    proc.start()
-    proc.join(60)
-    assert proc.exitcode == 0
-    s = cache.stats()
-    assert (s.misses, s.writes, s.hits) == (1, 1, 1)
-
-
-def _lookup_twice(cache):
-    cache.get("x")
-    cache.put("x", {"a": np.arange(5)})
-    cache.get("x")
-
-
-class Tiny(Dataset):
-    def __init__(self, path=None):
-        super().__init__()
-        self.add_class("t", 1, "thing")
-        self.add_image("t", image_id="a", path=path, annotations=["1 3", "7 2"],
-                       extra=np.arange(4))
-
-
-def test_sample_key_covers_identity_config_classes_and_file(tmp_path):
-    fields = {"IMAGE_MIN_DIM": 64, "MINI_MASK_SHAPE": (28, 28)}
-    ds = Tiny()
-    key = sample_key(ds, 0, fields, "boxmasks")
-    assert key == sample_key(Tiny(), 0, dict(fields), "boxmasks")   # stable
-    assert len(key) == 32
-    assert key != sample_key(ds, 0, {**fields, "IMAGE_MIN_DIM": 128}, "boxmasks")
-    assert key != sample_key(ds, 0, {**fields, "MINI_MASK_SHAPE": (56, 56)}, "boxmasks")
-    assert key != sample_key(ds, 0, fields, "layers")
-    changed = Tiny()
-    changed.image_info[0]["annotations"][1] = "7 3"
-    assert key != sample_key(changed, 0, fields, "boxmasks")
-    changed = Tiny()
-    changed.image_info[0]["extra"][2] = 9
-    assert key != sample_key(changed, 0, fields, "boxmasks")
-    more_classes = Tiny()
-    more_classes.add_class("t", 2, "other")
-    assert key != sample_key(more_classes, 0, fields, "boxmasks")
-    flipped = Tiny()
-    flipped.image_info[0]["horizontal_flip"] = True
-    assert key != sample_key(flipped, 0, fields, "boxmasks")
-
-    image = tmp_path / "a.png"
-    image.write_bytes(b"12345")
-    with_file = sample_key(Tiny(str(image)), 0, fields, "boxmasks")
-    image.write_bytes(b"123456")                               # size (and mtime) change
-    assert with_file != sample_key(Tiny(str(image)), 0, fields, "boxmasks")
-
-
-def test_dataset_cache_key_overrides_image_info():
-    class Custom(Tiny):
-        version = 1
-
-        def cache_key(self, image_id):
-            return ("custom", image_id, self.version)
-
-    a, b = Custom(), Custom()
-    b.image_info[0]["annotations"] = []          # ignored: cache_key decides
-    fields = {"F": 1}
-    assert sample_key(a, 0, fields, "layers") == sample_key(b, 0, fields, "layers")
-    b.version = 2
-    assert sample_key(a, 0, fields, "layers") != sample_key(b, 0, fields, "layers")
-
-    class Default(Tiny):
-        def cache_key(self, image_id):
-            return None                          # None: fall back to image_info
-
-    assert sample_key(Default(), 0, fields, "layers") != sample_key(a, 0, fields, "layers")
-    changed = Default()
-    changed.image_info[0]["annotations"] = []
-    assert sample_key(Default(), 0, fields, "layers") != sample_key(changed, 0, fields, "layers")
-
-
 def test_open_cache_follows_config(tmp_path):
     def config(**values):
         return type("C", (Config,), {"NAME": "c", "NUM_CLASSES": 2, **values})()
@@ -270,12 +139,3 @@ def test_open_cache_follows_config(tmp_path):
     assert explicit.directory == str(tmp_path / "x")
     with pytest.raises(ValueError, match="CACHE_DIR or a model_dir"):
         open_cache(config(CACHE="disk"))
-
-
-def test_digest_distinguishes_types_and_orders():
-    d = cache_mod.digest
-    assert d(1) != d(True) != d(1.0)
-    assert d([1, 2]) != d([2, 1])
-    assert d({"a": 1, "b": 2}) == d({"b": 2, "a": 1})
-    assert d(np.arange(3, dtype=np.int32)) != d(np.arange(3, dtype=np.int64))
-    assert d(np.zeros((2, 3))) != d(np.zeros((3, 2)))

@@ -1,0 +1,138 @@
+"""One cache entry: a dict of NumPy arrays as one LZ4-compressed, checksummed blob.
+
+Layout::
+
+    header  magic "MRCNNLZ4", format version, manifest length,
+            raw payload length, compressed length, CRC-32 of manifest + payload
+    manifest  JSON list of (name, dtype, shape, encoding, stored bytes)
+    payload   LZ4 block of the concatenated array bytes
+
+Bool arrays are bit-packed (``np.packbits``) before compression and
+``[..., C]`` arrays whose channels are all equal (gray images stored as RGB)
+keep one channel. `decode_entry` checks the header, the lengths and the
+CRC, and raises `CacheEntryError` for anything truncated, corrupt or of
+another FORMAT_VERSION.
+"""
+
+import json
+import struct
+import zlib
+
+import lz4.block
+import numpy as np
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "CacheEntryError", "encode_entry", "decode_entry"]
+
+FORMAT_VERSION = 1
+MAGIC = b"MRCNNLZ4"
+_HEADER = struct.Struct("<8sIIQQI")  # magic, version, manifest, raw, compressed, crc32
+
+
+class CacheEntryError(ValueError):
+    """A cache entry is truncated, corrupt or of another format version."""
+
+
+def _encode_array(array):
+    """(bytes, manifest row) of one array."""
+    array = np.asarray(array)
+    shape = list(array.shape)
+    encoding = "raw"
+    if array.dtype == bool:
+        encoding = "bits"
+        data = np.packbits(array, axis=None)
+    elif array.ndim == 3 and 1 < array.shape[-1] <= 4 and array.size \
+            and all(np.array_equal(array[..., 0], array[..., c]) for c in range(1, shape[-1])):
+        encoding = "repeat"
+        data = array[..., :1]
+    else:
+        data = array
+    data = np.ascontiguousarray(data)
+    return data.tobytes(), [array.dtype.str, shape, encoding, data.nbytes]
+
+
+def encode_entry(arrays):
+    """Serialize a dict of arrays into one LZ4-compressed, checksummed blob.
+
+    Args:
+        arrays: {name: ndarray}; numeric or bool dtypes.
+
+    Returns:
+        (blob bytes, raw size in bytes of the arrays before compression).
+    """
+    manifest, chunks, raw = [], [], 0
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"cache entries hold numeric or bool arrays; {name!r} has dtype "
+                            f"{array.dtype}")
+        data, row = _encode_array(array)
+        manifest.append([str(name)] + row)
+        chunks.append(data)
+        raw += array.nbytes
+    manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+    payload = b"".join(chunks)
+    compressed = lz4.block.compress(payload, store_size=False) if payload else b""
+    crc = zlib.crc32(compressed, zlib.crc32(manifest_bytes))
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(manifest_bytes), len(payload),
+                          len(compressed), crc)
+    return header + manifest_bytes + compressed, raw
+
+
+def _entry_parts(blob):
+    """(manifest, compressed payload, raw length) of a verified blob, or CacheEntryError."""
+    if len(blob) < _HEADER.size:
+        raise CacheEntryError(f"truncated: {len(blob)} bytes, shorter than the "
+                              f"{_HEADER.size}-byte header")
+    magic, version, manifest_len, raw_len, comp_len, crc = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise CacheEntryError(f"bad magic {magic!r}, expected {MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise CacheEntryError(f"format version {version}, expected {FORMAT_VERSION}")
+    expected = _HEADER.size + manifest_len + comp_len
+    if len(blob) != expected:
+        raise CacheEntryError(f"length {len(blob)} bytes, header says {expected}")
+    body = memoryview(blob)[_HEADER.size:]
+    manifest_bytes, compressed = body[:manifest_len], body[manifest_len:]
+    if zlib.crc32(compressed, zlib.crc32(manifest_bytes)) != crc:
+        raise CacheEntryError("checksum mismatch")
+    try:
+        manifest = json.loads(bytes(manifest_bytes))
+    except ValueError as error:
+        raise CacheEntryError(f"unreadable manifest ({error})") from None
+    return manifest, compressed, raw_len
+
+
+def decode_entry(blob):
+    """Arrays of a blob made by `encode_entry` (writable copies).
+
+    Raises:
+        CacheEntryError: the blob is truncated, corrupt or of another format.
+    """
+    manifest, compressed, raw_len = _entry_parts(blob)
+    try:
+        payload = lz4.block.decompress(compressed, uncompressed_size=raw_len,
+                                       return_bytearray=True) if raw_len else bytearray()
+    except lz4.block.LZ4BlockError as error:
+        raise CacheEntryError(f"LZ4 payload does not decompress ({error})") from None
+    if len(payload) != raw_len:
+        raise CacheEntryError(f"payload is {len(payload)} bytes, header says {raw_len}")
+    arrays, offset = {}, 0
+    try:
+        for name, dtype, shape, encoding, nbytes in manifest:
+            data = np.frombuffer(payload, np.uint8, count=nbytes, offset=offset)
+            offset += nbytes
+            dtype = np.dtype(dtype)
+            if encoding == "bits":
+                size = int(np.prod(shape))
+                array = np.unpackbits(data, count=size).view(bool).reshape(shape)
+            elif encoding == "repeat":
+                plane = data.view(dtype).reshape(shape[:-1] + [1])
+                array = np.repeat(plane, shape[-1], axis=-1)
+            else:
+                array = data.view(dtype).reshape(shape)
+            arrays[name] = array
+    except (ValueError, TypeError) as error:
+        raise CacheEntryError(f"manifest does not match the payload ({error})") from None
+    if offset != raw_len:
+        raise CacheEntryError(f"manifest covers {offset} of {raw_len} payload bytes")
+    return arrays
