@@ -6,7 +6,7 @@ Existing notebooks keep working::
     utils.Dataset, utils.extract_bboxes, utils.compute_ap, utils.resize_image
 
 New code can import from the modules directly (``mrcnn.data.boxes``,
-``mrcnn.data.image``, ``mrcnn.data.rle``, ``mrcnn.evaluation.metrics``, ...).
+``mrcnn.data.image``, ``mrcnn.data.rle``, ``mrcnn.evaluation.matterport``, ...).
 """
 
 from mrcnn.dataset import Dataset
@@ -22,9 +22,10 @@ from mrcnn.data.image import resize_image, resize_mask, mold_image, unmold_image
 from mrcnn.data.masks.mini import minimize_mask, expand_mask, unmold_mask, paste_masks
 from mrcnn.data.image_meta import compose_image_meta, parse_image_meta
 from mrcnn.data.rle import rle_encode, rle_decode
-from mrcnn.evaluation.metrics import (
-    trim_zeros, compute_matches, compute_ap, compute_ap_range, compute_recall, map_iou,
+from mrcnn.evaluation.matterport import (
+    trim_zeros, compute_matches, compute_ap, compute_ap_range, compute_recall,
 )
+from mrcnn.evaluation.competition import map_iou
 from mrcnn.weights.loading import download_trained_weights
 
 __all__ = [

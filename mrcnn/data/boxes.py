@@ -18,6 +18,8 @@ against.
 
 import numpy as np
 
+from mrcnn.data.iou import box_intersection, box_iou, iou_from_intersection, mask_iou
+
 __all__ = [
     "extract_bboxes",
     "compute_iou",
@@ -93,19 +95,15 @@ def compute_iou(box, boxes, box_area, boxes_area):
     Returns:
         float32 [N] IoU values; 0 where the union is empty.
     """
-    box = np.asarray(box, dtype=np.float32).reshape(4)
-    boxes = _as_boxes(boxes, "boxes")
+    box = np.asarray(box, dtype=np.float32).reshape(1, 4)
+    intersection = box_intersection(box, _as_boxes(boxes, "boxes"), np.float32)[0]
+    box_area = np.asarray(box_area, dtype=np.float32).reshape(1)
     boxes_area = np.asarray(boxes_area, dtype=np.float32).reshape(-1)
-    ih = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
-    iw = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
-    intersection = ih * iw
-    union = np.float32(box_area) + boxes_area - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection),
-                     where=union > 0).astype(np.float32, copy=False)
+    return iou_from_intersection(intersection[None, :], box_area, boxes_area)[0]
 
 
 def compute_overlaps(boxes1, boxes2):
-    """IoU between every pair of boxes of two sets.
+    """IoU between every pair of boxes of two sets (:func:`mrcnn.data.iou.box_iou`).
 
     Args:
         boxes1: [N1, (y1, x1, y2, x2)].
@@ -115,28 +113,21 @@ def compute_overlaps(boxes1, boxes2):
         float32 [N1, N2] IoU matrix. Pairs whose union is empty (two
         zero-area boxes) get 0, never NaN.
     """
-    boxes1 = _as_boxes(boxes1, "boxes1")
-    boxes2 = _as_boxes(boxes2, "boxes2")
-    b1 = boxes1[:, None, :]
-    b2 = boxes2[None, :, :]
-    ih = np.maximum(np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0], b2[..., 0]), 0)
-    iw = np.maximum(np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1], b2[..., 1]), 0)
-    intersection = ih * iw
-    union = _areas(boxes1)[:, None] + _areas(boxes2)[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection),
-                     where=union > 0).astype(np.float32, copy=False)
+    return box_iou(boxes1, boxes2, dtype=np.float32)
 
 
 def compute_overlaps_masks(masks1, masks2):
     """IoU between every pair of instance masks of two sets.
+
+    Computed by :func:`mrcnn.data.iou.mask_iou` (a sparse product over the
+    foreground pixels), with exact pixel counts.
 
     Args:
         masks1: bool [height, width, N1].
         masks2: bool [height, width, N2], same height and width.
 
     Returns:
-        float32 [N1, N2] IoU matrix; 0 where both masks are empty. Pixel
-        counts are summed in float32, exact for masks up to 2**24 pixels.
+        float32 [N1, N2] IoU matrix; 0 where both masks are empty.
 
     Raises:
         ValueError: if the masks are not 3-D or their height/width differ.
@@ -147,19 +138,7 @@ def compute_overlaps_masks(masks1, masks2):
         raise ValueError(
             "masks must have shape [height, width, N], got shapes "
             f"{masks1.shape} and {masks2.shape}")
-    if masks1.shape[:2] != masks2.shape[:2]:
-        raise ValueError(
-            f"masks1 is {masks1.shape[:2]} pixels but masks2 is {masks2.shape[:2]}; "
-            "they must have the same height and width")
-    n1, n2 = masks1.shape[-1], masks2.shape[-1]
-    if n1 == 0 or n2 == 0:
-        return np.zeros((n1, n2), dtype=np.float32)
-    flat1 = masks1.reshape(-1, n1).astype(bool).astype(np.float32)
-    flat2 = masks2.reshape(-1, n2).astype(bool).astype(np.float32)
-    intersection = flat1.T @ flat2
-    union = flat1.sum(axis=0)[:, None] + flat2.sum(axis=0)[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection),
-                     where=union > 0).astype(np.float32, copy=False)
+    return mask_iou(masks1, masks2).astype(np.float32)
 
 
 def box_refinement(box, gt_box):

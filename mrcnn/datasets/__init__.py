@@ -7,12 +7,13 @@
 - `ShapesDataset`: generated squares, circles and triangles (in memory).
 - Synthetic Sartorius-format cell images: `make_cell_image`,
   `write_synthetic_sartorius`, `ensure_synthetic_sartorius`.
-- `kfold_split`: k-fold cross-validation split by image.
+- `kfold_split`, `kfold_indices`, `subset_dataset`, `kfold_datasets`: k-fold
+  cross-validation split by image.
 """
 
 from mrcnn.data.rle import decode_rle_stack
 from mrcnn.datasets.coco import CocoDataset, read_coco_json
-from mrcnn.datasets.folds import kfold_split
+from mrcnn.datasets.folds import kfold_datasets, kfold_indices, kfold_split, subset_dataset
 from mrcnn.datasets.nucleus import NucleusDataset
 from mrcnn.datasets.sartorius import CELL_TYPES, SartoriusDataset, read_sartorius_csv
 from mrcnn.datasets.shapes import ShapesDataset
@@ -23,6 +24,7 @@ from mrcnn.datasets.synthetic_cells import (ensure_synthetic_sartorius, make_cel
 __all__ = [
     "CELL_TYPES", "CocoDataset", "NucleusDataset", "SartoriusDataset", "ShapesDataset",
     "decode_rle_stack", "ensure_synthetic_sartorius", "kfold_split", "make_cell_image",
+    "kfold_datasets", "kfold_indices", "subset_dataset",
     "read_coco_json", "read_sartorius_csv", "synthetic_sartorius_image",
     "write_synthetic_sartorius",
 ]

@@ -5,9 +5,21 @@ pick by validation score; the split must be by image (never by instance) so
 that no image's cells appear in both the training and the validation part.
 Optionally the split is stratified by a label per image (e.g. the Sartorius
 cell type) so that every fold sees every type in the same proportion.
+
+* :func:`kfold_split`: training and validation ids of one fold;
+* :func:`kfold_indices`: index arrays of every fold at once;
+* :func:`subset_dataset` / :func:`kfold_datasets`: the same as prepared
+  ``Dataset`` objects.
+
+All of them deal the images the same way (:func:`kfold_split`).
 """
 
+import copy
+import numbers
+
 import numpy as np
+
+__all__ = ["kfold_datasets", "kfold_indices", "kfold_split", "subset_dataset"]
 
 
 def kfold_split(image_ids, k=5, fold=0, seed=0, groups=None):
@@ -71,3 +83,82 @@ def kfold_split(image_ids, k=5, fold=0, seed=0, groups=None):
     train_ids = [image_id for image_id, v in zip(ids, val) if not v]
     val_ids = [image_id for image_id, v in zip(ids, val) if v]
     return train_ids, val_ids
+
+
+def kfold_indices(n, k, seed=0, stratify=None):
+    """Shuffled k-fold split of ``n`` items (all folds at once).
+
+    The folds are those of :func:`kfold_split` (items shuffled and dealt to
+    the folds in turn; with ``stratify``, label by label), returned as index
+    arrays for every fold.
+
+    Args:
+        n: number of items.
+        k: number of folds, ``2 <= k <= n``.
+        seed: shuffling seed.
+        stratify: optional ``[n]`` labels (e.g. each image's cell type); each
+            label's items are spread over the folds as evenly as possible.
+
+    Returns:
+        list of ``k`` pairs ``(train, val)`` of sorted int64 index arrays; the
+        ``val`` arrays partition ``range(n)`` and differ in size by at most 1.
+
+    Raises:
+        ValueError: for ``k`` out of range or ``stratify`` of the wrong length.
+    """
+    n = int(n)
+    if not isinstance(k, (numbers.Integral, np.integer)) or not 2 <= k <= n:
+        raise ValueError(f"k must be an integer in [2, n={n}], got {k!r}")
+    if stratify is not None and len(stratify) != n:
+        raise ValueError(f"stratify has {len(stratify)} labels for n={n} items")
+    folds = [kfold_split(range(n), int(k), fold, seed, groups=stratify)
+             for fold in range(int(k))]
+    return [(np.asarray(train, np.int64), np.asarray(val, np.int64))
+            for train, val in folds]
+
+
+def subset_dataset(dataset, image_ids):
+    """A prepared copy of ``dataset`` holding only ``image_ids``.
+
+    The copy is shallow: it shares the classes and any loader state, with
+    ``image_info`` restricted to the given internal ids (in that order). It
+    works for datasets whose ``load_image`` / ``load_mask`` read what they
+    need from ``image_info``, as Matterport datasets do.
+
+    Args:
+        dataset: prepared Dataset.
+        image_ids: internal image ids of ``dataset``.
+
+    Returns:
+        Dataset of the same class, prepared, with ids ``0 .. len(image_ids)-1``.
+
+    Raises:
+        ValueError: for an id outside ``[0, number of images)``.
+    """
+    n = len(dataset.image_info)
+    ids = [int(i) for i in image_ids]
+    bad = [i for i in ids if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"image ids out of range [0, {n}): {bad[:10]}")
+    subset = copy.copy(dataset)
+    subset.image_info = [dataset.image_info[i] for i in ids]
+    subset.class_info = list(dataset.class_info)
+    subset.prepare()
+    return subset
+
+
+def kfold_datasets(dataset, k, seed=0, stratify=None):
+    """``(train, val)`` dataset pairs of a k-fold split.
+
+    Args:
+        dataset: prepared Dataset.
+        k: number of folds, ``2 <= k <= number of images``.
+        seed: shuffling seed.
+        stratify: optional label per image (see :func:`kfold_indices`).
+
+    Returns:
+        list of ``k`` pairs of prepared datasets (:func:`subset_dataset`) over
+        the folds of :func:`kfold_indices`.
+    """
+    return [(subset_dataset(dataset, train), subset_dataset(dataset, val))
+            for train, val in kfold_indices(len(dataset.image_info), k, seed, stratify)]

@@ -128,6 +128,8 @@ def test_compute_overlaps_masks_empty_and_errors():
                                   np.zeros((4, 4, 0), bool)).shape == (2, 0)
     with pytest.raises(ValueError, match="same height and width"):
         compute_overlaps_masks(np.zeros((4, 4, 1), bool), np.zeros((4, 5, 1), bool))
+    with pytest.raises(ValueError, match=r"masks must have shape \[height, width, N\]"):
+        compute_overlaps_masks(np.zeros((4, 4), np.int32), np.zeros((4, 4, 1), bool))
 
 
 # --- box deltas ---------------------------------------------------------------

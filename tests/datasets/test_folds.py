@@ -1,8 +1,11 @@
 import collections
 
+import numpy as np
 import pytest
 
+from mrcnn.datasets import kfold_datasets, kfold_indices, subset_dataset
 from mrcnn.datasets.folds import kfold_split
+from tests.model_helpers import shapes
 
 IDS = [f"img{i:02d}" for i in range(23)]
 
@@ -54,3 +57,44 @@ def test_bad_arguments(kwargs, match):
 def test_duplicate_ids_rejected():
     with pytest.raises(ValueError, match="duplicates.*'img01'"):
         kfold_split(IDS + ["img01"], k=2, fold=0)
+
+
+# --- kfold_indices / subset_dataset / kfold_datasets -----------------------
+
+def test_kfold_indices_partition_and_balance():
+    folds = kfold_indices(10, 3, seed=0)
+    vals = [v for _, v in folds]
+    assert sorted(np.concatenate(vals).tolist()) == list(range(10))
+    assert sorted(len(v) for v in vals) == [3, 3, 4]
+    for train, val in folds:
+        assert np.intersect1d(train, val).size == 0
+        assert train.size + val.size == 10
+    again = kfold_indices(10, 3, seed=0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert not all(np.array_equal(a[1], b[1])
+                   for a, b in zip(folds, kfold_indices(10, 3, seed=1)))
+    with pytest.raises(ValueError, match=r"k must be an integer in \[2, n=3\]"):
+        kfold_indices(3, 4)
+
+
+def test_kfold_indices_stratified_spreads_each_label():
+    labels = np.array(["astro"] * 6 + ["cort"] * 3 + ["shsy5y"] * 9)
+    folds = kfold_indices(labels.size, 3, seed=0, stratify=labels)
+    for _, val in folds:
+        counts = {k: int(np.sum(labels[val] == k)) for k in ("astro", "cort", "shsy5y")}
+        assert counts == {"astro": 2, "cort": 1, "shsy5y": 3}
+    with pytest.raises(ValueError, match="stratify has 2 labels for n=18"):
+        kfold_indices(18, 3, stratify=["a", "b"])
+
+
+def test_subset_dataset_and_kfold_datasets():
+    ds = shapes(count=5, size=32, seed=3)
+    sub = subset_dataset(ds, [3, 1])
+    assert sub.num_images == 2 and ds.num_images == 5
+    np.testing.assert_array_equal(sub.load_image(0), ds.load_image(3))
+    np.testing.assert_array_equal(sub.load_mask(1)[0], ds.load_mask(1)[0])
+    assert sub.class_names == ds.class_names
+    pairs = kfold_datasets(ds, 5, seed=0)
+    assert [(t.num_images, v.num_images) for t, v in pairs] == [(4, 1)] * 5
+    with pytest.raises(ValueError, match=r"image ids out of range \[0, 5\): \[7\]"):
+        subset_dataset(ds, [7])

@@ -17,9 +17,9 @@ Boxes are pixel ``(y1, x1, y2, x2)`` with y2/x2 exclusive.
 """
 
 import numpy as np
-import scipy.sparse
 
 from mrcnn.data.boxes import extract_bboxes
+from mrcnn.data.iou import iou_from_matrices, pairwise_iou_from_matrix, pixel_matrix
 
 __all__ = ["FLIPS", "SparseMasks", "check_flip", "run_starts"]
 
@@ -240,24 +240,24 @@ class SparseMasks:
                            self.value)
 
     def matrix(self):
-        """``scipy.sparse.csr_matrix`` ``[N, H*W]`` with ones on the stored pixels."""
+        """``scipy.sparse.csr_matrix`` ``[N, H*W]`` with ones on the stored pixels.
+
+        The instance matrix of :mod:`mrcnn.data.iou` (see
+        :func:`~mrcnn.data.iou.iou_from_matrices`).
+        """
         height, width = self.shape
-        indptr = np.r_[0, np.cumsum(self.areas())]
-        return scipy.sparse.csr_matrix(
-            (np.ones(self.pixel.size), self.pixel, indptr),
-            shape=(self.count, height * width))
+        return pixel_matrix(self.instance, self.pixel, self.count, height * width)
 
     def iou(self, other):
-        """Mask IoU with every instance of ``other``: float64 ``[N, M]``."""
+        """Mask IoU with every instance of ``other``: float64 ``[N, M]``.
+
+        0 where both masks are empty (:func:`mrcnn.data.iou.iou_from_matrices`).
+        """
         if not isinstance(other, SparseMasks):
             raise TypeError(f"other must be SparseMasks, got {type(other).__name__}")
         if other.shape != self.shape:
             raise ValueError(f"image shapes differ: {self.shape} and {other.shape}")
-        if self.count == 0 or other.count == 0:
-            return np.zeros((self.count, other.count))
-        inter = (self.matrix() @ other.matrix().T).toarray()
-        union = self.areas()[:, None] + other.areas()[None, :] - inter
-        return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        return iou_from_matrices(self.matrix(), other.matrix())
 
     def pairwise_iou(self):
         """IoU of every pair of distinct instances that intersect.
@@ -266,15 +266,7 @@ class SparseMasks:
             ``(i, j, iou)``: int64 ``[K]``, int64 ``[K]``, float64 ``[K]`` with
             ``i != j``; both orders of a pair are listed.
         """
-        if self.count == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        m = self.matrix()
-        inter = (m @ m.T).tocoo()
-        i, j, v = inter.row.astype(np.int64), inter.col.astype(np.int64), inter.data
-        off = i != j
-        i, j, v = i[off], j[off], v[off]
-        areas = self.areas()
-        return i, j, v / (areas[i] + areas[j] - v)
+        return pairwise_iou_from_matrix(self.matrix())
 
 
 def _box_pixels(boxes):

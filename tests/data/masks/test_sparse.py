@@ -1,11 +1,11 @@
-"""Tests for mrcnn/data/sparse_masks.py against dense NumPy loops and metrics.iou_matrix."""
+"""Tests for mrcnn.data.masks.sparse against dense NumPy loops and mrcnn.data.iou."""
 
 import numpy as np
 import pytest
 from result_helpers import loop_boxes, random_discs
 
+from mrcnn.data.iou import mask_iou
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks, check_flip, run_starts
-from mrcnn.evaluation import iou_matrix
 
 
 def test_sparse_masks_round_trip_areas_and_boxes_match_loops():
@@ -52,13 +52,31 @@ def test_sparse_masks_soft_values_and_binary_threshold():
     assert sparse.binary().pixel.tolist() == [0, 4, 8]
 
 
-def test_sparse_iou_matches_metrics_iou_matrix():
+def _iou_loop(m1, m2):
+    """Brute-force [N1, N2] IoU of dense masks, one pair at a time."""
+    out = np.zeros((m1.shape[-1], m2.shape[-1]))
+    for i in range(m1.shape[-1]):
+        for j in range(m2.shape[-1]):
+            union = np.logical_or(m1[..., i], m2[..., j]).sum()
+            out[i, j] = np.logical_and(m1[..., i], m2[..., j]).sum() / union if union else 0
+    return out
+
+
+def test_sparse_iou_matches_dense_mask_iou_and_loops():
     rng = np.random.default_rng(1)
     a, b = random_discs(rng, n=7), random_discs(rng, n=5)
+    b[..., 4] = False                                      # an empty instance
     ours = SparseMasks.from_dense(a).iou(SparseMasks.from_dense(b))
-    np.testing.assert_allclose(ours, iou_matrix(a, b))
+    np.testing.assert_allclose(ours, mask_iou(a, b))
+    np.testing.assert_allclose(ours, _iou_loop(a, b), rtol=0, atol=1e-12)
+    assert SparseMasks.from_dense(a[..., :0]).iou(SparseMasks.from_dense(b)).shape == (0, 5)
+    with pytest.raises(ValueError, match="image shapes differ"):
+        SparseMasks.from_dense(a).iou(SparseMasks.from_dense(b[:-1]))
+    with pytest.raises(TypeError, match="other must be SparseMasks, got ndarray"):
+        SparseMasks.from_dense(a).iou(b)
     i, j, v = SparseMasks.from_dense(a).pairwise_iou()
-    full = iou_matrix(a, a)
+    full = mask_iou(a, a)
+    np.testing.assert_allclose(full, _iou_loop(a, a), rtol=0, atol=1e-12)
     np.testing.assert_allclose(v, full[i, j])
     assert np.all(i != j)
     assert int(((full > 0) & ~np.eye(7, dtype=bool)).sum()) == i.size
