@@ -111,3 +111,50 @@ def test_multiple_anchor_sizes_per_level():
     assert Small().RPN_ANCHORS_PER_LOCATION == 3
     with pytest.raises(ValueError, match="same number of sizes"):
         type("B", (Small,), {"RPN_ANCHOR_SCALES": ((8, 11), 16, 32, 64, 128)})()
+
+
+def test_backbone_strides_are_derived_from_the_backbone():
+    assert Small().BACKBONE_STRIDES == [4, 8, 16, 32, 64]
+    c = type("C", (Small,), {"BACKBONE": "small-cnn", "BACKBONE_FIRST_STRIDE": 1})()
+    assert c.BACKBONE_STRIDES == [2, 4, 8, 16, 32]
+    assert Config.BACKBONE_STRIDES == [4, 8, 16, 32, 64]          # the class is untouched
+    # a saved config (its strides are the derived ones) loads back
+    same = type("C", (Small,), {"BACKBONE_FIRST_STRIDE": 1, "BACKBONE_STRIDES": [2, 4, 8, 16, 32]})
+    assert same().BACKBONE_STRIDES == [2, 4, 8, 16, 32]
+    bad = type("C", (Small,), {"BACKBONE_STRIDES": [8, 16, 32, 64, 128]})
+    with pytest.raises(ValueError, match=r"BACKBONE_STRIDES=\[8, 16, 32, 64, 128\] but backbone "
+                                         r"'resnet101'.*\[4, 8, 16, 32, 64\]"):
+        bad()
+    with pytest.raises(ValueError, match="unknown backbone 'resnet7'"):
+        type("C", (Small,), {"BACKBONE": "resnet7"})()
+
+
+def test_use_rpn_rois_false_is_refused_and_true_is_accepted():
+    assert type("C", (Small,), {"USE_RPN_ROIS": True})()
+    with pytest.raises(ValueError, match="USE_RPN_ROIS = False .* not supported"):
+        type("C", (Small,), {"USE_RPN_ROIS": False})()
+
+
+@pytest.mark.parametrize("pool, sizes, bad", [(14, (28, 56, 112), (42, 224)),
+                                              (7, (14, 28, 56), (21, 112)),
+                                              (28, (56, 112, 224), (28,))])
+def test_mask_pool_size_sets_the_mask_sizes(pool, sizes, bad):
+    for n in sizes:
+        C = type("M", (Small,), {"MASK_POOL_SIZE": pool, "MASK_SHAPE": [n, n],
+                                 "MINI_MASK_SHAPE": (224, 224)})
+        assert C().MASK_POOL_SIZE == pool
+    for n in bad:
+        C = type("M", (Small,), {"MASK_POOL_SIZE": pool, "MASK_SHAPE": [n, n],
+                                 "MINI_MASK_SHAPE": (224, 224)})
+        with pytest.raises(ValueError, match=f"{2 * pool}\\*N .* MASK_POOL_SIZE={pool}"):
+            C()
+    with pytest.raises(ValueError, match="MASK_POOL_SIZE must be a positive int, got 0"):
+        type("M", (Small,), {"MASK_POOL_SIZE": 0})()
+
+
+def test_another_mask_head_skips_the_standard_size_rule():
+    C = type("M", (Small,), {"MASK_HEAD": "light", "MASK_SHAPE": [42, 42],
+                             "MINI_MASK_SHAPE": (56, 56)})
+    assert C().MASK_SHAPE == [42, 42]
+    with pytest.raises(ValueError, match="MASK_HEAD must be a registered name or a callable"):
+        type("M", (Small,), {"MASK_HEAD": 3})()

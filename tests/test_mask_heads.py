@@ -98,3 +98,17 @@ def test_mask_head_trains_and_detects_at_image_resolution(size, tmp_path):
     for i, (y1, x1, y2, x2) in enumerate(r["rois"]):
         inside = (ys >= y1) & (ys < y2) & (xs >= x1) & (xs < x2)
         assert not np.any(r["masks"][:, :, i] & ~inside)
+
+
+@pytest.mark.parametrize("pool, size, stages", [(7, 28, 1), (7, 56, 2), (28, 56, 0)])
+def test_mask_pool_size_changes_the_upsampling(pool, size, stages, tmp_path):
+    config = make_config(MASK_POOL_SIZE=pool, MASK_SHAPE=[size, size],
+                         MINI_MASK_SHAPE=(max(size, 28),) * 2, IMAGES_PER_GPU=1)
+    model = modellib.MaskRCNN("inference", config, str(tmp_path))
+    km = model.keras_model
+    assert tuple(km.get_layer("roi_align_mask").output.shape[2:4]) == (pool, pool)
+    names = {layer.name for layer in km.layers}
+    assert {f"mrcnn_mask_deconv{j}" for j in range(2, 2 + stages)} <= names
+    assert f"mrcnn_mask_deconv{2 + stages}" not in names
+    assert tuple(km.outputs[3].shape) == (1, config.DETECTION_MAX_INSTANCES, size, size, 4)
+    assert mask_upsampling_stages(size, pool) == stages

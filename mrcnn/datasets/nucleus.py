@@ -34,7 +34,7 @@ class NucleusDataset(Dataset):
     `masks/` folder).
 
     `cache_key` stamps the image file and every mask file, so the sample
-    cache (`mrcnn.data.cache.store`) misses after a mask is edited, added or removed.
+    cache (`mrcnn.data.cache`) misses after a mask is edited, added or removed.
     """
 
     def load_nucleus(self, root, image_ids=None):
@@ -117,7 +117,7 @@ class NucleusDataset(Dataset):
     def cache_key(self, image_id):
         """Identity of the image's files for the sample cache.
 
-        Used by `mrcnn.data.cache.store.sample_key`: any change of the key makes the
+        Used by `mrcnn.data.cache.keys.sample_key`: any change of the key makes the
         cached sample of this image a miss.
 
         Args:

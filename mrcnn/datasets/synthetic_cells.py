@@ -36,6 +36,8 @@ import numpy as np
 import scipy.ndimage
 import skimage.draw
 
+from mrcnn.data.masks.sparse import SparseMasks
+from mrcnn.data.rle import rle_encode_instances
 from mrcnn.datasets.sartorius import CELL_TYPES, CSV_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -200,6 +202,13 @@ def _draw_cells(rng, cell_type, height, width):
     return _render(rng, coverage.reshape(shape), interior.reshape(shape), look), cells
 
 
+def _cells_to_sparse(cells, height, width):
+    """SparseMasks of N flat (row-major) pixel-index arrays."""
+    owner = np.repeat(np.arange(len(cells)), [c.size for c in cells])
+    pixels = np.concatenate(cells) if cells else np.zeros(0, np.int64)
+    return SparseMasks((height, width), len(cells), owner, pixels)
+
+
 def _cells_to_masks(cells, shape):
     """bool [H, W, N] from N flat pixel-index arrays."""
     masks = np.zeros((shape[0] * shape[1], len(cells)), bool)
@@ -243,39 +252,6 @@ def _render(rng, coverage, interior, look):
     image += (interior + look["texture"] * grain) * inside
     image += 2.5 * rng.standard_normal((h, w), dtype=np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
-
-def mask_rles(masks):
-    """Row-major run-length strings of a mask stack, as in Sartorius' train.csv.
-
-    Computed from each mask's sorted flat pixel indices (a run is a stretch
-    of consecutive indices); equal to `mrcnn.data.rle.rle_encode(m, "C")`
-    for each channel, but proportional to the masks' area, not the image's.
-
-    Args:
-        masks: bool [H, W, N].
-
-    Returns:
-        list of N strings "start length ..." (1-indexed starts); "" for an
-        empty mask.
-    """
-    masks = np.asarray(masks, bool)
-    n = masks.shape[-1]
-    pixels, owner = np.nonzero(np.ascontiguousarray(masks).reshape(-1, n))
-    order = np.argsort(owner, kind="stable")          # by owner, then pixel
-    pixels, owner = pixels[order], owner[order]
-    bounds = np.searchsorted(owner, np.arange(n + 1))
-    return [_pixels_rle(pixels[bounds[i]:bounds[i + 1]]) for i in range(n)]
-
-
-def _pixels_rle(pixels):
-    """Run-length string of sorted unique flat (row-major) pixel indices."""
-    if pixels.size == 0:
-        return ""
-    breaks = np.flatnonzero(np.diff(pixels) != 1)
-    starts = pixels[np.concatenate([[0], breaks + 1])]
-    ends = pixels[np.concatenate([breaks, [pixels.size - 1]])]
-    return " ".join(map(str, np.stack([starts + 1, ends - starts + 1], 1).ravel().tolist()))
 
 
 def synthetic_sartorius_image(seed, index, height=520, width=704):
@@ -341,7 +317,7 @@ def write_synthetic_sartorius(out_dir, n_images=40, seed=0, height=520, width=70
                     f"{cell_type}[synthetic]_{'ABCDEFGH'[i % 8]}{1 + i % 12}_{1 + i % 4}",
                     f"{hours // 24} days {hours % 24:02d}:00:00"]
             writer.writerows([image_id, rle, width, height, cell_type] + meta
-                             for rle in map(_pixels_rle, cells))
+                             for rle in rle_encode_instances(_cells_to_sparse(cells, height, width)))
             ids.append(image_id)
     return ids
 

@@ -88,7 +88,7 @@ class CacheStatsLogger(keras.callbacks.Callback):
     ``cache_mb`` (size of the cache) and ``cache_ratio`` (compression).
 
     Args:
-        cache: the `mrcnn.data.cache.store.SampleCache` of the generators.
+        cache: the `mrcnn.data.cache.SampleCache` of the generators.
         verbose: print the line (1) or only add the logs (0).
         print_fn: where the line goes (default: print).
     """

@@ -190,7 +190,7 @@ def _cache_row(i, item):
     """One epoch of cache statistics as a dict with the canonical keys."""
     if isinstance(item, dict):
         row = {_CACHE_ALIASES.get(k, k): v for k, v in item.items()}
-    elif hasattr(item, "hits") and hasattr(item, "misses"):     # mrcnn.data.cache.store.CacheStats
+    elif hasattr(item, "hits") and hasattr(item, "misses"):     # mrcnn.data.cache.stats.CacheStats
         row = {"hits": item.hits, "misses": item.misses}
         for attr in ("size_bytes", "ratio"):
             if hasattr(item, attr):
@@ -241,7 +241,7 @@ def plot_cache_stats(stats, cumulative=False, title="", figsize=(15, 4), ax=None
             :class:`mrcnn.training.callbacks.CacheStatsLogger` logs (a dict
             is always read as such a history); or a
             list with one entry per epoch, each a dict or a
-            :class:`mrcnn.data.cache.store.CacheStats`, with keys (attributes)
+            :class:`mrcnn.data.cache.stats.CacheStats`, with keys (attributes)
             ``hits`` and ``misses`` (lookups served from the cache / loaded
             and prepared again), optionally ``bytes_stored`` (bytes the cache
             holds; aliases ``bytes``, ``size_bytes``; in a difference of two

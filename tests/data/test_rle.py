@@ -253,3 +253,13 @@ def test_check_runs_strict_accepts_sorted_touching_runs():
 def test_check_runs_strict_errors(rle, message):
     with pytest.raises(ValueError, match=message):
         check_runs(parse_runs(rle), (3, 4), strict=True)
+
+
+def test_rle_encode_instances_equals_rle_encode_on_runs_that_wrap():
+    from mrcnn.data.rle import rle_encode_instances
+
+    rng = np.random.default_rng(1)
+    masks = rng.random((9, 11, 4)) < 0.4
+    masks[..., 2] = False
+    masks[:, -1, 3] = masks[:, 0, 3] = True    # runs wrap from one row to the next
+    assert rle_encode_instances(masks) == [rle_encode(masks[..., i]) for i in range(4)]

@@ -117,10 +117,12 @@ def test_match_anchors_thresholds_and_split_equals_rpn_targets():
 
 
 def test_generator_uses_the_same_matching():
-    from mrcnn.data import generator
+    from mrcnn.data import generator, rpn_targets
 
-    assert generator.match_anchors is match_anchors
-    assert generator.sample_rpn_targets is sample_rpn_targets
+    # the generator calls this module's match_anchors / sample_rpn_targets
+    assert generator.rpn is rpn_targets
+    assert rpn_targets.match_anchors is match_anchors
+    assert rpn_targets.sample_rpn_targets is sample_rpn_targets
 
 
 def test_labels_unordered_anchors_across_chunks():

@@ -7,11 +7,10 @@ import pytest
 import scipy.ndimage
 from PIL import Image
 
-from mrcnn.data.rle import rle_encode
 from mrcnn.datasets import synthetic_cells
 from mrcnn.datasets.sartorius import SartoriusDataset
 from mrcnn.datasets.synthetic_cells import (ensure_synthetic_sartorius, make_cell_image,
-                                            mask_rles, synthetic_sartorius_image,
+                                            synthetic_sartorius_image,
                                             write_synthetic_sartorius)
 
 COLUMNS = ["id", "annotation", "width", "height", "cell_type", "plate_time", "sample_date",
@@ -62,14 +61,6 @@ def test_round_trip_through_sartorius_dataset(written):
         np.testing.assert_array_equal(loaded, masks)
         np.testing.assert_array_equal(class_ids, ds.class_names.index(cell_type))
         np.testing.assert_array_equal(ds.load_image(i), np.repeat(image[..., None], 3, -1))
-
-
-def test_mask_rles_equal_rle_encode():
-    rng = np.random.default_rng(1)
-    masks = rng.random((9, 11, 4)) < 0.4
-    masks[..., 2] = False
-    masks[:, -1, 3] = masks[:, 0, 3] = True    # runs wrap from one row to the next
-    assert mask_rles(masks) == [rle_encode(masks[..., i]) for i in range(4)]
 
 
 def _equivalent_radius(masks):

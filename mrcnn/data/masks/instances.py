@@ -18,7 +18,7 @@ pipeline keeps instances in one of two exact forms instead:
   resampling transforms (crops, rotations, scaling) need `InstanceLayers`.
 
 Both expose the same geometric methods (`flip`, `transpose`, `pad`, and for
-layers `crop` and `warp`), so `mrcnn.data.augment.core.Sample` can move an image
+layers `crop` and `warp`), so `mrcnn.data.augment.base.Sample` can move an image
 and its instances together.
 
 Pixel boxes are [N, (y1, x1, y2, x2)] with y2, x2 exclusive. Mini masks are
