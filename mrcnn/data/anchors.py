@@ -20,6 +20,8 @@ import numbers
 
 import numpy as np
 
+from mrcnn.data.iou import box_iou
+
 __all__ = ["compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors",
            "model_anchors", "anchor_coverage"]
 
@@ -209,15 +211,9 @@ def anchor_coverage(gt_boxes, anchors, threshold=0.7, chunk=256):
     if len(gt) == 0:
         return {"covered": float("nan"), "positives_per_box": float("nan"),
                 "mean_best_iou": float("nan"), "boxes": 0}
-    area_a = (an[:, 2] - an[:, 0]) * (an[:, 3] - an[:, 1])
     best, count = [], []
     for start in range(0, len(gt), chunk):
-        g = gt[start:start + chunk, None, :]
-        h = np.clip(np.minimum(g[..., 2], an[:, 2]) - np.maximum(g[..., 0], an[:, 0]), 0, None)
-        w = np.clip(np.minimum(g[..., 3], an[:, 3]) - np.maximum(g[..., 1], an[:, 1]), 0, None)
-        inter = h * w
-        area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
-        iou = inter / np.maximum(area_g + area_a - inter, 1e-9)
+        iou = box_iou(gt[start:start + chunk], an)
         best.append(iou.max(axis=1))
         count.append((iou >= threshold).sum(axis=1))
     best, count = np.concatenate(best), np.concatenate(count)

@@ -18,7 +18,8 @@ against.
 
 import numpy as np
 
-from mrcnn.data.iou import box_intersection, box_iou, iou_from_intersection, mask_iou
+from mrcnn.data.iou import (as_boxes, box_areas, box_intersection, box_iou,
+                            iou_from_intersection, mask_iou)
 
 __all__ = [
     "extract_bboxes",
@@ -31,24 +32,6 @@ __all__ = [
     "denorm_boxes",
     "non_max_suppression",
 ]
-
-
-def _as_boxes(boxes, name, dtype=np.float32):
-    """Returns ``boxes`` as a ``[N, 4]`` array of ``dtype`` or raises ValueError."""
-    arr = np.asarray(boxes)
-    if arr.ndim == 1 and arr.size == 0:
-        arr = arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(
-            f"{name} must have shape [N, 4] as (y1, x1, y2, x2), got shape {arr.shape}")
-    return arr.astype(dtype, copy=False)
-
-
-def _areas(boxes):
-    """Areas of ``[N, 4]`` boxes; inverted boxes count as empty (area 0)."""
-    heights = np.maximum(boxes[:, 2] - boxes[:, 0], 0)
-    widths = np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-    return heights * widths
 
 
 def extract_bboxes(mask):
@@ -96,7 +79,7 @@ def compute_iou(box, boxes, box_area, boxes_area):
         float32 [N] IoU values; 0 where the union is empty.
     """
     box = np.asarray(box, dtype=np.float32).reshape(1, 4)
-    intersection = box_intersection(box, _as_boxes(boxes, "boxes"), np.float32)[0]
+    intersection = box_intersection(box, as_boxes(boxes, "boxes"), np.float32)[0]
     box_area = np.asarray(box_area, dtype=np.float32).reshape(1)
     boxes_area = np.asarray(boxes_area, dtype=np.float32).reshape(-1)
     return iou_from_intersection(intersection[None, :], box_area, boxes_area)[0]
@@ -160,8 +143,8 @@ def box_refinement(box, gt_box):
         ValueError: if shapes differ or a box has zero or negative height or
             width (its deltas would be infinite).
     """
-    box = _as_boxes(box, "box")
-    gt_box = _as_boxes(gt_box, "gt_box")
+    box = as_boxes(box, "box")
+    gt_box = as_boxes(gt_box, "gt_box")
     if box.shape != gt_box.shape:
         raise ValueError(
             f"box and gt_box must have the same shape, got {box.shape} and {gt_box.shape}")
@@ -200,8 +183,8 @@ def apply_box_deltas(boxes, deltas):
     Returns:
         float32 [N, (y1, x1, y2, x2)] refined boxes, same frame as ``boxes``.
     """
-    boxes = _as_boxes(boxes, "boxes")
-    deltas = _as_boxes(deltas, "deltas")
+    boxes = as_boxes(boxes, "boxes")
+    deltas = as_boxes(deltas, "deltas")
     if boxes.shape != deltas.shape:
         raise ValueError(
             f"boxes and deltas must have the same shape, got {boxes.shape} and {deltas.shape}")
@@ -238,7 +221,7 @@ def norm_boxes(boxes, shape):
         ``(boxes - [0, 0, 1, 1]) / [h - 1, w - 1, h - 1, w - 1]``.
     """
     scale, shift = _norm_scale_shift(shape)
-    return ((_as_boxes(boxes, "boxes") - shift) / scale).astype(np.float32, copy=False)
+    return ((as_boxes(boxes, "boxes") - shift) / scale).astype(np.float32, copy=False)
 
 
 def denorm_boxes(boxes, shape):
@@ -253,7 +236,7 @@ def denorm_boxes(boxes, shape):
         ``round(boxes * [h - 1, w - 1, h - 1, w - 1] + [0, 0, 1, 1])``.
     """
     scale, shift = _norm_scale_shift(shape)
-    boxes = _as_boxes(boxes, "boxes", dtype=np.float64)
+    boxes = as_boxes(boxes, "boxes", dtype=np.float64)
     return np.around(boxes * scale + shift).astype(np.int32)
 
 
@@ -278,7 +261,7 @@ def non_max_suppression(boxes, scores, threshold, max_output=None):
         ValueError: on shape mismatches, non-finite scores or a negative
             ``max_output``.
     """
-    boxes = _as_boxes(boxes, "boxes")
+    boxes = as_boxes(boxes, "boxes")
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if scores.shape[0] != boxes.shape[0]:
         raise ValueError(
@@ -291,7 +274,7 @@ def non_max_suppression(boxes, scores, threshold, max_output=None):
         raise ValueError(f"max_output must be >= 0 or None, got {max_output}")
     # Stable sort on -score: ties keep increasing index order.
     order = np.argsort(-scores, kind="stable")
-    areas = _areas(boxes)
+    areas = box_areas(boxes)
     keep = []
     while order.size and len(keep) < max_output:
         best = order[0]

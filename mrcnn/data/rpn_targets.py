@@ -37,6 +37,7 @@ import numbers
 import numpy as np
 
 from mrcnn.data.boxes import box_refinement
+from mrcnn.data.iou import as_boxes, box_areas, box_iou
 
 __all__ = ["build_rpn_targets", "rpn_targets", "rpn_match_labels", "match_anchors",
            "sample_rpn_targets", "subsample_labels"]
@@ -45,20 +46,10 @@ _CHUNK = 2048
 
 
 def _check_boxes(boxes, name):
-    arr = np.asarray(boxes, dtype=np.float32)
-    if arr.ndim == 1 and arr.size == 0:
-        arr = arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(
-            f"{name} must have shape [N, (y1, x1, y2, x2)], got shape {arr.shape}")
+    arr = as_boxes(boxes, name)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got non-finite values")
     return arr
-
-
-def _areas(boxes):
-    return (np.maximum(boxes[:, 2] - boxes[:, 0], 0)
-            * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
 
 
 def _scan_overlaps(anchors, boxes, chunk=_CHUNK):
@@ -84,10 +75,7 @@ def _scan_overlaps(anchors, boxes, chunk=_CHUNK):
     box_arg = np.zeros(num_boxes, dtype=np.int64)
     if num_anchors == 0 or num_boxes == 0:
         return anchor_max, anchor_arg, box_max, box_arg
-    anchor_areas = _areas(anchors)
-    box_areas = _areas(boxes)
-    has_area = box_areas > 0
-    tiny = np.finfo(np.float32).tiny
+    has_area = box_areas(boxes) > 0
     for start in range(0, num_anchors, chunk):
         stop = min(start + chunk, num_anchors)
         a = anchors[start:stop]
@@ -99,24 +87,13 @@ def _scan_overlaps(anchors, boxes, chunk=_CHUNK):
                              & (boxes[:, 1] < hi[1]) & (boxes[:, 3] > lo[1]))
         if sel.size == 0:
             continue
-        b = boxes[sel]
-        ih = np.minimum(a[:, 2:3], b[:, 2])
-        ih -= np.maximum(a[:, 0:1], b[:, 0])
-        np.maximum(ih, 0, out=ih)
-        iw = np.minimum(a[:, 3:4], b[:, 3])
-        iw -= np.maximum(a[:, 1:2], b[:, 1])
-        np.maximum(iw, 0, out=iw)
-        ih *= iw  # intersection
-        union = anchor_areas[start:stop, None] + box_areas[sel]
-        union -= ih
-        np.maximum(union, tiny, out=union)
-        ih /= union  # IoU [chunk, len(sel)]
+        iou = box_iou(a, boxes[sel], np.float32)  # [chunk, len(sel)]
         rows = np.arange(stop - start)
-        best = ih.argmax(axis=1)
-        anchor_max[start:stop] = ih[rows, best]
+        best = iou.argmax(axis=1)
+        anchor_max[start:stop] = iou[rows, best]
         anchor_arg[start:stop] = sel[best]
-        col_best = ih.argmax(axis=0)
-        col_max = ih[col_best, np.arange(sel.size)]
+        col_best = iou.argmax(axis=0)
+        col_max = iou[col_best, np.arange(sel.size)]
         # Strictly greater: earlier chunks (lower anchor indices) win ties.
         better = col_max > box_max[sel]
         box_max[sel[better]] = col_max[better]

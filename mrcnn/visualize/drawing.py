@@ -15,6 +15,7 @@ inside the functions only.
 
 import numpy as np
 
+from mrcnn.data import iou
 from mrcnn.visualize.colors import blend_instances
 from mrcnn.visualize.figures import axes_size_inches, label_fontsize, outline_width
 
@@ -39,17 +40,8 @@ def as_masks(masks, shape, n, name="masks"):
 
 
 def as_boxes(boxes, name="boxes"):
-    """``boxes`` as float64 ``[N, (y1, x1, y2, x2)]`` (an empty 1-D array is ``[0, 4]``).
-
-    Raises:
-        ValueError: the shape is not ``[N, 4]``.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.ndim == 1 and boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must be [N, (y1, x1, y2, x2)], got shape {boxes.shape}")
-    return boxes
+    """``boxes`` as float64 ``[N, (y1, x1, y2, x2)]`` (`mrcnn.data.iou.as_boxes`)."""
+    return iou.as_boxes(boxes, name, np.float64)
 
 
 def show_image(ax, rgb):

@@ -11,7 +11,7 @@ import mrcnn.data.masks.sparse
 import mrcnn.inference
 import mrcnn.inference.results
 import mrcnn.inference.tta
-from mrcnn.evaluation import iou_matrix
+from mrcnn.data.iou import mask_iou
 from mrcnn.inference import (
     SARTORIUS_MIN_AREA,
     PostprocessConfig,
@@ -74,7 +74,7 @@ def test_mask_nms_removes_duplicate_keeps_distinct_and_is_greedy():
     masks[0:4, 0:4, 0] = True                              # A 16 px
     masks[0:4, 0:5, 1] = True                              # B 20 px, IoU(A,B)=0.8
     masks[0:4, 2:7, 2] = True                              # C 20 px
-    ious = iou_matrix(masks, masks)
+    ious = mask_iou(masks, masks)
     assert ious[0, 1] == pytest.approx(0.8)
     assert ious[1, 2] == pytest.approx(12 / 28)
     assert ious[0, 2] == pytest.approx(8 / 28)

@@ -10,8 +10,8 @@ from mrcnn.visualize.drawing import as_boxes, as_masks, draw_arrows, place_label
 def test_as_boxes_and_as_masks_check_shapes():
     assert as_boxes([]).shape == (0, 4)
     assert as_boxes([[1, 2, 3, 4]]).dtype == np.float64
-    with pytest.raises(ValueError, match=r"gt_box must be \[N, \(y1, x1, y2, x2\)\], "
-                                         r"got shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"gt_box must have shape \[N, 4\] as \(y1, x1, y2, "
+                                         r"x2\), got shape \(2, 3\)"):
         as_boxes(np.zeros((2, 3)), "gt_box")
     masks = as_masks(np.ones((4, 5, 2), np.uint8), (4, 5), 2)
     assert masks.dtype == bool and masks.shape == (4, 5, 2)
