@@ -110,12 +110,9 @@ class MaskRCNN:
         return trainable.layer_regex(layers, self.backbone)
 
     def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=0):
-        """Train the layers `layer_regex` selects (a mode or a regex), freeze the rest.
+        """Train the layers `layer_regex` (a mode or a regex) selects, freeze the rest; return their names.
 
         BatchNormalization layers stay frozen unless Config.TRAIN_BN.
-
-        Returns:
-            names of the trainable leaf layers.
         """
         names = trainable.set_trainable(keras_model or self.keras_model,
                                         self.layer_regex(layer_regex), self.config.TRAIN_BN)
@@ -152,11 +149,11 @@ class MaskRCNN:
             augmentation: `mrcnn.data.augment` augmenters, an imgaug augmenter,
                 an albumentations pipeline or ``(image, masks, rng) -> (image,
                 masks)``; applied after the sample cache, so every epoch is random.
-            custom_callbacks: extra Keras callbacks.
-            no_augmentation_sources: dataset sources not to augment.
-            workers, use_multiprocessing: data-loader workers (default Config.WORKERS).
-            seed: seed of the data order and augmentation.
-            sampler: balanced sampling: "size", an ``image_info`` key or ``image_id -> group``.
+            custom_callbacks, no_augmentation_sources, workers, use_multiprocessing,
+                seed, sampler: extra Keras callbacks; dataset sources not to
+                augment; data-loader workers (default Config.WORKERS); the seed of
+                the data order and augmentation; balanced sampling ("size", an
+                ``image_info`` key or ``image_id -> group``).
 
         Returns:
             the Keras History.
@@ -228,12 +225,8 @@ class MaskRCNN:
         ``original_shapes`` default to the molded shape (results in molded
         pixels) and ``windows`` to those in the metas.
         """
-        n, b = len(molded_images), self.config.BATCH_SIZE
-        if n > b:
-            raise ValueError(f"got {n} images for a model with BATCH_SIZE {b}")
-        molded = np.zeros((b,) + tuple(molded_images.shape[1:]), np.float32)
-        metas = np.zeros((b, image_metas.shape[1]), np.float32)
-        molded[:n], metas[:n] = molded_images, image_metas
+        n = len(molded_images)
+        molded, metas = molding.pad_batch(molded_images, image_metas, self.config.BATCH_SIZE)
         if verbose:
             log("molded_images", molded)
             log("image_metas", metas)
@@ -252,10 +245,10 @@ class MaskRCNN:
 
     def get_anchors(self, image_shape=None):
         """Normalized anchors [A, (y1, x1, y2, x2)] of the model input (Matterport's API)."""
-        shape = self.config.IMAGE_SHAPE if image_shape is None else image_shape
-        if tuple(int(v) for v in shape[:2]) != tuple(self.spec.image_shape[:2]):
+        shape = self.spec.image_shape if image_shape is None else tuple(image_shape)
+        if tuple(int(v) for v in shape[:2]) != self.spec.image_shape[:2]:
             raise ValueError(f"the model's anchors are for its input {self.spec.image_shape[:2]}, "
-                             f"got image_shape {tuple(shape)}")
+                             f"got image_shape {shape}")
         return norm_boxes(model_anchors(self.config), shape[:2])
 
     # ---------------------------------------------------------------- inspect
@@ -274,11 +267,8 @@ class MaskRCNN:
                              "batch, outputs) with a DataGenerator batch")
         if image_metas is None:
             images, image_metas, _ = self.mold_inputs(images)
-        b = self.config.BATCH_SIZE
-        molded = np.zeros((b,) + tuple(np.shape(images)[1:]), np.float32)
-        metas = np.zeros((b, np.shape(image_metas)[1]), np.float32)
-        molded[:len(images)], metas[:len(images)] = images, image_metas
-        return probe.run_graph(self.keras_model, [molded, metas], outputs)
+        inputs = molding.pad_batch(images, image_metas, self.config.BATCH_SIZE)
+        return probe.run_graph(self.keras_model, list(inputs), outputs)
 
     def parameter_counts(self):
         """Parameters per part: backbone, fpn, rpn, heads, total."""

@@ -36,6 +36,21 @@ def mold_inputs(images, config):
     return np.stack(molded).astype(np.float32), np.stack(metas), np.asarray(windows)
 
 
+def pad_batch(molded_images, image_metas, batch_size):
+    """Zero-pad molded images and metas to the model's static batch size.
+
+    Raises:
+        ValueError: more images than `batch_size`.
+    """
+    n = len(molded_images)
+    if n > batch_size:
+        raise ValueError(f"got {n} images for a model with BATCH_SIZE {batch_size}")
+    molded = np.zeros((batch_size,) + tuple(np.shape(molded_images)[1:]), np.float32)
+    metas = np.zeros((batch_size, np.shape(image_metas)[1]), np.float32)
+    molded[:n], metas[:n] = molded_images, image_metas
+    return molded, metas
+
+
 def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window,
                       mask_threshold=0.5):
     """One image's padded detections -> boxes, class ids, scores, full-size masks.

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.ops.boxes import apply_box_deltas, clip_boxes, sanitize_deltas
-from mrcnn.ops.nms import batched_non_max_suppression
+from mrcnn.ops.boxes import apply_box_deltas_graph, clip_boxes_graph, sanitize_deltas
+from mrcnn.ops.nms import batched_non_max_suppression_graph
 
 # Shift between the boxes of consecutive classes in the class-offset NMS
 # trick. Boxes are normalized and clipped to the window (inside [0, 1]), so
@@ -81,8 +81,9 @@ class DetectionLayer(keras.layers.Layer):
         class_deltas = ops.squeeze(ops.take_along_axis(
             deltas, ops.expand_dims(class_ids, (-2, -1)), axis=2), 2)
         std = ops.convert_to_tensor(self.bbox_std_dev, dtype="float32")
-        boxes = clip_boxes(apply_box_deltas(rois, sanitize_deltas(class_deltas * std)),
-                           window[:, None, :])
+        boxes = clip_boxes_graph(
+            apply_box_deltas_graph(rois, sanitize_deltas(class_deltas * std)),
+            window[:, None, :])
 
         not_padding = ops.any(ops.not_equal(rois, 0.0), axis=-1)
         keep = ops.logical_and(
@@ -94,7 +95,7 @@ class DetectionLayer(keras.layers.Layer):
         # below.
         nms_scores = ops.where(keep, scores, -1.0)
         offset = ops.cast(class_ids, "float32")[..., None] * _CLASS_OFFSET
-        chosen = batched_non_max_suppression(
+        chosen = batched_non_max_suppression_graph(
             boxes + offset, nms_scores, self.max_instances,
             self.nms_threshold, score_threshold=-0.5)
         chosen = ops.cast(chosen, "int32")                     # [B, M]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.ops.boxes import box_overlaps, box_refinement
+from mrcnn.ops.boxes import box_refinement_graph, overlaps_graph
 from mrcnn.ops.crop_and_resize import crop_and_resize
 
 
@@ -89,7 +89,7 @@ class DetectionTargetLayer(keras.layers.Layer):
        (as many as are available), so such images still train the
        classifier on background.
     4. Each positive is assigned its max-IoU GT: its class, its box
-       refinement ``box_refinement(roi, gt) / bbox_std_dev`` and a mask
+       refinement ``box_refinement_graph(roi, gt) / bbox_std_dev`` and a mask
        target cropped from that GT's mask (see ``use_mini_mask``), resized
        to ``mask_shape`` and binarized at 0.5.
 
@@ -228,7 +228,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         else:
             candidates, valid = proposals, proposal_valid
 
-        overlaps = box_overlaps(candidates, gt_boxes)    # [B, M, G]
+        overlaps = overlaps_graph(candidates, gt_boxes)    # [B, M, G]
         real_overlaps = ops.where(gt_real[:, None, :], overlaps, -1.0)
         max_iou = ops.max(real_overlaps, axis=2)
         assigned_all = ops.cast(ops.argmax(real_overlaps, axis=2), "int32")
@@ -249,7 +249,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt = ops.take_along_axis(gt_boxes, ops.expand_dims(assigned, -1),
                                  axis=1)
         std = ops.convert_to_tensor(self.bbox_std_dev, dtype="float32")
-        deltas = box_refinement(rois, gt) / std
+        deltas = box_refinement_graph(rois, gt) / std
         deltas = ops.where(pos_rows[..., None], deltas, 0.0)
 
         masks = mask_targets(rois, gt_boxes, gt_masks, assigned,

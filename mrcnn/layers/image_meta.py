@@ -49,8 +49,9 @@ class ZeroOutsideWindow(layers.Layer):
     average, featureless background at training and inference alike.
 
     Call arguments:
-        [image [B, H, W, C] molded, image_meta [B, META]] (window at meta[mrcnn.data.image_meta.WINDOW],
-        pixels y1, x1, y2, x2 with y2, x2 exclusive).
+        [image [B, H, W, C] molded, image_meta [B, META]]: the window is
+        ``image_meta[:, WINDOW]`` (`mrcnn.data.image_meta`), pixels y1, x1, y2,
+        x2 with y2, x2 exclusive.
     """
 
     def call(self, inputs):

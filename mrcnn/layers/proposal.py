@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.ops.boxes import apply_box_deltas, clip_boxes, sanitize_deltas
-from mrcnn.ops.nms import batched_non_max_suppression
+from mrcnn.ops.boxes import apply_box_deltas_graph, clip_boxes_graph, sanitize_deltas
+from mrcnn.ops.nms import batched_non_max_suppression_graph
 
 
 class ProposalLayer(keras.layers.Layer):
@@ -82,11 +82,11 @@ class ProposalLayer(keras.layers.Layer):
         else:
             anchors = ops.take_along_axis(
                 anchors, ops.expand_dims(order, -1), axis=1)
-        boxes = apply_box_deltas(anchors, sanitize_deltas(deltas))
+        boxes = apply_box_deltas_graph(anchors, sanitize_deltas(deltas))
         window = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0], dtype="float32")
-        boxes = clip_boxes(boxes, window)
+        boxes = clip_boxes_graph(boxes, window)
 
-        keep = batched_non_max_suppression(
+        keep = batched_non_max_suppression_graph(
             boxes, scores, self.proposal_count, self.nms_threshold)
         keep = ops.cast(keep, "int32")                         # [B, P]
         valid = keep >= 0

@@ -2,8 +2,8 @@
 
 All boxes are ``[..., 4]`` tensors in ``(y1, x1, y2, x2)`` order with any
 number of leading dimensions. The functions do not care whether the boxes
-are in pixels or normalized coordinates, except :func:`norm_boxes` and
-:func:`denorm_boxes`, which convert between the two using Matterport's
+are in pixels or normalized coordinates, except :func:`norm_boxes_graph` and
+:func:`denorm_boxes_graph`, which convert between the two using Matterport's
 convention::
 
     norm   = (box - [0, 0, 1, 1]) / [h - 1, w - 1, h - 1, w - 1]
@@ -22,13 +22,13 @@ Integer inputs are cast to ``float32``; float inputs keep their dtype.
 from keras import ops
 
 __all__ = [
-    "apply_box_deltas",
-    "clip_boxes",
-    "box_refinement",
-    "box_overlaps",
-    "norm_boxes",
-    "denorm_boxes",
-    "box_area",
+    "apply_box_deltas_graph",
+    "clip_boxes_graph",
+    "box_refinement_graph",
+    "overlaps_graph",
+    "norm_boxes_graph",
+    "denorm_boxes_graph",
+    "box_area_graph",
 ]
 
 
@@ -54,7 +54,7 @@ def _unstack4(x):
     return x[..., 0], x[..., 1], x[..., 2], x[..., 3]
 
 
-def box_area(boxes):
+def box_area_graph(boxes):
     """Area of boxes; degenerate (inverted or empty) boxes have area 0.
 
     Args:
@@ -74,7 +74,7 @@ MAX_SHIFT = 10.0
 
 
 def sanitize_deltas(deltas):
-    """Make predicted deltas safe to apply: the result of apply_box_deltas stays finite.
+    """Make predicted deltas safe to apply: the result of apply_box_deltas_graph stays finite.
 
     Non-finite values (a diverging network) become 0, shifts are limited to
     +-MAX_SHIFT box sizes and log-size deltas to +-MAX_LOG_SCALE
@@ -90,7 +90,7 @@ def sanitize_deltas(deltas):
     return ops.clip(deltas, -limit, limit)
 
 
-def apply_box_deltas(boxes, deltas):
+def apply_box_deltas_graph(boxes, deltas):
     """Refines boxes with ``(dy, dx, log(dh), log(dw))`` deltas.
 
     Args:
@@ -122,7 +122,7 @@ def apply_box_deltas(boxes, deltas):
     )
 
 
-def clip_boxes(boxes, window):
+def clip_boxes_graph(boxes, window):
     """Clips box corners to lie inside a window.
 
     Args:
@@ -147,10 +147,10 @@ def clip_boxes(boxes, window):
     return ops.stack([y1, x1, y2, x2], axis=-1)
 
 
-def box_refinement(boxes, gt_boxes):
+def box_refinement_graph(boxes, gt_boxes):
     """Deltas that turn ``boxes`` into ``gt_boxes``.
 
-    Inverse of :func:`apply_box_deltas` for boxes with positive size.
+    Inverse of :func:`apply_box_deltas_graph` for boxes with positive size.
 
     Args:
         boxes: ``[..., 4]`` source boxes ``(y1, x1, y2, x2)``.
@@ -200,7 +200,7 @@ def box_refinement(boxes, gt_boxes):
     return ops.where(valid[..., None], deltas, ops.zeros_like(deltas))
 
 
-def box_overlaps(boxes1, boxes2):
+def overlaps_graph(boxes1, boxes2):
     """Pairwise intersection-over-union.
 
     Args:
@@ -222,8 +222,8 @@ def box_overlaps(boxes1, boxes2):
             "`boxes1` and `boxes2` must have shape [..., N, 4]; got "
             f"{tuple(boxes1.shape)} and {tuple(boxes2.shape)}."
         )
-    a1 = box_area(boxes1)[..., :, None]  # [..., N1, 1]
-    a2 = box_area(boxes2)[..., None, :]  # [..., 1, N2]
+    a1 = box_area_graph(boxes1)[..., :, None]  # [..., N1, 1]
+    a2 = box_area_graph(boxes2)[..., None, :]  # [..., 1, N2]
     b1 = boxes1[..., :, None, :]  # [..., N1, 1, 4]
     b2 = boxes2[..., None, :, :]  # [..., 1, N2, 4]
     inter_h = ops.maximum(
@@ -266,7 +266,7 @@ def _shape_scale_shift(shape, dtype):
     return scale, shift
 
 
-def norm_boxes(boxes, shape):
+def norm_boxes_graph(boxes, shape):
     """Pixel boxes (exclusive ``y2, x2``) to normalized coordinates.
 
     Args:
@@ -284,7 +284,7 @@ def norm_boxes(boxes, shape):
     return (boxes - shift) / scale
 
 
-def denorm_boxes(boxes, shape):
+def denorm_boxes_graph(boxes, shape):
     """Normalized boxes to pixel boxes (exclusive ``y2, x2``).
 
     Args:

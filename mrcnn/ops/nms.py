@@ -35,10 +35,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.ops.boxes import box_overlaps
+from mrcnn.ops.boxes import overlaps_graph
 from mrcnn.ops.dispatch import resolve_method
 
-__all__ = ["non_max_suppression", "batched_non_max_suppression"]
+__all__ = ["non_max_suppression_graph", "batched_non_max_suppression_graph"]
 
 DEFAULT_TILE_SIZE = 256
 
@@ -168,11 +168,11 @@ def _generic_nms(
         candidates = ops.take(valid_tiles, t, axis=0)  # [T]
         # Against the boxes selected in earlier tiles (unused buffer slots
         # are all-zero boxes, whose IoU with anything is 0).
-        prev_iou = box_overlaps(tile_boxes, selected[:max_output_size])
+        prev_iou = overlaps_graph(tile_boxes, selected[:max_output_size])
         hit = ops.any(prev_iou > iou_threshold, axis=1)
         candidates = ops.logical_and(candidates, ops.logical_not(hit))
         tile_keep = _suppress_within_tile(
-            box_overlaps(tile_boxes, tile_boxes),
+            overlaps_graph(tile_boxes, tile_boxes),
             candidates,
             iou_threshold,
             upper,
@@ -234,7 +234,7 @@ def _native_nms(boxes, scores, max_output_size, iou_threshold, score_threshold):
     return tf.ensure_shape(selected, (max_output_size,))
 
 
-def non_max_suppression(
+def non_max_suppression_graph(
     boxes,
     scores,
     max_output_size,
@@ -288,7 +288,7 @@ def non_max_suppression(
     )
 
 
-def batched_non_max_suppression(
+def batched_non_max_suppression_graph(
     boxes,
     scores,
     max_output_size,
@@ -297,14 +297,14 @@ def batched_non_max_suppression(
     method=None,
     tile_size=DEFAULT_TILE_SIZE,
 ):
-    """:func:`non_max_suppression` applied to every image of a batch.
+    """:func:`non_max_suppression_graph` applied to every image of a batch.
 
     Args:
         boxes: ``[B, N, 4]`` boxes ``(y1, x1, y2, x2)``. A static ``B``
             is unrolled in python; an unknown one uses ``ops.map``.
         scores: ``[B, N]`` scores.
         max_output_size, iou_threshold, score_threshold, method, tile_size:
-            as in :func:`non_max_suppression`.
+            as in :func:`non_max_suppression_graph`.
 
     Returns:
         ``[B, max_output_size]`` int32 indices into each image's boxes,
@@ -318,7 +318,7 @@ def batched_non_max_suppression(
             f"{tuple(boxes.shape)} and {tuple(scores.shape)}."
         )
     def one_image(image):
-        return non_max_suppression(
+        return non_max_suppression_graph(
             image[0],
             image[1],
             max_output_size,

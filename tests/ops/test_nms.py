@@ -1,4 +1,4 @@
-"""non_max_suppression / batched_non_max_suppression vs a brute-force greedy loop."""
+"""non_max_suppression_graph / batched_non_max_suppression_graph vs a brute-force greedy loop."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 import keras
 from keras import ops
 
-from mrcnn.ops.nms import batched_non_max_suppression, non_max_suppression
+from mrcnn.ops.nms import batched_non_max_suppression_graph, non_max_suppression_graph
 
 METHODS = ["generic"] + (["native"] if keras.backend.backend() == "tensorflow" else [])
 
@@ -43,7 +43,7 @@ def random_boxes(rng, n, scale=100.0, max_size=30.0):
 
 def run(boxes, scores, max_output, iou, score_threshold=None, method=None, **kw):
     return ops.convert_to_numpy(
-        non_max_suppression(
+        non_max_suppression_graph(
             boxes, scores, max_output, iou, score_threshold, method=method, **kw
         )
     )
@@ -132,7 +132,7 @@ def test_batched_matches_per_image_reference(method):
     boxes = np.stack([random_boxes(rng, 80) for _ in range(3)])
     scores = rng.uniform(size=(3, 80)).astype(np.float32)
     got = ops.convert_to_numpy(
-        batched_non_max_suppression(boxes, scores, 30, 0.5, 0.2, method=method)
+        batched_non_max_suppression_graph(boxes, scores, 30, 0.5, 0.2, method=method)
     )
     assert got.shape == (3, 30) and got.dtype == np.int32
     for b in range(3):
@@ -147,7 +147,7 @@ def test_generic_under_jit_matches_reference():
     scores = rng.uniform(size=500).astype(np.float32)
 
     def fn(b, s):
-        return non_max_suppression(b, s, 100, 0.5, 0.1, method="generic", tile_size=128)
+        return non_max_suppression_graph(b, s, 100, 0.5, 0.1, method="generic", tile_size=128)
 
     if keras.backend.backend() == "jax":
         import jax
@@ -165,15 +165,15 @@ def test_bad_arguments_raise():
     boxes = np.zeros((3, 4), np.float32)
     scores = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="max_output_size"):
-        non_max_suppression(boxes, scores, 0, 0.5)
+        non_max_suppression_graph(boxes, scores, 0, 0.5)
     with pytest.raises(ValueError, match="iou_threshold"):
-        non_max_suppression(boxes, scores, 2, 1.5)
+        non_max_suppression_graph(boxes, scores, 2, 1.5)
     with pytest.raises(ValueError, match="method"):
-        non_max_suppression(boxes, scores, 2, 0.5, method="fast")
+        non_max_suppression_graph(boxes, scores, 2, 0.5, method="fast")
     with pytest.raises(ValueError, match="scores"):
-        non_max_suppression(boxes, scores[:2], 2, 0.5)
+        non_max_suppression_graph(boxes, scores[:2], 2, 0.5)
     with pytest.raises(ValueError, match="boxes"):
-        non_max_suppression(boxes[:, :3], scores, 2, 0.5)
+        non_max_suppression_graph(boxes[:, :3], scores, 2, 0.5)
 
 
 def test_default_method_inside_xla_uses_generic():
@@ -184,7 +184,7 @@ def test_default_method_inside_xla_uses_generic():
     rng = np.random.default_rng(8)
     boxes = random_boxes(rng, 64)
     scores = rng.uniform(size=64).astype(np.float32)
-    fn = tf.function(lambda b, s: non_max_suppression(b, s, 20, 0.5), jit_compile=True)
+    fn = tf.function(lambda b, s: non_max_suppression_graph(b, s, 20, 0.5), jit_compile=True)
     np.testing.assert_array_equal(fn(boxes, scores).numpy(), reference_nms(boxes, scores, 20, 0.5))
 
 
@@ -198,7 +198,7 @@ def test_batched_with_unknown_batch_size_in_tf_graph():
     scores = rng.uniform(size=(2, 40)).astype(np.float32)
     for method in METHODS:
         fn = tf.function(
-            lambda b, s: batched_non_max_suppression(b, s, 10, 0.5, method=method),
+            lambda b, s: batched_non_max_suppression_graph(b, s, 10, 0.5, method=method),
             input_signature=[
                 tf.TensorSpec([None, 40, 4], tf.float32),
                 tf.TensorSpec([None, 40], tf.float32),
