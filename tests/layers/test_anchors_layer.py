@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from helpers import run_layer_test
 from mrcnn.layers.anchors import AnchorsLayer
 
 
@@ -38,8 +39,11 @@ def test_anchors_layer_matches_loop_reference():
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0], expected, rtol=1e-5, atol=1e-6)
     assert layer.num_anchors == expected.shape[0]
-    assert layer.compute_output_shape((2,) + image_shape) == (
-        1, expected.shape[0], 4)
+    # compute_output_shape((2,) + image_shape) == eager shape == (1, A, 4).
+    run_layer_test(AnchorsLayer(scales, ratios, strides, 1, image_shape),
+                   np.zeros((2,) + image_shape, "f4"),
+                   expected_output_shape=(1, expected.shape[0], 4),
+                   expected_output_dtype="float32")
 
 
 def test_anchors_layer_in_model_and_config_round_trip():
@@ -53,6 +57,9 @@ def test_anchors_layer_in_model_and_config_round_trip():
     # First anchor: centre (0, 0), side 8 -> pixels (-4, -4, 4, 4).
     np.testing.assert_allclose(out[0, 0], np.array([-4, -4, 3, 3]) / 31.0,
                                rtol=1e-6)
-    clone = AnchorsLayer.from_config(layer.get_config())
-    np.testing.assert_array_equal(clone.anchors, layer.anchors)
-    assert clone.get_config() == layer.get_config()
+    # The from_config clone has the same config (by value) and anchors.
+    anchors = run_layer_test(
+        AnchorsLayer([8, 16], [1], [4, 8], 1, image_shape, name="anchors"),
+        np.ones((2,) + image_shape, "f4"), expected_output_shape=(1, 80, 4),
+        rtol=0, atol=0)
+    np.testing.assert_array_equal(anchors[0], layer.anchors)

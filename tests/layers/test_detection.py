@@ -1,31 +1,15 @@
 """Tests of mrcnn.layers.detection.DetectionLayer against a NumPy reference
 with explicit per-class loops."""
 
-import math
-
 import keras
 import numpy as np
 import pytest
 
+from helpers import run_layer_test
 from mrcnn.layers.detection import DetectionLayer
+from tests.layers.layer_refs import np_apply_delta, np_iou, run_compiled
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
-
-
-def _np_iou(a, b):
-    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ih * iw
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-             - inter)
-    return inter / union if union > 0 else 0.0
-
-
-def _np_apply_delta(box, delta):
-    h, w = box[2] - box[0], box[3] - box[1]
-    cy, cx = box[0] + 0.5 * h + delta[0] * h, box[1] + 0.5 * w + delta[1] * w
-    h, w = h * math.exp(delta[2]), w * math.exp(delta[3])
-    return [cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w]
 
 
 def _np_detections(rois, probs, deltas, windows, max_instances, min_conf,
@@ -42,7 +26,7 @@ def _np_detections(rois, probs, deltas, windows, max_instances, min_conf,
             score = float(probs[b, n, c])
             if c == 0 or score < min_conf:
                 continue
-            y1, x1, y2, x2 = _np_apply_delta(rois[b, n], deltas[b, n, c] * STD)
+            y1, x1, y2, x2 = np_apply_delta(rois[b, n], deltas[b, n, c] * STD)
             box = [min(max(y1, wy1), wy2), min(max(x1, wx1), wx2),
                    min(max(y2, wy1), wy2), min(max(x2, wx1), wx2)]
             candidates.append((score, c, box))
@@ -52,21 +36,13 @@ def _np_detections(rois, probs, deltas, windows, max_instances, min_conf,
                           key=lambda d: -d[0])
             chosen = []
             for det in mine:
-                if all(_np_iou(det[2], k[2]) <= threshold for k in chosen):
+                if all(np_iou(det[2], k[2]) <= threshold for k in chosen):
                     chosen.append(det)
             kept.extend(chosen[:max_instances])
         kept.sort(key=lambda d: -d[0])
         for row, (score, c, box) in enumerate(kept[:max_instances]):
             out[b, row] = box + [c, score]
     return out
-
-
-def _run(layer, inputs):
-    """Runs the layer in a compiled model (tf.function / jax.jit)."""
-    symbolic = [keras.Input(shape=x.shape[1:], batch_size=x.shape[0],
-                            dtype=str(x.dtype)) for x in inputs]
-    model = keras.Model(symbolic, layer(symbolic))
-    return np.asarray(model.predict_on_batch(inputs))
 
 
 def test_detections_match_per_class_numpy_reference():
@@ -90,7 +66,7 @@ def test_detections_match_per_class_numpy_reference():
     windows = np.array([[0, 0, 1, 1], [0.1, 0.05, 0.9, 0.8]], np.float32)
     layer = DetectionLayer(max_instances=12, min_confidence=0.4,
                            nms_threshold=0.3, bbox_std_dev=STD)
-    out = _run(layer, [rois, probs, deltas, windows])
+    out = run_compiled(layer, [rois, probs, deltas, windows])
     expected = _np_detections(rois, probs, deltas, windows, 12, 0.4, 0.3)
     assert out.shape == (batch, 12, 6)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
@@ -108,7 +84,7 @@ def test_overlapping_boxes_of_different_classes_are_both_kept():
                        [0.3, 0.7, 0.0], [0.0, 1.0, 0.0]]], np.float32)
     deltas = np.zeros((1, 4, 3, 4), np.float32)
     window = np.array([[0, 0, 1, 1]], np.float32)
-    out = _run(DetectionLayer(5, 0.5, 0.3, STD),
+    out = run_compiled(DetectionLayer(5, 0.5, 0.3, STD),
                [rois, probs, deltas, window])
     # Class 1's second box is suppressed by its first; class 2 survives;
     # the padding ROI never produces a detection.
@@ -122,18 +98,30 @@ def test_background_and_low_confidence_give_no_detection():
     rois = np.array([[[0.2, 0.2, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]],
                     np.float32)
     probs = np.array([[[0.9, 0.1], [0.45, 0.55]]], np.float32)
-    out = _run(DetectionLayer(3, 0.7, 0.3, STD),
+    out = run_compiled(DetectionLayer(3, 0.7, 0.3, STD),
                [rois, probs, np.zeros((1, 2, 2, 4), np.float32),
                 np.array([[0, 0, 1, 1]], np.float32)])
     assert np.all(out == 0)
 
 
-def test_config_round_trip_and_shapes():
-    layer = DetectionLayer(9, 0.7, 0.3, STD, name="mrcnn_detection")
-    clone = DetectionLayer.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    assert layer.compute_output_shape(
-        [(2, 30, 4), (2, 30, 5), (2, 30, 5, 4), (2, 4)]) == (2, 9, 6)
+def test_layer_contract_and_bad_arguments():
+    rng = np.random.default_rng(5)
+    centre = rng.uniform(0.3, 0.7, size=(2, 30, 2))
+    rois = np.concatenate([centre - 0.1, centre + 0.1], -1).astype(np.float32)
+    rois[1, -4:] = 0  # padding
+    probs = rng.dirichlet(np.ones(5), size=(2, 30)).astype(np.float32)
+    deltas = rng.normal(0, 0.5, size=(2, 30, 5, 4)).astype(np.float32)
+    window = np.array([[0, 0, 1, 1], [0.1, 0.1, 0.9, 0.9]], np.float32)
+    inputs = [rois, probs, deltas, window]
+    # compute_output_shape([(2, 30, 4), (2, 30, 5), (2, 30, 5, 4), (2, 4)])
+    # == (2, 9, 6); the from_config clone has the same config by value.
+    out = run_layer_test(DetectionLayer(9, 0.3, 0.3, STD, name="mrcnn_detection"),
+                         inputs, expected_output_shape=(2, 9, 6),
+                         expected_output_dtype="float32")
+    np.testing.assert_allclose(
+        out, _np_detections(rois, probs, deltas, window, 9, 0.3, 0.3),
+        rtol=1e-5, atol=1e-5)
+    assert np.all(np.sum(out[..., 5] > 0, axis=1) > 0)
     with pytest.raises(ValueError, match="max_instances"):
         DetectionLayer(0, 0.7, 0.3, STD)
 

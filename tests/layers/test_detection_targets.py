@@ -8,18 +8,11 @@ import numpy as np
 import pytest
 from keras import ops
 
+from helpers import run_layer_test
 from mrcnn.layers.detection_targets import DetectionTargetLayer, mask_targets
+from tests.layers.layer_refs import np_iou, run_compiled
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
-
-
-def _np_iou(a, b):
-    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ih * iw
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-             - inter)
-    return inter / union if union > 0 else 0.0
 
 
 def _np_refinement(box, gt):
@@ -28,16 +21,6 @@ def _np_refinement(box, gt):
     return np.array([(gt[0] + 0.5 * gh - box[0] - 0.5 * h) / h,
                      (gt[1] + 0.5 * gw - box[1] - 0.5 * w) / w,
                      math.log(gh / h), math.log(gw / w)])
-
-
-def _run(layer, inputs):
-    """Runs the layer in a compiled model (tf.function / jax.jit): faster
-    than eager op-by-op dispatch on JAX, and checks jit compatibility."""
-    inputs = [np.asarray(x) for x in inputs]
-    symbolic = [keras.Input(shape=x.shape[1:], batch_size=x.shape[0],
-                            dtype=str(x.dtype)) for x in inputs]
-    model = keras.Model(symbolic, layer(symbolic))
-    return [np.asarray(x) for x in model.predict_on_batch(inputs)]
 
 
 def _mask_targets(*args, **kwargs):
@@ -66,7 +49,7 @@ def test_hand_case_order_targets_and_padding():
     # rows 3..5: padding
     layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), include_gt_boxes=False,
                                  seed=0)
-    rois, class_ids, deltas, masks = _run(
+    rois, class_ids, deltas, masks = run_compiled(
         layer, [proposals, gt_class_ids, gt_boxes, gt_masks])
     # 1 positive -> int(1 / 0.5) - 1 = 1 negative; the rest is padding.
     np.testing.assert_array_equal(class_ids, [[3, 0, 0, 0, 0, 0]])
@@ -85,7 +68,7 @@ def test_include_gt_boxes_adds_gt_as_positive():
     proposals = np.zeros((1, 4, 4), np.float32)
     proposals[0, 0] = [0.7, 0.7, 0.9, 0.9]
     layer = DetectionTargetLayer(4, 0.25, STD, (4, 4), seed=0)
-    rois, class_ids, deltas, masks = _run(
+    rois, class_ids, deltas, masks = run_compiled(
         layer, [proposals, np.array([[1]], np.int32), gt_boxes,
                 np.ones((1, 5, 5, 1), bool)])
     # The GT box is the only positive (no proposal overlaps it).
@@ -135,7 +118,7 @@ def test_positive_roi_mask_in_layer_is_partial():
     proposals = np.array([[[0.2, 0.2, 0.48, 0.4]]], np.float32)
     layer = DetectionTargetLayer(2, 1.0, STD, (28, 28),
                                  include_gt_boxes=False, seed=0)
-    rois, class_ids, _, masks = _run(
+    rois, class_ids, _, masks = run_compiled(
         layer, [proposals, np.array([[1]], np.int32), gt_boxes,
                 np.ones((1, 10, 10, 1), bool)])
     np.testing.assert_array_equal(class_ids, [[1, 0]])
@@ -152,7 +135,7 @@ def test_zero_gt_gives_all_negatives_without_nan():
     proposals = _random_boxes(rng, (2, 30))
     proposals[1, 5:] = 0  # image 1: only 5 real proposals
     layer = DetectionTargetLayer(10, 0.33, STD, (6, 6), seed=3)
-    rois, class_ids, deltas, masks = _run(
+    rois, class_ids, deltas, masks = run_compiled(
         layer, [proposals, np.zeros((2, 4), np.int32),
                 np.zeros((2, 4, 4), np.float32), np.zeros((2, 7, 7, 4), bool)])
     for out in (rois, deltas, masks):
@@ -175,7 +158,7 @@ def test_crowd_boxes_exclude_negatives():
     proposals = np.array([[[0.6, 0.6, 0.8, 0.8],    # inside the crowd
                            [0.0, 0.6, 0.2, 0.9]]], np.float32)  # negative
     layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), seed=0)
-    rois, class_ids, _, _ = _run(
+    rois, class_ids, _, _ = run_compiled(
         layer, [proposals, gt_class_ids, gt_boxes,
                 np.ones((1, 4, 4, 2), bool)])
     # Positives: the non-crowd GT box only; negatives: proposal 1 only
@@ -206,7 +189,7 @@ def test_random_invariants_against_numpy(include_gt):
     gt_masks = rng.random((batch, 12, 12, num_gt)) < 0.5
     layer = DetectionTargetLayer(rois_per_image, ratio, STD, (8, 8),
                                  include_gt_boxes=include_gt, seed=11)
-    rois, class_ids, deltas, masks = _run(
+    rois, class_ids, deltas, masks = run_compiled(
         layer, [proposals, gt_class_ids, gt_boxes, gt_masks])
     assert rois.shape == (batch, rois_per_image, 4)
     assert class_ids.dtype == np.int32
@@ -219,8 +202,8 @@ def test_random_invariants_against_numpy(include_gt):
             candidates += [gt_boxes[b, g] for g in real]
         n_pos = n_neg = 0
         for c in candidates:
-            best = max(_np_iou(c, gt_boxes[b, g]) for g in real)
-            crowd_iou = max([_np_iou(c, gt_boxes[b, g]) for g in crowd] + [0])
+            best = max(np_iou(c, gt_boxes[b, g]) for g in real)
+            crowd_iou = max([np_iou(c, gt_boxes[b, g]) for g in crowd] + [0])
             n_pos += best >= 0.5
             n_neg += best < 0.5 and crowd_iou < 0.001
         pos_count = min(n_pos, cap)
@@ -236,7 +219,7 @@ def test_random_invariants_against_numpy(include_gt):
         for t in range(used):
             roi = rois[b, t]
             assert any(np.allclose(roi, c) for c in candidates)
-            ious = [_np_iou(roi, gt_boxes[b, g]) for g in real]
+            ious = [np_iou(roi, gt_boxes[b, g]) for g in real]
             if t < pos_count:
                 g = real[int(np.argmax(ious))]
                 assert max(ious) >= 0.5
@@ -274,8 +257,14 @@ def test_jitted_model_predict_and_config():
     assert np.sum(class_ids[0] > 0) == 4  # cap int(8 * 0.5); >= 4 available
     assert np.all(class_ids[1] == 0)
     assert np.all(np.isfinite(deltas)) and np.all(np.isfinite(masks))
-    clone = DetectionTargetLayer.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+    # Shapes and dtypes (also of compute_output_spec), the from_config clone
+    # (same config by value, same seeded sample) and a saved model.
+    outputs = run_layer_test(
+        DetectionTargetLayer(8, 0.5, STD, (5, 5), seed=1, name="targets"),
+        data, expected_output_shape=[(batch, 8, 4), (batch, 8), (batch, 8, 4),
+                                     (batch, 8, 5, 5)],
+        expected_output_dtype=["float32", "int32", "float32", "float32"])
+    assert np.sum(outputs[1][0] > 0) == 4
 
 
 def test_rejects_bad_arguments():

@@ -1,24 +1,15 @@
 """Tests of mrcnn.layers.proposal.ProposalLayer against a NumPy loop
 re-implementation with its own greedy NMS."""
 
-import math
-
 import keras
 import numpy as np
 import pytest
 
+from helpers import run_layer_test
 from mrcnn.layers.proposal import ProposalLayer
+from tests.layers.layer_refs import np_apply_delta, np_iou, run_compiled
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
-
-
-def _np_iou(a, b):
-    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ih * iw
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-             - inter)
-    return inter / union if union > 0 else 0.0
 
 
 def _np_greedy_nms(boxes, scores, threshold, max_output):
@@ -27,16 +18,9 @@ def _np_greedy_nms(boxes, scores, threshold, max_output):
     for i in order:
         if len(keep) == max_output:
             break
-        if all(_np_iou(boxes[i], boxes[k]) <= threshold for k in keep):
+        if all(np_iou(boxes[i], boxes[k]) <= threshold for k in keep):
             keep.append(i)
     return keep
-
-
-def _np_apply_delta(box, delta):
-    h, w = box[2] - box[0], box[3] - box[1]
-    cy, cx = box[0] + 0.5 * h + delta[0] * h, box[1] + 0.5 * w + delta[1] * w
-    h, w = h * math.exp(delta[2]), w * math.exp(delta[3])
-    return [cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w]
 
 
 def _np_proposals(probs, deltas, anchors, count, threshold, limit):
@@ -48,21 +32,13 @@ def _np_proposals(probs, deltas, anchors, count, threshold, limit):
         boxes = []
         for i in top:
             anchor = anchors[b if anchors.shape[0] > 1 else 0, i]
-            box = _np_apply_delta(anchor, deltas[b, i] * STD)
+            box = np_apply_delta(anchor, deltas[b, i] * STD)
             boxes.append([min(max(v, 0.0), 1.0) for v in box])
         keep = _np_greedy_nms(boxes, [scores[i] for i in top], threshold,
                               count)
         for row, k in enumerate(keep):
             out[b, row] = boxes[k]
     return out
-
-
-def _run(layer, inputs):
-    """Runs the layer in a compiled model (tf.function / jax.jit)."""
-    symbolic = [keras.Input(shape=x.shape[1:], batch_size=x.shape[0],
-                            dtype=str(x.dtype)) for x in inputs]
-    model = keras.Model(symbolic, layer(symbolic))
-    return np.asarray(model.predict_on_batch(inputs))
 
 
 def _random_inputs(rng, batch, num_anchors, anchor_batch=1):
@@ -83,7 +59,7 @@ def test_proposals_match_numpy_reference(anchor_batch):
     probs, deltas, anchors = _random_inputs(rng, 2, 80, anchor_batch)
     layer = ProposalLayer(proposal_count=20, nms_threshold=0.5,
                           pre_nms_limit=50, rpn_bbox_std_dev=STD)
-    out = _run(layer, [probs, deltas, anchors])
+    out = run_compiled(layer, [probs, deltas, anchors])
     expected = _np_proposals(probs, deltas, anchors, 20, 0.5, 50)
     assert out.shape == (2, 20, 4)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
@@ -99,7 +75,7 @@ def test_few_survivors_are_zero_padded():
     deltas = np.zeros((1, 10, 4), np.float32)
     deltas[0, :, 0] = 0.5  # dy = 0.05 after the std dev: shift by 0.015
     layer = ProposalLayer(5, 0.7, 1000, STD)
-    out = _run(layer, [probs, deltas, anchors])
+    out = run_compiled(layer, [probs, deltas, anchors])
     np.testing.assert_allclose(out[0, 0], [0.215, 0.2, 0.515, 0.6],
                                atol=1e-6)
     assert np.all(out[0, 1:] == 0)
@@ -109,17 +85,22 @@ def test_proposals_are_clipped_to_image():
     anchors = np.array([[[-0.2, 0.5, 0.3, 1.4]]], np.float32)
     probs = np.array([[[0.1, 0.9]]], np.float32)
     layer = ProposalLayer(2, 0.7, 10, STD)
-    out = _run(layer, [probs, np.zeros((1, 1, 4), np.float32), anchors])
+    out = run_compiled(layer, [probs, np.zeros((1, 1, 4), np.float32), anchors])
     np.testing.assert_allclose(out[0], [[0, 0.5, 0.3, 1], [0, 0, 0, 0]],
                                atol=1e-6)
 
 
-def test_config_round_trip_and_shapes():
-    layer = ProposalLayer(7, 0.6, 100, STD, name="ROI")
-    clone = ProposalLayer.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    assert layer.compute_output_shape(
-        [(3, 50, 2), (3, 50, 4), (1, 50, 4)]) == (3, 7, 4)
+def test_layer_contract_and_bad_arguments():
+    probs, deltas, anchors = _random_inputs(np.random.default_rng(4), 3, 50)
+    # compute_output_shape([(3, 50, 2), (3, 50, 4), (1, 50, 4)]) == (3, 7, 4);
+    # the from_config clone has the same config by value.
+    out = run_layer_test(ProposalLayer(7, 0.6, 100, STD, name="ROI"),
+                         [probs, deltas, anchors],
+                         expected_output_shape=(3, 7, 4),
+                         expected_output_dtype="float32")
+    np.testing.assert_allclose(
+        out, _np_proposals(probs, deltas, anchors, 7, 0.6, 100),
+        rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="proposal_count"):
         ProposalLayer(0, 0.7, 10, STD)
     with pytest.raises(ValueError, match="rpn_bbox_std_dev"):
