@@ -5,12 +5,16 @@ Importing the package registers the built-in backbones: ``resnet50``,
 ``efficientnetv2-b0`` / ``-b1`` / ``-b2`` / ``-b3`` / ``-s`` / ``-m`` / ``-l``
 (nested ``keras.Model`` from ``keras.applications``) and ``small-cnn`` (a
 tiny plain CNN for CPU experiments and tests). Keras application
-models are only constructed when a backbone is built.
+models are only constructed when a backbone is built. Each module declares
+the pretrained files of its backbones (``register(..., pretrained=...)``),
+which ``mrcnn.weights`` finds, downloads and loads by name
+(``imagenet-<backbone>``).
 
     import backbones
     backbone = backbones.get("resnet101")       # or a callable
     c2, c3, c4, c5 = backbone.build(image_tensor, first_stride=2)
     backbone.strides(2), backbone.channels, backbone.layer_groups["4+"]
+    backbone.pretrained["imagenet"]["file"]     # its declared ImageNet file
 
 See ``backbones.registry`` for the builder contract.
 """

@@ -31,6 +31,10 @@ stride s is the last layer of the last block with stride s (for B0:
 ``first_stride=1`` rebuilds the network with the stem convolution at
 stride 1, so the strides become (2, 4, 8, 16).
 
+Pretrained files: each variant declares keras.applications' ImageNet file
+(``efficientnetv2-<variant>_notop.h5``, md5 from Keras' source,
+``IMAGENET_FILES``), which loads by layer name into the nested model.
+
 Layer groups (Matterport's ``train(layers=...)``) map stages to blocks by
 stride: "3+" = blocks with output stride >= 8 (block3 and later, plus
 ``top_``), "4+" = stride >= 16 (block4+), "5+" = stride 32 (block6+).
@@ -57,6 +61,21 @@ VARIANTS = {
     "s": ("EfficientNetV2S", 6, (48, 64, 160, 1280)),
     "m": ("EfficientNetV2M", 7, (48, 80, 176, 1280)),
     "l": ("EfficientNetV2L", 7, (64, 96, 224, 1280)),
+}
+
+_KERAS_EFFNETV2 = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                   "efficientnet_v2/")
+# variant -> (md5 of the ImageNet notop file as in keras/src/applications/
+#             efficientnet_v2.py WEIGHTS_HASHES, layers with weights of
+#             keras.applications' model with include_top=False)
+IMAGENET_FILES = {
+    "b0": ("893217f2bb855e2983157299931e43ff", 150),
+    "b1": ("0e80663031ca32d657f9caa404b6ec37", 184),
+    "b2": ("1dfe2e7a5d45b6632553a8961ea609eb", 192),
+    "b3": ("f6abf7b5849ac99a89b50dd3fd532856", 224),
+    "s": ("af0682fb74e8c54910f2d4393339c070", 280),
+    "m": ("1b8dc055df72dde80d614482840fe342", 402),
+    "l": ("b0b66b5c863aef5b46e8608fe1711615", 556),
 }
 
 # Output stride of each block of every EfficientNetV2 variant (block index
@@ -88,6 +107,37 @@ def layer_groups(model_name, num_blocks):
         "5+": blocks_from(32),
         "all": (f"({re.escape(model_name)})|(effnetv2_.*)|(stem_.*)"
                 r"|(block\d+[a-z]+_.*)|(top_.*)"),
+    }
+
+
+def imagenet_file(variant):
+    """The pretrained-file declaration of a variant's ImageNet weights.
+
+    Args:
+        variant: "b0", "b1", "b2", "b3", "s", "m" or "l".
+
+    Returns:
+        A dict for ``register(..., pretrained={"imagenet": ...})`` (fields
+        as in ``backbones.registry``).
+    """
+    app_name = VARIANTS[variant][0]
+    md5, weighted_layers = IMAGENET_FILES[variant]
+    name = f"efficientnetv2-{variant}"
+    return {
+        "file": f"{name}_notop.h5",
+        "description": f"EfficientNetV2-{variant.upper()} ImageNet weights without the "
+                       f"classifier, as "
+                       f"downloaded by keras.applications.{app_name}(include_top=False, "
+                       f"weights='imagenet'); loaded by layer name into the nested backbone "
+                       f"model '{name}'.",
+        "layout": "keras-applications",
+        "url": f"{_KERAS_EFFNETV2}{name}_notop.h5",
+        "md5": md5,
+        "verify": "md5",
+        "weighted_layers": weighted_layers,
+        "notes": f"md5 from keras/src/applications/efficientnet_v2.py (WEIGHTS_HASHES). "
+                 f"weighted_layers counts the layers with weights of "
+                 f"keras.applications.{app_name}(include_top=False); not read from the file.",
     }
 
 
@@ -215,5 +265,6 @@ for _variant, (_, _num_blocks, _channels) in VARIANTS.items():
     _builder.__name__ = _name
     _builder.__doc__ = efficientnetv2.__doc__
     register(_name, channels=_channels,
-             layer_groups=layer_groups(_name, _num_blocks))(_builder)
+             layer_groups=layer_groups(_name, _num_blocks),
+             pretrained={"imagenet": imagenet_file(_variant)})(_builder)
 del _variant, _num_blocks, _channels, _name, _builder

@@ -25,6 +25,30 @@ Contract of a builder:
   (input size / feature size) are ``Backbone.strides(first_stride)`` and
   whose channel counts are ``Backbone.channels``.
 
+``pretrained`` declares the backbone's pretrained weight files, so that
+``model.load_weights("imagenet")`` and ``weights/download.py`` know them with
+no edit outside the backbone's module::
+
+    @register("mynet", ..., pretrained={"imagenet": {
+        "file": "mynet_notop.h5",                 # the file name looked for
+        "url": "https://example.org/mynet_notop.h5",
+        "md5": "0123456789abcdef0123456789abcdef",
+        "weighted_layers": 42,
+        "description": "MyNet trained on ImageNet-1k, without the classifier"}},
+        rename=lambda file_layer: ...)          # optional, see below
+
+Each key ("imagenet", ...) is the kind of weights, and the name the file is
+known by is ``<kind>-<backbone name>`` (``imagenet-mynet``). An entry holds
+``file`` (required), ``url``, the checks ``md5`` / ``alternative_md5`` /
+``sha256`` / ``size`` and ``verify`` ("md5", the default when an md5 is
+given, else "size"), ``weighted_layers`` (layers with weights in the model
+the file was saved from; a different count is only a warning),
+``description``, ``notes`` and ``layout`` (how its layers are named).
+``rename`` maps a layer name of a weight file to the backbone's own name (or
+None to skip that layer); it is used when a file's names, renamed, match
+more of the backbone's layers than as they are (keras.applications' ResNet
+files into Matterport's ResNet).
+
 ``layer_groups`` maps Matterport's ``train(layers=...)`` modes "3+", "4+",
 "5+" and "all" to a regular expression over the backbone's OWN layer names
 that selects the layers trained in that mode. The expression is applied
@@ -44,6 +68,11 @@ __all__ = ["Backbone", "register", "unregister", "get", "available", "set_traina
 
 DEFAULT_STRIDES = (4, 8, 16, 32)
 LAYER_GROUP_MODES = ("3+", "4+", "5+", "all")
+# Fields of a pretrained-file declaration; every other field is optional.
+PRETRAINED_REQUIRED = ("file",)
+PRETRAINED_FIELDS = ("file", "url", "md5", "alternative_md5", "sha256", "size", "verify",
+                     "weighted_layers", "description", "notes", "layout")
+_HEX = re.compile(r"[0-9a-f]+")
 
 _BACKBONES = {}  # lower-cased name -> Backbone
 
@@ -90,6 +119,76 @@ def _check_layer_groups(layer_groups, name):
     return out
 
 
+def _check_hex(value, digits, field, where):
+    if value is not None and not (isinstance(value, str) and len(value) == digits
+                                  and _HEX.fullmatch(value)):
+        raise ValueError(f"{where}: {field} must be {digits} lower-case hex digits or None, "
+                         f"got {value!r}")
+
+
+def _check_count(value, field, where):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"{where}: {field} must be a positive int or None, got {value!r}")
+
+
+def _check_pretrained_entry(entry, kind, name):
+    """Returns a complete copy of one pretrained-file declaration."""
+    where = f"pretrained[{kind!r}] of backbone {name!r}"
+    if not isinstance(entry, dict):
+        raise TypeError(f"{where} must be a dict with the fields {list(PRETRAINED_FIELDS)}, "
+                        f"got {type(entry).__name__}")
+    unknown = sorted(set(entry) - set(PRETRAINED_FIELDS))
+    if unknown:
+        raise ValueError(f"{where} has unknown fields {unknown}; expected some of "
+                         f"{list(PRETRAINED_FIELDS)}")
+    missing = [f for f in PRETRAINED_REQUIRED if f not in entry]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}")
+    out = {"url": None, "md5": None, "sha256": None, "size": None, "weighted_layers": None,
+           "description": f"{kind} weights of backbone {name}", "notes": "", "layout": None}
+    out.update(entry)
+    file = out["file"]
+    if not isinstance(file, str) or not file or "/" in file or "\\" in file:
+        raise ValueError(f"{where}: file must be a file name without folders, got {file!r}")
+    if out["url"] is not None and not isinstance(out["url"], str):
+        raise TypeError(f"{where}: url must be a string or None, got {out['url']!r}")
+    _check_hex(out["md5"], 32, "md5", where)
+    _check_hex(out["sha256"], 64, "sha256", where)
+    if "alternative_md5" in out:
+        if isinstance(out["alternative_md5"], str):
+            raise TypeError(f"{where}: alternative_md5 must be a list of md5 strings, "
+                            f"got {out['alternative_md5']!r}")
+        out["alternative_md5"] = list(out["alternative_md5"])
+        for value in out["alternative_md5"]:
+            _check_hex(value, 32, "alternative_md5", where)
+    _check_count(out["size"], "size", where)
+    _check_count(out["weighted_layers"], "weighted_layers", where)
+    out.setdefault("verify", "md5" if out["md5"] else "size")
+    if out["verify"] not in ("md5", "size"):
+        raise ValueError(f"{where}: verify must be 'md5' or 'size', got {out['verify']!r}")
+    if out["verify"] == "md5" and not out["md5"]:
+        raise ValueError(f"{where}: verify='md5' needs an md5")
+    return out
+
+
+def _check_pretrained(pretrained, name):
+    """Returns validated copies of `pretrained` (dict kind -> file declaration)."""
+    if pretrained is None:
+        return {}
+    if not isinstance(pretrained, dict):
+        raise TypeError(f"pretrained of backbone {name!r} must be a dict mapping a kind "
+                        f"such as 'imagenet' to a file declaration, got "
+                        f"{type(pretrained).__name__}")
+    out = {}
+    for kind, entry in pretrained.items():
+        if not isinstance(kind, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.]*", kind):
+            raise ValueError(f"pretrained of backbone {name!r}: a kind must be a lower-case "
+                             f"word such as 'imagenet', got {kind!r}")
+        out[kind] = _check_pretrained_entry(entry, kind, name)
+    return out
+
+
 def _accepts_keyword(fn, keyword):
     """True if `fn` can be called with `keyword=` (named or **kwargs)."""
     try:
@@ -113,10 +212,15 @@ class Backbone:
             COMPUTE_BACKBONE_SHAPE).
         layer_groups: dict mode -> regex over the backbone's own layer names
             (modes "3+", "4+", "5+", "all"), or None if not declared.
+        pretrained: dict kind ("imagenet", ...) -> pretrained-file
+            declaration with every field filled in (see the module
+            docstring); {} if none.
+        rename: ``fn(file_layer_name) -> own layer name or None`` for weight
+            files named another way, or None.
     """
 
     def __init__(self, name, builder, *, strides=DEFAULT_STRIDES,
-                 channels=None, layer_groups=None):
+                 channels=None, layer_groups=None, pretrained=None, rename=None):
         if not isinstance(name, str) or not name:
             raise ValueError(f"backbone name must be a non-empty string, "
                              f"got {name!r}")
@@ -136,6 +240,11 @@ class Backbone:
         self.channels = (None if channels is None
                          else _check_int_tuple(channels, "channels", name))
         self.layer_groups = _check_layer_groups(layer_groups, name)
+        self.pretrained = _check_pretrained(pretrained, name)
+        if rename is not None and not callable(rename):
+            raise TypeError(f"rename of backbone {name!r} must be callable or None, "
+                            f"got {type(rename).__name__}")
+        self.rename = rename
 
     def strides(self, first_stride=2):
         """Strides of C2..C5 in input pixels.
@@ -214,7 +323,7 @@ def _check_first_stride(first_stride):
 
 
 def register(name, *, strides=DEFAULT_STRIDES, channels=None,
-             layer_groups=None):
+             layer_groups=None, pretrained=None, rename=None):
     """Decorator that registers a backbone builder under `name`.
 
     Args:
@@ -224,6 +333,10 @@ def register(name, *, strides=DEFAULT_STRIDES, channels=None,
         channels: channels of C2..C5 (4 ints), or None if unknown.
         layer_groups: dict mode ("3+", "4+", "5+", "all") -> regex over the
             backbone's own layer names, or None.
+        pretrained: dict kind ("imagenet", ...) -> pretrained-file
+            declaration (see the module docstring), or None.
+        rename: ``fn(file_layer_name) -> own layer name or None``, applied
+            to weight files whose layers are named another way, or None.
 
     Returns:
         A decorator that registers the builder and returns it unchanged.
@@ -233,7 +346,8 @@ def register(name, *, strides=DEFAULT_STRIDES, channels=None,
     """
     def decorator(builder):
         backbone = Backbone(name, builder, strides=strides, channels=channels,
-                            layer_groups=layer_groups)
+                            layer_groups=layer_groups, pretrained=pretrained,
+                            rename=rename)
         key = name.lower()
         if key in _BACKBONES:
             raise ValueError(f"backbone {name!r} is already registered "

@@ -22,7 +22,16 @@ exactly H/4..H/32 (H/2..H/16 with ``first_stride=1``).
 Batch norms are plain ``keras.layers.BatchNormalization``; the model freezes
 them (``trainable=False`` -> inference mode in Keras 3) when TRAIN_BN is
 False.
+
+Pretrained files (``IMAGENET_FILES``): ResNet-50 from fchollet's
+deep-learning-models release (Matterport's names; Keras 3 downloads a file of
+the same name with keras.applications' names) and ResNet-101 from
+keras.applications. Files with keras.applications' layer names
+(``conv1_conv``, ``conv2_block1_1_conv``, ...) load through
+`keras_resnet_to_matterport`.
 """
+
+import re
 
 import keras
 
@@ -36,6 +45,45 @@ LAYER_GROUPS = {
     "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)",
     "5+": r"(res5.*)|(bn5.*)",
     "all": r"(conv1.*)|(bn_conv1)|(pool1)|(res[2-5].*)|(bn[2-5].*)",
+}
+
+_KERAS_RESNET = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# backbone name -> its ImageNet file (see backbones.registry for the fields).
+IMAGENET_FILES = {
+    "resnet50": {
+        "file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "description": "ResNet-50 trained on ImageNet-1k, without the classifier, with "
+                       "Matterport's layer names (conv1, bn_conv1, res2a_branch2a, ...): the "
+                       "file Matterport's samples loaded for --weights=imagenet.",
+        "layout": "matterport",
+        "url": "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
+               "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "size": 94653016,
+        "md5": "a268eb855778b3df3c7506639542a6af",
+        "alternative_md5": ["4d473c1dd8becc155b73f8504c6f6626"],
+        "verify": "md5",
+        "weighted_layers": 106,
+        "notes": "md5 as in Matterport's get_imagenet_weights(). Keras 2.2+ and Keras 3 "
+                 "download a different file under the same name (" + _KERAS_RESNET +
+                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5, md5 in "
+                 "alternative_md5) whose layers have Keras' names (conv1_conv, "
+                 "conv2_block1_1_conv, ...); mrcnn recognises that layout and renames the "
+                 "layers while loading, so either file works.",
+    },
+    "resnet101": {
+        "file": "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "description": "ResNet-101 trained on ImageNet-1k, without the classifier, from "
+                       "keras.applications.ResNet101 (Keras' layer names, renamed to "
+                       "Matterport's while loading).",
+        "layout": "keras-applications-resnet",
+        "url": _KERAS_RESNET + "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "md5": "88cf7a10940856eca736dc7b7e228a21",
+        "verify": "md5",
+        "weighted_layers": 208,
+        "notes": "md5 from keras/src/applications/resnet.py (WEIGHTS_HASHES). Matterport's "
+                 "samples had no ImageNet file for ResNet-101 and loaded the ResNet-50 one, "
+                 "which leaves res4g..res4w random.",
+    },
 }
 
 # (filters of the 1x1/3x3 convs, output filters, stride of the first block)
@@ -113,13 +161,38 @@ def resnet_graph(inputs, blocks_stage4, first_stride=2):
     return outputs
 
 
-@register("resnet50", channels=CHANNELS, layer_groups=LAYER_GROUPS)
+def keras_resnet_to_matterport(layer_name):
+    """Matterport's name for a keras.applications ResNet layer, or None.
+
+    ``conv1_conv`` -> ``conv1``, ``conv1_bn`` -> ``bn_conv1``,
+    ``conv{s}_block{b}_{i}_conv`` -> ``res{s}{letter b}_branch{1|2a|2b|2c}``
+    (i = 0, 1, 2, 3) and ``..._bn`` -> ``bn{s}{letter}_branch...``; layers
+    without a counterpart (``pool1_pad``, ...) -> None.
+    """
+    if layer_name == "conv1_conv":
+        return "conv1"
+    if layer_name == "conv1_bn":
+        return "bn_conv1"
+    m = re.fullmatch(r"conv([2-5])_block(\d+)_([0-3])_(conv|bn)", layer_name)
+    if not m:
+        return None
+    stage, block, i, kind = m.groups()
+    branch = {"0": "1", "1": "2a", "2": "2b", "3": "2c"}[i]
+    letter = chr(ord("a") + int(block) - 1)
+    return f"{'res' if kind == 'conv' else 'bn'}{stage}{letter}_branch{branch}"
+
+
+@register("resnet50", channels=CHANNELS, layer_groups=LAYER_GROUPS,
+          pretrained={"imagenet": IMAGENET_FILES["resnet50"]},
+          rename=keras_resnet_to_matterport)
 def resnet50(inputs, *, first_stride=2):
     """ResNet-50 (stage 4 = res4a..res4f). See `resnet_graph`."""
     return resnet_graph(inputs, 6, first_stride=first_stride)
 
 
-@register("resnet101", channels=CHANNELS, layer_groups=LAYER_GROUPS)
+@register("resnet101", channels=CHANNELS, layer_groups=LAYER_GROUPS,
+          pretrained={"imagenet": IMAGENET_FILES["resnet101"]},
+          rename=keras_resnet_to_matterport)
 def resnet101(inputs, *, first_stride=2):
     """ResNet-101 (stage 4 = res4a..res4w). See `resnet_graph`."""
     return resnet_graph(inputs, 23, first_stride=first_stride)

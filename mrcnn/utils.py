@@ -26,7 +26,7 @@ from mrcnn.evaluation.matterport import (
     trim_zeros, compute_matches, compute_ap, compute_ap_range, compute_recall,
 )
 from mrcnn.evaluation.competition import map_iou
-from mrcnn.weights.loading import download_trained_weights
+from mrcnn.weights import download_trained_weights
 
 __all__ = [
     "Dataset", "extract_bboxes", "compute_iou", "compute_overlaps", "compute_overlaps_masks",

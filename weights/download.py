@@ -11,19 +11,21 @@ Usage (where a network exists; the package must be installed, e.g. ``pip install
 Files go to ``--dir``, else the first writable folder of ``$MRCNN_WEIGHTS_DIR``,
 else the Keras cache (``~/.keras/models``); they are written atomically and
 checked against the manifest (md5, or size where no checksum is published).
-The manifest is ``mrcnn/weights/manifest.json``; see ``weights/README.md``.
+The manifest is ``mrcnn/weights/manifest.json`` (Mask R-CNN files) plus the
+pretrained files each registered backbone declares (``imagenet-<backbone>``);
+see ``weights/README.md``.
 """
 
 import argparse
 import os
 import sys
 
-from mrcnn.weights import loading as weights
+from mrcnn.weights import catalog, files
 
 
 def expand_names(names):
     """Manifest names for the command-line names ("all", "imagenet" or exact names)."""
-    known = [e["name"] for e in weights.manifest()["files"]]
+    known = [e["name"] for e in catalog.manifest()["files"]]
     out = []
     for name in names:
         if name == "all":
@@ -39,23 +41,23 @@ def expand_names(names):
 
 def list_files():
     print(f"{'name':30} {'file':56} {'check':6} local copy")
-    for entry in weights.manifest()["files"]:
-        local = weights.find_weights(entry["name"]) or "-"
+    for entry in catalog.manifest()["files"]:
+        local = files.find_weights(entry) or "-"
         print(f"{entry['name']:30} {entry['file']:56} {entry['verify']:6} {local}")
-    print("searched: " + ", ".join(f"{label} ({d})" for label, d in weights.search_dirs()))
+    print("searched: " + ", ".join(f"{label} ({d})" for label, d in files.search_dirs()))
 
 
 def verify(names, directory):
     failed = 0
     for name in names:
-        entry = weights.get_entry(name)
+        entry = catalog.get_entry(name)
         path = (os.path.join(directory, entry["file"]) if directory
-                else weights.find_weights(name))
+                else files.find_weights(name))
         if not path or not os.path.isfile(path):
             print(f"{name}: missing ({entry['file']})")
             failed += 1
             continue
-        check = weights.verify_file(path, entry)
+        check = files.verify_file(path, entry)
         status = "ok" if check["ok"] else "FAILED: " + "; ".join(check["problems"])
         print(f"{name}: {path}: {status} ({check['size']:,} bytes, md5 {check['md5']})")
         for warning in check["warnings"]:
@@ -67,15 +69,15 @@ def verify(names, directory):
 def download(names, directory, timeout, force):
     failed = 0
     for name in names:
-        existing = None if force else weights.find_weights(name)
+        existing = None if force else files.find_weights(name)
         if directory and not force:
-            candidate = os.path.join(directory, weights.get_entry(name)["file"])
+            candidate = os.path.join(directory, catalog.get_entry(name)["file"])
             existing = candidate if os.path.isfile(candidate) else None
         if existing:
             print(f"{name}: already present at {existing} (use --force to download again)")
             continue
         try:
-            weights.download_weights(name, directory=directory, timeout=timeout)
+            files.download_weights(name, directory=directory, timeout=timeout)
         except (OSError, ValueError) as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             failed += 1
@@ -89,7 +91,7 @@ def main(argv=None):
     parser.add_argument("--verify", action="store_true",
                         help="check local copies against the manifest; download nothing")
     parser.add_argument("--dir", default=None, help="folder to download to / verify in")
-    parser.add_argument("--timeout", type=float, default=weights.DOWNLOAD_TIMEOUT_S,
+    parser.add_argument("--timeout", type=float, default=files.DOWNLOAD_TIMEOUT_S,
                         help="socket timeout in seconds (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="download even if present")
     args = parser.parse_args(argv)

@@ -1,4 +1,36 @@
-"""Weight files: the manifest of known files, finding / downloading them, by-name HDF5.
+"""Pretrained weight files: which are known, where they are, how they load.
 
-    from mrcnn.weights import locate_weights, download_trained_weights
+* ``catalog``: the manifest of known files (``manifest.json`` for Mask R-CNN
+  files plus each backbone's declared pretrained files): `manifest`, `get_entry`.
+* ``files``: finding a named file locally, downloading and checking it:
+  `locate_weights`, `find_weights`, `download_weights`, `verify_file`,
+  `download_trained_weights` (Matterport's), `WEIGHTS_DIR_ENV`.
+* ``h5``: saving / loading by layer name in the Keras 2 / Matterport HDF5
+  layout: `save_weights`, `load_weights_file`, `read_named_weights`,
+  `is_keras3_weights_file`.
+* ``backbone``: a backbone's pretrained file into the backbone part:
+  `pretrained_path`, `load_backbone_weights`, `backbone_weight_layers`.
+* ``loading``: `load_weights` by spec ("coco", "imagenet", "last", a path).
+
+Example::
+
+    from mrcnn.weights import load_weights, save_weights
+    report = load_weights(keras_model, "coco", backbone=backbone, exclude="heads")
+    save_weights(keras_model, "logs/mask_rcnn_cells_0001.h5")
 """
+
+from mrcnn.weights.backbone import (backbone_weight_layers, load_backbone_weights,
+                                    pretrained_path)
+from mrcnn.weights.catalog import get_entry, manifest
+from mrcnn.weights.files import (WEIGHTS_DIR_ENV, download_trained_weights, download_weights,
+                                 find_weights, locate_weights, verify_file)
+from mrcnn.weights.h5 import (is_keras3_weights_file, load_weights_file, read_named_weights,
+                              save_weights)
+from mrcnn.weights.loading import load_weights
+
+__all__ = [
+    "WEIGHTS_DIR_ENV", "backbone_weight_layers", "download_trained_weights", "download_weights",
+    "find_weights", "get_entry", "is_keras3_weights_file", "load_backbone_weights",
+    "load_weights", "load_weights_file", "locate_weights", "manifest", "pretrained_path",
+    "read_named_weights", "save_weights", "verify_file",
+]

@@ -25,12 +25,17 @@ import h5py
 import keras
 import numpy as np
 
-# Layers whose shape depends on NUM_CLASSES (Matterport's exclusion list).
-CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+from mrcnn.heads.names import CLASS_SPECIFIC_LAYERS
+from mrcnn.layers.walk import is_container, leaf_layers
 
 
 def _decode(values):
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _root(f):
+    """The group holding ``layer_names`` (full-model Keras 2 files nest it in ``model_weights``)."""
+    return f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
 
 
 def weight_layers(model):
@@ -39,14 +44,9 @@ def weight_layers(model):
 
 
 def _named_weights(layer):
-    """[(weight_name, variable)] for a layer; nested models by inner layer."""
-    if isinstance(layer, keras.Model):
-        out = []
-        for inner in layer.layers:
-            for sub_name, var in _named_weights(inner):
-                out.append((sub_name, var))
-        return out
-    return [(f"{layer.name}/{var.name}:0", var) for var in layer.weights]
+    """[(weight_name, variable)] for a layer; nested models by their leaf layers."""
+    leaves = leaf_layers(layer) if is_container(layer) else [layer]
+    return [(f"{leaf.name}/{var.name}:0", var) for leaf in leaves for var in leaf.weights]
 
 
 def save_weights(model, filepath):
@@ -54,6 +54,13 @@ def save_weights(model, filepath):
 
     The file is written to a temporary file in the same folder and renamed,
     so an interrupted save never leaves a truncated checkpoint.
+
+    Args:
+        model: a keras.Model.
+        filepath: the ``.h5`` file to write (folders are created).
+
+    Returns:
+        `filepath` (as a string).
     """
     filepath = os.fspath(filepath)
     folder = os.path.dirname(os.path.abspath(filepath))
@@ -81,8 +88,49 @@ def save_weights(model, filepath):
 
 
 def is_keras3_weights_file(filepath):
+    """True for a Keras 3 ``.weights.h5`` file (stored by structure, not by layer name)."""
     with h5py.File(filepath, "r") as f:
         return "layer_names" not in f.attrs and "layers" in f and "model_weights" not in f
+
+
+def file_layer_names(filepath, with_weights=False):
+    """Layer names of a Keras 2 / Matterport-layout file, in file order.
+
+    Args:
+        filepath: the ``.h5`` file.
+        with_weights: only the layers that hold weights.
+
+    Returns:
+        A list of names, or None when the file has no ``layer_names``
+        (e.g. a Keras 3 ``.weights.h5``).
+    """
+    with h5py.File(filepath, "r") as f:
+        root = _root(f)
+        names = root.attrs.get("layer_names")
+        if names is None:
+            return None
+        names = _decode(names)
+        if with_weights:
+            names = [n for n in names if len(root[n].attrs.get("weight_names", []))]
+        return names
+
+
+def renamed_copy(src, dst, rename):
+    """Copy a Keras-2 layout file, renaming its layers with ``rename(name) -> new name or None``.
+
+    Layers without weights and those `rename` maps to None are left out.
+    """
+    with h5py.File(src, "r") as fin, h5py.File(dst, "w") as fout:
+        root = _root(fin)
+        kept = []
+        for name in _decode(root.attrs.get("layer_names", [])):
+            new = rename(name)
+            if new is None or not len(root[name].attrs.get("weight_names", [])):
+                continue
+            fin.copy(root[name], fout, name=new)
+            kept.append(new.encode("utf8"))
+        fout.attrs["layer_names"] = np.array(kept)
+    return dst
 
 
 def read_named_weights(filepath):
@@ -92,10 +140,13 @@ def read_named_weights(filepath):
         groups: dict layer name -> list of (weight name, array) in file order.
         inner: dict inner layer name -> list of arrays, from weight names of the
             form ``<inner>/<weight>:0`` inside every group (nested models).
+
+    Raises:
+        ValueError: the file has no ``layer_names`` (e.g. Keras 3 ``.weights.h5``).
     """
     groups, inner = {}, {}
     with h5py.File(filepath, "r") as f:
-        root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
+        root = _root(f)
         if "layer_names" not in root.attrs:
             raise ValueError(
                 f"{filepath} is not a Keras 2 / Matterport weights file (no 'layer_names' "
@@ -111,12 +162,19 @@ def read_named_weights(filepath):
     return groups, inner
 
 
-def _exclude_matcher(exclude):
+def exclude_matcher(exclude, class_specific_layers=CLASS_SPECIFIC_LAYERS):
+    """``fn(layer_name) -> bool`` for an `exclude` argument.
+
+    Args:
+        exclude: None (nothing), a list of layer names, a regex string
+            (``re.fullmatch``), or "heads" (the names in `class_specific_layers`).
+        class_specific_layers: the layers "heads" stands for.
+    """
     if exclude is None:
         return lambda name: False
     if isinstance(exclude, str):
         if exclude == "heads":
-            names = set(CLASS_SPECIFIC_LAYERS)
+            names = set(class_specific_layers)
             return lambda name: name in names
         pattern = re.compile(exclude)
         return lambda name: bool(pattern.fullmatch(name))
@@ -129,7 +187,22 @@ def _assign(variables, arrays):
         var.assign(arr.astype(var.dtype) if hasattr(arr, "astype") else arr)
 
 
-def load_weights(model, filepath, by_name=False, exclude=None, strict=None):
+def _mismatch_error(filepath, report):
+    details = []
+    if report["missing"]:
+        details.append(f"not in the file: {report['missing'][:10]}"
+                       + (" ..." if len(report["missing"]) > 10 else ""))
+    if report["shape_mismatch"]:
+        details.append("different shapes: " + ", ".join(
+            f"{n} (model {w}, file {g})" for n, w, g in report["shape_mismatch"][:5]))
+    return ValueError(
+        f"{filepath} does not match the model ({'; '.join(details)}). Use by_name=True "
+        f"to load the layers that match, and exclude=[...] to skip layers on purpose "
+        f"(e.g. exclude='heads' for a different NUM_CLASSES)")
+
+
+def load_weights_file(model, filepath, by_name=False, exclude=None,
+                      class_specific_layers=CLASS_SPECIFIC_LAYERS):
     """Load weights into `model` from an HDF5 file.
 
     Args:
@@ -141,12 +214,18 @@ def load_weights(model, filepath, by_name=False, exclude=None, strict=None):
             is missing); with True, layers missing from the file or of a
             different shape are skipped and reported.
         exclude: layer names to skip: a list of names, a regex string, or
-            "heads" for the NUM_CLASSES-specific layers
-            (``mrcnn_class_logits``, ``mrcnn_bbox_fc``, ``mrcnn_bbox``, ``mrcnn_mask``).
+            "heads" for the NUM_CLASSES-specific layers.
+        class_specific_layers: what "heads" stands for (default
+            ``mrcnn_class_logits``, ``mrcnn_bbox_fc``, ``mrcnn_bbox``, ``mrcnn_mask``).
 
     Returns:
         dict with lists ``loaded``, ``excluded``, ``missing`` (no such name in
         the file) and ``shape_mismatch`` ((name, model shapes, file shapes)).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: with by_name=False, a layer is missing or of another
+            shape; a Keras 3 file with by_name=True or an exclude.
     """
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
@@ -156,13 +235,13 @@ def load_weights(model, filepath, by_name=False, exclude=None, strict=None):
             raise ValueError(
                 f"{filepath} is a Keras 3 '.weights.h5' file, which stores weights by "
                 f"structure, not by layer name; load it with by_name=False and no exclude, "
-                f"or save checkpoints with mrcnn (MaskRCNN.save_weights) to load by name")
+                f"or save checkpoints with mrcnn.weights.save_weights to load by name")
         model.load_weights(filepath)
         names = [l.name for l in weight_layers(model)]
         return {"loaded": names, "excluded": [], "missing": [], "shape_mismatch": []}
 
     groups, inner = read_named_weights(filepath)
-    excluded = _exclude_matcher(exclude)
+    excluded = exclude_matcher(exclude, class_specific_layers)
     report = {"loaded": [], "excluded": [], "missing": [], "shape_mismatch": []}
 
     def try_layer(name, variables, arrays):
@@ -178,38 +257,27 @@ def load_weights(model, filepath, by_name=False, exclude=None, strict=None):
         if excluded(layer.name):
             report["excluded"].append(layer.name)
             continue
-        variables = [v for _, v in _named_weights(layer)]
         if layer.name in groups:
-            try_layer(layer.name, variables, [a for _, a in groups[layer.name]])
-        elif isinstance(layer, keras.Model):
-            for sub in layer.layers:
+            try_layer(layer.name, [v for _, v in _named_weights(layer)],
+                      [a for _, a in groups[layer.name]])
+        elif is_container(layer):
+            for sub in leaf_layers(layer):
                 if not sub.weights:
                     continue
                 if excluded(sub.name):
                     report["excluded"].append(sub.name)
                     continue
-                subvars = [v for _, v in _named_weights(sub)]
                 arrays = ([a for _, a in groups[sub.name]] if sub.name in groups
                           else inner.get(sub.name))
                 if arrays is None:
                     report["missing"].append(sub.name)
                 else:
-                    try_layer(sub.name, subvars, arrays)
+                    try_layer(sub.name, [v for _, v in _named_weights(sub)], arrays)
         elif layer.name in inner:
-            try_layer(layer.name, variables, inner[layer.name])
+            try_layer(layer.name, [v for _, v in _named_weights(layer)], inner[layer.name])
         else:
             report["missing"].append(layer.name)
 
     if not by_name and (report["missing"] or report["shape_mismatch"]):
-        details = []
-        if report["missing"]:
-            details.append(f"not in the file: {report['missing'][:10]}"
-                           + (" ..." if len(report["missing"]) > 10 else ""))
-        if report["shape_mismatch"]:
-            details.append("different shapes: " + ", ".join(
-                f"{n} (model {w}, file {g})" for n, w, g in report["shape_mismatch"][:5]))
-        raise ValueError(
-            f"{filepath} does not match the model ({'; '.join(details)}). Use by_name=True "
-            f"to load the layers that match, and exclude=[...] to skip layers on purpose "
-            f"(e.g. exclude='heads' for a different NUM_CLASSES)")
+        raise _mismatch_error(filepath, report)
     return report

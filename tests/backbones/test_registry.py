@@ -141,6 +141,64 @@ def test_layer_regex():
         b.layer_regex("3+")
 
 
+def test_pretrained_declaration_is_completed(clean_registry):
+    md5 = "0123456789abcdef" * 2
+    rename = str.upper
+    registry.register("TinyNet", pretrained={
+        "imagenet": {"file": "tiny.h5", "url": "https://example.invalid/tiny.h5", "md5": md5,
+                     "alternative_md5": ("f" * 32,), "weighted_layers": 3},
+        "local": {"file": "tiny_local.h5", "size": 10}}, rename=rename)(_fake_builder)
+    b = registry.get("tinynet")
+    assert b.rename is rename
+    assert b.pretrained["imagenet"] == {
+        "file": "tiny.h5", "url": "https://example.invalid/tiny.h5", "md5": md5,
+        "alternative_md5": ["f" * 32], "sha256": None, "size": None, "verify": "md5",
+        "weighted_layers": 3, "description": "imagenet weights of backbone TinyNet",
+        "notes": "", "layout": None}
+    local = b.pretrained["local"]
+    assert (local["verify"], local["size"], local["url"], local["md5"]) == (
+        "size", 10, None, None)
+    assert Backbone("x", _fake_builder).pretrained == {}
+    assert Backbone("x", _fake_builder).rename is None
+
+
+@pytest.mark.parametrize("pretrained, error, match", [
+    (["tiny.h5"], TypeError, "pretrained of backbone 'x' must be a dict"),
+    ({"ImageNet": {"file": "a.h5"}}, ValueError, "lower-case word .*'ImageNet'"),
+    ({"imagenet": "a.h5"}, TypeError, r"pretrained\['imagenet'\] .* must be a dict"),
+    ({"imagenet": {"url": "https://x/a.h5"}}, ValueError, r"lacks \['file'\]"),
+    ({"imagenet": {"file": "a.h5", "sha": "0"}}, ValueError, r"unknown fields \['sha'\]"),
+    ({"imagenet": {"file": "dir/a.h5"}}, ValueError, "file name without folders, got 'dir/a.h5'"),
+    ({"imagenet": {"file": "a.h5", "md5": "xyz"}}, ValueError, "md5 must be 32 .*'xyz'"),
+    ({"imagenet": {"file": "a.h5", "verify": "md5"}}, ValueError, "verify='md5' needs an md5"),
+    ({"imagenet": {"file": "a.h5", "verify": "sha1"}}, ValueError, "'md5' or 'size', got 'sha1'"),
+    ({"imagenet": {"file": "a.h5", "size": -1}}, ValueError, "size must be a positive int"),
+    ({"imagenet": {"file": "a.h5", "alternative_md5": "0" * 32}}, TypeError,
+     "alternative_md5 must be a list"),
+])
+def test_pretrained_declaration_errors(pretrained, error, match):
+    with pytest.raises(error, match=match):
+        Backbone("x", _fake_builder, pretrained=pretrained)
+
+
+def test_rename_must_be_callable():
+    with pytest.raises(TypeError, match="rename of backbone 'x' must be callable"):
+        Backbone("x", _fake_builder, rename="conv1")
+
+
+def test_builtins_declare_their_imagenet_files():
+    for name in registry.available():
+        declared = registry.get(name).pretrained
+        if name == "small-cnn":
+            assert declared == {}
+        else:
+            assert list(declared) == ["imagenet"]
+            assert declared["imagenet"]["verify"] == "md5"
+            assert declared["imagenet"]["url"].endswith("/" + declared["imagenet"]["file"])
+    assert registry.get("resnet50").rename is registry.get("resnet101").rename is not None
+    assert registry.get("efficientnetv2-b0").rename is None
+
+
 class _FakeLayer:
     def __init__(self, name, layers=None):
         self.name = name

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import backbones
+from backbones.resnet import keras_resnet_to_matterport
 
 LAYOUT = pathlib.Path("/work/shared/data/matterport_coco_weights_layout.json")
 
@@ -137,3 +138,11 @@ def test_set_trainable_4plus(resnet50):
                        for w in resnet50.trainable_weights)
     finally:
         backbones.set_trainable(resnet50, ".*")
+
+
+def test_keras_applications_names_to_matterport():
+    assert keras_resnet_to_matterport("conv1_conv") == "conv1"
+    assert keras_resnet_to_matterport("conv1_bn") == "bn_conv1"
+    assert keras_resnet_to_matterport("conv2_block1_0_conv") == "res2a_branch1"
+    assert keras_resnet_to_matterport("conv4_block23_3_bn") == "bn4w_branch2c"
+    assert keras_resnet_to_matterport("pool1_pad") is None

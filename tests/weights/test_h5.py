@@ -4,12 +4,13 @@ import json
 import os
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
 import mrcnn.model as modellib
 from model_helpers import make_config
-from mrcnn.weights import h5 as weights_io
+from mrcnn.weights import h5
 
 LAYOUT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
                       "matterport_coco_weights_layout.json")
@@ -105,3 +106,60 @@ def test_missing_file_error(tmp_path):
     model = modellib.MaskRCNN("inference", make_config(), str(tmp_path))
     with pytest.raises(FileNotFoundError, match="nope.h5"):
         model.load_weights(str(tmp_path / "nope.h5"))
+
+
+def nested_model(seed):
+    """A plain keras.Model holding a nested model ("inner": conv_a, conv_b) and a dense layer."""
+    inner_in = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv_a")(inner_in)
+    x = keras.layers.Conv2D(2, 1, name="conv_b")(x)
+    inner = keras.Model(inner_in, x, name="inner")
+    inputs = keras.Input((8, 8, 3))
+    y = keras.layers.Flatten(name="flat")(inner(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="dense")(y))
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        v.assign(rng.normal(size=tuple(v.shape)).astype("float32"))
+    return model
+
+
+def test_save_and_load_by_name_without_the_model_class(tmp_path):
+    a, b = nested_model(0), nested_model(1)
+    path = h5.save_weights(a, tmp_path / "plain.h5")
+    assert path == str(tmp_path / "plain.h5") and os.listdir(tmp_path) == ["plain.h5"]
+    assert h5.file_layer_names(path) == ["inner", "dense"]
+    groups, inner = h5.read_named_weights(path)
+    assert [n for n, _ in groups["inner"]] == ["conv_a/kernel:0", "conv_a/bias:0",
+                                               "conv_b/kernel:0", "conv_b/bias:0"]
+    assert sorted(inner) == ["conv_a", "conv_b", "dense"]
+    report = h5.load_weights_file(b, path, exclude=["dense"])
+    assert report == {"loaded": ["inner"], "excluded": ["dense"], "missing": [],
+                      "shape_mismatch": []}
+    np.testing.assert_array_equal(b.get_layer("inner").get_weights()[2],
+                                  a.get_layer("inner").get_weights()[2])
+    assert not np.array_equal(b.get_layer("dense").get_weights()[0],
+                              a.get_layer("dense").get_weights()[0])
+
+
+def test_nested_model_loads_layer_by_layer_and_renamed_copies(tmp_path):
+    a, b = nested_model(2), nested_model(3)
+    path = h5.save_weights(a, tmp_path / "plain.h5")
+    renamed = h5.renamed_copy(path, str(tmp_path / "renamed.h5"),
+                              lambda n: {"inner": "other"}.get(n))
+    assert h5.file_layer_names(renamed) == ["other"]
+    # "inner" is not in the file, its layers are (by the names inside "other")
+    report = h5.load_weights_file(b, renamed, by_name=True)
+    assert report["loaded"] == ["conv_a", "conv_b"] and report["missing"] == ["dense"]
+    with pytest.raises(ValueError, match=r"not in the file: \['dense'\]"):
+        h5.load_weights_file(b, renamed)
+    for x, y in zip(a.get_layer("inner").get_weights(), b.get_layer("inner").get_weights()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_exclude_matcher():
+    assert h5.exclude_matcher(None)("mrcnn_mask") is False
+    heads = h5.exclude_matcher("heads")
+    assert heads("mrcnn_mask") and heads("mrcnn_class_logits") and not heads("mrcnn_mask_conv1")
+    assert h5.exclude_matcher("heads", ("x",))("x")
+    assert h5.exclude_matcher(r"fpn_.*")("fpn_p2") and not h5.exclude_matcher(r"fpn_")("fpn_p2")
+    assert h5.exclude_matcher(["a", "b"])("b")
