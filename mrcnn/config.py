@@ -168,7 +168,8 @@ class Config:
     # Linear warm-up over this many steps (0 = off).
     N_WARMUP_STEPS = 0
     # Decay schedule after warm-up: False/None (constant), True or "cosine"
-    # (cosine decay to 0 over the run), or "exponential".
+    # (cosine decay to 1% of LEARNING_RATE over the run), or "exponential"
+    # (to 1% as well; mrcnn.training.schedule.WarmupDecay).
     LR_SCHEDULE = False
 
     # Weights of the five losses.

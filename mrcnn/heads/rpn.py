@@ -9,19 +9,26 @@ import keras
 from keras import layers, ops
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class FlattenAnchors(layers.Layer):
     """[B, H, W, A * k] -> [B, H * W * A, k] (anchor order: row, column, anchor)."""
 
     def __init__(self, k, **kwargs):
         super().__init__(**kwargs)
+        if int(k) != k or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
         self.k = int(k)
 
     def call(self, x):
+        self.compute_output_shape(x.shape)  # checks the channels
         shape = ops.shape(x)
         return ops.reshape(x, (shape[0], -1, self.k))
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
+        if c is not None and c % self.k:
+            raise ValueError(f"FlattenAnchors: {c} channels are not a multiple of k={self.k} "
+                             f"values per anchor")
         n = None if h is None or w is None else h * w * c // self.k
         return (b, n, self.k)
 

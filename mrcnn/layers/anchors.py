@@ -9,6 +9,7 @@ from mrcnn.data.anchors import (compute_backbone_shapes,
 from mrcnn.data.boxes import norm_boxes
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class AnchorsLayer(keras.layers.Layer):
     """Returns the anchors of every pyramid level, normalized, as a constant.
 

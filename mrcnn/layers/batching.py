@@ -1,8 +1,10 @@
 """Layers that fix or slice the batch and ROI axes of graph tensors."""
 
+import keras
 from keras import layers, ops
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class FixedBatch(layers.Layer):
     """Give a tensor a static batch dimension.
 
@@ -28,6 +30,7 @@ class FixedBatch(layers.Layer):
         return {**super().get_config(), "batch_size": self.batch_size}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class LeadingRois(layers.Layer):
     """x[:, :count]: the first `count` ROIs (the positives come first).
 
@@ -51,6 +54,7 @@ class LeadingRois(layers.Layer):
         return {**super().get_config(), "count": self.count}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionBoxes(layers.Layer):
     """detections [B, N, 6] -> boxes [B, N, 4] (normalized y1, x1, y2, x2)."""
 

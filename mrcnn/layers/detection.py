@@ -13,6 +13,7 @@ from mrcnn.ops.nms import batched_non_max_suppression_graph
 _CLASS_OFFSET = 2.0
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionLayer(keras.layers.Layer):
     """Refines, filters and suppresses the classified ROIs of each image.
 

@@ -67,6 +67,7 @@ def mask_targets(rois, gt_boxes, gt_masks, assigned, mask_shape,
     return ops.cast(crops >= 0.5, "float32")
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionTargetLayer(keras.layers.Layer):
     """Samples ``T`` ROIs per image and builds class, box and mask targets.
 

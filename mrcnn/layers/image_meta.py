@@ -1,10 +1,12 @@
 """Graph layers that read the image meta vector (layout: `mrcnn.data.image_meta`)."""
 
+import keras
 from keras import layers, ops
 
 from mrcnn.data import image_meta as meta_layout
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ActiveClassIds(layers.Layer):
     """image_meta [B, 12 + C] -> active_class_ids [B, C] (float 0/1)."""
 
@@ -12,9 +14,11 @@ class ActiveClassIds(layers.Layer):
         return image_meta[:, meta_layout.ACTIVE_CLASS_IDS]
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1] - meta_layout.FIXED_SIZE)
+        meta = input_shape[1]
+        return (input_shape[0], None if meta is None else meta - meta_layout.FIXED_SIZE)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class NormalizedWindow(layers.Layer):
     """image_meta -> window [B, 4] of the real image, normalized to the input shape.
 
@@ -40,6 +44,7 @@ class NormalizedWindow(layers.Layer):
         return {**super().get_config(), "image_shape": self.image_shape}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ZeroOutsideWindow(layers.Layer):
     """Set the molded image to 0 (the mean pixel) outside the image window.
 

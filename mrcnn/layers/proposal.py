@@ -8,6 +8,7 @@ from mrcnn.ops.boxes import apply_box_deltas_graph, clip_boxes_graph, sanitize_d
 from mrcnn.ops.nms import batched_non_max_suppression_graph
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ProposalLayer(keras.layers.Layer):
     """Selects region proposals from the RPN outputs.
 

@@ -37,6 +37,7 @@ def roi_pyramid_levels(boxes, image_shape):
     return ops.cast(level, "int32") - 2
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class PyramidROIAlign(keras.layers.Layer):
     """Crops and resizes every box from the pyramid level of its size.
 

@@ -14,8 +14,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     then ``base_lr`` times the decay factor of the remaining run:
 
     * ``decay=None``: constant;
-    * ``"cosine"``: ``0.5 * (1 + cos(pi * t))`` with ``t`` the fraction of the
-      post-warm-up steps done (reaches ``final_fraction * base_lr`` at ``total_steps``);
+    * ``"cosine"``: ``f + (1 - f) * 0.5 * (1 + cos(pi * t))`` with ``f =
+      final_fraction`` and ``t`` the fraction of the post-warm-up steps done
+      (reaches ``f * base_lr`` at ``total_steps``);
     * ``"exponential"``: ``final_fraction ** t``.
 
     Args:
@@ -32,6 +33,11 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"decay must be None, 'cosine' or 'exponential', got {decay!r}")
         if base_lr <= 0:
             raise ValueError(f"learning rate must be > 0, got {base_lr!r}")
+        if int(warmup_steps) != warmup_steps or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+        if not 0 <= final_fraction <= 1 or (decay == "exponential" and final_fraction == 0):
+            raise ValueError(f"final_fraction must be in [0, 1] (above 0 for the exponential "
+                             f"decay), got {final_fraction!r}")
         self.base_lr = float(base_lr)
         self.warmup_steps = int(warmup_steps)
         self.total_steps = max(int(total_steps), 1)

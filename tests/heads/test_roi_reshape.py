@@ -1,6 +1,7 @@
 """Tests of mrcnn.heads.roi_reshape: folding the ROI axis into the batch axis."""
 
 import numpy as np
+import pytest
 
 from helpers import run_layer_test
 from mrcnn.heads.roi_reshape import MergeRoiBatch, SplitRoiBatch
@@ -28,3 +29,10 @@ def test_symbolic_shapes_with_open_batch():
     assert MergeRoiBatch().compute_output_shape((None, 3, 7)) == (None, 7)
     assert SplitRoiBatch(4).compute_output_shape((None, 7)) == (None, 4, 7)
     assert SplitRoiBatch(4).compute_output_shape((8, 7, 2)) == (2, 4, 7, 2)
+
+
+def test_split_roi_batch_rejects_a_batch_that_is_not_a_multiple():
+    with pytest.raises(ValueError, match="a batch of 7 rows is not a multiple of num_rois=3"):
+        SplitRoiBatch(3)(np.zeros((7, 2), "float32"))
+    with pytest.raises(ValueError, match="num_rois must be a positive int, got 0"):
+        SplitRoiBatch(0)

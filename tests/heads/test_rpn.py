@@ -95,3 +95,8 @@ def test_apply_rpn_concatenates_levels_in_order(static):
             rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs, _softmax(logits.astype(np.float64)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_flatten_anchors_rejects_channels_that_are_not_a_multiple_of_k():
+    with pytest.raises(ValueError, match="5 channels are not a multiple of k=2"):
+        FlattenAnchors(2)(np.zeros((1, 3, 3, 5), "float32"))

@@ -49,8 +49,5 @@ def test_active_class_ids():
     np.testing.assert_array_equal(out, [[1, 1, 0, 1], [1, 0, 1, 0]])
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="ActiveClassIds.compute_output_shape computes None - 12 for an "
-                          "open meta length (mrcnn/layers/image_meta.py:15)")
 def test_active_class_ids_shape_with_open_meta_length():
     assert ActiveClassIds().compute_output_shape((None, None)) == (None, None)

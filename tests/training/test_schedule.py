@@ -136,3 +136,11 @@ def test_schedule_from_config(lr_schedule, decay):
     for step in (0, 24, 25, 200, 500):
         assert schedule.value(step) == pytest.approx(
             reference_lr(step, 0.004, 25, 500, decay), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"final_fraction": 0.0}, "final_fraction"),
+                                           ({"final_fraction": 1.5}, "final_fraction"),
+                                           ({"warmup_steps": -1}, "warmup_steps")])
+def test_bad_final_fraction_and_warmup_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WarmupDecay(0.1, total_steps=10, decay="exponential", **kwargs)
