@@ -8,7 +8,6 @@ parameters: it trains from scratch in minutes on a CPU on simple images
 Layer names: ``scnn_s{stage}_conv{k}`` and ``scnn_s{stage}_bn{k}``.
 """
 
-import keras
 from keras import layers
 
 from backbones.registry import register

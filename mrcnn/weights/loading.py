@@ -19,7 +19,6 @@ import backbones
 from mrcnn.heads.names import CLASS_SPECIFIC_LAYERS
 from mrcnn.weights import files, h5
 from mrcnn.weights import backbone as backbone_weights
-from mrcnn.weights.catalog import backbone_entry
 
 NAMED_SPECS = ("coco", "imagenet", "last")
 
@@ -86,26 +85,6 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, by_name=False, 
                                       class_specific_layers=class_specific_layers)
     report["path"] = path
     return report
-
-
-# transitional: delete when mrcnn/model.py uses load_weights()
-def load_named_weights(mrcnn_model, spec, by_name=False, exclude=None, allow_download=False):
-    """`load_weights` for a model object with ``keras_model``, ``backbone`` and ``find_last``."""
-    return load_weights(mrcnn_model.keras_model, spec, backbone=mrcnn_model.backbone,
-                        find_last=mrcnn_model.find_last, by_name=by_name, exclude=exclude,
-                        allow_download=allow_download)
-
-
-# transitional: delete when mrcnn/model.py uses load_weights()
-def locate_weights(name, allow_download=False):
-    """`mrcnn.weights.files.locate_weights` (model.py's get_imagenet_weights calls it here)."""
-    return files.locate_weights(name, allow_download=allow_download)
-
-
-# transitional: delete when mrcnn/model.py uses load_weights()
-def imagenet_entry_name(backbone_name):
-    """Manifest name of a backbone's ImageNet file; ValueError if it declares none."""
-    return backbone_entry(backbone_name, "imagenet")["name"]
 
 
 # transitional: delete when tests/test_backbones_in_model.py calls

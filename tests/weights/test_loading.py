@@ -121,15 +121,7 @@ def test_model_load_weights_accepts_names(offline, tmp_path):
         model.load_weights("coco", exclude="heads")
 
 
-def test_transitional_wrappers_for_model_py(offline, tmp_path):
-    """The names mrcnn/model.py calls today (delete with the wrappers)."""
+def test_transitional_backbone_weight_layers_of_a_model(tmp_path):
+    """tests/test_backbones_in_model.py calls it with the model (delete with the wrapper)."""
     model = tiny_model(tmp_path, BACKBONE="efficientnetv2-b0")
-    assert loading.imagenet_entry_name("EfficientNetV2-B0") == "imagenet-efficientnetv2-b0"
-    with pytest.raises(ValueError, match="small-cnn.*load_backbone_weights"):
-        loading.imagenet_entry_name("small-cnn")
-    with pytest.raises(FileNotFoundError, match="efficientnetv2-b0_notop.h5"):
-        loading.locate_weights("imagenet-efficientnetv2-b0")
-    path = h5.save_weights(model.keras_model, str(tmp_path / "b0.h5"))
-    report = loading.load_named_weights(model, path)
-    assert report["path"] == path and not report["missing"]
     assert len(loading.backbone_weight_layers(model)) == 150
