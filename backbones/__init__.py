@@ -4,8 +4,9 @@ Importing the package registers the built-in backbones: ``resnet50``,
 ``resnet101`` (Matterport layer names, built inline),
 ``efficientnetv2-b0`` / ``-b1`` / ``-b2`` / ``-b3`` / ``-s`` / ``-m`` / ``-l``
 (nested ``keras.Model`` from ``keras.applications``) and ``small-cnn`` (a
-tiny plain CNN for CPU experiments and tests). Keras application
-models are only constructed when a backbone is built. Each module declares
+tiny plain CNN for CPU experiments and tests). Keras itself is imported
+only when a backbone is built, so a Config (which reads its backbone's
+strides from here) stays light. Each module declares
 the pretrained files of its backbones (``register(..., pretrained=...)``),
 which ``mrcnn.weights`` finds, downloads and loads by name
 (``imagenet-<backbone>``).
@@ -19,8 +20,7 @@ which ``mrcnn.weights`` finds, downloads and loads by name
 See ``backbones.registry`` for the builder contract.
 """
 
-from backbones.registry import (Backbone, available, get, register,
-                                set_trainable, unregister)
+from backbones.registry import Backbone, available, get, register, unregister
 from backbones import efficientnetv2, resnet, small_cnn  # noqa: F401
 
-__all__ = ["Backbone", "available", "get", "register", "set_trainable", "unregister"]
+__all__ = ["Backbone", "available", "get", "register", "unregister"]

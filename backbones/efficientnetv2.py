@@ -39,15 +39,13 @@ Layer groups (Matterport's ``train(layers=...)``) map stages to blocks by
 stride: "3+" = blocks with output stride >= 8 (block3 and later, plus
 ``top_``), "4+" = stride >= 16 (block4+), "5+" = stride 32 (block6+).
 Each regex also matches the sub-model's own name; the model applies it with
-a recursive walk over nested models (see ``backbones.registry.set_trainable``)
+a recursive walk over nested models (see ``mrcnn.training.trainable.set_trainable``)
 that matches the INNER layer names with ``re.fullmatch``.
 """
 
 import functools
 import os
 import re
-
-import keras
 
 from backbones.registry import register
 
@@ -168,6 +166,7 @@ def feature_endpoints(model, strides, probe_size=_PROBE_SIZE):
     Raises:
         ValueError: if no block has one of the strides.
     """
+    import keras  # imported when a model is built
     layers = [l for l in model.layers
               if not isinstance(l, keras.layers.InputLayer)]
     channels = model.inputs[0].shape[-1]
@@ -195,6 +194,7 @@ def feature_endpoints(model, strides, probe_size=_PROBE_SIZE):
 
 def _with_stem_stride(model, stride):
     """Copy of `model` rebuilt from its config with stem_conv at `stride`."""
+    import keras
     config = model.get_config()
     for layer in config["layers"]:
         if layer["config"].get("name") == "stem_conv":
@@ -223,6 +223,7 @@ def efficientnetv2(inputs, *, variant, first_stride=2, weights=None):
         (halved with first_stride=1) and c = ``VARIANTS[variant][2]``, all
         produced by one call of the nested model ``efficientnetv2-<variant>``.
     """
+    import keras
     if variant not in VARIANTS:
         raise ValueError(f"unknown EfficientNetV2 variant {variant!r}; "
                          f"expected one of {sorted(VARIANTS)}")

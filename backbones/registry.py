@@ -56,7 +56,8 @@ with ``re.fullmatch`` (as Matterport does). The model adds its head
 expression (``(mrcnn\\_.*)|(rpn\\_.*)|(fpn\\_.*)``); mode "heads" trains no
 backbone layer. Backbones that live in a nested ``keras.Model`` (the
 EfficientNetV2 family) match both the nested model's name and its inner
-layer names; :func:`set_trainable` shows the walk that applies a pattern.
+layer names; `mrcnn.training.trainable.set_trainable` is the walk that applies a
+pattern.
 
 This module does not import Keras.
 """
@@ -64,7 +65,7 @@ This module does not import Keras.
 import inspect
 import re
 
-__all__ = ["Backbone", "register", "unregister", "get", "available", "set_trainable"]
+__all__ = ["Backbone", "register", "unregister", "get", "available"]
 
 DEFAULT_STRIDES = (4, 8, 16, 32)
 LAYER_GROUP_MODES = ("3+", "4+", "5+", "all")
@@ -405,39 +406,3 @@ def get(name_or_callable):
         return Backbone(name, name_or_callable)
     raise TypeError(f"backbone must be a registered name, a Backbone or a "
                     f"callable, got {type(name_or_callable).__name__}")
-
-
-def set_trainable(model, pattern):
-    """Sets ``trainable`` on the layers of `model` whose names match.
-
-    This is the walk the model uses to apply a layer-group regex (the
-    backbone's group combined with the head regex). Nested models (anything
-    with a ``layers`` list, e.g. the EfficientNetV2 sub-model) are entered
-    recursively and their inner layer names are matched; the nested model
-    itself is made trainable iff at least one inner layer is. Other layers
-    get ``trainable = re.fullmatch(pattern, name) is not None``.
-
-    Args:
-        model: a Keras model (duck-typed: has ``layers``).
-        pattern: regex string for ``re.fullmatch``, or None (matches
-            nothing: everything is frozen).
-
-    Returns:
-        List of the names of the leaf layers that were made trainable.
-    """
-    regex = re.compile(pattern) if pattern is not None else None
-    trained = []
-    for layer in model.layers:
-        inner = getattr(layer, "layers", None)
-        if isinstance(inner, (list, tuple)) and inner:
-            layer.trainable = True  # the container must be trainable ...
-            sub = set_trainable(layer, pattern)
-            if not sub:             # ... unless nothing inside is
-                layer.trainable = False
-            trained.extend(sub)
-        else:
-            flag = bool(regex is not None and regex.fullmatch(layer.name))
-            layer.trainable = flag
-            if flag:
-                trained.append(layer.name)
-    return trained

@@ -33,8 +33,6 @@ keras.applications. Files with keras.applications' layer names
 
 import re
 
-import keras
-
 from backbones.registry import register
 
 CHANNELS = (256, 512, 1024, 2048)
@@ -105,6 +103,7 @@ def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut):
     Returns:
         Tensor [batch, h/strides, w/strides, out_filters].
     """
+    import keras  # imported when a model is built: `import backbones` stays light
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
     y = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=True,
@@ -140,6 +139,7 @@ def resnet_graph(inputs, blocks_stage4, first_stride=2):
         s = (4, 8, 16, 32) (halved with first_stride=1) and
         c = (256, 512, 1024, 2048).
     """
+    import keras
     if first_stride not in (1, 2):
         raise ValueError(f"first_stride must be 1 or 2, got {first_stride!r}")
     # Pad 3 + valid 7x7 conv = "same" geometry: ceil(H / first_stride).

@@ -8,8 +8,6 @@ parameters: it trains from scratch in minutes on a CPU on simple images
 Layer names: ``scnn_s{stage}_conv{k}`` and ``scnn_s{stage}_bn{k}``.
 """
 
-from keras import layers
-
 from backbones.registry import register
 
 CHANNELS = (32, 64, 128, 256)
@@ -22,6 +20,7 @@ LAYER_GROUPS = {
 
 
 def _stage(x, stage, filters, stride):
+    from keras import layers  # imported when a model is built
     for k in (1, 2):
         x = layers.Conv2D(filters, 3, strides=stride if k == 1 else 1, padding="same",
                           use_bias=False, name=f"scnn_s{stage}_conv{k}")(x)
@@ -33,6 +32,7 @@ def _stage(x, stage, filters, stride):
 @register("small-cnn", strides=(4, 8, 16, 32), channels=CHANNELS, layer_groups=LAYER_GROUPS)
 def small_cnn(inputs, *, first_stride=2, **options):
     """Build the small CNN on `inputs`; returns [C2, C3, C4, C5]."""
+    from keras import layers
     x = layers.Rescaling(1 / 128.0, name="scnn_rescale")(inputs)
     x = _stage(x, 1, 16, first_stride)
     c2 = _stage(x, 2, CHANNELS[0], 2)

@@ -33,6 +33,9 @@ from mrcnn.training.optimizer import build_optimizer
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["MaskRCNN", "load_image_gt", "data_generator", "log", "mold_image", "unmold_image",
+           "compose_image_meta", "parse_image_meta"]
+
 
 class MaskRCNN:
     """Mask R-CNN: a Keras model plus Matterport's training and inference API.

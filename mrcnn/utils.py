@@ -18,7 +18,8 @@ from mrcnn.data.anchors import (
     compute_backbone_shapes, generate_anchors, generate_pyramid_anchors,
 )
 from mrcnn.data.rpn_targets import build_rpn_targets
-from mrcnn.data.image import resize_image, resize_mask, mold_image, unmold_image
+from mrcnn.data.fit import resize_image, resize_mask
+from mrcnn.data.image import mold_image, unmold_image
 from mrcnn.data.masks.mini import minimize_mask, expand_mask, unmold_mask, paste_masks
 from mrcnn.data.image_meta import compose_image_meta, parse_image_meta
 from mrcnn.data.rle import rle_encode, rle_decode

@@ -21,7 +21,7 @@ import pytest
 
 import mrcnn.model as modellib
 from model_helpers import make_config, shapes
-from mrcnn.weights import loading as weights
+from mrcnn.weights import backbone_weight_layers
 from mrcnn.training.trainer import LOSS_NAMES
 
 LARGE = pytest.mark.skipif(
@@ -56,7 +56,7 @@ def test_backbone_builds_trains_and_detects(backbone, tmp_path):
     config = make_config(BACKBONE=backbone, IMAGES_PER_GPU=1, STEPS_PER_EPOCH=1,
                          VALIDATION_STEPS=0)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
-    convs = [n for n in weights.backbone_weight_layers(model)
+    convs = [n for n in backbone_weight_layers(model.keras_model)
              if isinstance(leaf_layer(model.keras_model, n), keras.layers.Conv2D)]
     probe = leaf_layer(model.keras_model, convs[-1])
     before = keras.ops.convert_to_numpy(probe.kernel).copy()

@@ -158,3 +158,17 @@ def test_another_mask_head_skips_the_standard_size_rule():
     assert C().MASK_SHAPE == [42, 42]
     with pytest.raises(ValueError, match="MASK_HEAD must be a registered name or a callable"):
         type("M", (Small,), {"MASK_HEAD": 3})()
+
+
+def test_a_config_does_not_import_keras():
+    """A Config reads its backbone's strides from the registry without importing Keras."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from mrcnn.config import Config\n"
+            "type('C', (Config,), {'NUM_CLASSES': 2, 'BACKBONE': 'efficientnetv2-b0'})()\n"
+            "print('keras' in sys.modules, 'tensorflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False False"

@@ -4,7 +4,6 @@ Layer names follow Matterport (``fpn_c5p5``, ``fpn_p2``, ...) so that its
 weight files load by name.
 """
 
-import keras
 from keras import layers
 
 

@@ -28,9 +28,9 @@ agree to float rounding.
 ``jit_compile=True`` (XLA) trace: ``CropAndResize`` has no XLA lowering.
 """
 
-import keras
 import numpy as np
 from keras import ops
+
 from mrcnn.ops.dispatch import resolve_method
 
 __all__ = ["crop_and_resize", "multilevel_crop_and_resize"]

@@ -31,7 +31,6 @@ under XLA / ``jax.jit`` 5-15 ms; native ``tf.function`` 25-40 ms; generic
 ``tf.function`` without XLA 30-60 ms.
 """
 
-import keras
 import numpy as np
 from keras import ops
 

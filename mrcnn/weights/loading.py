@@ -85,10 +85,3 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, by_name=False, 
                                       class_specific_layers=class_specific_layers)
     report["path"] = path
     return report
-
-
-# transitional: delete when tests/test_backbones_in_model.py calls
-# mrcnn.weights.backbone_weight_layers(model.keras_model)
-def backbone_weight_layers(mrcnn_model):
-    """`mrcnn.weights.backbone_weight_layers` of a model object's ``keras_model``."""
-    return backbone_weights.backbone_weight_layers(mrcnn_model.keras_model)

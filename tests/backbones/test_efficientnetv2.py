@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import backbones
+from mrcnn.training.trainable import set_trainable
 from backbones.efficientnetv2 import VARIANTS
 
 # Endpoint layers from the published stage repeats (B0: 1,2,2,3,5,8 blocks;
@@ -157,16 +158,16 @@ def test_set_trainable_on_nested_backbone(b0):
                              for w in l.trainable_weights)
                  for l in nested.layers}
     try:
-        backbones.set_trainable(model, pattern)
+        set_trainable(model, pattern, train_bn=True)
         assert nested.trainable
         got = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         want = sum(n for name, n in per_layer.items()
                    if re.match(r"block[4-6]|top_", name))
         assert got == want > 0
-        backbones.set_trainable(model, r"fpn\_.*")  # "heads"
+        set_trainable(model, r"fpn\_.*", train_bn=True)  # "heads"
         assert not nested.trainable and not model.trainable_weights
     finally:
-        backbones.set_trainable(model, ".*")
+        set_trainable(model, ".*", train_bn=True)
 
 
 def test_weights_from_file(tmp_path, b0):

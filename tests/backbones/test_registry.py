@@ -199,33 +199,6 @@ def test_builtins_declare_their_imagenet_files():
     assert registry.get("efficientnetv2-b0").rename is None
 
 
-class _FakeLayer:
-    def __init__(self, name, layers=None):
-        self.name = name
-        self.trainable = None
-        if layers is not None:
-            self.layers = layers
-
-
-def test_set_trainable_walks_nested_models():
-    inner = [_FakeLayer("stem_conv"), _FakeLayer("block4a_conv"),
-             _FakeLayer("top_bn")]
-    nested = _FakeLayer("effnet", inner)
-    model = _FakeLayer("outer", [_FakeLayer("input"), nested,
-                                 _FakeLayer("fpn_c5p5"),
-                                 _FakeLayer("rpn_model_x")])
-    trained = registry.set_trainable(model, r"(block4.*)|(top_.*)|(fpn\_.*)")
-    assert trained == ["block4a_conv", "top_bn", "fpn_c5p5"]
-    assert [l.trainable for l in inner] == [False, True, True]
-    assert nested.trainable is True
-    assert [l.trainable for l in model.layers if l is not nested] == [
-        False, True, False]
-    # Nothing inside matches: the nested model itself is frozen.
-    assert registry.set_trainable(model, r"fpn\_.*") == ["fpn_c5p5"]
-    assert nested.trainable is False
-    assert registry.set_trainable(model, None) == []
-
-
 def test_registry_module_does_not_import_keras():
     code = ("import sys, importlib.util\n"
             "spec = importlib.util.spec_from_file_location('r', "

@@ -5,7 +5,6 @@ import pytest
 import skimage.transform
 from data_helpers import Cfg
 
-from mrcnn.config import Config
 from mrcnn.data.fit import (crop_origin, fit_image, input_padding, resize_image, resize_mask,
                             undo_resize_boxes)
 

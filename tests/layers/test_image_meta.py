@@ -1,7 +1,6 @@
 """Tests of mrcnn.layers.image_meta: the graph layers that read the image meta."""
 
 import numpy as np
-import pytest
 
 from helpers import run_layer_test
 from mrcnn.data.image_meta import compose_image_meta

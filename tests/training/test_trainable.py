@@ -56,3 +56,30 @@ def test_layer_regex_modes_and_user_regexes():
         layer_regex("(res", resnet)
     with pytest.raises(ValueError, match="layers must be one of"):
         layer_regex(3, resnet)
+
+
+class _FakeLayer:
+    def __init__(self, name, layers=None):
+        self.name = name
+        self.trainable = None
+        if layers is not None:
+            self.layers = layers
+
+
+def test_set_trainable_walks_nested_models():
+    inner = [_FakeLayer("stem_conv"), _FakeLayer("block4a_conv"),
+             _FakeLayer("top_bn")]
+    nested = _FakeLayer("effnet", inner)
+    model = _FakeLayer("outer", [_FakeLayer("input"), nested,
+                                 _FakeLayer("fpn_c5p5"),
+                                 _FakeLayer("rpn_model_x")])
+    trained = set_trainable(model, r"(block4.*)|(top_.*)|(fpn\_.*)")
+    assert trained == ["block4a_conv", "top_bn", "fpn_c5p5"]
+    assert [l.trainable for l in inner] == [False, True, True]
+    assert nested.trainable is True
+    assert [l.trainable for l in model.layers if l is not nested] == [
+        False, True, False]
+    # Nothing inside matches: the nested model itself is frozen.
+    assert set_trainable(model, r"fpn\_.*") == ["fpn_c5p5"]
+    assert nested.trainable is False
+    assert set_trainable(model, None) == []

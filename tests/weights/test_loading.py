@@ -7,7 +7,7 @@ import urllib.error
 import numpy as np
 import pytest
 
-from mrcnn.weights import WEIGHTS_DIR_ENV, files, h5, load_weights, loading
+from mrcnn.weights import WEIGHTS_DIR_ENV, backbone_weight_layers, files, h5, load_weights
 from tests.weights.weight_helpers import (assert_same, randomize, tiny_model,
                                           write_keras2_h5)
 
@@ -121,7 +121,7 @@ def test_model_load_weights_accepts_names(offline, tmp_path):
         model.load_weights("coco", exclude="heads")
 
 
-def test_transitional_backbone_weight_layers_of_a_model(tmp_path):
-    """tests/test_backbones_in_model.py calls it with the model (delete with the wrapper)."""
+def test_backbone_weight_layers_of_a_model(tmp_path):
+    """The backbone's weight layers of a whole model (tests/test_backbones_in_model.py uses it)."""
     model = tiny_model(tmp_path, BACKBONE="efficientnetv2-b0")
-    assert len(loading.backbone_weight_layers(model)) == 150
+    assert len(backbone_weight_layers(model.keras_model)) == 150
