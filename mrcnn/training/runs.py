@@ -51,24 +51,34 @@ def run_paths(model_dir, config_name, model_path=None, now=None):
     return epoch, log_dir, os.path.join(log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
 
-def find_last(model_dir, config_name):
-    """Path of the last checkpoint of the newest run of `config_name` under `model_dir`.
+def find_last(model_dir, config_name=None):
+    """Path of the last checkpoint of the newest run under `model_dir`.
+
+    Args:
+        model_dir: folder holding the runs.
+        config_name: ``Config.NAME`` of the runs to consider; None takes the
+            newest run of any name (by the time stamp in its folder name).
 
     Raises:
         FileNotFoundError: naming the folder searched, when there is none.
     """
-    name = run_name(config_name)
     model_dir = os.fspath(model_dir)
+    name = run_name(config_name) if config_name is not None else None
+    folder_re = re.compile((re.escape(name) if name else r"(?P<any>.+?)")
+                           + r"(?P<stamp>\d{8}T\d{4}(\d\d)?)")   # Matterport's: no seconds
     runs = []
     if os.path.isdir(model_dir):
-        stamp = re.compile(re.escape(name) + r"\d{8}T\d{4}(\d\d)?")  # Matterport's: no seconds
-        runs = sorted(d for d in os.listdir(model_dir)
-                      if stamp.fullmatch(d) and os.path.isdir(os.path.join(model_dir, d)))
-    for run in reversed(runs):
+        for d in os.listdir(model_dir):
+            m = folder_re.fullmatch(d)
+            if m and os.path.isdir(os.path.join(model_dir, d)):
+                runs.append((m.group("stamp").ljust(15, "0"), d))
+    for _, run in sorted(runs, reverse=True):
         folder = os.path.join(model_dir, run)
         checkpoints = sorted(f for f in os.listdir(folder) if re.fullmatch(CHECKPOINT_PATTERN, f))
         if checkpoints:
             return os.path.join(folder, checkpoints[-1])
-    raise FileNotFoundError(
-        f"no checkpoint of config {name!r} under {os.path.abspath(model_dir)} "
-        f"(looked for {name}*/mask_rcnn_{name}_NNNN.h5)")
+    pattern = f"{name}*/mask_rcnn_{name}_NNNN.h5" if name else \
+        "<name><YYYYmmddTHHMMSS>/mask_rcnn_<name>_NNNN.h5"
+    what = f" of config {name!r}" if name else ""
+    raise FileNotFoundError(f"no checkpoint{what} under {os.path.abspath(model_dir)} "
+                            f"(looked for {pattern})")

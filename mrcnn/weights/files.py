@@ -194,8 +194,11 @@ def _fetch(url, target, timeout, verbose):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".download-", suffix=".part")
     md5, sha, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+    # A new opener each time: it reads the proxy settings of the environment as
+    # they are now (urlopen's shared opener keeps those of its first use).
+    opener = urllib.request.build_opener()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
             next_report = 0.1
             for block in iter(lambda: resp.read(1 << 20), b""):

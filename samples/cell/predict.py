@@ -28,6 +28,7 @@ from mrcnn.data.image import to_rgb_uint8
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig, detect_tta, postprocess
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
+from mrcnn.training.runs import find_last
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -82,8 +83,10 @@ def load_models(args):
     for spec in specs:
         path = spec
         if spec == "last":
-            finder = _Finder(args.model_dir)
-            path = finder.find_last()
+            try:
+                path = find_last(args.model_dir)         # the newest run, whatever its name
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f"{error}; pass --weights PATH") from None
         cfg_path = args.config or os.path.join(os.path.dirname(os.path.abspath(path)),
                                                "config.json")
         if not os.path.exists(cfg_path):
@@ -102,26 +105,6 @@ def load_models(args):
         models.append(model)
         print(f"loaded {path}")
     return models
-
-
-class _Finder:
-    """find_last() without building a model."""
-
-    def __init__(self, model_dir):
-        self.model_dir = model_dir
-
-    def find_last(self):
-        import re
-        runs = sorted(d for d in (os.listdir(self.model_dir) if os.path.isdir(self.model_dir)
-                                  else []) if os.path.isdir(os.path.join(self.model_dir, d)))
-        for run in reversed(runs):
-            folder = os.path.join(self.model_dir, run)
-            ckpts = sorted(f for f in os.listdir(folder)
-                           if re.fullmatch(modellib.CHECKPOINT_PATTERN, f))
-            if ckpts:
-                return os.path.join(folder, ckpts[-1])
-        raise FileNotFoundError(f"no checkpoint under {os.path.abspath(self.model_dir)}; "
-                                f"pass --weights PATH")
 
 
 def _writable_model_dir(model_dir):

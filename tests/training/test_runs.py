@@ -45,3 +45,13 @@ def test_find_last_takes_the_newest_run_of_this_name_only(tmp_path):
         find_last(tmp_path, "nucleus")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         find_last(tmp_path / "missing", "cell")
+
+
+def test_find_last_of_any_name_takes_the_newest_stamp(tmp_path):
+    touch(tmp_path / "nucleus20261201T0900" / "mask_rcnn_nucleus_0003.h5")   # Matterport's stamp
+    newest = touch(tmp_path / "cell20261201T100000" / "mask_rcnn_cell_0001.h5")
+    touch(tmp_path / "zebra20261130T235959" / "mask_rcnn_zebra_0009.h5")      # older, later name
+    touch(tmp_path / "notes" / "mask_rcnn_notes_0001.h5")                      # not a run folder
+    assert find_last(tmp_path) == newest
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint under .*<name><YYYYmmddTHHMMSS>"):
+        find_last(tmp_path / "empty")
