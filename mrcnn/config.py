@@ -15,6 +15,7 @@ that names the offending value and what was expected.
 
 import numpy as np
 
+import backbones
 from mrcnn.data.fit import RESIZE_MODES
 from mrcnn.data.image_meta import image_meta_size
 
@@ -229,8 +230,6 @@ class Config:
 
     def _backbone_strides(self):
         """P2..P6 strides of the backbone: its C2..C5 strides, then twice the last."""
-        import backbones  # registers the built-in backbones
-
         if self.BACKBONE_FIRST_STRIDE not in (1, 2):
             raise ValueError(f"{type(self).__name__}: BACKBONE_FIRST_STRIDE must be 1 or 2, "
                              f"got {self.BACKBONE_FIRST_STRIDE!r}")

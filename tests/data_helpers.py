@@ -58,3 +58,12 @@ class Squares(Dataset):
 
 def make_cfg(**values):
     return type("C", (Cfg,), values)()
+
+
+def smooth_image(h=100, w=200):
+    """uint8 [h, w, 3] smooth colour gradients (resizing tests)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = 127 + 100 * np.sin(yy / 9.0)
+    g = 127 + 100 * np.cos(xx / 13.0)
+    b = (yy + xx) * 200.0 / (h + w)
+    return np.stack([r, g, b], -1).round().astype(np.uint8)

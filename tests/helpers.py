@@ -301,3 +301,16 @@ def _check_saving(layer, call_inputs, symbolic, initial_weights, eager,
                        what)
         _assert_outputs_close(name, f"{what} vs eager call", eager, got,
                               rtol, atol)
+
+
+def readme_block(marker, path=None):
+    """The first ```python block after ``<!-- marker -->`` in README.md (documented code, run as written)."""
+    import os
+    import re
+
+    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+    text = open(path, encoding="utf-8").read()
+    if f"<!-- {marker} -->" not in text:
+        raise AssertionError(f"README.md has no <!-- {marker} --> block")
+    block = text.split(f"<!-- {marker} -->", 1)[1]
+    return re.search(r"```python\n(.*?)```", block, re.S).group(1)

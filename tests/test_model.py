@@ -109,7 +109,7 @@ def test_optimizer_from_config(name, cls):
                          LEARNING_MOMENTUM=0.8)
     model = modellib.MaskRCNN("training", config, "unused")
     optimizer = model.compile(0.01, config.LEARNING_MOMENTUM, total_steps=10)
-    assert type(optimizer) is getattr(keras.optimizers, cls)
+    assert isinstance(optimizer, getattr(keras.optimizers, cls))  # a subclass on PyTorch
     assert optimizer.clipnorm == 5.0 and optimizer.weight_decay == 1e-4
     assert (optimizer.momentum if cls == "SGD" else optimizer.beta_1) == 0.8
 

@@ -31,6 +31,7 @@ under XLA / ``jax.jit`` 5-15 ms; native ``tf.function`` 25-40 ms; generic
 ``tf.function`` without XLA 30-60 ms.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -118,6 +119,20 @@ def _suppress_within_tile(iou, candidates, iou_threshold, upper):
     return keep
 
 
+def _descending(scores):
+    """(sorted scores, int32 order) by descending score, the lower index first on ties.
+
+    ``top_k`` keeps equal scores in index order on TensorFlow and JAX but not
+    on PyTorch (``torch.topk`` promises no order for ties); there a stable
+    ascending sort of the negated scores gives the same order.
+    """
+    if keras.backend.backend() == "torch":
+        order = ops.cast(ops.argsort(-scores), "int32")    # torch.argsort(stable=True)
+        return ops.take(scores, order), order
+    sorted_scores, order = ops.top_k(scores, k=scores.shape[0], sorted=True)
+    return sorted_scores, ops.cast(order, "int32")
+
+
 def _generic_nms(
     boxes, scores, max_output_size, iou_threshold, score_threshold, tile_size
 ):
@@ -132,9 +147,7 @@ def _generic_nms(
     boxes = ops.cast(boxes, "float32")
     scores = ops.cast(scores, "float32")
 
-    # Sort by descending score; top_k puts the lower index first on ties.
-    sorted_scores, order = ops.top_k(scores, k=num, sorted=True)
-    order = ops.cast(order, "int32")
+    sorted_scores, order = _descending(scores)
     sorted_boxes = ops.take(boxes, order, axis=0)
     if score_threshold is None:
         valid = ops.ones((num,), dtype="bool")

@@ -1,26 +1,16 @@
 """The custom-backbone example in README.md registers a backbone that trains and detects."""
 
-import os
-import re
-
 import numpy as np
 import pytest
 
 import backbones
 import mrcnn.model as modellib
+from helpers import readme_block
 from model_helpers import make_config, shapes
-
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
-
-
-def readme_example():
-    text = open(README, encoding="utf-8").read()
-    block = text.split("<!-- readme-backbone -->", 1)[1]
-    return re.search(r"```python\n(.*?)```", block, re.S).group(1)
 
 
 def test_readme_backbone_registers_trains_and_detects(tmp_path):
-    code = readme_example()
+    code = readme_block("readme-backbone")
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     name = "tiny-net"

@@ -3,21 +3,13 @@
 import numpy as np
 import pytest
 import skimage.transform
-from data_helpers import Cfg
+from data_helpers import Cfg, smooth_image
 
 from mrcnn.data.fit import (crop_origin, fit_image, input_padding, resize_image, resize_mask,
                             undo_resize_boxes)
 
-def _smooth_image(h=100, w=200):
-    yy, xx = np.mgrid[0:h, 0:w]
-    r = 127 + 100 * np.sin(yy / 9.0)
-    g = 127 + 100 * np.cos(xx / 13.0)
-    b = (yy + xx) * 200.0 / (h + w)
-    return np.stack([r, g, b], -1).round().astype(np.uint8)
-
-
 def test_none_mode_is_identity():
-    image = _smooth_image()
+    image = smooth_image()
     out, window, scale, padding, crop = resize_image(image, 128, 256, mode="none")
     assert out is image
     assert window == (0, 0, 100, 200) and scale == 1 and crop is None
@@ -26,7 +18,7 @@ def test_none_mode_is_identity():
 
 def test_square_upscale_by_hand():
     # short side 100 -> 128: scale 1.28, long side 256 <= max_dim.
-    image = _smooth_image()
+    image = smooth_image()
     out, window, scale, padding, crop = resize_image(image, 128, 256, mode="square")
     assert out.shape == (256, 256, 3) and out.dtype == np.uint8
     assert scale == pytest.approx(1.28)
@@ -49,7 +41,7 @@ def test_square_limited_by_max_dim():
 
 
 def test_square_without_min_dim_only_pads():
-    image = _smooth_image()
+    image = smooth_image()
     out, window, scale, padding, _ = resize_image(image, None, 256, mode="square")
     assert scale == 1
     assert window == (78, 28, 178, 228)
@@ -57,7 +49,7 @@ def test_square_without_min_dim_only_pads():
 
 
 def test_min_scale_forces_upscale():
-    image = _smooth_image()
+    image = smooth_image()
     out, window, scale, _, _ = resize_image(image, None, 512, min_scale=2, mode="square")
     assert scale == 2
     assert window == (156, 56, 356, 456)
@@ -65,7 +57,7 @@ def test_min_scale_forces_upscale():
 
 
 def test_pad64_by_hand():
-    image = _smooth_image()
+    image = smooth_image()
     out, window, scale, padding, _ = resize_image(image, mode="pad64")
     assert scale == 1 and out.shape == (128, 256, 3)
     assert padding == [(14, 14), (28, 28), (0, 0)]
@@ -82,7 +74,7 @@ def test_pad64_by_hand():
 
 
 def test_crop_takes_a_window_of_the_scaled_image():
-    image = _smooth_image()
+    image = smooth_image()
     out, window, scale, padding, crop = resize_image(image, 64, None, mode="crop",
                                                      rng=np.random.default_rng(3))
     assert scale == 1 and out.shape == (64, 64, 3) and window == (0, 0, 64, 64)
@@ -100,22 +92,22 @@ def test_crop_takes_a_window_of_the_scaled_image():
 
 def test_unknown_mode_and_missing_sizes():
     with pytest.raises(ValueError, match=r"'squash'.*none.*square.*pad64.*crop"):
-        resize_image(_smooth_image(), 128, 256, mode="squash")
+        resize_image(smooth_image(), 128, 256, mode="squash")
     with pytest.raises(ValueError, match="max_dim"):
-        resize_image(_smooth_image(), 128, None, mode="square")
+        resize_image(smooth_image(), 128, None, mode="square")
     with pytest.raises(ValueError, match="min_dim"):
-        resize_image(_smooth_image(), None, 256, mode="crop")
+        resize_image(smooth_image(), None, 256, mode="crop")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_dtype_kept(dtype):
-    image = _smooth_image().astype(dtype)
+    image = smooth_image().astype(dtype)
     out = resize_image(image, 128, 256, mode="square")[0]
     assert out.dtype == dtype
 
 
 def test_window_resized_back_reproduces_original():
-    image = _smooth_image()
+    image = smooth_image()
     for mode, kwargs in [("square", dict(min_dim=128, max_dim=256)),
                          ("square", dict(min_dim=None, max_dim=160, min_scale=None)),
                          ("pad64", dict(min_dim=128))]:
@@ -163,7 +155,7 @@ def test_resize_mask_equals_skimage_nearest():
 
 
 def test_undo_resize_boxes_inverts_the_forward_transform():
-    image = _smooth_image()
+    image = smooth_image()
     for mode, kwargs in [("square", dict(min_dim=128, max_dim=256)),
                          ("square", dict(min_dim=None, max_dim=256)),
                          ("pad64", dict(min_dim=100))]:

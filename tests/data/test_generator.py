@@ -1,23 +1,23 @@
+"""Tests of mrcnn/data/generator.py: batches, the sample cache, augmentation, sampling."""
+
+import collections
 import logging
+import os
 
 import numpy as np
 import pytest
 from data_helpers import Cfg, Squares, make_cfg
 
-from mrcnn.data.boxes import denorm_boxes, extract_bboxes
+from mrcnn.data import augment as A
 from mrcnn.data.anchors import model_anchors
-from mrcnn.data.generator import DataGenerator
+from mrcnn.data.boxes import denorm_boxes, extract_bboxes
+from mrcnn.data.cache import SampleCache
+from mrcnn.data.generator import DataGenerator, make_generators
+from mrcnn.data.image import unmold_image
 from mrcnn.data.masks import expand_mask
+from mrcnn.data.rpn_targets import match_anchors, rpn_targets, sample_rpn_targets
+from mrcnn.data.sample import prepare_sample
 from mrcnn.dataset import Dataset
-from mrcnn.datasets.shapes import ShapesDataset
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    ds = ShapesDataset()
-    ds.load_shapes(6, 96, 112, seed=3)
-    ds.prepare()
-    return ds
 
 
 def test_batch_layout_and_targets(shapes):
@@ -82,20 +82,6 @@ def test_more_instances_than_max_keeps_largest_and_warns(caplog):
         batch = DataGenerator(ds, C())[0]
     assert (batch["input_gt_class_ids"][0] > 0).sum() == 4
     assert "keeping the 4 largest" in caplog.text
-
-
-# ---------------------------------------------------------------- two-stage pipeline,
-# cache, augmentation, sampling
-import collections  # noqa: E402
-import os  # noqa: E402
-
-from mrcnn.data import augment as A  # noqa: E402
-from mrcnn.data.cache import SampleCache  # noqa: E402
-from mrcnn.data.generator import make_generators  # noqa: E402
-from mrcnn.data.rpn_targets import match_anchors, sample_rpn_targets  # noqa: E402
-from mrcnn.data.sample import prepare_sample  # noqa: E402
-from mrcnn.data.image import unmold_image  # noqa: E402
-from mrcnn.data.rpn_targets import rpn_targets  # noqa: E402
 
 
 def batches(gen, epochs):

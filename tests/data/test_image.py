@@ -2,17 +2,10 @@
 
 import numpy as np
 import pytest
+from data_helpers import smooth_image
 
 from mrcnn.config import Config
 from mrcnn.data.image import mold_image, to_rgb_uint8, unmold_image
-
-
-def _smooth_image(h=100, w=200):
-    yy, xx = np.mgrid[0:h, 0:w]
-    r = 127 + 100 * np.sin(yy / 9.0)
-    g = 127 + 100 * np.cos(xx / 13.0)
-    b = (yy + xx) * 200.0 / (h + w)
-    return np.stack([r, g, b], -1).round().astype(np.uint8)
 
 
 def test_mold_unmold_round_trip():
@@ -20,7 +13,7 @@ def test_mold_unmold_round_trip():
         NUM_CLASSES = 2
 
     config = C()
-    image = _smooth_image()
+    image = smooth_image()
     molded = mold_image(image, config)
     assert molded.dtype == np.float32
     np.testing.assert_allclose(molded[0, 0], image[0, 0] - config.MEAN_PIXEL, atol=1e-4)

@@ -10,15 +10,6 @@ from mrcnn.data.fit import fit_image, resize_mask
 from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.data.masks import minimize_mask
 from mrcnn.data.sample import keep_largest, load_image_gt, prepare_sample
-from mrcnn.datasets.shapes import ShapesDataset
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    ds = ShapesDataset()
-    ds.load_shapes(6, 96, 112, seed=3)
-    ds.prepare()
-    return ds
 
 
 def test_image_placed_in_window(shapes):

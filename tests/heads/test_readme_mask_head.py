@@ -1,26 +1,17 @@
 """The custom mask-head example in README.md registers a head that trains and detects."""
 
 import math
-import os
-import re
 
 import numpy as np
 
 import mrcnn.model as modellib
+from helpers import readme_block
 from model_helpers import make_config, shapes
 from mrcnn.heads import available_mask_heads, unregister_mask_head
 
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
-
-
-def readme_example():
-    text = open(README, encoding="utf-8").read()
-    block = text.split("<!-- readme-mask-head -->", 1)[1]
-    return re.search(r"```python\n(.*?)```", block, re.S).group(1)
-
 
 def test_readme_mask_head_registers_trains_and_detects(tmp_path):
-    exec(compile(readme_example(), "README.md", "exec"), {})
+    exec(compile(readme_block("readme-mask-head"), "README.md", "exec"), {})
     try:
         assert "two-conv" in available_mask_heads()
         config = make_config(MASK_HEAD="two-conv", MASK_SHAPE=[56, 56], MINI_MASK_SHAPE=(56, 56),
