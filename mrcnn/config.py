@@ -13,17 +13,42 @@ Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed in
 that names the offending value and what was expected.
 """
 
+import re
+
 import numpy as np
 
 import backbones
 from mrcnn.data.fit import RESIZE_MODES
 from mrcnn.data.image_meta import image_meta_size
 
+# Integer settings and their minimum (None: checked in validate() with its
+# own message, or no minimum). Checked before anything is derived from them.
+INTEGER_SETTINGS = {
+    "NUM_CLASSES": None, "GPU_COUNT": 1, "IMAGES_PER_GPU": 1, "STEPS_PER_EPOCH": 1,
+    "VALIDATION_STEPS": 0, "IMAGE_MIN_DIM": 0, "IMAGE_MAX_DIM": 1, "IMAGE_CHANNEL_COUNT": 1,
+    "MAX_GT_INSTANCES": 1, "DETECTION_MAX_INSTANCES": 1, "TRAIN_ROIS_PER_IMAGE": 1,
+    "PRE_NMS_LIMIT": 1, "POST_NMS_ROIS_TRAINING": 1, "POST_NMS_ROIS_INFERENCE": 1,
+    "RPN_TRAIN_ANCHORS_PER_IMAGE": 1, "RPN_ANCHOR_STRIDE": 1, "FPN_CLASSIF_FC_LAYERS_SIZE": 1,
+    "TOP_DOWN_PYRAMID_SIZE": 1, "N_WARMUP_STEPS": 0, "WORKERS": 0, "MAX_QUEUE_SIZE": 1,
+    "CACHE_MAX_BYTES": None, "MASK_HEAD_CHANNELS": None, "POOL_SIZE": None,
+    "MASK_POOL_SIZE": None, "RPN_CONV_CHANNELS": None, "BACKBONE_FIRST_STRIDE": None,
+}
+NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIENT_CLIP_NORM",
+                   "RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
+                   "DETECTION_MASK_THRESHOLD", "ROI_POSITIVE_RATIO", "IMAGE_MIN_SCALE")
+# Settings where None means "off" / "not used".
+NONE_ALLOWED = frozenset({"IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "CACHE_MAX_BYTES",
+                          "GRADIENT_CLIP_NORM", "WEIGHT_DECAY", "IMAGE_MIN_SCALE"})
+NAME_RULE = ("NAME must be None or a plain folder name (letters, digits, '_', '-' and '.', "
+             "not '.' or '..'): it names the run folder <model_dir>/<name><timestamp>")
+
 
 class Config:
     """Base configuration. Subclass it and override what your task needs."""
 
-    # Name of the configuration. Used in checkpoint folder and file names.
+    # Name of the configuration. Used in checkpoint folder and file names
+    # (<model_dir>/<name><timestamp>/), so it must be a plain folder name:
+    # letters, digits, "_", "-" and "." (not "." or "..").
     NAME = None
 
     # Number of devices and images per device. Only GPU_COUNT = 1 is used by
@@ -32,8 +57,9 @@ class Config:
     GPU_COUNT = 1
     IMAGES_PER_GPU = 2
 
-    # Steps per training epoch and validation batches run at the end of each
-    # epoch. Validation covers VALIDATION_STEPS batches of the validation set.
+    # Steps per training epoch (>= 1) and validation batches run at the end of
+    # each epoch (0 = no validation). Integer settings must be ints (not
+    # floats: write len(ids) // batch, not len(ids) / batch).
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
 
@@ -94,10 +120,16 @@ class Config:
     #   none:   no resizing or padding; the image is used as is.
     #   square: scale so the short side is IMAGE_MIN_DIM and the long side at
     #           most IMAGE_MAX_DIM, then pad to IMAGE_MAX_DIM x IMAGE_MAX_DIM.
+    #           IMAGE_MIN_DIM only scales up images whose short side is below
+    #           it (the long-side limit wins), so it need not be a multiple
+    #           of 64 (e.g. 100 with IMAGE_MAX_DIM 128); IMAGE_MAX_DIM must be.
     #   pad64:  scale as in square (when IMAGE_MIN_DIM is set), then pad each
     #           side to a multiple of 64.
-    #   crop:   scale as in square, then take a random IMAGE_MIN_DIM square
-    #           crop (training only).
+    #   crop:   scale up as in square (IMAGE_MAX_DIM is not used, as in
+    #           Matterport), then take a random IMAGE_MIN_DIM square crop
+    #           (training only); IMAGE_MIN_DIM is the input size unless
+    #           IMAGE_SHAPE is larger.
+    # An explicit IMAGE_SHAPE smaller than what the mode produces is refused.
     IMAGE_RESIZE_MODE = "square"
     IMAGE_MIN_DIM = 800
     IMAGE_MAX_DIM = 1024
@@ -201,6 +233,7 @@ class Config:
 
     def __init__(self):
         """Compute derived values and validate the settings."""
+        self._check_types()
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
         # A function given as a class attribute would be bound to the instance
         # (config.BACKBONE(x) would receive the config): keep the plain function.
@@ -217,9 +250,10 @@ class Config:
                                  f"[height, width] or [height, width, channels], got {declared!r}")
             h, w = (int(v) for v in declared[:2])
         elif self.IMAGE_RESIZE_MODE == "crop":
-            h = w = self.IMAGE_MIN_DIM
+            h = w = self._needed("IMAGE_MIN_DIM", "the crop size")
         else:
-            h = w = self.IMAGE_MAX_DIM
+            h = w = self._needed("IMAGE_MAX_DIM", "the padded size" if self.IMAGE_RESIZE_MODE
+                                 == "square" else "the input size; or set IMAGE_SHAPE")
         self.IMAGE_SHAPE = np.array([h, w, channels])
 
         # image_id, original shape (3), image shape (3), window (4),
@@ -245,23 +279,54 @@ class Config:
                 f"remove BACKBONE_STRIDES from the config")
         return strides
 
+    def _needed(self, name, why):
+        value = getattr(self, name)
+        if not value:
+            raise ValueError(f"{type(self).__name__}: IMAGE_RESIZE_MODE "
+                             f"{self.IMAGE_RESIZE_MODE!r} needs {name} ({why}), got {value!r}")
+        return value
+
+    def _check_types(self):
+        """TypeError for a wrong type, ValueError below the minimum; before anything
+        is derived (NUM_CLASSES = "4" failed inside NumPy, "2" * GPU_COUNT is "2")."""
+        cls = type(self).__name__
+        for name, low in INTEGER_SETTINGS.items():
+            value = getattr(self, name)
+            if value is None and name in NONE_ALLOWED:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{cls}: {name} must be an int, got {value!r} "
+                                f"({type(value).__name__})")
+            if low is not None and value < low:
+                raise ValueError(f"{cls}: {name} must be >= {low}, got {value}")
+        for name in NUMBER_SETTINGS:
+            value = getattr(self, name)
+            if value is None and name in NONE_ALLOWED:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(f"{cls}: {name} must be a number, got {value!r} "
+                                f"({type(value).__name__})")
+        name = self.NAME
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{cls}: {NAME_RULE}; got {name!r} ({type(name).__name__})")
+        if name is not None and (name in (".", "..") or not re.fullmatch(r"[\w.-]+", name,
+                                                                         re.ASCII)):
+            raise ValueError(f"{cls}: {NAME_RULE}; got {name!r}")
+
     # ------------------------------------------------------------------
     def validate(self):
-        """Raise ValueError for settings the model cannot work with."""
+        """Raise ValueError (TypeError for a wrong type) for settings the model cannot use."""
         def fail(msg):
             raise ValueError(f"{type(self).__name__}: {msg}")
+
+        self._check_types()
 
         if not isinstance(self.NUM_CLASSES, (int, np.integer)) or self.NUM_CLASSES < 2:
             fail(f"NUM_CLASSES must be an int >= 2 (background + at least one "
                  f"class), got {self.NUM_CLASSES!r}")
-        if self.IMAGES_PER_GPU < 1 or self.GPU_COUNT < 1:
-            fail(f"IMAGES_PER_GPU and GPU_COUNT must be >= 1, got "
-                 f"{self.IMAGES_PER_GPU!r} and {self.GPU_COUNT!r}")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
             fail(f"IMAGE_RESIZE_MODE must be one of {RESIZE_MODES}, got "
                  f"{self.IMAGE_RESIZE_MODE!r}")
-        if self.IMAGE_CHANNEL_COUNT < 1:
-            fail(f"IMAGE_CHANNEL_COUNT must be >= 1, got {self.IMAGE_CHANNEL_COUNT!r}")
         mean = np.asarray(self.MEAN_PIXEL)
         if mean.shape != (self.IMAGE_CHANNEL_COUNT,):
             fail(f"MEAN_PIXEL must have IMAGE_CHANNEL_COUNT={self.IMAGE_CHANNEL_COUNT} "
@@ -278,6 +343,16 @@ class Config:
             if self.IMAGE_MAX_DIM and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
                 fail(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} is larger than "
                      f"IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}")
+        # The size the mode produces must fit the input, or every sample fails.
+        if self.IMAGE_RESIZE_MODE == "square":
+            side = int(self._needed("IMAGE_MAX_DIM", "the padded size"))
+            made = f"{side}x{side} images of IMAGE_RESIZE_MODE 'square' (IMAGE_MAX_DIM={side})"
+        elif self.IMAGE_RESIZE_MODE == "crop":
+            side = int(self._needed("IMAGE_MIN_DIM", "the crop size"))
+            made = f"{side}x{side} crops of IMAGE_RESIZE_MODE 'crop' (IMAGE_MIN_DIM={side})"
+        if self.IMAGE_RESIZE_MODE in ("square", "crop") and (h < side or w < side):
+            fail(f"IMAGE_SHAPE {[h, w]} is smaller than the {made}; raise IMAGE_SHAPE or "
+                 f"leave it None to derive it")
 
         for name in ("POOL_SIZE", "MASK_POOL_SIZE"):
             value = getattr(self, name)
@@ -324,8 +399,6 @@ class Config:
         self.RPN_ANCHORS_PER_LOCATION = counts.pop() * len(self.RPN_ANCHOR_RATIOS)
         if any(r <= 0 for r in self.RPN_ANCHOR_RATIOS) or not len(self.RPN_ANCHOR_RATIOS):
             fail(f"RPN_ANCHOR_RATIOS must be positive numbers, got {self.RPN_ANCHOR_RATIOS}")
-        if self.RPN_ANCHOR_STRIDE < 1:
-            fail(f"RPN_ANCHOR_STRIDE must be >= 1, got {self.RPN_ANCHOR_STRIDE}")
         for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD",
                      "DETECTION_MIN_CONFIDENCE", "DETECTION_MASK_THRESHOLD",
                      "ROI_POSITIVE_RATIO"):
@@ -340,9 +413,6 @@ class Config:
         if self.TRAIN_ROIS_PER_IMAGE > self.POST_NMS_ROIS_TRAINING:
             fail(f"TRAIN_ROIS_PER_IMAGE ({self.TRAIN_ROIS_PER_IMAGE}) must not exceed "
                  f"POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING})")
-        if self.DETECTION_MAX_INSTANCES < 1 or self.MAX_GT_INSTANCES < 1:
-            fail(f"DETECTION_MAX_INSTANCES and MAX_GT_INSTANCES must be >= 1, got "
-                 f"{self.DETECTION_MAX_INSTANCES} and {self.MAX_GT_INSTANCES}")
         expected = {"rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
                     "mrcnn_bbox_loss", "mrcnn_mask_loss"}
         unknown = set(self.LOSS_WEIGHTS) - expected

@@ -24,13 +24,50 @@ class 0 is the background ("BG") shared by all sources.
 """
 
 import logging
+import ntpath
 import os
+import re
 
 import numpy as np
 
-from mrcnn.data.image import to_rgb_uint8
+from mrcnn.data.image import check_bit_depth, to_rgb_uint8
 
 logger = logging.getLogger(__name__)
+
+
+def path_inside(folder, relative, what, allow_outside=False):
+    """``folder/relative``, refusing a `relative` path that leads outside `folder`.
+
+    A data file named by an id or a file name (a CSV's id, a COCO
+    ``file_name``) must not read files elsewhere: `relative` is refused when
+    it is absolute (``/etc/x``, ``C:\\x``) or has a ``..`` component. ``/``
+    and ``\\`` both separate components, so an id means the same on every OS.
+    Symbolic links inside the folder are followed (they are the user's own).
+
+    Args:
+        folder: the data folder.
+        relative: the path from the data, e.g. ``f"{image_id}.png"``.
+        what: how the error names the entry, e.g. ``"train.csv, line 7 (id 'x')"``.
+        allow_outside: accept any path (the loaders' ``allow_outside=True``).
+
+    Returns:
+        ``os.path.join(folder, relative)``.
+
+    Raises:
+        ValueError: the path leads outside (or holds a NUL character); the
+            message names `what`, the path, the folder and the option.
+    """
+    relative = os.fspath(relative)
+    if "\0" in relative:
+        raise ValueError(f"{what}: {relative!r} contains a NUL character; not a file name")
+    absolute = (os.path.isabs(relative) or ntpath.isabs(relative)
+                or bool(ntpath.splitdrive(relative)[0]) or relative.startswith(("/", "\\")))
+    if not allow_outside and (absolute or ".." in re.split(r"[\\/]", relative)):
+        raise ValueError(
+            f"{what}: {relative!r} leads outside the data folder {folder!r} (an absolute path "
+            f"or a '..' component); ids and file names must stay inside it. Pass "
+            f"allow_outside=True to the loader to read such paths on purpose")
+    return os.path.join(folder, relative)
 
 
 class DatasetNotPreparedError(RuntimeError, AttributeError):
@@ -64,10 +101,28 @@ class Dataset:
         image_info: list of dicts, one per image ("id", "source", "path", and
             the keyword arguments given to `add_image`).
         class_info: list of dicts ("source", "id", "name"); entry 0 is "BG".
+        IMAGE_BIT_DEPTH: how `load_image` converts the files' values to
+            0..255 (`mrcnn.data.image.to_rgb_uint8`): None (default) takes
+            the dtype's full range (uint16: 0..65535 -> 0..255); an int 8..16
+            states the data's bit depth (12: 0..4095 -> 0..255; a value above
+            4095 is an error); "percentile" stretches each image between its
+            0.5th and 99.5th percentiles. Set it as a class attribute of a
+            subclass or with ``Dataset(image_bit_depth=12)``. It lives on the
+            Dataset, not the Config, because it describes the files (a
+            12-bit camera), not the model, and `load_image` has no Config.
+
+    Args:
+        class_map: unused; kept for compatibility with Matterport.
+        image_bit_depth: sets IMAGE_BIT_DEPTH for this dataset (None keeps
+            the class attribute).
     """
 
-    def __init__(self, class_map=None):
-        # class_map is accepted for compatibility with Matterport and unused.
+    IMAGE_BIT_DEPTH = None
+
+    def __init__(self, class_map=None, image_bit_depth=None):
+        check_bit_depth(type(self).IMAGE_BIT_DEPTH)
+        if image_bit_depth is not None:
+            self.IMAGE_BIT_DEPTH = check_bit_depth(image_bit_depth)
         self.image_info = []
         self.class_info = [{"source": "", "id": 0, "name": "BG"}]
         self.source_class_ids = {}
@@ -189,7 +244,8 @@ class Dataset:
         """Read the image file as RGB uint8 [H, W, 3].
 
         Grayscale, gray+alpha, RGBA and 16-bit files are converted with
-        `mrcnn.data.image.to_rgb_uint8` (alpha dropped, 12/16-bit scaled).
+        `mrcnn.data.image.to_rgb_uint8` (alpha dropped) by the fixed rule
+        of `IMAGE_BIT_DEPTH` (default: the dtype's range, uint16 0..65535).
 
         Raises:
             FileNotFoundError: the file does not exist.
@@ -206,7 +262,7 @@ class Dataset:
             raise ValueError(f"image {image_id}: cannot read {path!r} as an image "
                              f"({type(error).__name__}: {error})") from error
         try:
-            return to_rgb_uint8(image)
+            return to_rgb_uint8(image, bit_depth=self.IMAGE_BIT_DEPTH)
         except (ValueError, TypeError) as error:
             raise ValueError(f"image {image_id} ({path!r}): {error}") from error
 

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -172,3 +174,113 @@ def test_a_config_does_not_import_keras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False False"
+
+
+# ---------------------------------------------------------------- hostile settings (issue 15)
+INTEGER_SETTINGS = ["NUM_CLASSES", "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH",
+                    "VALIDATION_STEPS", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "MAX_GT_INSTANCES",
+                    "DETECTION_MAX_INSTANCES", "TRAIN_ROIS_PER_IMAGE", "PRE_NMS_LIMIT",
+                    "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE",
+                    "RPN_TRAIN_ANCHORS_PER_IMAGE", "RPN_ANCHOR_STRIDE", "IMAGE_CHANNEL_COUNT",
+                    "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE", "N_WARMUP_STEPS",
+                    "WORKERS", "MAX_QUEUE_SIZE", "CACHE_MAX_BYTES", "MASK_HEAD_CHANNELS",
+                    "POOL_SIZE", "MASK_POOL_SIZE", "RPN_CONV_CHANNELS"]
+
+
+@pytest.mark.parametrize("name", INTEGER_SETTINGS)
+@pytest.mark.parametrize("value", ["4", 4.0, True, None])
+def test_integer_settings_of_the_wrong_type_name_the_setting(name, value):
+    if value is None and name in ("IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "CACHE_MAX_BYTES"):
+        return                      # None is documented for these (see the next tests)
+    C = type("Bad", (Small,), {name: value})
+    with pytest.raises(TypeError, match=rf"Bad: {name} must be an int, got {re.escape(repr(value))} "
+                                        rf"\({type(value).__name__}\)"):
+        C()
+
+
+def test_numpy_integers_are_integers():
+    c = type("C", (Small,), {"NUM_CLASSES": np.int64(3), "STEPS_PER_EPOCH": np.int32(7)})()
+    assert c.IMAGE_META_SIZE == Small().IMAGE_META_SIZE and c.STEPS_PER_EPOCH == 7
+
+
+@pytest.mark.parametrize("name, value, low", [
+    ("STEPS_PER_EPOCH", 0, 1), ("STEPS_PER_EPOCH", -3, 1), ("VALIDATION_STEPS", -1, 0),
+    ("GPU_COUNT", 0, 1), ("IMAGES_PER_GPU", 0, 1), ("MAX_GT_INSTANCES", 0, 1),
+    ("PRE_NMS_LIMIT", 0, 1), ("RPN_TRAIN_ANCHORS_PER_IMAGE", 0, 1), ("N_WARMUP_STEPS", -1, 0),
+    ("WORKERS", -2, 0), ("MAX_QUEUE_SIZE", 0, 1), ("IMAGE_MAX_DIM", 0, 1),
+])
+def test_integer_settings_below_their_minimum_are_refused(name, value, low):
+    # STEPS_PER_EPOCH = 0 used to "train" without a step
+    with pytest.raises(ValueError, match=rf"{name} must be >= {low}, got {value}"):
+        type("Bad", (Small,), {name: value})()
+
+
+def test_validation_steps_zero_means_no_validation_and_is_accepted():
+    assert type("C", (Small,), {"VALIDATION_STEPS": 0})().VALIDATION_STEPS == 0
+
+
+@pytest.mark.parametrize("name", ["LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY",
+                                  "GRADIENT_CLIP_NORM", "DETECTION_MIN_CONFIDENCE",
+                                  "RPN_NMS_THRESHOLD", "IMAGE_MIN_SCALE"])
+def test_number_settings_refuse_strings(name):
+    with pytest.raises(TypeError, match=rf"{name} must be a number, got '0\.5' \(str\)"):
+        type("Bad", (Small,), {name: "0.5"})()
+
+
+def test_square_mode_min_dim_below_64_multiple_is_legal_and_works():
+    # IMAGE_MIN_DIM only scales up images whose short side is below it; the
+    # input is IMAGE_MAX_DIM square, so it need not be a multiple of 64
+    from mrcnn.data.fit import fit_image
+
+    C = type("C", (Small,), {"IMAGE_MIN_DIM": 100, "IMAGE_MAX_DIM": 128})
+    config = C()
+    np.testing.assert_array_equal(config.IMAGE_SHAPE, [128, 128, 3])
+    image, window, scale, _, _ = fit_image(np.ones((50, 80, 3), np.uint8), config)
+    # 50 -> 100 would make the long side 160 > 128: the max wins, scale 128 / 80
+    assert image.shape == (128, 128, 3) and scale == pytest.approx(1.6)
+    assert window == (24, 0, 104, 128)
+    image, window, scale, _, _ = fit_image(np.ones((60, 70, 3), np.uint8), config)
+    assert scale == pytest.approx(100 / 60) and image.shape == (128, 128, 3)
+    assert window == (14, 5, 114, 122)             # 100x117, centred: 14 + 14, 5 + 6
+
+
+@pytest.mark.parametrize("attrs, fragment", [
+    # an explicit input smaller than what the mode produces: every sample would fail
+    ({"IMAGE_RESIZE_MODE": "square", "IMAGE_MAX_DIM": 256, "IMAGE_SHAPE": [128, 128, 3]},
+     r"IMAGE_SHAPE \[128, 128\] is smaller than the 256x256 images of IMAGE_RESIZE_MODE "
+     r"'square' \(IMAGE_MAX_DIM=256\)"),
+    ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 192, "IMAGE_MAX_DIM": 256,
+      "IMAGE_SHAPE": [128, 128, 3]},
+     r"IMAGE_SHAPE \[128, 128\] is smaller than the 192x192 crops of IMAGE_RESIZE_MODE 'crop' "
+     r"\(IMAGE_MIN_DIM=192\)"),
+    ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": None},
+     r"IMAGE_RESIZE_MODE 'crop' needs IMAGE_MIN_DIM \(the crop size\), got None"),
+    ({"IMAGE_RESIZE_MODE": "square", "IMAGE_MAX_DIM": None},
+     r"IMAGE_RESIZE_MODE 'square' needs IMAGE_MAX_DIM"),
+    ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 100, "IMAGE_MAX_DIM": 256},
+     "divisible by 64"),
+])
+def test_settings_that_break_every_sample_are_refused(attrs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        type("Bad", (Small,), attrs)()
+
+
+def test_crop_smaller_than_an_explicit_input_is_padded_and_legal():
+    C = type("C", (Small,), {"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 100,
+                             "IMAGE_SHAPE": [128, 128, 3]})
+    np.testing.assert_array_equal(C().IMAGE_SHAPE, [128, 128, 3])
+
+
+@pytest.mark.parametrize("name", ["../../x", "..", ".", "a/b", "a\\b", "/abs", "", "cell run",
+                                  "c\u00e9ll", "x\0", 7])
+def test_names_that_are_not_a_plain_folder_name_are_refused(name):
+    # NAME becomes the run folder <model_dir>/<name><stamp>: "../../x" escaped model_dir
+    error = TypeError if not isinstance(name, str) else ValueError
+    with pytest.raises(error, match=rf"NAME must be .*letters, digits, '_', '-' and '\.'.*"
+                                    rf"got {re.escape(repr(name))}"):
+        type("Bad", (Small,), {"NAME": name})()
+
+
+@pytest.mark.parametrize("name", [None, "cell", "cell_v2.1-b", "LIVECell", "x..y"])
+def test_plain_names_are_accepted(name):
+    assert type("C", (Small,), {"NAME": name})().NAME == name

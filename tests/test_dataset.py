@@ -1,5 +1,7 @@
 import logging
+import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -108,7 +110,14 @@ def test_load_image_converts_to_rgb_uint8(tmp_path):
     np.testing.assert_array_equal(images[1], rgb)
     np.testing.assert_array_equal(images[2], rgb)
     np.testing.assert_array_equal(images[3][..., 0], gray)
+    # 12-bit data in a 16-bit PNG: by default the dtype's range (0..65535), the
+    # stated bit depth maps 0..4095 (no guess from the pixel values)
     np.testing.assert_array_equal(images[4][..., 0],
+                                  np.rint(gray.astype(float) * 16 * 255 / 65535).astype(np.uint8))
+    twelve = Dataset(image_bit_depth=12)
+    twelve.add_image("test", image_id="bits12", path=ds.image_info[4]["path"])
+    twelve.prepare()
+    np.testing.assert_array_equal(twelve.load_image(0)[..., 0],
                                   np.rint(gray.astype(float) * 16 * 255 / 4095).astype(np.uint8))
 
 
@@ -126,3 +135,63 @@ def test_load_image_missing_and_unreadable_files(tmp_path):
     with pytest.raises(ValueError) as info:
         ds.load_image(1)
     assert "image 1" in str(info.value) and str(broken) in str(info.value)
+
+
+def _ramp16(factor):
+    base = (np.arange(24 * 32).reshape(24, 32) % 171).astype(np.uint16)
+    return base * np.uint16(factor)
+
+
+def test_load_image_brightness_follows_the_data_across_the_old_threshold(tmp_path):
+    # x24 (max 4080) and x25 (max 4250) used to load with means ~184 and ~12
+    ds = Dataset()
+    for factor in (24, 25):
+        ds.add_image("t", image_id=factor, path=_write(tmp_path, f"x{factor}.png", _ramp16(factor)))
+    ds.prepare()
+    a, b = (ds.load_image(i).astype(float) for i in ds.image_ids)
+    np.testing.assert_array_equal(a[..., 0], np.rint(_ramp16(24) * (255 / 65535)))
+    assert a.mean() / b.mean() == pytest.approx(24 / 25, rel=0.01)
+
+
+def test_image_bit_depth_class_attribute_and_constructor(tmp_path):
+    path = _write(tmp_path, "x.png", _ramp16(24))
+
+    class Twelve(Dataset):
+        IMAGE_BIT_DEPTH = 12
+
+    for ds, expected in [(Dataset(), np.rint(_ramp16(24) * (255 / 65535))),
+                         (Twelve(), np.rint(_ramp16(24) * (255 / 4095))),
+                         (Dataset(image_bit_depth=12), np.rint(_ramp16(24) * (255 / 4095))),
+                         (Twelve(image_bit_depth=16), np.rint(_ramp16(24) * (255 / 65535)))]:
+        ds.add_image("t", image_id="x", path=path)
+        ds.prepare()
+        np.testing.assert_array_equal(ds.load_image(0)[..., 1], expected)
+    assert Twelve().IMAGE_BIT_DEPTH == 12 and Dataset.IMAGE_BIT_DEPTH is None
+    with pytest.raises(ValueError, match=r"bit_depth must be None, an int 8\.\.16 or "
+                                         r"'percentile', got 11\.5"):
+        Dataset(image_bit_depth=11.5)
+    with pytest.raises(ValueError, match="got 'auto'"):
+        type("Bad", (Dataset,), {"IMAGE_BIT_DEPTH": "auto"})()
+    # a stated depth the file contradicts: the error names the image and the file
+    ds = Dataset(image_bit_depth=12)
+    ds.add_image("t", image_id="x25", path=_write(tmp_path, "x25.png", _ramp16(25)))
+    ds.prepare()
+    with pytest.raises(ValueError, match=r"image 0 \(.*x25\.png'\): the uint16 image has "
+                                         r"values up to 4250, but bit_depth=12 allows 0\.\.4095"):
+        ds.load_image(0)
+
+
+def test_path_inside_refuses_paths_that_leave_the_folder():
+    from mrcnn.dataset import path_inside
+
+    assert path_inside("/data", "a.png", "x") == "/data/a.png"
+    assert path_inside("/data", "A172/b.tif", "x") == "/data/A172/b.tif"
+    assert path_inside("/data", "x..y.png", "x") == "/data/x..y.png"       # not a component
+    for bad in ("../a.png", "/etc/passwd", "a/../../b", "..", "..\\a", "C:\\a", "\\\\srv\\a"):
+        with pytest.raises(ValueError, match=rf"image 7: {re.escape(repr(bad))} leads outside "
+                                             rf"the data folder '/data'.*allow_outside=True"):
+            path_inside("/data", bad, "image 7")
+        assert path_inside("/data", bad, "image 7", allow_outside=True) == \
+            os.path.join("/data", bad)
+    with pytest.raises(ValueError, match="NUL character"):
+        path_inside("/data", "a\0.png", "image 7", allow_outside=True)

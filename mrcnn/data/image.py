@@ -28,62 +28,136 @@ def unmold_image(normalized_images, config):
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
-def to_rgb_uint8(image):
-    """Convert an image to RGB uint8 [H, W, 3].
+PERCENTILES = (0.5, 99.5)
+
+
+def check_bit_depth(bit_depth):
+    """Return `bit_depth` if it is a valid conversion rule of `to_rgb_uint8`.
+
+    Raises:
+        ValueError: anything but None, an int 8..16 or "percentile" (the
+            message shows the value and the choices).
+    """
+    if bit_depth is None or (isinstance(bit_depth, str) and bit_depth == "percentile"):
+        return bit_depth
+    valid = (isinstance(bit_depth, (int, np.integer)) and not isinstance(bit_depth, bool)
+             and 8 <= bit_depth <= 16)
+    if not valid:
+        raise ValueError(f"bit_depth must be None, an int 8..16 or 'percentile', got "
+                         f"{bit_depth!r}: None takes the dtype's full range (uint16: "
+                         f"0..65535), 12 maps 0..4095 to 0..255, 'percentile' stretches "
+                         f"each image between its {PERCENTILES[0]}th and {PERCENTILES[1]}th "
+                         f"percentiles")
+    return int(bit_depth)
+
+
+def to_rgb_uint8(image, bit_depth=None):
+    """Convert an image to RGB uint8 [H, W, 3] by a fixed, documented rule.
 
     Channels: [H, W] and [H, W, 1] grayscale are repeated to 3 channels;
     [H, W, 2] (gray + alpha) uses the gray channel; [H, W, 4] RGBA drops the
     alpha channel; [H, W, 3] is kept.
 
-    Values:
-        uint8: unchanged.
-        bool: False/True -> 0/255.
-        other integer types (uint16, int32 from 16-bit readers, ...): negative
-            values are clipped to 0; if the maximum is below 4096 the image is
-            taken to be 12-bit and 0..4095 maps to 0..255; otherwise 0..65535
-            maps to 0..255 (values above 65535 are clipped). Note that a dim
-            16-bit image whose values all stay below 4096 is therefore
-            brightened 16x.
-        float: must lie in [0, 1] (0..1 maps to 0..255); other ranges raise
-            ValueError.
+    Values: the rule depends on `bit_depth` and the dtype only, never on
+    what the pixels happen to contain (the same file always gives the same
+    image; twice the signal gives twice the brightness):
+
+    - ``bit_depth=None`` (default), the dtype's full range:
+        uint8: unchanged. uint16: 0..65535 -> 0..255. Other integer types
+        (int32 from PIL's "I" mode, int16, uint32, ...) are taken to hold
+        16-bit data: 0..65535 -> 0..255; negative values clip to 0 and a
+        value above 65535 raises ValueError. bool: 0/255. float: values
+        must lie in [0, 1] (-> 0..255).
+    - ``bit_depth=b`` (an int 8..16; e.g. 12 for 12-bit cameras stored in
+        16-bit files): 0..2**b - 1 -> 0..255 for integer and float images;
+        a value above 2**b - 1 (or below 0 for floats) raises ValueError (the
+        data is not b-bit), as does a uint8 image with b > 8.
+    - ``bit_depth="percentile"``: each image is stretched between its 0.5th
+        and 99.5th percentiles (``numpy.percentile``, linear; one range over
+        all colour channels, so the colour balance is kept), clipped, as
+        microscopy viewers do for display; a flat image gives 0. Brightness
+        then no longer compares across images.
+
+    bool images give 0/255 whatever the rule. Values are rounded to the
+    nearest integer.
 
     Args:
         image: [H, W] or [H, W, C] array, C in 1..4.
+        bit_depth: None, an int 8..16 or "percentile", see above. Datasets
+            set it with `Dataset.IMAGE_BIT_DEPTH`.
 
     Returns:
         uint8 [H, W, 3].
+
+    Raises:
+        ValueError: a bad shape, an invalid bit_depth, or values outside the
+            range the rule allows (the message gives the range found).
+        TypeError: an unsupported dtype (complex, object, ...).
     """
+    bit_depth = check_bit_depth(bit_depth)
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"image must be [H, W] or [H, W, C] with C in 1..4 "
                          f"(gray, gray+alpha, RGB, RGBA), got shape {image.shape}")
-    channels = image.shape[-1]
-    if channels in (1, 2):
-        image = np.repeat(image[:, :, :1], 3, axis=2)
-    elif channels == 4:
-        image = image[:, :, :3]
+    image = image[:, :, :1] if image.shape[-1] in (1, 2) else image[:, :, :3]
+    out = _values_to_uint8(image, bit_depth)
+    if out.shape[-1] == 1:
+        out = np.repeat(out, 3, axis=2)
+    return np.ascontiguousarray(out)
 
+
+def _values_to_uint8(image, bit_depth):
+    """uint8 of the same shape, by the rule of `to_rgb_uint8`."""
     dtype = image.dtype
-    if dtype == np.uint8:
-        return np.ascontiguousarray(image)
     if dtype == bool:
         return image.astype(np.uint8) * np.uint8(255)
-    if np.issubdtype(dtype, np.integer):
-        values = np.clip(image.astype(np.float64), 0, 65535)
-        top = 4095.0 if values.size and values.max() < 4096 else 65535.0
-        return np.rint(values * (255.0 / top)).astype(np.uint8)
-    if np.issubdtype(dtype, np.floating):
-        if image.size:
-            lo, hi = float(np.nanmin(image)), float(np.nanmax(image))
-            if lo < -1e-6 or hi > 1 + 1e-6 or np.isnan(image).any():
-                raise ValueError(f"float images must have values in [0, 1], got range "
-                                 f"[{lo}, {hi}]; convert to uint8 first (e.g. scale "
-                                 f"0..255 floats with image.astype(np.uint8))")
-        return np.rint(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
-    raise TypeError(f"unsupported image dtype {dtype}; expected bool, an integer or a "
-                    f"float type")
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise TypeError(f"unsupported image dtype {dtype}; expected bool, an integer or a "
+                        f"float type")
+    is_float = np.issubdtype(dtype, np.floating)
+    if is_float and image.size and not np.isfinite(image).all():
+        raise ValueError(f"the {dtype} image has NaN or infinite values")
+    if bit_depth == "percentile":
+        values = image.astype(np.float64)
+        if not values.size:
+            return values.astype(np.uint8)
+        lo, hi = np.percentile(values, PERCENTILES)
+        if hi <= lo:
+            return np.zeros(values.shape, np.uint8)
+        return _scaled(values - lo, hi - lo)
+    if dtype == np.uint8:
+        if bit_depth not in (None, 8):
+            raise ValueError(f"8-bit (uint8) image, but bit_depth={bit_depth} was stated; an "
+                             f"8-bit file cannot hold {bit_depth}-bit data: use bit_depth=None "
+                             f"(or 8) for these files")
+        return image
+    if is_float and bit_depth is None:
+        lo, hi = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"float images must have values in [0, 1], got range "
+                             f"[{lo}, {hi}]; convert to uint8 first (e.g. scale "
+                             f"0..255 floats with image.astype(np.uint8)), or state the "
+                             f"bit depth of the counts (bit_depth=12, 16) or 'percentile'")
+        return _scaled(np.clip(image.astype(np.float64), 0, 1), 1.0)
+    top = 65535 if bit_depth is None else 2 ** bit_depth - 1
+    if image.size:
+        lo, hi = image.min(), image.max()
+        if hi > top or (is_float and lo < 0):
+            rule = (f"bit_depth={bit_depth} allows 0..{top}" if bit_depth is not None else
+                    f"{dtype} images are taken to hold 16-bit data, 0..{top}")
+            found = int(hi) if not is_float else float(hi)
+            raise ValueError(f"the {dtype} image has values up to {found}"
+                             + (f" (and down to {float(lo)})" if is_float and lo < 0 else "")
+                             + f", but {rule}; state the right bit depth (an int 8..16) or "
+                               f"use bit_depth='percentile'")
+    return _scaled(np.clip(image.astype(np.float64), 0, top), float(top))
+
+
+def _scaled(values, top):
+    """rint(values / top * 255) as uint8, values in [0, top]."""
+    return np.rint(np.clip(values * (255.0 / top), 0, 255)).astype(np.uint8)
 
 
 def read_image_size(path, what):

@@ -16,7 +16,9 @@ Everything that reads or writes run-length strings lives here:
   submission rules: runs sorted and disjoint);
 - one mask: :func:`rle_encode`, :func:`rle_decode`;
 - many instances: :func:`rle_encode_instances` (dense masks or
-  `SparseMasks`), :func:`decode_rle_stack` (all instances of an image).
+  `SparseMasks`), :func:`decode_rle_stack` (all instances of an image);
+- COCO's compressed RLE strings: :func:`coco_compressed_counts` (the run
+  lengths, checked; pycocotools decodes the masks).
 
 ::
 
@@ -26,12 +28,14 @@ Everything that reads or writes run-length strings lives here:
     rles = rle_encode_instances(masks)          # bool [H, W, N] -> N strings
 """
 
+import re
+
 import numpy as np
 
 from mrcnn.data.masks.sparse import SparseMasks
 
-__all__ = ["RLEDecodeError", "check_runs", "decode_rle_stack", "parse_runs", "rle_decode",
-           "rle_encode", "rle_encode_instances"]
+__all__ = ["RLEDecodeError", "check_runs", "coco_compressed_counts", "decode_rle_stack",
+           "parse_runs", "rle_decode", "rle_encode", "rle_encode_instances"]
 
 _ORDERS = ("C", "F")
 # Above this many runs, rle_decode fills the runs with one vectorised pass
@@ -49,10 +53,25 @@ def _image_shape(shape):
     """(height, width) as ints, checked."""
     if len(shape) != 2:
         raise ValueError(f"shape must be (height, width), got {tuple(shape)!r}")
-    height, width = (int(v) for v in shape)
+    try:
+        values = [_as_int(v) for v in shape]
+    except ValueError:
+        raise ValueError(f"shape must be (height, width) integers, got {tuple(shape)!r}") from None
+    height, width = values
     if height < 0 or width < 0:
         raise ValueError(f"shape must be non-negative, got {tuple(shape)!r}")
     return height, width
+
+
+def _as_int(value):
+    """An int from an int, a NumPy integer or an integral float; else ValueError."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value):
+        return int(value)
+    raise ValueError(value)
 
 
 # ---------------------------------------------------------------- parsing
@@ -76,13 +95,21 @@ def parse_runs(rle):
             the message names the bad token and what was expected.
     """
     if isinstance(rle, (bytes, bytearray)):
-        rle = rle.decode()
-    if isinstance(rle, str):
-        tokens = rle.split()
         try:
-            values = np.array(tokens, dtype=np.int64)
-        except (ValueError, OverflowError):
-            raise ValueError(_bad_token_message(tokens)) from None
+            rle = rle.decode("ascii")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"run-length bytes must be ASCII, got byte "
+                             f"{rle[error.start]:#04x} at position {error.start}") from None
+    if isinstance(rle, str):
+        values = None
+        if _PLAIN_TEXT.fullmatch(rle):
+            tokens = rle.split()
+            try:
+                values = np.array(tokens, dtype=np.int64)
+            except (ValueError, OverflowError):
+                pass
+        if values is None:
+            raise ValueError(_bad_token_message(rle))
     else:
         values = _integer_values(rle)
     if values.size % 2:
@@ -91,31 +118,55 @@ def parse_runs(rle):
     return values.reshape(-1, 2)
 
 
+# Only ASCII digits, '-' and ASCII whitespace: int() (and NumPy) would also
+# take '1_0', '+1' and non-ASCII digits such as '\u0661'.
+_PLAIN_TEXT = re.compile(r"[0-9 \t\n\r\f\v-]*")
+_TOKEN = re.compile(r"-?[0-9]+")
+_INT64 = np.iinfo(np.int64)
+
+
 def _integer_values(values):
     """int64 [K] from an integer (or integral float) sequence or array."""
     values = np.asarray(values)
     if values.size == 0:
         return np.zeros([0], np.int64)
     values = values.ravel()
-    if values.dtype.kind in "iu":
+    if values.dtype.kind == "i":
         return values.astype(np.int64)
-    if values.dtype.kind == "f" and np.all(np.isfinite(values)) \
-            and np.all(values == np.round(values)):
+    if values.dtype.kind == "u" or (values.dtype.kind == "f" and np.all(np.isfinite(values))
+                                    and np.all(values == np.round(values))):
+        if values.dtype.kind == "u":
+            out_of_range = np.flatnonzero(values > np.uint64(_INT64.max))
+        else:                               # 2.0 ** 63 is the first float past int64
+            out_of_range = np.flatnonzero((values >= 2.0 ** 63) | (values < -2.0 ** 63))
+        if out_of_range.size:
+            raise ValueError(_out_of_range(values[out_of_range[0]], out_of_range[0]))
         return values.astype(np.int64)
+    if values.dtype.kind == "O":            # Python ints beyond int64 (or other objects)
+        for position, value in enumerate(values.tolist()):
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
+                    and not _INT64.min <= value <= _INT64.max:
+                raise ValueError(_out_of_range(value, position))
     raise ValueError(f"run-length values must be integers, got dtype {values.dtype} "
                      f"with values {values[:8].tolist()}...")
 
 
-def _bad_token_message(tokens):
+def _out_of_range(value, position):
+    if isinstance(value, (float, np.floating)):
+        value = f"{float(value):g}"
+    return (f"value {value} at position {position} is out of the int64 range; run-length "
+            f"values are pixel positions and lengths")
+
+
+def _bad_token_message(text):
+    tokens = re.split(r"[ \t\n\r\f\v]+", text.strip(" \t\n\r\f\v"))
     for position, token in enumerate(tokens):
-        try:
-            value = int(token)
-        except ValueError:
+        if not _TOKEN.fullmatch(token):
             return (f"non-integer token {token!r} at position {position}; expected "
-                    f"whitespace-separated integers 'start length ...'")
-        if not -2 ** 63 <= value < 2 ** 63:
+                    f"whitespace-separated integers 'start length ...' (digits 0-9)")
+        if not _INT64.min <= int(token) <= _INT64.max:
             return f"token {token!r} at position {position} is out of the int64 range"
-    return f"cannot parse {' '.join(tokens)[:60]!r} as integers 'start length ...'"
+    return f"cannot parse {text[:60]!r} as integers 'start length ...'"
 
 
 def check_runs(runs, shape, strict=False):
@@ -137,13 +188,18 @@ def check_runs(runs, shape, strict=False):
     """
     height, width = _image_shape(shape)
     size = height * width
-    runs = np.asarray(runs, np.int64).reshape(-1, 2)
+    runs = _integer_values(runs)
+    if runs.size % 2:
+        raise ValueError(f"runs must be (start, length) pairs, got {runs.size} values")
+    runs = runs.reshape(-1, 2)
+    if runs.size and (runs.max() > 2 ** 62 or runs.min() < -2 ** 62):
+        runs = runs.astype(object)         # exact Python ints: start + length cannot wrap
     starts, lengths = runs[:, 0], runs[:, 1]
     stops = starts + lengths               # 1-indexed, exclusive
     if strict:
         _first_bad(runs, (starts < 1) | (lengths < 1), "needs start >= 1 and length >= 1",
                    strict)
-        overlap = np.flatnonzero(starts[1:] < stops[:-1])
+        overlap = np.flatnonzero((starts[1:] < stops[:-1]).astype(bool))
         if overlap.size:
             k = int(overlap[0]) + 1
             raise ValueError(f"run {k} (start {starts[k]}) begins before the previous run "
@@ -160,6 +216,7 @@ def check_runs(runs, shape, strict=False):
 
 def _first_bad(runs, bad, problem, strict):
     """Raises ValueError naming the first run flagged in bool [R] `bad`."""
+    bad = np.asarray(bad, bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         start, length = (int(v) for v in runs[i])
@@ -331,7 +388,8 @@ def decode_rle_stack(rles, shape, order="C"):
     runs = np.concatenate(parsed)
     starts = runs[:, 0] - 1                 # 0-indexed first pixel of each run
     lengths = runs[:, 1]
-    bad = (starts < 0) | (lengths < 1) | (starts + lengths > height * width)
+    # lengths > size - starts, not starts + lengths > size: the sum can wrap
+    bad = (starts < 0) | (lengths < 1) | (lengths > height * width - starts)
     if bad.any():                           # let check_runs word the problem
         i = int(np.searchsorted(np.cumsum(runs_per_rle), np.flatnonzero(bad)[0],
                                 side="right"))
@@ -350,3 +408,59 @@ def decode_rle_stack(rles, shape, order="C"):
         cols, rows = np.divmod(flat, height)
     masks[rows, cols, instance] = True
     return masks
+
+
+# ---------------------------------------------------------------- COCO strings
+def coco_compressed_counts(counts):
+    """The run lengths of a COCO compressed RLE string (pycocotools' format), checked.
+
+    COCO's RLE is column-major, starts with a run of zeros and alternates;
+    this only reads the lengths (decode masks with pycocotools). The format:
+    each count is written in 5-bit groups, lowest first, as characters
+    ``chr(48 + group)``, bit 0x20 marking that another group follows and
+    bit 0x10 of the last group the sign; from the fourth count on, the value
+    is the difference to the count two places before. pycocotools itself
+    does not check a string: a bad one decodes to uninitialised memory or
+    reads past its end.
+
+    Args:
+        counts: str or bytes.
+
+    Returns:
+        list of int run lengths.
+
+    Raises:
+        ValueError: a character outside '0'..'o', a string that ends inside
+            a count, a count above 2**40 or a negative run length.
+    """
+    if isinstance(counts, (bytes, bytearray)):
+        counts = counts.decode("latin-1")
+    bad = _COCO_ALPHABET.search(counts)
+    if bad:
+        raise ValueError(f"compressed RLE counts have the character {bad.group()!r} at "
+                         f"position {bad.start()}; expected '0'..'o'")
+    if counts and (ord(counts[-1]) - 48) & 0x20:
+        raise ValueError("compressed RLE counts end in the middle of a count")
+    runs = []
+    value = groups = 0
+    for char in counts:                 # a Python loop beats NumPy on strings this short
+        code = ord(char) - 48
+        value |= (code & 0x1F) << (5 * groups)
+        groups += 1
+        if code & 0x20:
+            if groups == 8:
+                raise ValueError("compressed RLE counts hold a count above 2**40")
+            continue
+        if code & 0x10:
+            value -= 1 << (5 * groups)
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            raise ValueError(f"compressed RLE counts give the negative run length {value} "
+                             f"(count {len(runs)})")
+        runs.append(value)
+        value = groups = 0
+    return runs
+
+
+_COCO_ALPHABET = re.compile(r"[^0-o]")

@@ -20,17 +20,25 @@ pycocotools' `COCO` cannot index; it is accepted here.
 
 As in Matterport, crowd annotations (``iscrowd: 1``) get a negative class id
 in `load_mask` so that training can skip them.
+
+Every annotation is checked when the file is read (`read_coco_json`), before
+pycocotools sees it: a NaN or a coordinate of 1e9 in a polygon would make
+pycocotools rasterise a line billions of pixels long (1e7 costs ~800 MB, 1e9
+~22 GB), and a malformed compressed RLE decodes to uninitialised memory. See
+`check_segmentation` for the rules.
 """
 
 import contextlib
 import io
 import json
 import logging
+import math
 import os
 
 import numpy as np
 
-from mrcnn.dataset import Dataset
+from mrcnn.data.rle import coco_compressed_counts
+from mrcnn.dataset import Dataset, path_inside
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +57,13 @@ def read_coco_json(path):
         FileNotFoundError: the file does not exist.
         ValueError: not valid JSON (e.g. a truncated download), a missing
             "images" or "categories" list, an image entry without id,
-            file_name, height or width, or an annotation that refers to an
-            unknown image or category or has no segmentation; the message
-            names the file and the entry.
+            file_name, height or width (or a height / width that is not a
+            positive integer), an annotation that refers to an unknown image
+            or category or has no segmentation, a segmentation that breaks
+            the rules of `check_segmentation`, or a "bbox" that is not four
+            finite numbers; the message names the file and the entry (for
+            a segmentation: the annotation id and the image's id and file
+            name).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -83,10 +95,18 @@ def read_coco_json(path):
         if missing:
             raise ValueError(f"{path}: images[{i}] (id {_get(image, 'id')!r}) lacks "
                              f"{missing}; every image needs id, file_name, height and width")
+        for key in ("height", "width"):
+            if _positive_int(image[key]) is None:
+                raise ValueError(f"{path}: images[{i}] (id {image['id']!r}): {key} must be a "
+                                 f"positive integer, got {image[key]!r}")
+        if not isinstance(image["file_name"], str) or not image["file_name"]:
+            raise ValueError(f"{path}: images[{i}] (id {image['id']!r}): file_name must be a "
+                             f"non-empty string, got {image['file_name']!r}")
     for i, category in enumerate(data["categories"]):
         if not isinstance(category, dict) or "id" not in category or "name" not in category:
             raise ValueError(f"{path}: categories[{i}] = {category!r} needs an id and a name")
-    image_ids = {image["id"] for image in data["images"]}
+    images_by_id = {image["id"]: image for image in data["images"]}
+    image_ids = images_by_id.keys()
     category_ids = {category["id"] for category in data["categories"]}
     for i, ann in enumerate(annotations):
         where = f"{path}: annotations[{i}] (id {_get(ann, 'id')!r})"
@@ -100,7 +120,149 @@ def read_coco_json(path):
                              f"known categories: {sorted(category_ids)}")
         if "segmentation" not in ann:
             raise ValueError(f"{where} has no 'segmentation'")
+        image = images_by_id[ann["image_id"]]
+        try:
+            check_segmentation(ann["segmentation"], _positive_int(image["height"]),
+                               _positive_int(image["width"]))
+            if "bbox" in ann:
+                _check_bbox(ann["bbox"])
+        except ValueError as error:
+            raise ValueError(f"{path}: {_annotation_name(ann, image)}: {error}") from None
     return data
+
+
+def _annotation_name(ann, image):
+    """"annotation <id> of image <id> (<file name>)", as errors name an annotation."""
+    return f"annotation {ann.get('id')!r} of image {image['id']!r} ({image['file_name']})"
+
+
+def _positive_int(value):
+    """int(value) for a positive integer (or integral float), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    if not _finite(value) or value != int(value) or value < 1:
+        return None
+    return int(value)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_bbox(bbox):
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(map(_is_number, bbox))
+            and all(map(_finite, bbox))):
+        raise ValueError(f"bbox must be four finite numbers [x, y, width, height], got "
+                         f"{str(bbox)[:80]}")
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _all_finite(values):
+    """True when every number is finite (one C-level sum instead of a call per value)."""
+    try:
+        return math.isfinite(sum(values))        # NaN and inf propagate through the sum
+    except OverflowError:                        # an int too large for a float
+        return False
+
+
+def _finite(value):
+    try:
+        return math.isfinite(value)
+    except OverflowError:                      # an int too large for a float
+        return False
+
+
+# A polygon may reach this many image sizes beyond each border (pycocotools
+# rasterises the whole outline, so its cost grows with the coordinates).
+POLYGON_MARGIN = 1.0
+
+
+def check_segmentation(segmentation, height, width):
+    """Raise ValueError unless `segmentation` is safe and valid for a height x width image.
+
+    Rules:
+        polygons ``[[x1, y1, x2, y2, ...], ...]``: each polygon a list of
+            numbers (not strings, not booleans), finite, an even count;
+            x within [-width, 2 * width] and y within [-height, 2 * height]
+            (POLYGON_MARGIN image sizes beyond each border). A polygon of
+            fewer than 3 points (under 6 numbers) is degenerate: it is
+            skipped, as COCO's own files contain such polygons.
+        RLE ``{"counts", "size"}``: size equal to [height, width]; counts a
+            list of non-negative integers, or a compressed string (the
+            pycocotools alphabet, '0'..'o'), whose runs add up to exactly
+            height * width pixels.
+
+    Args:
+        segmentation: the annotation's "segmentation".
+        height, width: the image size.
+
+    Returns:
+        the polygons to rasterise (list of lists of floats; empty when all
+        are degenerate), or None for an RLE.
+
+    Raises:
+        ValueError: the first rule broken (which polygon and value, or the
+            RLE's size or pixel count).
+    """
+    if isinstance(segmentation, list):
+        polygons = []
+        for k, poly in enumerate(segmentation):
+            if not isinstance(poly, (list, tuple)):
+                raise ValueError(f"polygon {k} is {str(poly)[:40]!r}, expected a list of "
+                                 f"coordinates [x1, y1, x2, y2, ...]")
+            if not set(map(type, poly)) <= _NUMBER_TYPES:      # bool is not a number here
+                bad = next(v for v in poly if not _is_number(v))
+                raise ValueError(f"polygon {k} has the non-number {bad!r}; coordinates must "
+                                 f"be numbers")
+            if len(poly) % 2:
+                raise ValueError(f"polygon {k} has an odd number of coordinates "
+                                 f"({len(poly)}); expected [x1, y1, x2, y2, ...]")
+            bad = None if _all_finite(poly) else next((v for v in poly if not _finite(v)), None)
+            if bad is not None:                 # (a sum that overflowed: the bounds catch it)
+                raise ValueError(f"polygon {k} has the coordinate {bad!r}; coordinates must "
+                                 f"be finite numbers")
+            if len(poly) < 6:
+                continue                            # degenerate (< 3 points): skipped
+            for axis, values, size in (("x", poly[0::2], width), ("y", poly[1::2], height)):
+                lo, hi = min(values), max(values)
+                margin = POLYGON_MARGIN * size
+                if lo < -margin or hi > size + margin:
+                    raise ValueError(
+                        f"polygon {k} has {axis} coordinates from {lo} to {hi}, beyond the "
+                        f"image ({width}x{height}) by more than {POLYGON_MARGIN:g} image "
+                        f"size; allowed {axis}: {-margin:g}..{size + margin:g}")
+            polygons.append(list(map(float, poly)))
+        return polygons
+    if isinstance(segmentation, dict) and "counts" in segmentation:
+        size = segmentation.get("size")
+        if not (isinstance(size, (list, tuple)) and len(size) == 2
+                and [_positive_int(v) for v in size] == [height, width]):
+            raise ValueError(f"RLE size {size!r} differs from the image size "
+                             f"[{height}, {width}]")
+        counts = segmentation["counts"]
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                       for c in counts):
+                bad = next(c for c in counts if not (isinstance(c, int)
+                                                     and not isinstance(c, bool) and c >= 0))
+                raise ValueError(f"uncompressed RLE counts must be non-negative integers, "
+                                 f"got {bad!r}")
+            total = sum(counts)
+            what = "uncompressed RLE counts"
+        elif isinstance(counts, (str, bytes)):
+            total = sum(coco_compressed_counts(counts))
+            what = "compressed RLE counts"
+        else:
+            raise ValueError(f"RLE counts must be a list or a string, got "
+                             f"{type(counts).__name__}")
+        if total != height * width:
+            raise ValueError(f"{what} add up to {total} pixels, expected height * width = "
+                             f"{height * width}")
+        return None
+    raise ValueError(f"segmentation must be a list of polygons or an RLE dict with 'counts' "
+                     f"and 'size', got {str(segmentation)[:80]}")
 
 
 def _get(obj, key):
@@ -120,45 +282,24 @@ def annotation_rle(ann, height, width):
         (fewer than 3 points).
 
     Raises:
-        ValueError: a malformed segmentation (not numbers, an RLE whose size
-            is not the image's, uncompressed counts that do not add up to
-            height * width).
+        ValueError: a segmentation that breaks the rules of
+            `check_segmentation` (checked again here, so that annotations
+            added or edited after loading cannot reach pycocotools unchecked).
     """
     from pycocotools import mask as mask_utils
 
     segmentation = ann["segmentation"]
-    try:
-        if isinstance(segmentation, list):
-            polygons = [[float(v) for v in poly] for poly in segmentation
-                        if isinstance(poly, (list, tuple)) and len(poly) >= 6]
-            if any(len(poly) % 2 for poly in polygons):
-                raise ValueError("a polygon has an odd number of coordinates; expected "
-                                 "[x1, y1, x2, y2, ...]")
-            if not polygons:
-                return None
-            return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-        if isinstance(segmentation, dict) and "counts" in segmentation:
-            size = [int(v) for v in segmentation.get("size", ())]
-            if size != [height, width]:
-                raise ValueError(f"RLE size {segmentation.get('size')!r} differs from the "
-                                 f"image size [{height}, {width}]")
-            counts = segmentation["counts"]
-            if isinstance(counts, list):
-                total = int(np.sum(np.asarray(counts, np.int64)))
-                if total != height * width:
-                    raise ValueError(f"uncompressed RLE counts add up to {total} pixels, "
-                                     f"expected height * width = {height * width}")
-                return mask_utils.frPyObjects(segmentation, height, width)
-            if isinstance(counts, str):
-                counts = counts.encode("ascii")
-            if not isinstance(counts, bytes):
-                raise ValueError(f"RLE counts must be a list or a string, got "
-                                 f"{type(counts).__name__}")
-            return {"size": size, "counts": counts}
-    except (TypeError, OverflowError) as error:
-        raise ValueError(f"malformed segmentation ({error})") from error
-    raise ValueError(f"segmentation must be a list of polygons or an RLE dict with 'counts' "
-                     f"and 'size', got {str(segmentation)[:80]}")
+    polygons = check_segmentation(segmentation, height, width)
+    if polygons is not None:
+        if not polygons:
+            return None
+        return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    counts = segmentation["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": [height, width], "counts": counts}
 
 
 class CocoDataset(Dataset):
@@ -170,7 +311,7 @@ class CocoDataset(Dataset):
     """
 
     def load_coco(self, annotation_json, image_dir, class_ids=None, source="coco",
-                  return_coco=False):
+                  return_coco=False, allow_outside=False):
         """Register the images and annotations of a COCO-format file.
 
         Args:
@@ -185,6 +326,10 @@ class CocoDataset(Dataset):
             source: source name of the classes and images (e.g. "livecell").
             return_coco: also return a pycocotools `COCO` object of the file
                 (for COCOeval).
+            allow_outside: accept a file_name that leads outside image_dir
+                (an absolute path or a ``..`` component); refused by default,
+                so that an annotation file cannot make the dataset read
+                files elsewhere.
 
         Returns:
             the `COCO` object if return_coco, else None.
@@ -192,8 +337,9 @@ class CocoDataset(Dataset):
         Raises:
             FileNotFoundError: the JSON file, image_dir or an image file is
                 missing.
-            ValueError: a malformed file (see `read_coco_json`) or an unknown
-                category id in class_ids.
+            ValueError: a malformed file (see `read_coco_json`), an unknown
+                category id in class_ids, or a file_name that leads outside
+                image_dir (see allow_outside).
         """
         annotation_json = os.fspath(annotation_json)
         image_dir = os.fspath(image_dir)
@@ -224,6 +370,8 @@ class CocoDataset(Dataset):
         resolver = _ImagePathResolver(image_dir)
         missing = []
         for image in images:
+            path_inside(image_dir, image["file_name"],
+                        f"{annotation_json}: image {image['id']!r} (file_name)", allow_outside)
             path = resolver(image["file_name"])
             if path is None:
                 missing.append(image)
@@ -253,29 +401,43 @@ class CocoDataset(Dataset):
                 first.
 
         Raises:
-            ValueError: a malformed segmentation; the message names the JSON
-                file, the annotation id and the image id.
+            ValueError: a malformed segmentation, or one pycocotools cannot
+                decode ("Invalid RLE mask representation"); the message
+                names the JSON file, the annotation id and the image's id and
+                file name.
         """
         from pycocotools import mask as mask_utils
 
         info = self._info(image_id)
         height, width = info["height"], info["width"]
-        rles, class_ids = [], []
+
+        def where(ann):
+            return f"{info['annotation_json']}: {_annotation_name(ann, info)}"
+
+        rles, class_ids, used = [], [], []
         for ann in info["annotations"]:
             try:
                 rle = annotation_rle(ann, height, width)
             except ValueError as error:
-                raise ValueError(f"{info['annotation_json']}: annotation {ann.get('id')!r} of "
-                                 f"image {info['id']!r} ({info['file_name']}): "
-                                 f"{error}") from error
+                raise ValueError(f"{where(ann)}: {error}") from error
             if rle is None:
                 continue
             class_id = self.map_source_class_id(f"{info['source']}.{ann['category_id']}")
             rles.append(rle)
+            used.append(ann)
             class_ids.append(-class_id if ann.get("iscrowd") else class_id)
         if not rles:
             return np.zeros((height, width, 0), bool), np.zeros(0, np.int32)
-        masks = mask_utils.decode(rles).astype(bool)           # [H, W, N]
+        try:
+            masks = mask_utils.decode(rles).astype(bool)       # [H, W, N]
+        except ValueError:                                     # name the annotation
+            for ann, rle in zip(used, rles):
+                try:
+                    mask_utils.decode([rle])
+                except ValueError as one:
+                    raise ValueError(f"{where(ann)}: pycocotools cannot decode it "
+                                     f"({one})") from one
+            raise
         keep = masks.any(axis=(0, 1))
         return np.ascontiguousarray(masks[..., keep]), np.asarray(class_ids, np.int32)[keep]
 

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from mrcnn.data.image import read_image_size
-from mrcnn.dataset import Dataset
+from mrcnn.dataset import Dataset, path_inside
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +37,21 @@ class NucleusDataset(Dataset):
     cache (`mrcnn.data.cache`) misses after a mask is edited, added or removed.
     """
 
-    def load_nucleus(self, root, image_ids=None):
+    def load_nucleus(self, root, image_ids=None, allow_outside=False):
         """Register the image folders under `root`.
 
         Args:
             root: folder holding one sub-folder per image (e.g. stage1_train).
             image_ids: optional folder names to load, in the order given;
                 every non-hidden sub-folder, sorted by name, by default.
+            allow_outside: accept ids that lead outside root (an absolute
+                path or a ``..`` component, e.g. ``../other/abc``); refused by
+                default.
 
         Raises:
             FileNotFoundError: root is missing, or an image folder has no
                 `images/<id>.png`.
+            ValueError: an id leads outside root (see allow_outside).
         """
         root = os.fspath(root)
         if not os.path.isdir(root):
@@ -59,12 +63,13 @@ class NucleusDataset(Dataset):
                                and os.path.isdir(os.path.join(root, name)))
         for image_id in image_ids:
             image_id = str(image_id)
-            path = os.path.join(root, image_id, "images", f"{image_id}.png")
+            folder = path_inside(root, image_id, f"nucleus image {image_id!r}", allow_outside)
+            path = os.path.join(folder, "images", f"{os.path.basename(image_id)}.png")
             if not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"nucleus image {image_id!r}: {path!r} not found; expected the layout "
                     f"<root>/<id>/images/<id>.png with masks in <root>/<id>/masks/*.png")
-            mask_dir = os.path.join(root, image_id, "masks")
+            mask_dir = os.path.join(folder, "masks")
             self.add_image(SOURCE, image_id=image_id, path=path,
                            mask_dir=mask_dir if os.path.isdir(mask_dir) else None)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from mrcnn.data.image import read_image_size
 from mrcnn.data.rle import RLEDecodeError, decode_rle_stack
-from mrcnn.dataset import Dataset
+from mrcnn.dataset import Dataset, path_inside
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,12 @@ def read_sartorius_csv(path):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: an empty file, a missing required column, a header
-            without rows, a row with the wrong number of fields, an empty id
-            or annotation, a width/height that is not a positive integer, or
+        ValueError: a file that is not UTF-8 text (the message gives the
+            byte offset, line and column of the first bad byte), malformed
+            CSV syntax (e.g. a field over the csv module's size limit), an
+            empty file, a missing required column, a header without rows, a
+            row with the wrong number of fields, an empty id or annotation,
+            a width/height that is not a positive integer (digits 0-9), or
             rows of one image that disagree on width, height or cell type;
             the message names the file, the line and the image id.
     """
@@ -110,52 +113,79 @@ def read_sartorius_csv(path):
 def _parse_csv(path):
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: the CSV file is empty; expected a header line with "
-                             f"columns {', '.join(CSV_COLUMNS)}")
-        header = [name.strip() for name in header]
-        missing = [name for name in REQUIRED_COLUMNS if name not in header]
-        if missing:
-            raise ValueError(f"{path}, line 1: missing column(s) {missing}; the header is "
-                             f"{header}, expected at least {list(REQUIRED_COLUMNS)}")
-        col = {name: header.index(name) for name in header}
-        # Other columns go to image_info, except names that image_info uses.
-        extra = [name for name in header
-                 if name not in REQUIRED_COLUMNS and name not in _RESERVED_INFO_KEYS]
+        try:
+            return _parse_rows(path, reader)
+        except UnicodeDecodeError as error:
+            raise ValueError(_not_utf8_message(path)) from error
+        except csv.Error as error:
+            raise ValueError(f"{path}, line {reader.line_num}: malformed CSV ({error})") from error
 
-        rows = {}     # id -> [first line, height, width, cell type, annotations, lines, meta]
-        for fields in reader:
-            line = reader.line_num
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # blank line
-            image_id = fields[col["id"]].strip() if len(fields) > col["id"] else ""
-            where = f"{path}, line {line} (id {image_id!r})"
-            if len(fields) != len(header):
-                raise ValueError(f"{where}: {len(fields)} fields, expected {len(header)} "
-                                 f"({', '.join(header)})")
-            if not image_id:
-                raise ValueError(f"{path}, line {line}: empty id")
-            annotation = fields[col["annotation"]].strip()
-            if not annotation:
-                raise ValueError(f"{where}: empty annotation; expected a run-length "
-                                 f"string 'start length start length ...'")
-            height = _positive_int(fields[col["height"]], "height", where)
-            width = _positive_int(fields[col["width"]], "width", where)
-            cell_type = fields[col["cell_type"]].strip()
-            entry = rows.get(image_id)
-            if entry is None:
-                meta = {name: fields[col[name]] for name in extra}
-                rows[image_id] = [line, height, width, cell_type, [annotation], [line], meta]
-                continue
-            first = entry[0]
-            for name, value, seen in (("height", height, entry[1]), ("width", width, entry[2]),
-                                      ("cell_type", cell_type, entry[3])):
-                if value != seen:
-                    raise ValueError(f"{where}: {name} is {value!r} but line {first} of the "
-                                     f"same image says {seen!r}; an image has one {name}")
-            entry[4].append(annotation)
-            entry[5].append(line)
+
+def _not_utf8_message(path):
+    """Where the first byte that is not UTF-8 sits in the file (offset, line, column)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    skip = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        data[skip:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = skip + error.start
+        line = data.count(b"\n", 0, offset) + 1
+        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        return (f"{path}: not UTF-8 text: byte {data[offset]:#04x} at byte offset {offset} "
+                f"(line {line}, column {column}) cannot be decoded ({error.reason}); save the "
+                f"CSV as UTF-8 (e.g. it was written as Latin-1 / cp1252 by a spreadsheet)")
+    return f"{path}: not UTF-8 text"
+
+
+def _parse_rows(path, reader):
+    """The records of `_parse_csv`, read from a csv.reader over the file."""
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: the CSV file is empty; expected a header line with "
+                         f"columns {', '.join(CSV_COLUMNS)}")
+    header = [name.strip() for name in header]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise ValueError(f"{path}, line 1: missing column(s) {missing}; the header is "
+                         f"{header}, expected at least {list(REQUIRED_COLUMNS)}")
+    col = {name: header.index(name) for name in header}
+    # Other columns go to image_info, except names that image_info uses.
+    extra = [name for name in header
+             if name not in REQUIRED_COLUMNS and name not in _RESERVED_INFO_KEYS]
+
+    rows = {}     # id -> [first line, height, width, cell type, annotations, lines, meta]
+    for fields in reader:
+        line = reader.line_num
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # blank line
+        image_id = fields[col["id"]].strip() if len(fields) > col["id"] else ""
+        where = f"{path}, line {line} (id {image_id!r})"
+        if len(fields) != len(header):
+            raise ValueError(f"{where}: {len(fields)} fields, expected {len(header)} "
+                             f"({', '.join(header)})")
+        if not image_id:
+            raise ValueError(f"{path}, line {line}: empty id")
+        annotation = fields[col["annotation"]].strip()
+        if not annotation:
+            raise ValueError(f"{where}: empty annotation; expected a run-length "
+                             f"string 'start length start length ...'")
+        height = _positive_int(fields[col["height"]], "height", where)
+        width = _positive_int(fields[col["width"]], "width", where)
+        cell_type = fields[col["cell_type"]].strip()
+        entry = rows.get(image_id)
+        if entry is None:
+            meta = {name: fields[col[name]] for name in extra}
+            rows[image_id] = [line, height, width, cell_type, [annotation], [line], meta]
+            continue
+        first = entry[0]
+        for name, value, seen in (("height", height, entry[1]), ("width", width, entry[2]),
+                                  ("cell_type", cell_type, entry[3])):
+            if value != seen:
+                raise ValueError(f"{where}: {name} is {value!r} but line {first} of the "
+                                 f"same image says {seen!r}; an image has one {name}")
+        entry[4].append(annotation)
+        entry[5].append(line)
     if not rows:
         raise ValueError(f"{path}: the CSV file has a header but no annotation rows")
     return {image_id: SartoriusImageRecord(image_id, h, w, cell_type, tuple(annotations),
@@ -164,10 +194,10 @@ def _parse_csv(path):
 
 
 def _positive_int(text, name, where):
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError(f"{where}: {name} {text!r} is not an integer") from None
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()):     # int() would take '1_0', '+8', '\u0668'
+        raise ValueError(f"{where}: {name} {text!r} is not an integer (digits 0-9)")
+    value = int(digits)
     if value < 1:
         raise ValueError(f"{where}: {name} must be positive, got {value}")
     return value
@@ -186,7 +216,8 @@ class SartoriusDataset(Dataset):
     """
 
     def load_sartorius(self, data_dir, image_ids=None, subset="train",
-                       class_mode="cell_type", csv_path=None, cell_types=CELL_TYPES):
+                       class_mode="cell_type", csv_path=None, cell_types=CELL_TYPES,
+                       allow_outside=False):
         """Register the annotated images of a Sartorius-format directory.
 
         Args:
@@ -201,12 +232,17 @@ class SartoriusDataset(Dataset):
             cell_types: the cell-type names, sorted to give class ids 1..;
                 None takes the types found in the CSV. Keep the default to
                 get the same class ids for every subset of the data.
+            allow_outside: accept ids that lead outside the image folder (an
+                absolute path or a ``..`` component, e.g. ``../../x``); by
+                default they are refused, so a CSV cannot make the dataset
+                read files elsewhere.
 
         Raises:
             FileNotFoundError: data_dir, the CSV or an image file is missing.
             ValueError: a malformed CSV (see `read_sartorius_csv`), an
-                unknown class_mode, a cell type not in `cell_types`, or an
-                image id not in the CSV.
+                unknown class_mode, a cell type not in `cell_types`, an
+                image id not in the CSV, or an id that leads outside the
+                image folder (see allow_outside).
         """
         data_dir = os.fspath(data_dir)
         if not os.path.isdir(data_dir):
@@ -235,7 +271,9 @@ class SartoriusDataset(Dataset):
                     f"{csv_path}, line {record.lines[0]} (id {record.image_id!r}): unknown "
                     f"cell_type {record.cell_type!r}; expected one of {list(self._cell_types)} "
                     f"(pass cell_types=None to take the types found in the CSV)")
-            path = os.path.join(image_dir, f"{record.image_id}.png")
+            path = path_inside(image_dir, f"{record.image_id}.png",
+                               f"{csv_path}, line {record.lines[0]} (id {record.image_id!r})",
+                               allow_outside)
             if not os.path.isfile(path):
                 missing.append((record, path))
                 continue
@@ -251,7 +289,7 @@ class SartoriusDataset(Dataset):
                 f"{len(selected)} images are missing)")
 
     def load_unlabeled(self, data_dir, subset="train_semi_supervised", image_ids=None,
-                       class_mode="cell_type", cell_types=CELL_TYPES):
+                       class_mode="cell_type", cell_types=CELL_TYPES, allow_outside=False):
         """Register images without annotations (`train_semi_supervised/*.png`).
 
         Their `load_mask` returns no instances; use them for pseudo-labelling
@@ -265,9 +303,12 @@ class SartoriusDataset(Dataset):
                 of the folder, sorted by name, by default.
             class_mode, cell_types: as in `load_sartorius` (the classes are
                 registered so that the dataset matches the labeled one).
+            allow_outside: accept ids that lead outside the folder, as in
+                `load_sartorius`.
 
         Raises:
             FileNotFoundError: the folder or a requested image is missing.
+            ValueError: an id leads outside the folder (see allow_outside).
         """
 
         self._add_sartorius_classes(class_mode, cell_types)
@@ -278,8 +319,9 @@ class SartoriusDataset(Dataset):
             image_ids = sorted(name[:-4] for name in os.listdir(image_dir)
                                if name.lower().endswith(".png"))
         for image_id in image_ids:
-            path = os.path.join(image_dir, f"{image_id}.png")
-            height, width = read_image_size(path, f"unlabeled image {image_id!r}")
+            what = f"unlabeled image {image_id!r}"
+            path = path_inside(image_dir, f"{image_id}.png", what, allow_outside)
+            height, width = read_image_size(path, what)
             self.add_image(SOURCE, image_id=str(image_id), path=path, height=height,
                            width=width, cell_type=None, annotations=None)
 

@@ -36,10 +36,10 @@ def test_to_rgb_uint8_channels():
 
 
 def test_to_rgb_uint8_value_ranges():
-    full16 = np.array([[0, 257, 32896, 65535]], np.uint16)  # max >= 4096: /257
+    full16 = np.array([[0, 257, 32896, 65535]], np.uint16)  # uint16: /257
     np.testing.assert_array_equal(to_rgb_uint8(full16)[..., 0], [[0, 1, 128, 255]])
-    bits12 = np.array([[0, 4095, 2048, 16]], np.uint16)     # max < 4096: *255/4095
-    np.testing.assert_array_equal(to_rgb_uint8(bits12)[..., 0],
+    bits12 = np.array([[0, 4095, 2048, 16]], np.uint16)     # stated 12-bit: *255/4095
+    np.testing.assert_array_equal(to_rgb_uint8(bits12, bit_depth=12)[..., 0],
                                   np.rint(np.array([[0, 4095, 2048, 16]]) * 255 / 4095))
     int32 = np.array([[-5, 65535]], np.int32)                # PIL "I" mode
     np.testing.assert_array_equal(to_rgb_uint8(int32)[..., 0], [[0, 255]])
@@ -63,3 +63,93 @@ def test_read_image_size_and_errors(tmp_path):
     bad.write_bytes(b"not a png")
     with pytest.raises(ValueError, match="image 'c': cannot read"):
         read_image_size(str(bad), "image 'c'")
+
+
+# ---------------------------------------------------------------- bit depth (issue 15)
+def _ramp16(factor):
+    """A 16-bit image: 0..170 (a ramp over 40x64 pixels) times `factor`."""
+    base = (np.arange(40 * 64).reshape(40, 64) % 171).astype(np.uint16)
+    return base * np.uint16(factor)
+
+
+def test_brightness_does_not_jump_at_the_old_12_bit_threshold():
+    # x24 has max 4080 (< 4096, the old "12-bit" guess), x25 max 4250: the old
+    # rule gave means ~184 and ~12. The fixed rule (0..65535 for uint16) keeps
+    # the ratio of the data, 24:25.
+    dim, bright = _ramp16(24), _ramp16(25)
+    assert dim.max() == 4080 and bright.max() == 4250
+    a, b = to_rgb_uint8(dim), to_rgb_uint8(bright)
+    np.testing.assert_array_equal(a[..., 0], np.rint(dim * (255 / 65535)).astype(np.uint8))
+    np.testing.assert_array_equal(b[..., 0], np.rint(bright * (255 / 65535)).astype(np.uint8))
+    ratio = a.astype(float).mean() / b.astype(float).mean()
+    assert ratio == pytest.approx(24 / 25, rel=0.01)
+
+
+def test_bit_depth_12_maps_0_4095_and_refuses_values_above():
+    image = np.array([[0, 1, 2048, 4095]], np.uint16)
+    np.testing.assert_array_equal(to_rgb_uint8(image, bit_depth=12)[..., 0],
+                                  [[0, 0, 128, 255]])           # rint(v * 255 / 4095)
+    assert to_rgb_uint8(_ramp16(24), bit_depth=12).mean() == pytest.approx(
+        np.rint(_ramp16(24) * (255 / 4095)).mean())
+    with pytest.raises(ValueError, match=r"up to 4250.*bit_depth=12.*0\.\.4095"):
+        to_rgb_uint8(_ramp16(25), bit_depth=12)
+
+
+@pytest.mark.parametrize("bit_depth, top", [(8, 255), (10, 1023), (14, 16383), (16, 65535)])
+def test_each_integer_bit_depth(bit_depth, top):
+    image = np.array([[0, top // 3, top // 2, top]], np.uint16)
+    expected = np.rint(np.array([0, top // 3, top // 2, top]) * 255 / top).astype(np.uint8)
+    np.testing.assert_array_equal(to_rgb_uint8(image, bit_depth=bit_depth)[0, :, 1], expected)
+    if top < 65535:
+        with pytest.raises(ValueError, match=f"bit_depth={bit_depth}"):
+            to_rgb_uint8(image + 1, bit_depth=bit_depth)
+
+
+def test_bit_depth_for_8_bit_files_and_floats():
+    gray = np.array([[0, 100, 255]], np.uint8)
+    np.testing.assert_array_equal(to_rgb_uint8(gray, bit_depth=8)[..., 0], gray)
+    with pytest.raises(ValueError, match=r"8-bit \(uint8\) image.*bit_depth=12"):
+        to_rgb_uint8(gray, bit_depth=12)
+    # float files holding raw counts (e.g. float32 TIFFs) follow the stated depth
+    counts = np.array([[0.0, 1000.0, 4095.0]], np.float32)     # 1000 * 255 / 4095 = 62.3
+    np.testing.assert_array_equal(to_rgb_uint8(counts, bit_depth=12)[..., 0], [[0, 62, 255]])
+    # bool stays 0/255 whatever the depth
+    np.testing.assert_array_equal(to_rgb_uint8(np.array([[True, False]]), bit_depth=16)[..., 0],
+                                  [[255, 0]])
+
+
+def test_percentile_stretches_between_the_0_5_and_99_5_percentiles():
+    # 1000 values 0..999: numpy's linear percentiles are 4.995 and 994.005
+    values = np.arange(1000, dtype=np.uint16).reshape(20, 50) * np.uint16(7)
+    lo, hi = 4.995 * 7, 994.005 * 7
+    expected = np.rint(np.clip((values - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    out = to_rgb_uint8(values, bit_depth="percentile")
+    np.testing.assert_array_equal(out[..., 2], expected)
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
+    # the same data at any scale or dtype gives the same image
+    np.testing.assert_array_equal(to_rgb_uint8(values.astype(np.float32) / 70000,
+                                               bit_depth="percentile"), out)
+    # one joint range for all channels (colour balance kept), alpha dropped
+    rgba = np.stack([values, values // 2, values, np.full_like(values, 9)], -1)
+    out = to_rgb_uint8(rgba, bit_depth="percentile")
+    flat = np.concatenate([values.ravel(), (values // 2).ravel(), values.ravel()])
+    lo, hi = np.percentile(flat, [0.5, 99.5])
+    np.testing.assert_array_equal(
+        out[..., 1], np.rint(np.clip((values // 2 - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8))
+    # a flat image has no range to stretch: all 0
+    np.testing.assert_array_equal(to_rgb_uint8(np.full((3, 4), 900, np.uint16),
+                                               bit_depth="percentile"), np.zeros((3, 4, 3)))
+
+
+def test_default_rule_is_the_dtype_range_and_wide_integers_must_be_16_bit():
+    np.testing.assert_array_equal(to_rgb_uint8(np.array([[0, 4095]], np.uint16))[..., 0],
+                                  [[0, 16]])                    # no 12-bit guess any more
+    with pytest.raises(ValueError, match=r"int32 image has values up to 70000.*0\.\.65535"):
+        to_rgb_uint8(np.array([[0, 70000]], np.int32))
+
+
+@pytest.mark.parametrize("bad", [7, 17, 12.0, "12", True, "auto"])
+def test_bad_bit_depth_names_the_value_and_the_choices(bad):
+    with pytest.raises((ValueError, TypeError), match=r"bit_depth must be None, an int 8\.\.16 "
+                                                      r"or 'percentile'"):
+        to_rgb_uint8(np.zeros((2, 2), np.uint16), bit_depth=bad)

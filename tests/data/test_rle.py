@@ -263,3 +263,53 @@ def test_rle_encode_instances_equals_rle_encode_on_runs_that_wrap():
     masks[..., 2] = False
     masks[:, -1, 3] = masks[:, 0, 3] = True    # runs wrap from one row to the next
     assert rle_encode_instances(masks) == [rle_encode(masks[..., i]) for i in range(4)]
+
+
+# ---------------------------------------------------------------- hostile values (issue 15)
+INT64_MAX = 2 ** 63 - 1
+
+
+@pytest.mark.parametrize("rle, message", [
+    # start + length overflowed int64 and wrapped: the run passed the bounds check
+    # and decoded to an empty mask
+    (f"5 {INT64_MAX}", rf"run 0 \(start=5, length={INT64_MAX}\) runs past the end"),
+    (f"{INT64_MAX} 5", rf"run 0 \(start={INT64_MAX}, length=5\) runs past the end"),
+    ("1 100000000000000000000000", r"token '100000000000000000000000' at position 1 is out "
+                                   r"of the int64 range"),
+    ([1, 10 ** 23], r"value 100000000000000000000000 at position 1 is out of the int64 range"),
+    (np.array([1.0, 1e23]), r"value 1e\+23 at position 1 is out of the int64 range"),
+    (np.array([2.0 ** 63, 1.0]), r"value 9.22337e\+18 at position 0 is out of the int64 range"),
+    (np.array([1, 2 ** 63], np.uint64), r"value 9223372036854775808 at position 1 is out of "
+                                        r"the int64 range"),
+    ("1_0 2", r"non-integer token '1_0' at position 0; expected .*digits 0-9"),
+    ("\u0661 2", r"non-integer token '\u0661' at position 0"),        # ARABIC-INDIC ONE
+    ("\uff11 2", r"non-integer token '\uff11' at position 0"),        # FULLWIDTH ONE
+    ("+1 2", r"non-integer token '\+1' at position 0"),
+    ("1\u00a02", r"non-integer token '1\\xa02' at position 0"),   # NO-BREAK SPACE
+    ("1 2 --3 4", r"non-integer token '--3' at position 2"),
+])
+def test_hostile_values_raise_a_clear_value_error(rle, message):
+    with pytest.raises(ValueError, match=message):
+        rle_decode(rle, (3, 4))
+    with pytest.raises(RLEDecodeError, match=message):
+        decode_rle_stack(["1 1", rle], (3, 4))
+
+
+def test_check_runs_with_huge_python_ints_is_a_value_error():
+    with pytest.raises(ValueError, match=r"value 100000000000000000000000 at position 1 is out "
+                                         r"of the int64 range"):
+        check_runs([[1, 10 ** 23]], (3, 4))
+    with pytest.raises(ValueError, match=rf"run 0 \(start=5, length={INT64_MAX}\) runs past"):
+        check_runs([[5, INT64_MAX]], (3, 4))
+    with pytest.raises(ValueError, match=rf"run 0 \(start 5, length {INT64_MAX}\) runs past"):
+        check_runs([[5, INT64_MAX]], (3, 4), strict=True)
+
+
+def test_shape_must_be_two_non_negative_integers():
+    with pytest.raises(ValueError, match=r"shape must be \(height, width\) integers, got "
+                                         r"\(3\.5, 4\)"):
+        rle_decode("1 2", (3.5, 4))
+    with pytest.raises(ValueError, match=r"shape must be \(height, width\) integers"):
+        decode_rle_stack(["1 2"], ("3", 4))
+    np.testing.assert_array_equal(rle_decode("1 2", (np.int64(3), 4.0)),
+                                  rle_decode("1 2", (3, 4)))   # integral values are fine

@@ -140,3 +140,44 @@ def test_cache_key_drives_the_sample_cache_key(tmp_path):
     st = os.stat(mask)
     os.utime(mask, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
     assert sample_key(ds, 0, fields, "boxmasks") != key
+
+
+# ---------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("bad_id", ["..", "../outside", "/abs/x", "a/../../x"])
+def test_image_ids_that_leave_the_root_are_refused(tmp_path, bad_id):
+    root = tmp_path / "root"
+    _write(root)
+    # "..": <root>/../images/...png would be read from tmp_path
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "images" / "...png", format="PNG")
+    with pytest.raises(ValueError) as error:
+        _load(root, image_ids=[bad_id])
+    message = str(error.value)
+    assert f"nucleus image {bad_id!r}" in message and "leads outside" in message
+    assert "allow_outside=True" in message and str(root) in message
+
+
+def test_allow_outside_reads_a_folder_next_to_the_root(tmp_path):
+    root = tmp_path / "root"
+    _write(root)
+    rgba = _write(tmp_path / "other")
+    ds = _load(root, image_ids=["../other/0a1b"], allow_outside=True)
+    np.testing.assert_array_equal(ds.load_image(0), rgba[..., :3])
+
+
+def test_image_bit_depth_reaches_nucleus_images(tmp_path):
+    _write(tmp_path)
+    deep = (np.arange(H * W).reshape(H, W) * 60).astype(np.uint16)          # max 3720
+    Image.fromarray(deep).save(tmp_path / "0a1b" / "images" / "0a1b.png")
+    for bit_depth, top in [(None, 65535), (12, 4095)]:
+        ds = NucleusDataset(image_bit_depth=bit_depth)
+        ds.load_nucleus(tmp_path)
+        ds.prepare()
+        np.testing.assert_array_equal(ds.load_image(0)[..., 2],
+                                      np.rint(deep * (255 / top)).astype(np.uint8))
+    ds = NucleusDataset(image_bit_depth="percentile")
+    ds.load_nucleus(tmp_path)
+    ds.prepare()
+    lo, hi = np.percentile(deep, [0.5, 99.5])
+    np.testing.assert_array_equal(
+        ds.load_image(0)[..., 0], np.rint(np.clip((deep - lo) / (hi - lo), 0, 1) * 255))

@@ -1,5 +1,6 @@
 import csv
 import os
+import re
 
 import numpy as np
 import pytest
@@ -250,3 +251,84 @@ def test_load_unlabeled_images(tmp_path):
         ds.load_unlabeled(tmp_path, image_ids=["vvv"])
     with pytest.raises(ValueError, match="already uses class_mode='cell_type'"):
         ds.load_unlabeled(tmp_path, class_mode="single")
+
+
+# ---------------------------------------------------------------- hostile input (issue 15)
+def test_non_utf8_csv_names_the_file_byte_and_line(tmp_path):
+    _write_dataset(tmp_path)
+    path = tmp_path / "train.csv"
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    lines[2] = lines[2].replace(b"astro", b"astr\xe9")      # Latin-1 e-acute on line 3
+    path.write_bytes(b"\n".join(lines))
+    offset = data.index(b"astro") + 4
+    with pytest.raises(ValueError) as error:
+        read_sartorius_csv(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: not UTF-8 text")
+    assert f"byte 0xe9 at byte offset {offset} (line 3, column " in message
+    assert isinstance(error.value.__cause__, UnicodeDecodeError)
+
+
+def test_csv_syntax_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "train.csv"
+    huge = "x" * (csv.field_size_limit() + 1)            # the csv module's field limit
+    path.write_text(TOP + "aaa,1 2,8,6,astro,a,b,c,d\n" + f"bbb,1 2,8,6,astro,a,{huge},c,d\n")
+    with pytest.raises(ValueError, match=r"train\.csv, line 3: malformed CSV \(field larger"):
+        read_sartorius_csv(path)
+
+
+@pytest.mark.parametrize("bad_id", ["../../outside", "/etc/passwd", "sub/../../x", "..\\x"])
+def test_ids_that_leave_the_data_folder_are_refused(tmp_path, bad_id):
+    # the image file an id names must stay inside <data_dir>/<subset>
+    data = tmp_path / "data"
+    _write_dataset(data)
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.full((H, W), 9, np.uint8)).save(outside)
+    _write_csv(data / "train.csv", [[bad_id, "1 2", W, H, "astro"] + _meta("astro")])
+    with pytest.raises(ValueError) as error:
+        _load(data)
+    message = str(error.value)
+    assert f"line 2 (id {bad_id!r})" in message and "allow_outside=True" in message
+    assert "outside" in message and str(data / "train") in message
+
+
+def test_allow_outside_reads_a_path_outside_the_folder(tmp_path):
+    data = tmp_path / "data"
+    _write_dataset(data)
+    Image.fromarray(np.full((H, W), 9, np.uint8)).save(tmp_path / "shared.png")
+    _write_csv(data / "train.csv", [["../../shared", "1 2", W, H, "astro"] + _meta("astro")])
+    ds = _load(data, allow_outside=True)
+    np.testing.assert_array_equal(ds.load_image(0), np.full((H, W, 3), 9, np.uint8))
+
+
+def test_unlabeled_ids_that_leave_the_folder_are_refused(tmp_path):
+    _write_dataset(tmp_path)
+    (tmp_path / "train_semi_supervised").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"unlabeled image '\.\./x'.*allow_outside=True"):
+        SartoriusDataset().load_unlabeled(tmp_path, image_ids=["../x"])
+    ds = SartoriusDataset()
+    ds.load_unlabeled(tmp_path, image_ids=["../x"], allow_outside=True)
+    assert ds.image_info[0]["height"] == 4
+
+
+def test_image_bit_depth_reaches_sartorius_images(tmp_path):
+    _write_dataset(tmp_path)
+    wide = (np.arange(H * W).reshape(H, W) * 80).astype(np.uint16)      # max 3760: 12-bit data
+    Image.fromarray(wide).save(tmp_path / "train" / "aaa.png")
+    for ds, top in [(SartoriusDataset(), 65535), (SartoriusDataset(image_bit_depth=12), 4095)]:
+        ds.load_sartorius(tmp_path)
+        ds.prepare()
+        np.testing.assert_array_equal(ds.load_image(0)[..., 0],
+                                      np.rint(wide * (255 / top)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("width", ["1_0", "+8", "\u0668", "８"])
+def test_width_and_height_take_ascii_digits_only(tmp_path, width):
+    # int() accepts all of these (as 10, 8, 8, 8)
+    path = tmp_path / "train.csv"
+    path.write_text(TOP + f"aaa,1 2,{width},6,astro,a,b,c,d\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"line 2 \(id 'aaa'\): width {re.escape(repr(width))} "
+                                         rf"is not an integer \(digits 0-9\)"):
+        read_sartorius_csv(path)
