@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -75,3 +76,167 @@ def test_anchor_scales_flag():
     assert train.parse_anchor_scales(None) == train.CellConfig.RPN_ANCHOR_SCALES
     with pytest.raises(SystemExit, match="16:x"):
         train.parse_anchor_scales("16:x,32")
+
+
+# ---------------------------------------------------------------- predict.py: nothing lost
+def _png(path, seed=0, size=64):
+    import numpy as np
+    import skimage.io
+
+    rng = np.random.default_rng(seed)
+    skimage.io.imsave(str(path), rng.integers(0, 256, (size, size), dtype=np.uint8),
+                      check_contrast=False)
+    return path
+
+
+def _test_images(folder, good=3):
+    folder.mkdir()
+    for i in range(good):
+        _png(folder / f"img{i}.png", seed=i)
+    return folder
+
+
+def _no_model(predict, monkeypatch):
+    """Make loading a model fail the test: the checks must come before it."""
+    def load_models(args):
+        raise AssertionError("a model was loaded before the inputs were checked")
+    monkeypatch.setattr(predict, "load_models", load_models)
+
+
+def test_predict_checks_a_missing_out_folder_before_loading_a_model(tmp_path, monkeypatch):
+    predict = load_script("predict")
+    _no_model(predict, monkeypatch)
+    images = _test_images(tmp_path / "test")
+    out = tmp_path / "missing" / "submission.csv"
+    with pytest.raises(FileNotFoundError, match=f"--out '{out}': its folder '{out.parent}' "
+                                                f"does not exist"):
+        predict.main([str(images), "--out", str(out)])
+    with pytest.raises(IsADirectoryError, match=f"--out '{images}' is a folder"):
+        predict.main([str(images), "--out", str(images)])
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in, or None."""
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    candidates = [str(folder), "/sys"]        # root ignores permission bits; /sys refuses it
+    for candidate in candidates:
+        try:
+            fd, probe = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            return candidate
+        os.close(fd)
+        os.remove(probe)
+    return None
+
+
+def test_predict_checks_an_unwritable_out_before_loading_a_model(tmp_path, monkeypatch):
+    folder = _unwritable_folder(tmp_path)
+    if folder is None:
+        pytest.skip("no unwritable folder here")
+    predict = load_script("predict")
+    _no_model(predict, monkeypatch)
+    images = _test_images(tmp_path / "test")
+    out = os.path.join(folder, "submission.csv")
+    # before: a PermissionError naming a temp file, after every image was predicted
+    with pytest.raises(OSError) as info:
+        predict.main([str(images), "--out", out])
+    message = str(info.value)
+    assert f"--out {out!r}: cannot write in its folder {folder!r}" in message
+    assert ".submission-" not in message and ".write-check-" not in message
+    with pytest.raises(OSError, match=f"--overlays {folder!r}: cannot write in it"):
+        predict.main([str(images), "--out", str(tmp_path / "s.csv"), "--overlays", folder])
+
+
+def test_predict_lists_every_unreadable_image_before_loading_a_model(tmp_path, monkeypatch):
+    predict = load_script("predict")
+    _no_model(predict, monkeypatch)
+    images = _test_images(tmp_path / "test", good=3)
+    (images / "garbage.png").write_bytes(b"not an image")
+    (images / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError) as info:
+        predict.main([str(images), "--out", str(tmp_path / "submission.csv")])
+    lines = str(info.value).splitlines()
+    assert lines[0] == (f"2 of 5 images in {images} cannot be read; fix or remove them, or pass "
+                        f"--skip-bad to write the submission without them (each gets one row "
+                        f"with an empty prediction):")
+    assert [line.split(": ")[0].strip() for line in lines[1:]] == [
+        str(images / "empty.png"), str(images / "garbage.png")]
+    assert "cannot identify image file" in lines[1]
+    assert not (tmp_path / "submission.csv").exists()
+    # two files, one id: the submission could not tell them apart
+    _png(images / "img0.tif")
+    with pytest.raises(ValueError, match="both give the image id 'img0'"):
+        predict.main([str(images), "--out", str(tmp_path / "submission.csv"), "--skip-bad"])
+
+
+def _tiny_run(model_dir):
+    """A run folder with config.json and a checkpoint of an untrained small model."""
+    from model_helpers import make_config
+
+    import mrcnn.model as modellib
+    from mrcnn.config import save_config
+
+    config = make_config(NAME="cell", IMAGES_PER_GPU=1)
+    run = model_dir / "cell20240101T0000"
+    run.mkdir(parents=True)
+    model = modellib.MaskRCNN("inference", config, str(model_dir))
+    model.keras_model.save_weights(str(run / "mask_rcnn_cell_0001.h5"))
+    save_config(config, str(run / "config.json"))
+    return run / "mask_rcnn_cell_0001.h5"
+
+
+def test_predict_skip_bad_writes_every_other_image_and_reports(tmp_path, capsys):
+    predict = load_script("predict")
+    weights = _tiny_run(tmp_path / "logs")
+    images = _test_images(tmp_path / "test", good=3)
+    data = (images / "img1.png").read_bytes()
+    (images / "img1.png").write_bytes(data[:len(data) // 2])   # header fine, pixels truncated
+    out = tmp_path / "submission.csv"
+    argv = [str(images), "--weights", str(weights), "--out", str(out), "--min-score", "0.0"]
+    with pytest.raises(ValueError, match=f"cannot decode image '{images / 'img1.png'}' "
+                                         f".*image file is truncated.*pass --skip-bad"):
+        predict.main(argv)                         # default: stop at the bad image
+    assert not out.exists()
+
+    (images / "garbage.png").write_bytes(b"not an image")      # and one with a bad header
+    assert predict.main(argv + ["--skip-bad"]) == str(out)
+    rows = list(csv.reader(open(out)))
+    assert rows[0] == ["id", "predicted"]
+    by_id = {}
+    for image_id, rle in rows[1:]:
+        by_id.setdefault(image_id, []).append(rle)
+    assert sorted(by_id) == ["garbage", "img0", "img1", "img2"]
+    assert by_id["garbage"] == [""] and by_id["img1"] == [""]          # the empty row
+    report = capsys.readouterr().out
+    assert (f"skipped 2 of 4 images (--skip-bad); each has one row with an empty prediction "
+            f"in {out}:") in report
+    assert f"  {images / 'garbage.png'}: ValueError: image 'garbage': cannot read" in report
+    assert f"  {images / 'img1.png'}: cannot decode image" in report
+
+
+def test_predict_keeps_the_rows_when_out_fails_at_the_end(tmp_path, monkeypatch):
+    predict = load_script("predict")
+    weights = _tiny_run(tmp_path / "logs")
+    images = _test_images(tmp_path / "test", good=2)
+    out = tmp_path / "gone" / "submission.csv"
+    out.parent.mkdir()
+    real_load = predict.load_models
+
+    def load_then_lose_the_folder(args):        # e.g. a cleanup job during a long run
+        models = real_load(args)
+        shutil.rmtree(out.parent)
+        return models
+
+    monkeypatch.setattr(predict, "load_models", load_then_lose_the_folder)
+    with pytest.raises(OSError) as info:
+        predict.main([str(images), "--weights", str(weights), "--out", str(out),
+                      "--min-score", "0.0"])
+    message = str(info.value)
+    assert message.startswith(f"cannot write --out {str(out)!r} (directory of the submission "
+                              f"does not exist")
+    rescue = message.split("rows were saved to ")[1].split("'")[1]
+    rows = list(csv.reader(open(rescue)))
+    assert {r[0] for r in rows[1:]} == {"img0", "img1"}
+    os.remove(rescue)

@@ -7,6 +7,14 @@ matching, the deterministic and costly part of the RPN targets, is cached as
 well and only the anchor subsampling is redone. Cached and fresh samples are
 identical.
 
+An error while building a sample (an unreadable image, masks that do not
+fit it) is raised as `mrcnn.data.sample.sample_error` makes it: the message
+names the image id and its reference (the path) and what to do, the
+original error is its ``__cause__``, and the generator keeps both in
+`DataGenerator.last_error`, so that `mrcnn.training.loop.fit` can raise it
+instead of the backend's wrapper of it (TensorFlow's error from inside
+tf.data).
+
 Batches are deterministic for a given seed: the order of images in epoch e
 is drawn from ``(seed, e)`` (optionally balanced by `sampling.BalancedSampler`)
 and each sample's randomness (augmentation, crops, anchor subsampling) from
@@ -24,12 +32,14 @@ from mrcnn.data.augment import as_augmenter
 from mrcnn.data.boxes import norm_boxes
 from mrcnn.data.cache import digest, open_cache, sample_key
 from mrcnn.data.image import mold_image
-from mrcnn.data.sample import PREPARE_VERSION, PreparedSample, finish_sample, plan, prepare_sample
+from mrcnn.data.sample import (PREPARE_VERSION, PreparedSample, check_num_classes,
+                               finish_sample, plan, prepare_sample, sample_error,
+                               sample_error_in)
 from mrcnn.data.sampling import as_sampler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DataGenerator", "make_generators"]
+__all__ = ["DataGenerator", "make_generators", "batch_error"]
 
 # Bump when mrcnn.data.rpn_targets changes its anchor matching rules.
 RPN_MATCH_VERSION = 1
@@ -64,6 +74,12 @@ class DataGenerator(keras.utils.PyDataset):
             ("size", an image_info key, a callable) to balance the epochs.
         batch_size: images per batch (default Config.BATCH_SIZE, what the
             model takes).
+
+    Attributes:
+        last_error: None, or ``(error raised, original error)`` of the last
+            sample that failed (see `sample.sample_error`); kept because
+            Keras re-raises errors with ``__cause__`` cleared. Set it to None
+            to forget it. Worker processes keep their own.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, steps=None,
@@ -74,6 +90,7 @@ class DataGenerator(keras.utils.PyDataset):
                          max_queue_size=max_queue_size)
         if not len(dataset.image_ids):
             raise ValueError(f"{type(dataset).__name__} has no images (did you call prepare()?)")
+        check_num_classes(dataset, config)      # a setting, not an image's fault: fail now
         self.dataset = dataset
         self.config = config
         self.shuffle = shuffle
@@ -97,6 +114,12 @@ class DataGenerator(keras.utils.PyDataset):
         self._key_fields = (PREPARE_VERSION, fields)
         self._keys = {}
         self._anchor_key = digest("anchors", RPN_MATCH_VERSION, self.anchors)
+        self.last_error = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["last_error"] = None        # errors stay in the process that met them
+        return state
 
     def __len__(self):
         return self.steps
@@ -162,12 +185,18 @@ class DataGenerator(keras.utils.PyDataset):
         order = self._order()
         image_id = int(order[position % len(order)])
         rng = np.random.default_rng((self.seed, self.epoch, position))
-        prepared = self.prepared(image_id)
-        source = self.dataset.image_info[image_id]["source"]
-        augmenter = None if source in self.no_augmentation_sources else self.augmenter
-        image, meta, class_ids, bbox, mask = finish_sample(
-            prepared, self.dataset, self.config, image_id, augmenter, rng)
-        match, rpn_bbox = self.rpn_targets(bbox, class_ids, rng)
+        try:
+            prepared = self.prepared(image_id)
+            source = self.dataset.image_info[image_id]["source"]
+            augmenter = None if source in self.no_augmentation_sources else self.augmenter
+            image, meta, class_ids, bbox, mask = finish_sample(
+                prepared, self.dataset, self.config, image_id, augmenter, rng)
+            match, rpn_bbox = self.rpn_targets(bbox, class_ids, rng)
+        except Exception as error:
+            wrapped = sample_error(error, self.dataset, image_id)
+            cause = error if wrapped is not error else error.__cause__
+            self.last_error = (wrapped, cause)
+            raise wrapped from cause
         return image, meta, class_ids, bbox, mask, match, rpn_bbox
 
     def __getitem__(self, index):
@@ -243,3 +272,33 @@ def make_generators(train_dataset, val_dataset, config, model_dir=None, augmenta
         val = DataGenerator(val_dataset, config, shuffle=False,
                             steps=config.VALIDATION_STEPS, seed=seed + 1, **common)
     return train, val, cache
+
+
+def batch_error(error, generators):
+    """The sample error behind `error`, raised by ``keras.Model.fit`` over `generators`.
+
+    Keras and the backends re-raise an error of the data pipeline in their
+    own way: as is but with ``__cause__`` cleared (traceback filtering), or
+    wrapped (TensorFlow's tf.data raises an ``OpError`` whose message holds
+    the Python traceback). The generator that raised it kept it in
+    `DataGenerator.last_error`.
+
+    Args:
+        error: the exception ``fit`` raised.
+        generators: the `DataGenerator` objects it ran over.
+
+    Returns:
+        ``(sample error, original error)`` when `error` is, or wraps, the
+        last error a generator raised, else None. An error raised in a
+        worker process (``use_multiprocessing``) is found in the error
+        itself or rebuilt from TensorFlow's message; its original error
+        stayed in the worker (None).
+    """
+    for generator in generators:
+        last = getattr(generator, "last_error", None)
+        if last is not None and (error is last[0] or str(last[0]) in str(error)):
+            return last
+    if isinstance(getattr(error, "image_id", None), int) and hasattr(error, "image_reference"):
+        return error, None                   # a worker's error, unpickled: its cause stayed there
+    rebuilt = sample_error_in(str(error))
+    return None if rebuilt is None else (rebuilt, None)

@@ -17,10 +17,15 @@ A sample is built in two stages:
    MAX_GT_INSTANCES), image meta.
 
 `load_image_gt` runs both (Matterport's function of that name). The batches
-of the training loop are built by `mrcnn.data.generator`.
+of the training loop are built by `mrcnn.data.generator`, which raises an
+error in either stage (an unreadable file, masks that do not fit the image)
+through `sample_error`: the same error type, its message naming the image id
+and reference and what to do, the original error as ``__cause__``.
 """
 
+import builtins
 import logging
+import re
 
 import numpy as np
 
@@ -32,7 +37,8 @@ from mrcnn.data.masks.instances import BoxMasks, InstanceLayers
 log = logging.getLogger(__name__)
 
 __all__ = ["PreparedSample", "prepare_sample", "finish_sample", "load_image_gt",
-           "keep_largest", "plan", "PREPARE_VERSION"]
+           "keep_largest", "plan", "PREPARE_VERSION", "check_num_classes", "SampleError",
+           "sample_error", "sample_error_in"]
 
 # Bump when prepare_sample's output changes meaning (part of every cache key).
 PREPARE_VERSION = 1
@@ -164,12 +170,17 @@ def prepare_sample(dataset, config, image_id, mini_masks):
 
 
 # ---------------------------------------------------------------- stage 2
-def _active_class_ids(dataset, config, image_id):
+def check_num_classes(dataset, config):
+    """ValueError unless Config.NUM_CLASSES covers the dataset's classes (background included)."""
     if dataset.num_classes > config.NUM_CLASSES:
         raise ValueError(
             f"{type(dataset).__name__} has {dataset.num_classes} classes (background "
             f"included) but Config.NUM_CLASSES is {config.NUM_CLASSES}; set NUM_CLASSES = "
             f"{dataset.num_classes}")
+
+
+def _active_class_ids(dataset, config, image_id):
+    check_num_classes(dataset, config)
     active = np.zeros(config.NUM_CLASSES, dtype=np.int32)
     active[dataset.source_class_ids[dataset.image_info[image_id]["source"]]] = 1
     return active
@@ -267,6 +278,101 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     prepared = prepare_sample(dataset, config, image_id, mini_masks and use_mini_mask)
     return finish_sample(prepared, dataset, config, image_id, augmenter, rng,
                          use_mini_mask=use_mini_mask)
+
+
+class SampleError(ValueError):
+    """Building the training sample of one image failed (see `sample_error`).
+
+    Attributes:
+        image_id: internal id of the image.
+        image_reference: ``dataset.image_reference(image_id)`` (its path), or
+            the image's source id when the dataset gives none.
+    """
+
+
+def _image_reference(dataset, image_id):
+    """``dataset.image_reference(image_id)``, else ``id '<source id>'``; never raises."""
+    try:
+        reference = dataset.image_reference(image_id)
+    except Exception:  # a broken image_reference must not hide the error being reported
+        reference = None
+    if reference in (None, ""):
+        try:
+            reference = f"id {dataset.image_info[image_id]['id']!r}"
+        except Exception:
+            reference = "no reference"
+    return str(reference)
+
+
+def sample_error(error, dataset, image_id):
+    """The error to raise for `error`, met while building the sample of `image_id`.
+
+    Its message names the image (internal id and ``image_reference``, the
+    path), the original error and what to do; its type is the original's
+    when that type can be built from a message (so ``except OSError`` still
+    catches an unreadable file), else `SampleError` (a ValueError). It
+    carries ``image_id`` and ``image_reference``; raise it ``from error`` to
+    keep the original as ``__cause__``. An error that already names its
+    image (made by this function) is returned unchanged.
+
+    Args:
+        error: the exception raised by ``load_image``, ``load_mask`` or the
+            preparation of the sample.
+        dataset: the Dataset.
+        image_id: internal image id.
+    """
+    if isinstance(getattr(error, "image_id", None), int) and hasattr(error, "image_reference"):
+        return error
+    reference = _image_reference(dataset, image_id)
+    message = (f"image {image_id} ({reference}) of {type(dataset).__name__}: {_FAILED} "
+               f"{type(error).__name__}: {error}. {_ADVICE}")
+    return _named_error(type(error), message, image_id, reference)
+
+
+_FAILED = "cannot build its training sample:"
+_ADVICE = ("Fix or replace that file (or its masks), or remove the image from the dataset, "
+           "then train again")
+# "<Type>: image <id> (<reference>) of <Dataset>: cannot build ... train again", as a
+# traceback's last line shows it
+_REPORT = re.compile(r"^([A-Za-z_][\w.]*): (image (\d+) \((.*?)\) of [\w.]+: "
+                     + re.escape(_FAILED) + r" .*?" + re.escape(_ADVICE) + r")$",
+                     re.MULTILINE | re.DOTALL)
+
+
+def _named_error(cls, message, image_id, reference):
+    """``cls(message)`` if that keeps the message (else `SampleError`), naming its image."""
+    error = None
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            error = cls(message)
+        except Exception:  # the type needs other arguments (e.g. TensorFlow's OpError)
+            error = None
+    if error is None or str(error) != message:   # KeyError quotes its message
+        error = SampleError(message)
+    error.image_id = int(image_id)
+    error.image_reference = reference
+    return error
+
+
+def sample_error_in(text):
+    """The `sample_error` reported in `text` (a message holding a traceback), rebuilt.
+
+    A sample error raised in a data-loader worker process reaches TensorFlow
+    as text only (tf.data puts the Python traceback into its own error's
+    message). The error is rebuilt from the last report in `text`: with its
+    type when that is a built-in exception, else as `SampleError`; the
+    original error stayed in the worker (no ``__cause__``).
+
+    Returns:
+        the error, or None when `text` reports none.
+    """
+    found = None
+    for found in _REPORT.finditer(str(text)):
+        pass
+    if found is None:
+        return None
+    name, message, image_id, reference = found.groups()
+    return _named_error(getattr(builtins, name, None), message, int(image_id), reference)
 
 
 def keep_largest(class_ids, bbox, mask, max_instances):

@@ -12,19 +12,29 @@ instance, then per-cell-type minimum areas (shsy5y 75, astro 150, cort 75
 pixels) and per-class minimum scores apply. An image with no detection still
 gets a row with an empty prediction. The file is validated before the script
 exits (RLEs inside the image, no shared pixels, every image present).
+
+Nothing is lost at the end: before any model is loaded, --out is checked (its
+folder exists and is writable) and every image's header is read; unreadable
+images stop the run there, all listed, unless --skip-bad is given. With
+--skip-bad an unreadable image (at that check, or when its pixels fail to
+decode later) gets the single empty row the competition format requires for
+an image without instances (the submission stays complete and scorable; that
+image scores as if nothing was found), and a report lists what was skipped.
+If --out cannot be written after all, the rows are saved to a file in the
+temporary folder and the error names both.
 """
 
 import argparse
 import glob
 import os
 import sys
+import tempfile
 import time
 
-import numpy as np
 import skimage.io
 
 from mrcnn.config import load_config
-from mrcnn.data.image import to_rgb_uint8
+from mrcnn.data.image import read_image_size, to_rgb_uint8
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig, detect_tta, postprocess
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
@@ -74,7 +84,125 @@ def build_parser():
     p.add_argument("--overlays", default=None,
                    help="folder to write one overlay PNG per image, for a person to look at")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="write the submission even if some images cannot be read: each gets "
+                        "one row with an empty prediction, and a report lists them (default: "
+                        "stop before inference, listing every unreadable image)")
     return p
+
+
+def check_output(out, flag="--out"):
+    """Fail now, before any model is loaded, if the file `out` cannot be written.
+
+    Raises:
+        IsADirectoryError: `out` is a folder.
+        FileNotFoundError: its folder does not exist.
+        OSError (PermissionError, ...): its folder is not writable.
+    """
+    path = os.path.abspath(out)
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{flag} {out!r} is a folder; give a file name, e.g. "
+                                f"{os.path.join(out, 'submission.csv')!r}")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{flag} {out!r}: its folder {folder!r} does not exist; create "
+                                f"it or choose another {flag}")
+    _check_writable(folder, f"{flag} {out!r}: cannot write in its folder {folder!r}", flag)
+    return path
+
+
+def check_folder(folder, flag):
+    """Create the output folder `folder` (e.g. --overlays) now and check it is writable."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise _out_error(error, f"{flag} {folder!r}: cannot create it "
+                                f"({error.strerror or error})") from None
+    _check_writable(folder, f"{flag} {folder!r}: cannot write in it", flag)
+
+
+def _check_writable(folder, what, flag):
+    """Create and remove a probe file in `folder` (permission bits do not tell: root
+    ignores them, a read-only mount does not show in them)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        raise _out_error(error, f"{what} ({error.strerror or error}); choose a writable "
+                                f"{flag}, e.g. in the working directory") from None
+
+
+def _out_error(error, message):
+    """An OSError of the same kind as `error` (errno: PermissionError, ...) with `message`."""
+    return OSError(error.errno, message) if error.errno else OSError(message)
+
+
+def image_id_of(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def check_images(files):
+    """Read every image's header (no pixel decoding).
+
+    Returns:
+        sizes: {path: (height, width)} of the readable files.
+        bad: [(path, reason)] of the files that cannot be read as images.
+
+    Raises:
+        ValueError: two files give one image id (e.g. a.png and a.tif).
+    """
+    sizes, bad, seen = {}, [], {}
+    for path in files:
+        image_id = image_id_of(path)
+        if image_id in seen:
+            raise ValueError(f"{seen[image_id]!r} and {path!r} both give the image id "
+                             f"{image_id!r}; the submission needs one image per id: remove one")
+        seen[image_id] = path
+        try:
+            sizes[path] = read_image_size(path, f"image {image_id!r}")
+        except Exception as error:  # readers raise many types; every bad file is reported
+            bad.append((path, f"{type(error).__name__}: {error}"))
+    return sizes, bad
+
+
+def bad_images_message(bad, total, folder):
+    lines = [f"{len(bad)} of {total} images in {folder} cannot be read; fix or remove them, or "
+             f"pass --skip-bad to write the submission without them (each gets one row with "
+             f"an empty prediction):"]
+    lines += [f"  {path}: {reason}" for path, reason in bad]
+    return "\n".join(lines)
+
+
+def read_image(path):
+    """RGB uint8 [H, W, 3] of an image file; ValueError naming the file if it does not decode."""
+    try:
+        return to_rgb_uint8(skimage.io.imread(path))
+    except Exception as error:  # readers raise many types
+        raise ValueError(f"cannot decode image {path!r} ({type(error).__name__}: {error}); its "
+                         f"header was readable, its pixels are not (a truncated or corrupt "
+                         f"file)") from error
+
+
+def save_rows(out, rows):
+    """``write_submission(out, rows)``; if that fails, the rows go to a rescue file.
+
+    Raises:
+        OSError: naming --out and the rescue file (never write_submission's temp file).
+    """
+    try:
+        return write_submission(out, rows)
+    except OSError as error:
+        reason = error.strerror or str(error)
+    try:
+        fd, rescue = tempfile.mkstemp(prefix="submission-rescued-", suffix=".csv")
+        os.close(fd)
+        write_submission(rescue, rows)
+        saved = f"the {len(rows)} rows were saved to {rescue!r} instead"
+    except OSError as error:
+        saved = (f"saving them in the temporary folder {tempfile.gettempdir()!r} failed too "
+                 f"({error.strerror or error})")
+    raise OSError(f"cannot write --out {out!r} ({reason}); {saved}")
 
 
 def load_models(args):
@@ -124,7 +252,17 @@ def list_images(folder):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_output(args.out)                       # before anything slow: nothing to lose yet
+    if args.overlays:
+        check_folder(args.overlays, "--overlays")
     files = list_images(args.images)[:args.limit]
+    sizes, bad = check_images(files)
+    if bad and not args.skip_bad:
+        raise ValueError(bad_images_message(bad, len(files), args.images))
+    skipped = dict(bad)
+    if bad:
+        print(f"--skip-bad: {len(bad)} of {len(files)} images cannot be read; they get an "
+              f"empty row")
     models = load_models(args)
     class_names = _class_names(models[0].config)
     min_area = parse_thresholds(args.min_area, "min-area")
@@ -132,16 +270,24 @@ def main(argv=None):
         min_area = {n: a for n, a in SARTORIUS_MIN_AREA.items() if n in class_names} or 75
     post = PostprocessConfig(min_score=parse_thresholds(args.min_score, "min-score"),
                              mask_nms=args.mask_nms, min_area=min_area, dilation=args.dilation)
-    if args.overlays:
-        os.makedirs(args.overlays, exist_ok=True)
     rows, shapes = [], {}
     t0 = time.time()
     for k, path in enumerate(files):
-        image_id = os.path.splitext(os.path.basename(path))[0]
-        try:
-            image = to_rgb_uint8(skimage.io.imread(path))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from None
+        image_id = image_id_of(path)
+        image = None
+        if path not in skipped:
+            try:
+                image = read_image(path)
+            except ValueError as error:
+                if not args.skip_bad:
+                    raise ValueError(f"{error}. Fix or remove it, or pass --skip-bad to write "
+                                     f"the submission without it") from error
+                skipped[path] = str(error)
+        if image is None:                       # the empty row the format needs
+            rows.append((image_id, ""))
+            shapes[image_id] = sizes.get(path, (0, 0))
+            print(f"[{k + 1}/{len(files)}] {image_id}: skipped (unreadable)")
+            continue
         if args.tta or len(models) > 1:
             result = detect_tta(models if len(models) > 1 else models[0], image,
                                 flips=("none", "lr", "ud") if args.tta else ("none",))
@@ -153,16 +299,31 @@ def main(argv=None):
         rows.extend(submission_rows(image_id, masks))
         shapes[image_id] = image.shape[:2]
         if args.overlays:
-            from mrcnn import visualize
-            visualize.display_instances(image, result["rois"], masks, result["class_ids"],
-                                        class_names, result["scores"], title=image_id,
-                                        save_path=os.path.join(args.overlays, image_id + ".png"))
+            save_overlay(args.overlays, image_id, image, result, masks, class_names)
         print(f"[{k + 1}/{len(files)}] {image_id}: {masks.shape[-1]} instances")
-    write_submission(args.out, rows)
+    save_rows(args.out, rows)
     validate_submission(args.out, shapes, expected_ids=list(shapes))
     print(f"wrote {args.out}: {len(rows)} rows for {len(shapes)} images "
           f"({time.time() - t0:.1f}s); validated: no overlaps, all RLEs inside the images")
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(files)} images (--skip-bad); each has one row "
+              f"with an empty prediction in {args.out}:")
+        for path, reason in skipped.items():
+            print(f"  {path}: {reason}")
     return args.out
+
+
+def save_overlay(folder, image_id, image, result, masks, class_names):
+    """One overlay PNG; a failure is reported, not fatal (the submission matters more)."""
+    from mrcnn import visualize
+
+    path = os.path.join(folder, image_id + ".png")
+    try:
+        visualize.display_instances(image, result["rois"], masks, result["class_ids"],
+                                    class_names, result["scores"], title=image_id,
+                                    save_path=path)
+    except OSError as error:
+        print(f"warning: cannot write the overlay {path} ({error}); going on")
 
 
 def _class_names(config):

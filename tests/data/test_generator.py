@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import skimage.io
 from data_helpers import Cfg, Squares, make_cfg
 
 from mrcnn.data import augment as A
@@ -261,3 +262,114 @@ def test_no_augmentation_sources_skip_augmentation():
     flipped = DataGenerator(ds, Cfg(), seed=1, augmentation=flip)[0]
     np.testing.assert_array_equal(skipped["input_image"], plain["input_image"])
     np.testing.assert_array_equal(flipped["input_image"], plain["input_image"][:, :, ::-1])
+
+
+def test_swapped_disk_entries_are_rejected_and_recomputed(tmp_path, caplog):
+    # Two valid entry files exchanged on disk (a copy gone wrong, a sync tool, a
+    # hand-made "fix"): image 1 must not be fed the sample of image 2.
+    ds = Squares(count=4)
+    fresh = batches(DataGenerator(ds, Cfg(), seed=1), 2)
+    writer = DataGenerator(ds, Cfg(), seed=1, cache=SampleCache(tmp_path))
+    batches(writer, 1)
+    first, second = (writer.cache.path(writer._keys[i]) for i in (1, 2))
+    a, b = open(first, "rb").read(), open(second, "rb").read()
+    assert a != b
+    open(first, "wb").write(b)
+    open(second, "wb").write(a)
+    cache = SampleCache(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        again = batches(DataGenerator(ds, Cfg(), seed=1, cache=cache), 2)
+    for x, y in zip(fresh, again):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+    assert cache.stats().corrupt == 2
+    assert "holds the entry of another key" in caplog.text
+    # both were rewritten under their own keys: a new reader hits every entry
+    reader = SampleCache(tmp_path)
+    batches(DataGenerator(ds, Cfg(), seed=1, cache=reader), 1)
+    assert (reader.stats().misses, reader.stats().corrupt) == (0, 0)
+
+
+class PngSquares(Squares):
+    """Squares read back from PNG files by Dataset.load_image (the path is the reference)."""
+
+    def __init__(self, folder, count=4, **kwargs):
+        super().__init__(count=count, **kwargs)
+        for image_id, info in enumerate(self.image_info):
+            info["path"] = str(folder / f"square_{image_id}.png")
+            skimage.io.imsave(info["path"], Squares.load_image(self, image_id),
+                              check_contrast=False)
+
+    load_image = Dataset.load_image
+
+
+def _corrupt_png(path):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 2])       # a truncated download
+
+
+def test_an_unreadable_image_is_reported_by_id_and_path(tmp_path):
+    ds = PngSquares(tmp_path, count=4)
+    _corrupt_png(ds.image_info[2]["path"])
+    gen = DataGenerator(ds, Cfg(), shuffle=False)        # batch 1 holds images 2 and 3
+    gen[0]
+    with pytest.raises(ValueError) as info:
+        gen[1]
+    message = str(info.value)
+    assert message.startswith(f"image 2 ({ds.image_info[2]['path']}) of PngSquares: cannot "
+                              f"build its training sample: ValueError: image 2: cannot read ")
+    assert message.endswith("Fix or replace that file (or its masks), or remove the image "
+                            "from the dataset, then train again")
+    assert (info.value.image_id, info.value.image_reference) == (2, ds.image_info[2]["path"])
+    assert "cannot read" in str(info.value.__cause__)   # the original error, kept
+    assert gen.last_error == (info.value, info.value.__cause__)
+
+
+def _train_with_a_corrupt_image(tmp_path, workers):
+    """model.train over 6 PNG images, one corrupt; the raised error."""
+    keras = pytest.importorskip("keras")
+    from model_helpers import make_config
+
+    import mrcnn.model as modellib
+
+    config = make_config(IMAGES_PER_GPU=2, STEPS_PER_EPOCH=3, WORKERS=workers)
+    ds = PngSquares(tmp_path, count=6, height=64, width=64)
+    order = DataGenerator(ds, config, seed=0)._order()
+    # TensorFlow builds the first two batches itself (to learn the input
+    # shapes) and the rest inside tf.data, which wraps errors: put the bad image
+    # in batch 2 there; other backends read every batch alike
+    bad = int(order[5] if keras.backend.backend() == "tensorflow" else order[0])
+    _corrupt_png(ds.image_info[bad]["path"])
+    model = modellib.MaskRCNN("training", config, str(tmp_path / "logs"))
+    with pytest.raises(Exception) as info:
+        model.train(ds, None, 0.01, epochs=1, layers="heads", verbose=0)
+    return info.value, bad, ds.image_info[bad]["path"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_fit_raises_the_image_error_not_the_backends(tmp_path, workers):
+    keras = pytest.importorskip("keras")
+    if workers and keras.backend.backend() != "tensorflow":
+        pytest.skip("worker processes: the TensorFlow path rebuilds the error from text")
+    error, bad, path = _train_with_a_corrupt_image(tmp_path, workers)
+    # before: tensorflow.python.framework.errors_impl.UnknownError / InvalidArgumentError,
+    # 142 lines of tf.data traceback in its message
+    assert type(error) is ValueError, type(error)
+    message = str(error)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"image {bad} ({path}) of PngSquares: cannot build its training "
+                              f"sample: ValueError: image {bad}: cannot read {path!r}")
+    assert "remove the image from the dataset" in message
+    assert (error.image_id, error.image_reference) == (bad, path)
+    if workers == 0:
+        assert isinstance(error.__cause__, ValueError)           # Dataset.load_image's error
+        assert str(error.__cause__).startswith(f"image {bad}: cannot read {path!r}")
+    else:
+        assert error.__cause__ is None                           # it stayed in the worker
+
+
+def test_too_few_num_classes_fails_at_once_not_as_an_image_error():
+    ds = Squares(count=2)                                # BG + square + big
+    with pytest.raises(ValueError, match="^Squares has 3 classes .* but Config.NUM_CLASSES is "
+                                         "2; set NUM_CLASSES = 3$"):
+        DataGenerator(ds, make_cfg(NUM_CLASSES=2))

@@ -9,7 +9,8 @@ from mrcnn.data.boxes import extract_bboxes
 from mrcnn.data.fit import fit_image, resize_mask
 from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.data.masks import minimize_mask
-from mrcnn.data.sample import keep_largest, load_image_gt, prepare_sample
+from mrcnn.data.sample import (SampleError, keep_largest, load_image_gt, prepare_sample,
+                               sample_error, sample_error_in)
 
 
 def test_image_placed_in_window(shapes):
@@ -112,3 +113,51 @@ def test_instances_cropped_away_are_dropped():
     # the 96x56 crop is centred in the 128x128 input: the window says where
     np.testing.assert_array_equal(meta[7:11], [16, 36, 112, 92])
     assert image[:16].max() == 0 and image[:, :36].max() == 0
+
+
+class _Refs(Squares):
+    def image_reference(self, image_id):
+        return f"/data/train/{image_id}.png"
+
+
+@pytest.mark.parametrize("original, kept", [
+    (OSError("broken data stream when reading image file"), OSError),
+    (FileNotFoundError("no such file"), FileNotFoundError),
+    (ValueError("masks are 10x10"), ValueError),
+    (KeyError("annotations"), SampleError),          # KeyError would quote the message
+])
+def test_sample_error_names_the_image_and_keeps_the_type(original, kept):
+    ds = _Refs(count=3)
+    error = sample_error(original, ds, 2)
+    assert type(error) is kept and issubclass(SampleError, ValueError)
+    assert str(error) == (
+        f"image 2 (/data/train/2.png) of _Refs: cannot build its training sample: "
+        f"{type(original).__name__}: {original}. Fix or replace that file (or its masks), or "
+        f"remove the image from the dataset, then train again")
+    assert (error.image_id, error.image_reference) == (2, "/data/train/2.png")
+    assert sample_error(error, ds, 2) is error                       # not wrapped twice
+
+
+def test_sample_error_without_a_reference_names_the_source_id():
+    class NoPath(Squares):
+        def image_reference(self, image_id):
+            raise RuntimeError("broken image_reference")
+
+    error = sample_error(ValueError("bad"), NoPath(count=2), 1)
+    assert str(error).startswith("image 1 (id 1) of NoPath: cannot build its training sample: "
+                                 "ValueError: bad.")
+
+
+def test_sample_error_is_rebuilt_from_a_traceback_text():
+    ds = _Refs(count=3)
+    error = sample_error(OSError("truncated file"), ds, 1)
+    text = ("Graph execution error:\n\nTraceback (most recent call last):\n  File \"x.py\", "
+            "line 3, in f\n    raise wrapped\n"
+            f"OSError: {error}\n\n\n\t [[{{{{node PyFunc}}}}]]")
+    rebuilt = sample_error_in(text)
+    assert type(rebuilt) is OSError and str(rebuilt) == str(error)
+    assert (rebuilt.image_id, rebuilt.image_reference) == (1, "/data/train/1.png")
+    other = sample_error(KeyError("k"), ds, 0)
+    assert type(sample_error_in(f"noise\nmrcnn.data.sample.SampleError: {other}\n")) \
+        is SampleError
+    assert sample_error_in("InvalidArgumentError: something else entirely") is None

@@ -13,8 +13,9 @@ Modules:
 - `entry`: an entry is a dict of NumPy arrays serialized as one blob
   (header with magic, FORMAT_VERSION, lengths and a CRC-32; a JSON manifest;
   an LZ4 payload, bool arrays bit-packed, repeated gray channels stored
-  once). Every read checks the header, lengths and CRC; a corrupt or
-  truncated entry raises `CacheEntryError`.
+  once); the header records a fingerprint of the entry's own key. Every
+  read checks the header, lengths and CRC, and the key the entry is read
+  under; a corrupt, truncated or swapped entry raises `CacheEntryError`.
 - `keys`: `sample_key` hashes everything that changes a prepared sample:
   the dataset class, the image's identity (``dataset.cache_key(image_id)``
   when the dataset defines it, else its ``image_info`` entry plus the
@@ -29,9 +30,10 @@ Modules:
   or "disk" (one file per entry under ``<directory>/v<FORMAT_VERSION>/``,
   written to a temporary file and renamed, so processes sharing the folder
   never read a torn entry; it survives restarts). Past ``max_bytes``
-  (Config.CACHE_MAX_BYTES) new entries are not stored. A corrupt entry is
-  logged once, counted, and reported as a miss so the caller recomputes and
-  overwrites it: never a crash, never wrong data.
+  (Config.CACHE_MAX_BYTES) new entries are not stored. A corrupt entry (or
+  one holding another key's sample) is logged once, counted, and reported as
+  a miss so the caller recomputes and overwrites it: never a crash, never
+  wrong data.
 """
 
 from mrcnn.data.cache.entry import FORMAT_VERSION, CacheEntryError, decode_entry, encode_entry

@@ -6,13 +6,16 @@ Modes (Config.CACHE, see `open_cache`):
   own, and Keras starts new worker processes every epoch, so use "disk".
 - "disk": one file per entry under ``<directory>/v<FORMAT_VERSION>/``,
   written to a temporary file and renamed (``os.replace``), so processes
-  sharing the folder never read a torn entry; it survives restarts.
+  sharing the folder never read a torn entry; it survives restarts. Folders
+  of other format versions are not read (opening the cache logs their size,
+  so they can be deleted).
 
 Past ``max_bytes`` (Config.CACHE_MAX_BYTES) new entries are not stored
 (samples are computed without caching). On disk the size is counted at
 opening plus what this cache and its worker processes wrote since. A corrupt
-or truncated entry is logged once, counted, and reported as a miss so the
-caller recomputes and overwrites it.
+or truncated entry, or one recorded under another key (a file copied or
+swapped onto another entry's name), is logged once, counted as corrupt, and
+reported as a miss so the caller recomputes and overwrites it.
 """
 
 import logging
@@ -57,7 +60,8 @@ class SampleCache:
         entries = size = 0
         if self.directory is not None:
             os.makedirs(self._root(), exist_ok=True)
-            entries, size = self._scan()
+            entries, size = self._scan(self._root())
+            self._report_old_formats()
         self._counters = SharedCounters()
         self._counters.add(entries=entries, size_bytes=size)
 
@@ -91,7 +95,7 @@ class SampleCache:
             self._counters.add(misses=1)
             return None
         try:
-            arrays = decode_entry(blob)
+            arrays = decode_entry(blob, key)
         except CacheEntryError as error:
             self._counters.add(misses=1, corrupt=1)
             self._log_once(key, logging.WARNING, "cache entry %s is corrupt (%s); recomputing it",
@@ -108,7 +112,7 @@ class SampleCache:
             True if stored; False past the byte budget or on an I/O error
             (the caller just goes on without caching).
         """
-        blob, raw = encode_entry(arrays)
+        blob, raw = encode_entry(arrays, key)
         if self.max_bytes is not None and self.stats().size_bytes + len(blob) > self.max_bytes:
             self._counters.add(skipped=1)
             self._log_once("budget", logging.WARNING,
@@ -149,9 +153,10 @@ class SampleCache:
     def _describe(self, key):
         return self.path(key) if self.directory else key
 
-    def _scan(self):
+    def _scan(self, root):
+        """(entry files, bytes) under `root`."""
         entries = size = 0
-        for folder, _, names in os.walk(self._root()):
+        for folder, _, names in os.walk(root):
             for name in names:
                 if name.endswith(_SUFFIX):
                     try:
@@ -160,6 +165,22 @@ class SampleCache:
                     except OSError:  # removed meanwhile by another process
                         continue
         return entries, size
+
+    def _report_old_formats(self):
+        """Log the folders of other FORMAT_VERSIONs (never read, never deleted: maybe shared)."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in sorted(names):
+            folder = os.path.join(self.directory, name)
+            if (name[:1] == "v" and name[1:].isdigit() and int(name[1:]) != FORMAT_VERSION
+                    and os.path.isdir(folder)):
+                entries, size = self._scan(folder)
+                log.warning("sample cache %s holds %d entry files (%.1f MB) of format version %s, "
+                         "which this version of mrcnn does not read (it writes v%d); delete "
+                         "that folder to free the space unless an older mrcnn still uses it",
+                         folder, entries, size / 2 ** 20, name[1:], FORMAT_VERSION)
 
     def _read(self, key):
         if self.directory is None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mrcnn.data.cache import CacheEntryError, decode_entry, encode_entry
+from mrcnn.data.cache import FORMAT_VERSION, CacheEntryError, decode_entry, encode_entry
 
 
 def test_encode_decode_round_trip_and_compression(example_arrays, assert_same):
@@ -41,3 +41,32 @@ def test_non_numeric_arrays_are_rejected():
 def test_empty_entry_round_trips():
     blob, raw = encode_entry({})
     assert raw == 0 and decode_entry(blob) == {}
+
+
+def test_entry_records_its_key_and_refuses_another(example_arrays, assert_same):
+    arrays = example_arrays()
+    blob, _ = encode_entry(arrays, "a" * 32)
+    assert_same(decode_entry(blob, "a" * 32), arrays)
+    assert_same(decode_entry(blob), arrays)              # no key asked: no check
+    with pytest.raises(CacheEntryError, match="holds the entry of another key, not of 'bbbb"):
+        decode_entry(blob, "b" * 32)
+    unkeyed, _ = encode_entry(arrays)
+    with pytest.raises(CacheEntryError, match="holds an entry stored without a key, not of 'a"):
+        decode_entry(unkeyed, "a" * 32)
+    # the key's fingerprint has a fixed size: entry sizes do not depend on keys
+    assert len(unkeyed) == len(blob) == len(encode_entry(arrays, "k")[0])
+    with pytest.raises(TypeError, match="cache keys are strings, got int 7"):
+        encode_entry(arrays, 7)
+    damaged = bytearray(blob)
+    damaged[40] ^= 0x01                                  # inside the key fingerprint
+    with pytest.raises(CacheEntryError, match="checksum mismatch"):
+        decode_entry(bytes(damaged))
+
+
+def test_entries_of_format_version_1_are_refused(example_arrays):
+    # version 1 entries carry no key: they are refused by version, never decoded
+    blob = bytearray(encode_entry(example_arrays(), "k")[0])
+    assert FORMAT_VERSION == 2
+    blob[8:12] = (1).to_bytes(4, "little")
+    with pytest.raises(CacheEntryError, match="format version 1, expected 2"):
+        decode_entry(bytes(blob), "k")

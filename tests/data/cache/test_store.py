@@ -139,3 +139,37 @@ def test_open_cache_follows_config(tmp_path):
     assert explicit.directory == str(tmp_path / "x")
     with pytest.raises(ValueError, match="CACHE_DIR or a model_dir"):
         open_cache(config(CACHE="disk"))
+
+
+def test_swapped_disk_entries_are_corrupt_misses_then_rewritten(tmp_path, caplog,
+                                                                example_arrays, assert_same):
+    one, two = example_arrays(1), example_arrays(2)
+    cache = SampleCache(tmp_path)
+    cache.put("1" * 32, one)
+    cache.put("2" * 32, two)
+    first, second = cache.path("1" * 32), cache.path("2" * 32)
+    a, b = open(first, "rb").read(), open(second, "rb").read()
+    open(first, "wb").write(b)                     # each file now holds the other's entry
+    open(second, "wb").write(a)
+    reader = SampleCache(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.cache"):
+        assert reader.get("1" * 32) is None and reader.get("2" * 32) is None
+    s = reader.stats()
+    assert (s.hits, s.misses, s.corrupt) == (0, 2, 2)
+    assert (f"cache entry {first} is corrupt (holds the entry of another key, not of "
+            f"'{'1' * 32}' (a file copied or swapped onto another entry's name)" in caplog.text)
+    reader.put("1" * 32, one)                      # the caller recomputes and rewrites
+    assert_same(reader.get("1" * 32), one)
+
+
+def test_other_format_versions_are_left_alone_and_reported(tmp_path, caplog):
+    old = tmp_path / "v1" / "ab"
+    old.mkdir(parents=True)
+    (old / ("ab" * 16 + ".lz4")).write_bytes(b"x" * 3 * 2 ** 20)
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.cache"):
+        cache = SampleCache(tmp_path)
+    assert cache.stats().entries == 0                # not read, not counted
+    assert os.path.isfile(old / ("ab" * 16 + ".lz4"))   # not deleted either
+    assert (f"sample cache {tmp_path / 'v1'} holds 1 entry files (3.0 MB) of format version 1"
+            in caplog.text)
+    assert "delete that folder" in caplog.text
