@@ -57,9 +57,30 @@ def standard_callbacks(log_dir, checkpoint_path, cache=None, on_saved=None):
 
 def fit(keras_model, train_generator, val_generator, *, initial_epoch, epochs,
         steps_per_epoch, validation_steps, callbacks, verbose=1):
-    """``keras_model.fit`` over the generators from `initial_epoch` to `epochs`."""
-    return keras_model.fit(
-        train_generator, initial_epoch=initial_epoch, epochs=epochs,
-        steps_per_epoch=steps_per_epoch, validation_data=val_generator,
-        validation_steps=validation_steps if val_generator is not None else None,
-        callbacks=callbacks, verbose=verbose)
+    """``keras_model.fit`` over the generators from `initial_epoch` to `epochs`.
+
+    An error raised while building a batch (an unreadable image: see
+    `mrcnn.data.sample.sample_error`) comes out as the generator raised it,
+    naming the image, with the original error as ``__cause__``, not as the
+    backend's wrapper of it (on TensorFlow, an error from inside tf.data with
+    the Python traceback in its message); see
+    `mrcnn.data.generator.batch_error`.
+    """
+    from mrcnn.data.generator import batch_error
+
+    generators = [g for g in (train_generator, val_generator) if g is not None]
+    for generator in generators:
+        if hasattr(generator, "last_error"):
+            generator.last_error = None
+    try:
+        return keras_model.fit(
+            train_generator, initial_epoch=initial_epoch, epochs=epochs,
+            steps_per_epoch=steps_per_epoch, validation_data=val_generator,
+            validation_steps=validation_steps if val_generator is not None else None,
+            callbacks=callbacks, verbose=verbose)
+    except Exception as error:
+        found = batch_error(error, generators)
+        if found is None:
+            raise
+        raised, cause = found
+        raise raised from cause   # Keras re-raises with __cause__ cleared: restore it
