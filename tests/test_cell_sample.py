@@ -240,3 +240,20 @@ def test_predict_keeps_the_rows_when_out_fails_at_the_end(tmp_path, monkeypatch)
     rows = list(csv.reader(open(rescue)))
     assert {r[0] for r in rows[1:]} == {"img0", "img1"}
     os.remove(rescue)
+
+
+def test_predict_bit_depth_flag_converts_16_bit_images_as_told(tmp_path):
+    import numpy as np
+    import skimage.io
+
+    predict = load_script("predict")
+    path = str(tmp_path / "a.png")
+    values = np.array([[0, 1000, 2000, 4095]], np.uint16).repeat(2, axis=0)
+    skimage.io.imsave(path, values, check_contrast=False)
+    twelve = predict.read_image(path, predict.build_parser().parse_args(
+        ["x", "--bit-depth", "12"]).bit_depth)
+    np.testing.assert_array_equal(twelve[0, :, 0], np.rint(values[0].astype(float) * 255 / 4095))
+    full = predict.read_image(path)                         # default: the dtype's range
+    np.testing.assert_array_equal(full[0, :, 0], np.rint(values[0].astype(float) * 255 / 65535))
+    with pytest.raises(SystemExit):
+        predict.build_parser().parse_args(["x", "--bit-depth", "7"])

@@ -68,7 +68,11 @@ def write_submission(path, rows):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"directory of the submission does not exist: "
                                 f"{directory}")
-    fd, tmp = tempfile.mkstemp(prefix=".submission-", suffix=".csv", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".submission-", suffix=".csv", dir=directory)
+    except OSError as error:
+        raise type(error)(error.errno, f"cannot write the submission {path!r}: "
+                                       f"{error.strerror or error}") from error
     count = 0
     try:
         with os.fdopen(fd, "w", newline="") as f:
@@ -81,8 +85,14 @@ def write_submission(path, rows):
                 count += 1
         os.chmod(tmp, 0o644)          # mkstemp creates the file 0600
         os.replace(tmp, path)
+    except OSError as error:          # disk full, folder removed, path is a folder ...
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise type(error)(error.errno, f"cannot write the submission {path!r}: "
+                                       f"{error.strerror or error}") from error
     except BaseException:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
     return count
 

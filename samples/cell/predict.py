@@ -34,7 +34,7 @@ import time
 import skimage.io
 
 from mrcnn.config import load_config
-from mrcnn.data.image import read_image_size, to_rgb_uint8
+from mrcnn.data.image import check_bit_depth, read_image_size, to_rgb_uint8
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig, detect_tta, postprocess
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
@@ -84,11 +84,25 @@ def build_parser():
     p.add_argument("--overlays", default=None,
                    help="folder to write one overlay PNG per image, for a person to look at")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--bit-depth", default=None, type=_bit_depth,
+                   help="how 16-bit images become 8-bit: 8..16 (e.g. 12 for a 12-bit camera: "
+                        "0..4095 -> 0..255) or 'percentile' (each image stretched between its "
+                        "0.5th and 99.5th percentiles); default: the file's dtype range, as in "
+                        "training (Dataset.IMAGE_BIT_DEPTH)")
     p.add_argument("--skip-bad", action="store_true",
                    help="write the submission even if some images cannot be read: each gets "
                         "one row with an empty prediction, and a report lists them (default: "
                         "stop before inference, listing every unreadable image)")
     return p
+
+
+def _bit_depth(text):
+    """argparse type of --bit-depth: an int 8..16 or "percentile"."""
+    value = text if text == "percentile" else (int(text) if text.isdigit() else text)
+    try:
+        return check_bit_depth(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def check_output(out, flag="--out"):
@@ -174,10 +188,10 @@ def bad_images_message(bad, total, folder):
     return "\n".join(lines)
 
 
-def read_image(path):
+def read_image(path, bit_depth=None):
     """RGB uint8 [H, W, 3] of an image file; ValueError naming the file if it does not decode."""
     try:
-        return to_rgb_uint8(skimage.io.imread(path))
+        return to_rgb_uint8(skimage.io.imread(path), bit_depth=bit_depth)
     except Exception as error:  # readers raise many types
         raise ValueError(f"cannot decode image {path!r} ({type(error).__name__}: {error}); its "
                          f"header was readable, its pixels are not (a truncated or corrupt "
@@ -277,7 +291,7 @@ def main(argv=None):
         image = None
         if path not in skipped:
             try:
-                image = read_image(path)
+                image = read_image(path, args.bit_depth)
             except ValueError as error:
                 if not args.skip_bad:
                     raise ValueError(f"{error}. Fix or remove it, or pass --skip-bad to write "

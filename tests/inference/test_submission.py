@@ -118,3 +118,12 @@ def test_validate_submission_accepts_touching_instances_and_checks_ids(tmp_path)
         validate_submission(path, {"a": (3, 4)}, expected_ids=["a", "z"])
     with pytest.raises(FileNotFoundError, match="submission file not found"):
         validate_submission(tmp_path / "nope.csv", {"a": (3, 4)})
+
+
+def test_write_errors_name_the_submission_not_a_temp_file(tmp_path):
+    target = tmp_path / "out.csv"
+    target.mkdir()                                   # a folder where the file should go
+    with pytest.raises(OSError) as error:
+        write_submission(str(target), [("a", "1 2")])
+    assert repr(str(target)) in str(error.value) and ".submission-" not in str(error.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]      # no temp file left

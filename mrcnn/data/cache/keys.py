@@ -102,5 +102,7 @@ def sample_key(dataset, image_id, fields, kind):
         identity = ("info", info, file_stamp(info.get("path")))
     cls = type(dataset)
     module = "__main__" if cls.__module__ == "__mp_main__" else cls.__module__  # spawned workers
+    # How the image's values are converted (Dataset.IMAGE_BIT_DEPTH) changes the sample.
+    bit_depth = getattr(dataset, "IMAGE_BIT_DEPTH", None)
     return digest("sample", FORMAT_VERSION, kind, f"{module}.{cls.__qualname__}",
-                  identity, dataset.class_info, fields)
+                  identity, dataset.class_info, fields, repr(bit_depth))

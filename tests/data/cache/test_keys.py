@@ -9,8 +9,8 @@ from mrcnn.dataset import Dataset
 
 
 class Tiny(Dataset):
-    def __init__(self, path=None):
-        super().__init__()
+    def __init__(self, path=None, image_bit_depth=None):
+        super().__init__(image_bit_depth=image_bit_depth)
         self.add_class("t", 1, "thing")
         self.add_image("t", image_id="a", path=path, annotations=["1 3", "7 2"],
                        extra=np.arange(4))
@@ -37,6 +37,10 @@ def test_sample_key_covers_identity_config_classes_and_file(tmp_path):
     flipped = Tiny()
     flipped.image_info[0]["horizontal_flip"] = True
     assert key != sample_key(flipped, 0, fields, "boxmasks")
+    # another conversion of the image values (12-bit, percentile) is another sample
+    assert key != sample_key(Tiny(image_bit_depth=12), 0, fields, "boxmasks")
+    assert sample_key(Tiny(image_bit_depth=12), 0, fields, "boxmasks") != \
+        sample_key(Tiny(image_bit_depth="percentile"), 0, fields, "boxmasks")
 
     image = tmp_path / "a.png"
     image.write_bytes(b"12345")
