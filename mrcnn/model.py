@@ -75,22 +75,32 @@ class MaskRCNN:
             self.model_dir, self.config.NAME, model_path)
 
     def find_last(self):
-        """Path of the last checkpoint of the newest run of this config's NAME."""
+        """Path of the last checkpoint of the newest run of this config's NAME.
+
+        Only ``mask_rcnn_<name>_<epoch>.h5`` files count (never the ``.tmp-*.h5``
+        of an interrupted save); ``load_weights("last")`` also skips damaged ones.
+        """
         return runs.find_last(self.model_dir, self.config.NAME)
 
     # ---------------------------------------------------------------- weights
-    def load_weights(self, filepath, by_name=False, exclude=None, allow_download=False):
+    def load_weights(self, filepath, by_name=False, exclude=None, allow_download=False,
+                     verify=True):
         """Load weights: "coco", "imagenet", "last" or a path; see `mrcnn.weights.load_weights`.
 
         A checkpoint named like ``mask_rcnn_<name>_<epoch>.h5`` sets ``self.epoch``
-        (and the run folder) so that training resumes after it.
+        (and the run folder) so that training resumes after it. "last" takes
+        the newest checkpoint that is intact: a damaged newer one (truncated,
+        checksum mismatch, NaN weights) is skipped with a RuntimeWarning.
+        `verify` checks a named file ("coco", "imagenet") found locally
+        against the manifest; pass False to load a file you trust anyway.
 
         Returns:
             report dict: ``loaded``, ``excluded``, ``missing``, ``shape_mismatch``, ``path``.
         """
-        report = weights.load_weights(self.keras_model, filepath, backbone=self.backbone,
-                                      find_last=self.find_last, by_name=by_name,
-                                      exclude=exclude, allow_download=allow_download)
+        report = weights.load_weights(
+            self.keras_model, filepath, backbone=self.backbone, find_last=self.find_last,
+            checkpoints=lambda: runs.list_checkpoints(self.model_dir, self.config.NAME),
+            by_name=by_name, exclude=exclude, allow_download=allow_download, verify=verify)
         logger.info("loaded %d layers from %s (excluded %d, missing %d, shape mismatch %d)",
                     len(report["loaded"]), report["path"], len(report["excluded"]),
                     len(report["missing"]), len(report["shape_mismatch"]))

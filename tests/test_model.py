@@ -187,3 +187,48 @@ def test_training_with_two_worker_processes_and_disk_cache(tmp_path):
     assert h["cache_hits"][1] > 0, h
     cache_files = [f for _, _, fs in os.walk(tmp_path / "cache") for f in fs]
     assert cache_files
+
+
+# --------------------------------------------- diverged weights are never checkpointed
+@pytest.mark.parametrize("validation", [False, True])
+def test_diverged_weights_are_not_checkpointed(tmp_path, validation):
+    """The update of an epoch's last step is checked too (one step per epoch: no later loss)."""
+    import glob
+    config = make_config(LEARNING_RATE=float("nan"), STEPS_PER_EPOCH=1, VALIDATION_STEPS=1)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    with pytest.raises(FloatingPointError) as err:
+        model.train(shapes(4), shapes(2, seed=2) if validation else None, float("nan"),
+                    epochs=2, layers="all", verbose=0)
+    msg = str(err.value)
+    assert "epoch 1" in msg and "loss=" in msg
+    if validation:       # the NaN validation loss stops it, before the checkpoint
+        assert "val_loss=nan" in msg
+    else:                # the weights are checked before the checkpoint is written
+        assert "not written" in msg and "scnn_s1_conv1 (NaN)" in msg   # the first layer
+    assert glob.glob(os.path.join(str(tmp_path), "*", "*.h5")) == []
+    assert model.epoch == 0
+    with pytest.raises(FileNotFoundError):
+        model.find_last()
+
+
+def test_resume_rewrites_history_without_duplicate_epochs(trained, tmp_path):
+    import csv
+    import shutil
+    model, _, model_dir, config = trained
+    run = shutil.copytree(os.path.dirname(model.find_last()), tmp_path / "tiny20300101T000000")
+    with open(run / "history.csv", newline="") as f:
+        before = list(csv.DictReader(f))
+    assert [r["epoch"] for r in before][:2] == ["0", "1"]
+    # a leftover of a save killed half-way
+    (run / ".tmp-x1y2z3.h5").write_bytes(b"partial")
+    resumed = modellib.MaskRCNN("training", config, str(tmp_path))
+    resumed.load_weights(str(run / "mask_rcnn_tiny_0001.h5"))
+    assert resumed.epoch == 1 and resumed.log_dir == str(run)
+    resumed.train(shapes(8, seed=1), None, config.LEARNING_RATE, epochs=2, layers="heads",
+                  verbose=0)
+    with open(run / "history.csv", newline="") as f:
+        after = list(csv.DictReader(f))
+    assert [r["epoch"] for r in after] == ["0", "1"]
+    assert after[0] == before[0]                          # the kept epoch is untouched
+    assert after[1]["val_loss"] == "" and math.isfinite(float(after[1]["loss"]))
+    assert not [f for f in os.listdir(run) if f.startswith(".tmp-")]

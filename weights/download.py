@@ -10,7 +10,9 @@ Usage (where a network exists; the package must be installed, e.g. ``pip install
 
 Files go to ``--dir``, else the first writable folder of ``$MRCNN_WEIGHTS_DIR``,
 else the Keras cache (``~/.keras/models``); they are written atomically and
-checked against the manifest (md5, or size where no checksum is published).
+checked against the manifest (md5, or size where no checksum is published;
+sha256 where one is declared or recorded). A file already present is checked
+too, and reported (exit status 1) when it does not match.
 The manifest is ``mrcnn/weights/manifest.json`` (Mask R-CNN files) plus the
 pretrained files each registered backbone declares (``imagenet-<backbone>``);
 see ``weights/README.md``.
@@ -74,7 +76,14 @@ def download(names, directory, timeout, force):
             candidate = os.path.join(directory, catalog.get_entry(name)["file"])
             existing = candidate if os.path.isfile(candidate) else None
         if existing:
-            print(f"{name}: already present at {existing} (use --force to download again)")
+            check = files.verify_file(existing, name)
+            if check["ok"]:
+                print(f"{name}: already present at {existing} (use --force to download again)")
+            else:
+                print(f"{name}: {existing} is present but does not match the manifest "
+                      f"({'; '.join(check['problems'])}); use --force to replace it",
+                      file=sys.stderr)
+                failed += 1
             continue
         try:
             files.download_weights(name, directory=directory, timeout=timeout)

@@ -1,13 +1,31 @@
-"""Training callbacks: NaN guard, atomic by-name checkpoints, cache statistics, output checks."""
+"""Training callbacks: NaN guard, atomic by-name checkpoints, history.csv, cache statistics.
 
+Nothing diverged is saved: `NanGuard` stops at the first non-finite loss
+(every training step, then the epoch's training and validation means), and
+`Checkpoint` checks every weight before it writes (the update of an epoch's
+last step is seen by no loss), so the newest checkpoint is always the last
+good one. `HistoryCSV` keeps ``history.csv`` one row per epoch across resumed
+runs.
+"""
+
+import collections.abc
 import importlib.util
 import math
 import os
 import tempfile
 
 import keras
+import numpy as np
 
-from mrcnn.weights import save_weights
+from mrcnn.training import runs
+from mrcnn.weights import NonFiniteWeightsError, save_weights
+from mrcnn.weights.integrity import describe_layers
+
+# Epoch-log entries listed in the loss history of an error message.
+HISTORY_KEYS = ("loss", "val_loss")
+HISTORY_LIMIT = 20
+DIVERGED_ADVICE = ("Lower the learning rate, raise N_WARMUP_STEPS or GRADIENT_CLIP_NORM, or "
+                   "check the data (empty or degenerate masks)")
 
 
 def tensorboard_available():
@@ -29,20 +47,74 @@ def check_writable(folder):
             f"pass a writable model_dir (e.g. the working directory or /tmp)") from None
 
 
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _format(value):
+    return f"{value:.4g}"
+
+
+class LossHistory:
+    """The epoch losses seen so far in a run, for error messages."""
+
+    def __init__(self):
+        self.epochs = []   # (1-based epoch, {key: value})
+
+    def add(self, epoch, logs):
+        values = {k: _number(logs[k]) for k in HISTORY_KEYS if k in (logs or {})}
+        self.epochs = [e for e in self.epochs if e[0] != epoch + 1]
+        self.epochs.append((epoch + 1, {k: v for k, v in values.items() if v is not None}))
+
+    def text(self):
+        if not self.epochs:
+            return "no epoch finished yet"
+        shown = self.epochs[-HISTORY_LIMIT:]
+        lines = [f"epoch {e}: " + ", ".join(f"{k}={_format(v)}" for k, v in values.items())
+                 for e, values in shown]
+        return ("... " if len(self.epochs) > len(shown) else "") + "; ".join(lines)
+
+
 class NanGuard(keras.callbacks.Callback):
     """Stop training with a clear message when a loss becomes NaN or infinite.
 
-    The error names the epoch, the step and the value of every loss, so a user
-    can tell which part diverged (and lower the learning rate or check data).
+    Checks the losses of every training step and, at the end of each epoch,
+    its mean training and validation losses (``val_*``), before the
+    checkpoint callback runs. The error names the epoch (and step), the
+    value of every loss and the loss history of the run, so a user can tell
+    which part diverged (and lower the learning rate or check data).
     """
 
     def __init__(self, loss_names):
         super().__init__()
         self.loss_names = tuple(loss_names)
         self._epoch = 0
+        self.history = LossHistory()
+
+    def _watched(self, key):
+        base = key[4:] if key.startswith("val_") else key
+        return base == "loss" or base in self.loss_names
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        values = {k: _number(v) for k, v in logs.items() if self._watched(k)}
+        values = {k: v for k, v in values.items() if v is not None}
+        self.history.add(epoch, logs)
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            self.model.stop_training = True
+            where = "validation" if all(k.startswith("val_") for k in bad) else "training"
+            parts = ", ".join(f"{k}={_format(v)}" for k, v in values.items())
+            raise FloatingPointError(
+                f"{where} losses are not finite at the end of epoch {epoch + 1}: {parts}. "
+                f"No checkpoint was written for this epoch. Loss history: "
+                f"{self.history.text()}. {DIVERGED_ADVICE}")
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -53,12 +125,19 @@ class NanGuard(keras.callbacks.Callback):
             self.model.stop_training = True
             raise FloatingPointError(
                 f"training diverged at epoch {self._epoch + 1}, step {batch + 1}: {parts}. "
-                f"Lower the learning rate, raise N_WARMUP_STEPS or GRADIENT_CLIP_NORM, or "
-                f"check the data of this step (empty or degenerate masks)")
+                f"No checkpoint was written for this epoch. Loss history: "
+                f"{self.history.text()}. Lower the learning rate, raise N_WARMUP_STEPS or "
+                f"GRADIENT_CLIP_NORM, or check the data of this step (empty or degenerate masks)")
 
 
 class Checkpoint(keras.callbacks.Callback):
     """Save the weights by layer name at the end of every epoch, atomically.
+
+    Every weight is checked before the write: when one is NaN or infinite
+    (an update that diverged, e.g. on the epoch's last step, which no loss
+    has seen yet) nothing is written and a FloatingPointError names the
+    epoch, the layers and the loss history, so the newest checkpoint stays
+    the last good one.
 
     Args:
         path_pattern: e.g. ``.../mask_rcnn_cell_{epoch:04d}.h5``.
@@ -71,20 +150,78 @@ class Checkpoint(keras.callbacks.Callback):
         super().__init__()
         self.path_pattern = path_pattern
         self.on_saved = on_saved
+        self.history = LossHistory()
 
     def on_epoch_end(self, epoch, logs=None):
         path = self.path_pattern.format(epoch=epoch + 1)
-        save_weights(self.model, path)
+        self.history.add(epoch, logs)
+        try:
+            save_weights(self.model, path, finite_only=True)
+        except NonFiniteWeightsError as exc:
+            self.model.stop_training = True
+            raise FloatingPointError(
+                f"the weights are not finite after epoch {epoch + 1} (in "
+                f"{describe_layers(exc.layers)}); the checkpoint {path} was not written "
+                f"(earlier checkpoints are kept). Loss history: "
+                f"{self.history.text()}. {DIVERGED_ADVICE}") from None
         if self.on_saved is not None:
             self.on_saved(epoch + 1, path)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """``history.csv``: one row per epoch, as ``keras.callbacks.CSVLogger`` writes it.
+
+    Unlike ``CSVLogger(append=True)``: a run resuming at epoch ``k`` first
+    drops the rows of epochs >= ``k`` (trained again) instead of listing them
+    twice; a new column (e.g. validation added on resume) rewrites the header
+    instead of shifting values under the wrong names (a missing value is an
+    empty field); and every write replaces the file atomically, so a killed
+    run never leaves half a row.
+
+    Args:
+        path: the CSV file (``<log_dir>/history.csv``).
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = os.fspath(path)
+        self._trimmed = False
+
+    def on_train_begin(self, logs=None):
+        self._trimmed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._trimmed:
+            runs.trim_history(self.path, epoch)
+            self._trimmed = True
+
+    @staticmethod
+    def _cell(value):
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            return value.item()
+        if isinstance(value, collections.abc.Iterable) and not isinstance(value, str):
+            return f'"[{", ".join(map(str, value))}]"'    # as CSVLogger writes lists
+        return value
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        header, rows = runs.read_history(self.path)
+        rows = [r for r in rows if runs.history_epoch(r, header) != epoch]
+        if not header or not set(logs) <= set(header):
+            old = header
+            header = ["epoch"] + sorted((set(header) | set(logs)) - {"epoch"})
+            rows = [[dict(zip(old, r)).get(k, "") for k in header] for r in rows]
+        row = {"epoch": epoch, **{k: self._cell(v) for k, v in logs.items()}}
+        rows.append([row.get(k, "") for k in header])
+        runs.write_history(self.path, header, rows)
 
 
 class CacheStatsLogger(keras.callbacks.Callback):
     """Print the cache's hits, misses, size and compression after every epoch.
 
     The numbers of the epoch are also added to the epoch logs, so History,
-    CSVLogger and TensorBoard record them (place this callback before
-    CSVLogger): ``cache_hits``, ``cache_misses``, ``cache_hit_rate``,
+    HistoryCSV (or CSVLogger) and TensorBoard record them (place this callback
+    before those): ``cache_hits``, ``cache_misses``, ``cache_hit_rate``,
     ``cache_mb`` (size of the cache) and ``cache_ratio`` (compression).
 
     Args:

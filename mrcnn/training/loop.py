@@ -7,6 +7,7 @@ import keras
 
 from mrcnn.config import save_config
 from mrcnn.training import callbacks as run_callbacks
+from mrcnn.training import runs
 from mrcnn.training.trainer import LOSS_NAMES
 
 log = logging.getLogger(__name__)
@@ -16,10 +17,13 @@ def prepare_run_folder(log_dir, config):
     """Create the run folder, fail now (not after an epoch) if it is not writable, save config.json.
 
     The settings travel with the checkpoints: inference rebuilds the same
-    model with ``mrcnn.config.load_config(<run>/config.json)``.
+    model with ``mrcnn.config.load_config(<run>/config.json)``. Temporary
+    files of a save that a killed run left in the folder are removed
+    (`mrcnn.training.runs.remove_partial_saves`).
     """
     os.makedirs(log_dir, exist_ok=True)
     run_callbacks.check_writable(log_dir)
+    runs.remove_partial_saves(log_dir)
     save_config(config, os.path.join(log_dir, "config.json"))
 
 
@@ -35,16 +39,19 @@ def restore_step(optimizer, previous, epoch, steps_per_epoch):
 
 
 def standard_callbacks(log_dir, checkpoint_path, cache=None, on_saved=None):
-    """NaN guard, cache statistics, CSV log, checkpoints and (when installed) TensorBoard.
+    """NaN guard, cache statistics, history.csv, checkpoints and (when installed) TensorBoard.
 
-    The order matters: the cache statistics are added to the epoch logs
-    before the CSV logger writes them.
+    The order matters: the NaN guard checks the epoch's (validation) losses
+    before anything is written; the cache statistics are added to the epoch
+    logs before ``history.csv`` gets them; the checkpoint checks the weights
+    before writing. ``history.csv`` drops the rows of the epochs a resumed
+    run trains again (`run_callbacks.HistoryCSV`).
     """
     callbacks = [run_callbacks.NanGuard(LOSS_NAMES)]
     if cache is not None:
         callbacks.append(run_callbacks.CacheStatsLogger(cache))
     callbacks += [
-        keras.callbacks.CSVLogger(os.path.join(log_dir, "history.csv"), append=True),
+        run_callbacks.HistoryCSV(os.path.join(log_dir, runs.HISTORY_FILE)),
         run_callbacks.Checkpoint(checkpoint_path, on_saved=on_saved),
     ]
     if run_callbacks.tensorboard_available():

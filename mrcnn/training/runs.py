@@ -5,13 +5,29 @@ checkpoints ``mask_rcnn_<name>_<epoch:04d>.h5``, ``config.json`` and
 ``history.csv``. ``<name>`` is ``Config.NAME`` in lower case ("mrcnn" when
 unset). A checkpoint's name tells its run and its epoch, which is how a run
 resumes (Matterport's ``set_log_dir(model_path)``).
+
+What a killed run leaves behind is tidied when a run starts in the folder:
+``.tmp-*.h5`` files of a save that did not finish are removed
+(`remove_partial_saves`; they are never taken for checkpoints), and the
+rows of ``history.csv`` for the epochs a resumed run trains again are
+dropped (`trim_history`), so no epoch is listed twice.
 """
 
+import csv
 import datetime
+import glob
+import logging
 import os
 import re
+import tempfile
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = r"mask_rcnn_(?P<name>.+)_(?P<epoch>\d{4})\.h5$"
+# Temporary files of an interrupted save: a checkpoint (mrcnn.weights.save_weights)
+# or history.csv (write_history).
+PARTIAL_SAVE_PATTERNS = (".tmp-*.h5", ".tmp-history-*.csv")
+HISTORY_FILE = "history.csv"
 
 
 def run_name(config_name):
@@ -51,16 +67,19 @@ def run_paths(model_dir, config_name, model_path=None, now=None):
     return epoch, log_dir, os.path.join(log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
 
-def find_last(model_dir, config_name=None):
-    """Path of the last checkpoint of the newest run under `model_dir`.
+def list_checkpoints(model_dir, config_name=None):
+    """Checkpoints under `model_dir`, newest first: runs by time stamp, then epochs.
+
+    Only files named ``mask_rcnn_<name>_<epoch:04d>.h5`` count (never a
+    ``.tmp-*.h5`` left by an interrupted save).
 
     Args:
         model_dir: folder holding the runs.
         config_name: ``Config.NAME`` of the runs to consider; None takes the
-            newest run of any name (by the time stamp in its folder name).
+            runs of any name (ordered by the time stamp in their folder names).
 
-    Raises:
-        FileNotFoundError: naming the folder searched, when there is none.
+    Returns:
+        A list of paths ([] when there is none).
     """
     model_dir = os.fspath(model_dir)
     name = run_name(config_name) if config_name is not None else None
@@ -72,13 +91,107 @@ def find_last(model_dir, config_name=None):
             m = folder_re.fullmatch(d)
             if m and os.path.isdir(os.path.join(model_dir, d)):
                 runs.append((m.group("stamp").ljust(15, "0"), d))
+    found = []
     for _, run in sorted(runs, reverse=True):
         folder = os.path.join(model_dir, run)
-        checkpoints = sorted(f for f in os.listdir(folder) if re.fullmatch(CHECKPOINT_PATTERN, f))
-        if checkpoints:
-            return os.path.join(folder, checkpoints[-1])
+        checkpoints = [f for f in os.listdir(folder) if re.fullmatch(CHECKPOINT_PATTERN, f)]
+        found += [os.path.join(folder, f)
+                  for f in sorted(checkpoints, key=checkpoint_epoch, reverse=True)]
+    return found
+
+
+def find_last(model_dir, config_name=None):
+    """Path of the last checkpoint of the newest run under `model_dir`.
+
+    Args:
+        model_dir: folder holding the runs.
+        config_name: ``Config.NAME`` of the runs to consider; None takes the
+            newest run of any name (by the time stamp in its folder name).
+
+    Raises:
+        FileNotFoundError: naming the folder searched, when there is none.
+    """
+    found = list_checkpoints(model_dir, config_name)
+    if found:
+        return found[0]
+    model_dir = os.fspath(model_dir)
+    name = run_name(config_name) if config_name is not None else None
     pattern = f"{name}*/mask_rcnn_{name}_NNNN.h5" if name else \
         "<name><YYYYmmddTHHMMSS>/mask_rcnn_<name>_NNNN.h5"
     what = f" of config {name!r}" if name else ""
     raise FileNotFoundError(f"no checkpoint{what} under {os.path.abspath(model_dir)} "
                             f"(looked for {pattern})")
+
+
+# ---------------------------------------------------- leftovers of a killed run
+def remove_partial_saves(folder):
+    """Delete the temporary files an interrupted save left in `folder`.
+
+    Those are ``.tmp-*.h5`` (a checkpoint being written) and
+    ``.tmp-history-*.csv`` (``history.csv`` being rewritten); the finished
+    files are renamed over their targets, so these are never complete.
+
+    Returns:
+        The paths removed (each is also logged).
+    """
+    removed = []
+    folder = glob.escape(os.fspath(folder))
+    for path in sorted(p for pattern in PARTIAL_SAVE_PATTERNS
+                       for p in glob.glob(os.path.join(folder, pattern))):
+        if os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+            log.warning("removed %s, left by a checkpoint save that did not finish", path)
+    return removed
+
+
+def read_history(path):
+    """``(header, rows)`` of a ``history.csv`` (rows as lists of strings); ([], []) if absent."""
+    if not os.path.exists(path):
+        return [], []
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return (rows[0], rows[1:]) if rows else ([], [])
+
+
+def write_history(path, header, rows):
+    """Write a ``history.csv`` atomically (a temporary file renamed over it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-history-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def history_epoch(row, header):
+    """The 0-based epoch of a ``history.csv`` row, or None when it has none."""
+    try:
+        return int(row[header.index("epoch")])
+    except (ValueError, IndexError):
+        return None
+
+
+def trim_history(path, first_epoch):
+    """Drop the rows of epochs >= `first_epoch` (0-based, as Keras logs them), atomically.
+
+    A run resuming after checkpoint ``k`` trains epochs ``k, k+1, ...``
+    again; their old rows go, so ``history.csv`` lists every epoch once.
+    Rows without an epoch number are kept.
+
+    Returns:
+        The number of rows dropped.
+    """
+    header, rows = read_history(path)
+    kept = [r for r in rows if (history_epoch(r, header) is None
+                                or history_epoch(r, header) < first_epoch)]
+    if len(kept) != len(rows):
+        write_history(path, header, kept)
+        log.info("%s: dropped %d rows of epochs >= %d (trained again)", path,
+                 len(rows) - len(kept), first_epoch)
+    return len(rows) - len(kept)

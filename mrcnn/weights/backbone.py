@@ -44,21 +44,24 @@ def _backbone_submodel(keras_model, backbone):
     return None
 
 
-def pretrained_path(backbone, kind="imagenet", allow_download=False):
+def pretrained_path(backbone, kind="imagenet", allow_download=False, verify=True):
     """Path of a backbone's pretrained file (looked up locally, downloaded if allowed).
 
     Args:
         backbone: a `backbones.Backbone`, a registered name or a builder.
         kind: the kind of file the backbone declares ("imagenet", ...).
         allow_download: download the file when no local copy exists.
+        verify: check a local copy against the declaration (size, md5,
+            sha256; see `mrcnn.weights.files.check_local_file`).
 
     Raises:
-        ValueError: the backbone declares no such file.
+        ValueError: the backbone declares no such file; with `verify`, the
+            local copy does not match the declaration.
         FileNotFoundError: no local copy (and not downloaded); the message
             says where it looked and how to provide the file.
     """
     return locate_weights(backbone_entry(backbones.get(backbone), kind),
-                          allow_download=allow_download)
+                          allow_download=allow_download, verify=verify)
 
 
 def _should_rename(file_names, wanted, rename):
@@ -83,7 +86,7 @@ def _structural_load(sub, path, name):
 
 
 def load_backbone_weights(keras_model, backbone, path=None, allow_download=False,
-                          exclude=None, kind="imagenet"):
+                          exclude=None, kind="imagenet", verify=True):
     """Load ImageNet (or other pretrained) weights into the backbone only.
 
     Args:
@@ -101,6 +104,8 @@ def load_backbone_weights(keras_model, backbone, path=None, allow_download=False
         allow_download: download the declared file if it is not found locally.
         exclude: layer names / regex not to load (as in `h5.load_weights_file`).
         kind: which declared file to use when `path` is None.
+        verify: check the declared file found by name against the
+            declaration before loading it (not used with an explicit `path`).
 
     Returns:
         the `h5.load_weights_file` report plus ``path``, ``method`` ("by
@@ -109,12 +114,14 @@ def load_backbone_weights(keras_model, backbone, path=None, allow_download=False
 
     Raises:
         FileNotFoundError: no file (message says where to put it).
-        ValueError: the file holds none of the backbone's layers.
+        ValueError: the file holds none of the backbone's layers; the file
+            found by name does not match the declaration (with `verify`).
+        WeightsFileError: the file is damaged or holds NaN / inf weights.
     """
     backbone = backbones.get(backbone)
     name = backbone.name
     if path is None:
-        path = pretrained_path(backbone, kind, allow_download=allow_download)
+        path = pretrained_path(backbone, kind, allow_download=allow_download, verify=verify)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file not found: {path}")

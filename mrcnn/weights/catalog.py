@@ -15,10 +15,15 @@ An entry is a dict with ``name``, ``file``, ``description``, ``kind``
 ``alternative_md5`` (other accepted md5s), ``verify`` ("md5" or "size"),
 ``weighted_layers`` (or None) and ``notes``. ``weights/README.md`` explains
 them.
+
+A user can pin the SHA-256 of a file they trust (`record_sha256`): local
+copies are then checked against it before loading (`mrcnn.weights.files`).
+Hashes are never invented here: ``null`` means nobody recorded one.
 """
 
 import functools
 import json
+import re
 from importlib import resources
 
 import backbones
@@ -26,6 +31,8 @@ import backbones
 MANIFEST_NAME = "manifest.json"
 # How a kind of pretrained file is called in messages.
 KIND_LABELS = {"imagenet": "ImageNet"}
+# SHA-256s recorded by the user in this process (`record_sha256`): name -> hex.
+_RECORDED_SHA256 = {}
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,6 +53,13 @@ def _backbone_entry(backbone, kind, declared):
     entry = {"name": backbone_entry_name(backbone.name, kind), "kind": "backbone",
              "backbone": backbone.name}
     entry.update(declared)
+    return _with_recorded(entry)
+
+
+def _with_recorded(entry):
+    """`entry` with the SHA-256 the user recorded for it (`record_sha256`), if any."""
+    if entry["name"] in _RECORDED_SHA256:
+        entry["sha256"] = _RECORDED_SHA256[entry["name"]]
     return entry
 
 
@@ -91,10 +105,38 @@ def manifest():
     so a backbone registered later is listed too.
     """
     data = json.loads(_manifest_text())
+    data["files"] = [_with_recorded(entry) for entry in data["files"]]
     for backbone in _registered_backbones():
         for kind, declared in backbone.pretrained.items():
             data["files"].append(_backbone_entry(backbone, kind, declared))
     return data
+
+
+def record_sha256(name, sha256):
+    """Pin the SHA-256 of the file known as `name`, for this process.
+
+    A local copy found by name is then checked against it (in addition to
+    the manifest's size / md5) before it is loaded, so another file put in
+    its place is refused. Use it for a file you downloaded once and trust,
+    e.g. ``record_sha256("coco", "<64 hex digits>")`` with the value of
+    ``python -c "import hashlib; print(hashlib.sha256(open('mask_rcnn_coco.h5',
+    'rb').read()).hexdigest())"``. (A backbone declares its own with
+    ``pretrained={"imagenet": {..., "sha256": ...}}``.)
+
+    Args:
+        name: a manifest name ("coco", "imagenet-resnet50", ...).
+        sha256: 64 lower-case hex digits, or None to forget a recorded one.
+
+    Raises:
+        ValueError: unknown name, or not a SHA-256.
+    """
+    get_entry(name)
+    if sha256 is None:
+        _RECORDED_SHA256.pop(name, None)
+        return
+    if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)):
+        raise ValueError(f"sha256 for {name!r} must be 64 lower-case hex digits, got {sha256!r}")
+    _RECORDED_SHA256[name] = sha256
 
 
 def get_entry(name):

@@ -16,6 +16,13 @@ a named file (e.g. ``mask_rcnn_coco.h5``):
 
 When the file is missing the error names the file, every folder searched
 and the ways to provide it, without touching the network.
+
+A local copy found by name is checked against its entry before it is used
+(`check_local_file`: the size, the md5 where published, the sha256 where
+recorded), since anything may sit under a well-known name: a mismatch is a
+ValueError naming the file, what was expected and found, and the opt-out
+(``verify=False``). Hashes are computed once per process for each
+(path, size, mtime) (`cached_digests`).
 """
 
 import hashlib
@@ -103,7 +110,7 @@ def missing_weights_message(entry, download_error=None):
 
 
 def locate_weights(entry, allow_download=False, directory=None, timeout=DOWNLOAD_TIMEOUT_S,
-                   verbose=1):
+                   verbose=1, verify=True):
     """Path of a manifest entry's file: a local copy, else (if allowed) a download.
 
     Args:
@@ -111,14 +118,19 @@ def locate_weights(entry, allow_download=False, directory=None, timeout=DOWNLOAD
         allow_download: download when no local copy exists.
         directory: where to download to (default `default_download_dir()`).
         timeout: socket timeout of the download in seconds.
+        verify: check a local copy against the entry (`check_local_file`);
+            False uses whatever file has the name. Downloads are always checked.
 
     Raises:
         FileNotFoundError: not found (and not downloaded); the message says
             where it looked and how to provide the file.
+        ValueError: with `verify`, the local copy does not match the entry.
     """
     entry = _entry(entry)
     path = find_weights(entry)
     if path is not None:
+        if verify:
+            check_local_file(path, entry)
         return path
     if not allow_download:
         raise FileNotFoundError(missing_weights_message(entry))
@@ -142,6 +154,80 @@ def file_digests(path, chunk=1 << 22):
     return size, md5.hexdigest(), sha.hexdigest()
 
 
+_DIGESTS = {}   # (real path, size, mtime_ns) -> (size, md5, sha256)
+
+
+def cached_digests(path):
+    """`file_digests` of `path`, computed once per process for each (path, size, mtime)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digests(path)
+    return _DIGESTS[key]
+
+
+def _remember_digests(path, digests):
+    """Record the digests of a file just written (a download), so it is not hashed again."""
+    st = os.stat(path)
+    _DIGESTS[(os.path.realpath(path), st.st_size, st.st_mtime_ns)] = tuple(digests)
+
+
+def _needs_hash(entry):
+    return bool(entry.get("sha256")) or entry["verify"] == "md5"
+
+
+def digest_problems(entry, digests):
+    """Why (size, md5, sha256) does not match the entry: a list of "found, expected" texts.
+
+    md5 / sha256 may be None when the entry does not need them.
+
+    Raises:
+        ValueError: the entry's ``verify`` is neither "md5" nor "size".
+    """
+    size, md5, sha = digests
+    problems = []
+    if entry.get("sha256") and sha != entry["sha256"]:
+        problems.append(f"sha256 {sha}, expected {entry['sha256']}")
+    if entry["verify"] == "md5":
+        allowed = [entry["md5"]] + list(entry.get("alternative_md5") or [])
+        if md5 not in allowed:
+            problems.append(f"md5 {md5}, expected {' or '.join(allowed)}")
+    elif entry["verify"] == "size":
+        if entry.get("size") and size != entry["size"]:
+            problems.append(f"{size:,} bytes, expected {entry['size']:,}")
+    else:
+        raise ValueError(f"manifest entry {entry['name']!r}: verify must be 'md5' or 'size', "
+                         f"got {entry['verify']!r}")
+    return problems
+
+
+def check_local_file(path, entry):
+    """Refuse a local copy of a named file that does not match its entry.
+
+    Checks the size (``verify="size"``), the md5 (``verify="md5"``) and the
+    sha256 when one is recorded (`mrcnn.weights.catalog.record_sha256`, or
+    ``sha256=`` in a backbone's ``pretrained`` declaration). The file is
+    hashed only when a hash is to be checked, once per (path, size, mtime).
+
+    Raises:
+        ValueError: naming the file, the entry, what was expected and
+            found, and how to replace the file or skip the check.
+    """
+    entry = _entry(entry)
+    digests = (cached_digests(path) if _needs_hash(entry)
+               else (os.path.getsize(path), None, None))
+    problems = digest_problems(entry, digests)
+    if problems:
+        name = entry["name"]
+        raise ValueError(
+            f"{path} does not match the manifest entry {name!r}: found "
+            f"{'; found '.join(problems)}. It may be another file saved as {entry['file']}, "
+            f"an incomplete copy or a tampered file. Replace it (`python weights/download.py "
+            f"{name} --force` where a network exists), pass the file's path instead of the "
+            f"name, or, if you trust this file, skip this check: "
+            f"load_weights(..., verify=False)")
+
+
 def verify_file(path, entry, digests=None):
     """Check a weights file against its manifest entry.
 
@@ -160,23 +246,11 @@ def verify_file(path, entry, digests=None):
         ValueError: the entry's ``verify`` is neither "md5" nor "size".
     """
     entry = _entry(entry)
-    size, md5, sha = digests or file_digests(path)
-    problems, warnings = [], []
-    if entry.get("sha256") and sha != entry["sha256"]:
-        problems.append(f"sha256 {sha}, expected {entry['sha256']}")
-    if entry["verify"] == "md5":
-        allowed = [entry["md5"]] + list(entry.get("alternative_md5") or [])
-        if md5 not in allowed:
-            problems.append(f"md5 {md5}, expected {' or '.join(allowed)}")
-    elif entry["verify"] == "size":
-        if entry.get("size") and size != entry["size"]:
-            problems.append(f"{size:,} bytes, expected {entry['size']:,}")
-    else:
-        raise ValueError(f"manifest entry {entry['name']!r}: verify must be 'md5' or 'size', "
-                         f"got {entry['verify']!r}")
+    size, md5, sha = digests or cached_digests(path)
+    problems, warnings = digest_problems(entry, (size, md5, sha)), []
     try:
         names = h5.file_layer_names(path, with_weights=True)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         problems.append(f"not a readable HDF5 file ({exc})")
         names = None
     count = None if names is None else len(names)
@@ -254,6 +328,7 @@ def download_weights(entry, directory=None, timeout=DOWNLOAD_TIMEOUT_S, verbose=
         raise ValueError(f"downloaded {url} but it does not match the manifest "
                          f"({'; '.join(check['problems'])}); the file was deleted")
     os.replace(part, target)
+    _remember_digests(target, digests)
     for warning in check["warnings"]:
         log.warning("%s: %s", target, warning)
     if verbose:

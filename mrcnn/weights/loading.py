@@ -9,11 +9,14 @@ the model class that builds them::
     load_weights(keras_model, "last", backbone=backbone, find_last=find_last)
     load_weights(keras_model, "/path/to/file.h5", backbone=backbone, by_name=True)
 
-Named files are found as `mrcnn.weights.files` describes; by-name HDF5
-loading is `mrcnn.weights.h5`; backbone files are `mrcnn.weights.backbone`.
+Named files are found (and checked against the manifest) as
+`mrcnn.weights.files` describes; by-name HDF5 loading is `mrcnn.weights.h5`;
+backbone files are `mrcnn.weights.backbone`. "last" with ``checkpoints``
+skips a damaged newest checkpoint (with a warning) and loads the newest good one.
 """
 
 import os
+import warnings
 
 import backbones
 from mrcnn.heads.names import CLASS_SPECIFIC_LAYERS
@@ -23,8 +26,9 @@ from mrcnn.weights import backbone as backbone_weights
 NAMED_SPECS = ("coco", "imagenet", "last")
 
 
-def load_weights(keras_model, spec, *, backbone, find_last=None, by_name=False, exclude=None,
-                 allow_download=False, class_specific_layers=CLASS_SPECIFIC_LAYERS):
+def load_weights(keras_model, spec, *, backbone, find_last=None, checkpoints=None,
+                 by_name=False, exclude=None, allow_download=False, verify=True,
+                 class_specific_layers=CLASS_SPECIFIC_LAYERS):
     """Load weights into `keras_model` from a named file, the newest checkpoint or a path.
 
     Args:
@@ -38,24 +42,35 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, by_name=False, 
             must be given as "./coco".
         backbone: the model's `backbones.Backbone` (or a registered name).
         find_last: ``fn() -> path`` of the newest checkpoint, for "last".
+        checkpoints: ``fn() -> [path, ...]`` newest first (e.g.
+            `mrcnn.training.runs.list_checkpoints`), for "last": a damaged
+            checkpoint (unreadable, truncated, checksum mismatch, NaN
+            weights) is skipped with a RuntimeWarning and the next one loaded.
         by_name: for "last" and paths (see `h5.load_weights_file`);
             "coco" and "imagenet" always load by name.
         exclude: layer names, a regex, or "heads" (`class_specific_layers`:
             use it for COCO weights with another NUM_CLASSES).
         allow_download: download a named file that is not found locally.
+        verify: check a named file ("coco", "imagenet") found locally against
+            the manifest before loading it; False skips that check (the
+            per-array checksums and the NaN check of every file stay).
         class_specific_layers: the layers whose shapes depend on NUM_CLASSES.
 
     Returns:
         the report of `h5.load_weights_file` (``loaded``, ``excluded``,
         ``missing``, ``shape_mismatch``) plus ``path``, the file loaded; for
-        backbone files also ``method`` and ``backbone_not_loaded``.
+        backbone files also ``method`` and ``backbone_not_loaded``; for
+        "last" also ``skipped``: [(path, reason)] of damaged newer checkpoints.
 
     Raises:
         TypeError: `spec` is not a string or path.
         FileNotFoundError: the file is missing (for names: where it was
             looked for and how to provide it).
         ValueError: nothing in the file matches the model; "last" without
-            `find_last`; "imagenet" for a backbone that declares no such file.
+            `find_last`; "imagenet" for a backbone that declares no such file;
+            a named file that does not match the manifest (with `verify`).
+        WeightsFileError (a ValueError): the file is unreadable, damaged or
+            holds NaN / inf weights (for "last": every checkpoint is).
     """
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"weights must be 'coco', 'imagenet', 'last' or a file path, "
@@ -64,9 +79,13 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, by_name=False, 
     key = spec.lower() if isinstance(spec, str) else None
     if key == "imagenet" or (key in backbone.pretrained and key not in NAMED_SPECS):
         return backbone_weights.load_backbone_weights(
-            keras_model, backbone, allow_download=allow_download, exclude=exclude, kind=key)
+            keras_model, backbone, allow_download=allow_download, exclude=exclude, kind=key,
+            verify=verify)
+    if key == "last":
+        return _load_last(keras_model, find_last, checkpoints, by_name=by_name, exclude=exclude,
+                          class_specific_layers=class_specific_layers)
     if key == "coco":
-        path = files.locate_weights("coco", allow_download=allow_download)
+        path = files.locate_weights("coco", allow_download=allow_download, verify=verify)
         report = h5.load_weights_file(keras_model, path, by_name=True, exclude=exclude,
                                       class_specific_layers=class_specific_layers)
         if not report["loaded"]:
@@ -74,14 +93,34 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, by_name=False, 
                              f"Matterport's COCO weights (layer names like fpn_c5p5, "
                              f"rpn_model, mrcnn_class_logits)")
     else:
-        if key == "last":
-            if find_last is None:
-                raise ValueError("weights 'last' need find_last=<function returning the "
-                                 "newest checkpoint's path>, got find_last=None")
-            path = find_last()
-        else:
-            path = os.fspath(spec)
+        path = os.fspath(spec)
         report = h5.load_weights_file(keras_model, path, by_name=by_name, exclude=exclude,
                                       class_specific_layers=class_specific_layers)
     report["path"] = path
     return report
+
+
+def _load_last(keras_model, find_last, checkpoints, **options):
+    """The newest checkpoint that loads; damaged newer ones are skipped with a warning."""
+    if find_last is None and checkpoints is None:
+        raise ValueError("weights 'last' need find_last=<function returning the "
+                         "newest checkpoint's path>, got find_last=None")
+    candidates = list(checkpoints()) if checkpoints is not None else []
+    if not candidates:
+        if find_last is None:
+            raise FileNotFoundError("weights 'last': no checkpoint found")
+        candidates = [find_last()]        # raises FileNotFoundError naming the folder
+    skipped = []
+    for path in candidates:
+        try:
+            report = h5.load_weights_file(keras_model, path, **options)
+        except h5.WeightsFileError as exc:
+            skipped.append((path, str(exc)))
+            warnings.warn(f"weights 'last': skipped the damaged checkpoint {path}: {exc}",
+                          RuntimeWarning, stacklevel=3)
+            continue
+        report["path"], report["skipped"] = path, skipped
+        return report
+    raise h5.WeightsFileError(   # each reason names its file
+        f"weights 'last': all {len(skipped)} checkpoints are damaged: "
+        + "; ".join(reason for _, reason in skipped), skipped[0][0])

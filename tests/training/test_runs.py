@@ -55,3 +55,42 @@ def test_find_last_of_any_name_takes_the_newest_stamp(tmp_path):
     assert find_last(tmp_path) == newest
     with pytest.raises(FileNotFoundError, match=r"no checkpoint under .*<name><YYYYmmddTHHMMSS>"):
         find_last(tmp_path / "empty")
+
+
+# ------------------------------------------------- checkpoints newest first, leftovers
+def test_list_checkpoints_newest_first_never_temporary_files(tmp_path):
+    from mrcnn.training.runs import list_checkpoints
+    old = touch(tmp_path / "cell20261128T0900" / "mask_rcnn_cell_0009.h5")
+    new1 = touch(tmp_path / "cell20261129T100000" / "mask_rcnn_cell_0001.h5")
+    new2 = touch(tmp_path / "cell20261129T100000" / "mask_rcnn_cell_0002.h5")
+    # a save killed half-way leaves a temporary file; it is newer than every checkpoint
+    touch(tmp_path / "cell20261129T100000" / ".tmp-k2j3h4.h5")
+    touch(tmp_path / "cell20261129T100000" / "mask_rcnn_cell_0003.h5.unverified")
+    touch(tmp_path / "nucleus20261130T100000" / "mask_rcnn_nucleus_0001.h5")
+    assert list_checkpoints(tmp_path, "cell") == [new2, new1, old]
+    assert find_last(tmp_path, "cell") == new2
+    assert list_checkpoints(tmp_path)[0].endswith("mask_rcnn_nucleus_0001.h5")
+    assert list_checkpoints(tmp_path / "missing", "cell") == []
+
+
+def test_a_run_starting_in_a_folder_removes_leftover_partial_saves(tmp_path):
+    from mrcnn.training.loop import prepare_run_folder
+    from model_helpers import make_config
+    run = tmp_path / "tiny20261129T100000"
+    keep = [touch(run / "mask_rcnn_tiny_0001.h5"), touch(run / "history.csv"),
+            touch(run / "notes.tmp-1.h5"), touch(run / ".tmp-notes.txt")]
+    touch(run / ".tmp-a1b2c3.h5")
+    touch(run / ".tmp-zz.h5")
+    prepare_run_folder(str(run), make_config())
+    assert sorted(os.listdir(run)) == sorted([os.path.basename(p) for p in keep]
+                                             + ["config.json"])
+
+
+def test_trim_history_drops_the_rows_of_epochs_to_be_redone(tmp_path):
+    from mrcnn.training.runs import trim_history
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\r\n0,3.0\r\n1,2.0\r\n2,1.0\r\n1,1.5\r\n")
+    assert trim_history(str(path), 1) == 3
+    assert path.read_bytes() == b"epoch,loss\r\n0,3.0\r\n"
+    assert trim_history(str(path), 1) == 0 and trim_history(str(tmp_path / "none.csv"), 0) == 0
+    assert sorted(os.listdir(tmp_path)) == ["history.csv"]

@@ -56,9 +56,10 @@ def test_imagenet_resnet50_file_with_matterport_names(offline, resnet50_model):
         layers.append((name, [(f"{name}/{v.name}:0", a) for v, a in zip(layer.weights, arrays)]))
     path = offline["weights_dir"] / catalog.get_entry("imagenet-resnet50")["file"]
     write_keras2_h5(path, layers)
-    assert pretrained_path(model.backbone) == str(path)
+    # a generated file, not the published one: the manifest check is skipped
+    assert pretrained_path(model.backbone, verify=False) == str(path)
     head_before = model.keras_model.get_layer("fpn_c5p5").get_weights()
-    report = load_imagenet(model)
+    report = load_imagenet(model, verify=False)
     assert report["method"] == "by name" and report["backbone_not_loaded"] == []
     for name in ("conv1", "bn_conv1", "res4f_branch2c", "bn5a_branch1"):
         assert_same(model.keras_model.get_layer(name).get_weights(), expected[name])
@@ -73,7 +74,7 @@ def test_imagenet_resnet50_file_with_keras_applications_names(offline, resnet50_
     write_keras2_h5(offline["keras_home"] / "models" /
                     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
                     keras2_layers_of(reference))
-    report = load_imagenet(resnet50_model)
+    report = load_imagenet(resnet50_model, verify=False)
     assert report["method"] == "by name (renamed)"
     assert report["backbone_not_loaded"] == [] and not report["shape_mismatch"]
     pairs = {"conv1": "conv1_conv", "bn_conv1": "conv1_bn",
@@ -123,7 +124,7 @@ def test_imagenet_efficientnet_file_loads_into_the_nested_backbone(offline, effn
     write_keras2_h5(offline["weights_dir"] / "efficientnetv2-b0_notop.h5",
                     keras2_layers_of(reference))
     fpn_before = model.keras_model.get_layer("fpn_c3p3").get_weights()
-    report = load_imagenet(model)
+    report = load_imagenet(model, verify=False)
     assert report["method"] == "by name" and report["backbone_not_loaded"] == []
     assert inner_layers_match(model, reference) == 150
     assert_same(model.keras_model.get_layer("fpn_c3p3").get_weights(), fpn_before)
@@ -240,3 +241,26 @@ def test_a_file_of_another_implementation_loads_through_rename(mini_backbone, tm
     assert report["method"] == "by name (renamed)" and report["backbone_not_loaded"] == []
     for name, arrays in stored.items():
         assert_same(model.keras_model.get_layer(name).get_weights(), arrays)
+
+
+def test_a_declared_sha256_is_checked_before_loading(offline, tmp_path):
+    inputs = keras.Input((None, None, 3))
+    standalone = keras.Model(inputs, mini_net(inputs))
+    path = h5.save_weights(standalone, str(offline["weights_dir"] / "mini-sha_notop.h5"))
+    sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    for declared, ok in (("ef" * 32, False), (sha, True)):
+        backbones.register("mini-sha", channels=MINI_CHANNELS, layer_groups={"all": r"mini_.*"},
+                           pretrained={"imagenet": {"file": "mini-sha_notop.h5",
+                                                    "sha256": declared}})(mini_net)
+        try:
+            model = tiny_model(tmp_path, BACKBONE="mini-sha")
+            if ok:
+                assert load_imagenet(model)["backbone_not_loaded"] == []
+            else:
+                with pytest.raises(ValueError) as err:
+                    load_imagenet(model)
+                for part in (path, f"sha256 {sha}, expected {'ef' * 32}", "verify=False"):
+                    assert part in str(err.value)
+                assert load_imagenet(model, verify=False)["backbone_not_loaded"] == []
+        finally:
+            backbones.unregister("mini-sha")

@@ -38,8 +38,8 @@ def test_locate_accepts_an_entry(offline):
     with pytest.raises(FileNotFoundError, match="no file mine.h5") as info:
         files.locate_weights(entry, allow_download=True)
     assert "no url is known for 'mine'" in str(info.value)
-    (offline["weights_dir"] / "mine.h5").write_bytes(b"x")
-    assert files.locate_weights(entry) == str(offline["weights_dir"] / "mine.h5")
+    (offline["weights_dir"] / "mine.h5").write_bytes(b"x")   # not the size of the entry
+    assert files.locate_weights(entry, verify=False) == str(offline["weights_dir"] / "mine.h5")
 
 
 # ------------------------------------------------------- offline behaviour
@@ -136,3 +136,92 @@ def test_download_script_list_and_verify(offline, capsys):
     assert "FAILED: 17 bytes, expected 257,557,808" in out
     assert script.main(["imagenet-resnet50", "--verify"]) == 1
     assert "missing" in capsys.readouterr().out
+
+
+# ------------------------------------------------ local files found by name are checked
+def test_a_local_file_found_by_name_is_checked_before_loading(offline, tmp_path):
+    """An 8 MB file called mask_rcnn_coco.h5 is not Matterport's 257,557,808-byte COCO model."""
+    from mrcnn.weights import h5, load_weights
+    from tests.weights.weight_helpers import tiny_model
+    coco_model = tiny_model(tmp_path, NUM_CLASSES=81)
+    path = h5.save_weights(coco_model.keras_model,
+                           str(offline["weights_dir"] / "mask_rcnn_coco.h5"))
+    assert os.path.getsize(path) < 8 * 2 ** 20
+    with open(path, "ab") as f:                      # pad it to 8 MB; still a valid HDF5 file
+        f.truncate(8 * 2 ** 20)
+    model = tiny_model(tmp_path, NUM_CLASSES=4)
+    with pytest.raises(ValueError) as err:
+        load_weights(model.keras_model, "coco", backbone=model.backbone, exclude="heads")
+    msg = str(err.value)
+    for part in (path, "'coco'", f"found {8 * 2 ** 20:,} bytes, expected 257,557,808",
+                 "verify=False",
+                 "python weights/download.py coco"):
+        assert part in msg, (part, msg)
+    with pytest.raises(ValueError, match="257,557,808"):
+        files.locate_weights("coco")
+    # the documented override loads it
+    report = load_weights(model.keras_model, "coco", backbone=model.backbone, exclude="heads",
+                          verify=False)
+    assert report["path"] == path and report["loaded"]
+    assert files.locate_weights("coco", verify=False) == path
+
+
+def test_local_checks_hash_a_file_once_per_state(offline, monkeypatch):
+    path = offline["weights_dir"] / "test.h5"
+    write_keras2_h5(path, [("conv", [("conv/kernel:0", np.arange(6.0).reshape(2, 3))])])
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    entry = {**catalog.get_entry("coco"), "name": "test-file", "file": "test.h5",
+             "md5": md5, "verify": "md5", "size": None, "weighted_layers": None}
+    calls = []
+    real = files.file_digests
+    monkeypatch.setattr(files, "file_digests", lambda p, *a: calls.append(p) or real(p, *a))
+    for _ in range(3):
+        assert files.locate_weights(entry) == str(path)
+    assert len(calls) == 1
+    # the same size, other bytes, a new mtime: hashed again, and refused
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10 ** 9))
+    with pytest.raises(ValueError, match=f"md5 [0-9a-f]{{32}}, expected {md5}"):
+        files.locate_weights(entry)
+    assert len(calls) == 2
+
+
+def test_a_sha256_recorded_for_a_file_is_checked(offline):
+    path = offline["weights_dir"] / "test.h5"
+    write_keras2_h5(path, [("conv", [("conv/kernel:0", np.ones((2, 2)))])])
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    size = os.path.getsize(path)
+    entry = {**catalog.get_entry("coco"), "name": "test-file", "file": "test.h5",
+             "size": size}
+    assert files.locate_weights(entry) == str(path)                 # size only: passes
+    assert files.locate_weights({**entry, "sha256": sha}) == str(path)
+    with pytest.raises(ValueError, match=f"sha256 {sha}, expected {'ab' * 32}"):
+        files.locate_weights({**entry, "sha256": "ab" * 32})
+
+
+def test_record_sha256_pins_a_manifest_entry(offline, tmp_path):
+    (offline["weights_dir"] / "mask_rcnn_coco.h5").write_bytes(b"x")
+    try:
+        catalog.record_sha256("coco", "cd" * 32)
+        assert catalog.get_entry("coco")["sha256"] == "cd" * 32
+        with pytest.raises(ValueError, match=f"expected {'cd' * 32}"):
+            files.locate_weights("coco")
+        with pytest.raises(ValueError, match="64 lower-case hex digits.*'xyz'"):
+            catalog.record_sha256("coco", "xyz")
+        with pytest.raises(ValueError, match="no weights called 'cocoa'"):
+            catalog.record_sha256("cocoa", "cd" * 32)
+    finally:
+        catalog.record_sha256("coco", None)
+    assert catalog.get_entry("coco")["sha256"] is None
+
+
+def test_download_script_checks_a_file_already_present(offline, capsys):
+    script = load_script()
+    (offline["weights_dir"] / "mask_rcnn_coco.h5").write_bytes(b"not the real file")
+    assert script.main(["coco"]) == 1                 # not downloaded over, not taken as done
+    err = capsys.readouterr().err
+    assert "does not match the manifest (17 bytes, expected 257,557,808;" in err
+    assert "--force" in err
+    assert (offline["weights_dir"] / "mask_rcnn_coco.h5").read_bytes() == b"not the real file"

@@ -47,7 +47,7 @@ def test_coco_by_name_into_another_num_classes(offline, tmp_path):
     h5.save_weights(coco_model.keras_model, str(offline["weights_dir"] / "mask_rcnn_coco.h5"))
     model = tiny_model(tmp_path, NUM_CLASSES=4)
     before = model.keras_model.get_layer("mrcnn_class_logits").get_weights()
-    report = load(model, "COCO", exclude="heads")
+    report = load(model, "COCO", exclude="heads", verify=False)   # a tiny model's file
     assert report["path"] == str(offline["weights_dir"] / "mask_rcnn_coco.h5")
     # the class-specific layers that hold weights ("mrcnn_bbox" is a reshape)
     assert sorted(report["excluded"]) == ["mrcnn_bbox_fc", "mrcnn_class_logits", "mrcnn_mask"]
@@ -60,7 +60,8 @@ def test_coco_by_name_into_another_num_classes(offline, tmp_path):
     assert_same(model.keras_model.get_layer("mrcnn_class_logits").get_weights(), before)
 
     # "heads" means the class-specific layers the caller names
-    report = load(model, "coco", exclude="heads", class_specific_layers=("mrcnn_mask",))
+    report = load(model, "coco", exclude="heads", class_specific_layers=("mrcnn_mask",),
+                  verify=False)
     assert report["excluded"] == ["mrcnn_mask"]
     assert {n for n, _, _ in report["shape_mismatch"]} == {"mrcnn_class_logits",
                                                           "mrcnn_bbox_fc"}
@@ -70,7 +71,7 @@ def test_coco_file_without_matching_layers_is_rejected(offline, tmp_path):
     write_keras2_h5(offline["weights_dir"] / "mask_rcnn_coco.h5",
                     [("something_else", [("something_else/kernel:0", np.ones((2, 2)))])])
     with pytest.raises(ValueError, match="no layer of the model"):
-        load(tiny_model(tmp_path), "coco")
+        load(tiny_model(tmp_path), "coco", verify=False)
 
 
 def test_last_loads_the_newest_checkpoint(tmp_path):
@@ -113,15 +114,42 @@ def test_model_load_weights_accepts_names(offline, tmp_path):
     coco_model = tiny_model(tmp_path, NUM_CLASSES=81)
     h5.save_weights(coco_model.keras_model, str(offline["weights_dir"] / "mask_rcnn_coco.h5"))
     model = tiny_model(tmp_path, mode="training")
-    report = model.load_weights("coco", exclude="heads")
+    report = model.load_weights("coco", exclude="heads", verify=False)   # a tiny model's file
     assert sorted(report["excluded"]) == ["mrcnn_bbox_fc", "mrcnn_class_logits", "mrcnn_mask"]
     assert model.epoch == 0
     with pytest.raises(FileNotFoundError, match="mask_rcnn_coco.h5"):
         os.remove(offline["weights_dir"] / "mask_rcnn_coco.h5")
-        model.load_weights("coco", exclude="heads")
+        model.load_weights("coco", exclude="heads", verify=False)
 
 
 def test_backbone_weight_layers_of_a_model(tmp_path):
     """The backbone's weight layers of a whole model (tests/test_backbones_in_model.py uses it)."""
     model = tiny_model(tmp_path, BACKBONE="efficientnetv2-b0")
     assert len(backbone_weight_layers(model.keras_model)) == 150
+
+
+def test_last_skips_a_damaged_newest_checkpoint(tmp_path):
+    model = tiny_model(tmp_path, mode="training")
+    run = tmp_path / "logs" / "tiny20250101T000000"
+    randomize(model.keras_model.weights, seed=6)
+    good = model.keras_model.get_weights()
+    h5.save_weights(model.keras_model, str(run / "mask_rcnn_tiny_0001.h5"))
+    randomize(model.keras_model.weights, seed=7)
+    damaged = h5.save_weights(model.keras_model, str(run / "mask_rcnn_tiny_0002.h5"))
+    with open(damaged, "r+b") as f:                  # killed while copying: truncated
+        f.truncate(os.path.getsize(damaged) // 3)
+    randomize(model.keras_model.weights, seed=8)
+    with pytest.warns(RuntimeWarning, match=r"mask_rcnn_tiny_0002\.h5.*truncated"):
+        report = model.load_weights("last")
+    assert report["path"] == str(run / "mask_rcnn_tiny_0001.h5")
+    assert [p for p, _ in report["skipped"]] == [damaged]
+    assert_same(model.keras_model.get_weights(), good)
+    assert model.epoch == 1                          # training resumes after the good one
+
+    # every checkpoint damaged: an error naming each, not a silent fallback to nothing
+    with open(str(run / "mask_rcnn_tiny_0001.h5"), "r+b") as f:
+        f.truncate(100)
+    with pytest.warns(RuntimeWarning):
+        with pytest.raises(h5.WeightsFileError) as err:
+            model.load_weights("last")
+    assert "mask_rcnn_tiny_0001.h5" in str(err.value) and damaged in str(err.value)
