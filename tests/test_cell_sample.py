@@ -257,3 +257,29 @@ def test_predict_bit_depth_flag_converts_16_bit_images_as_told(tmp_path):
     np.testing.assert_array_equal(full[0, :, 0], np.rint(values[0].astype(float) * 255 / 65535))
     with pytest.raises(SystemExit):
         predict.build_parser().parse_args(["x", "--bit-depth", "7"])
+
+
+def test_predict_last_skips_a_damaged_newest_checkpoint(tmp_path):
+    import shutil as sh
+
+    import h5py
+
+    predict = load_script("predict")
+    good = _tiny_run(tmp_path / "logs")
+    newest = good.parent / "mask_rcnn_cell_0002.h5"
+    sh.copy(good, newest)
+    with h5py.File(newest, "r+") as f:                 # flip values inside one weight array
+        name = f.attrs["layer_names"][0].decode()
+        weight = f[name].attrs["weight_names"][0].decode()
+        f[name][weight][...] = f[name][weight][()] + 1.0
+    images = _test_images(tmp_path / "test", good=1)
+    args = predict.build_parser().parse_args([str(images), "--model-dir", str(tmp_path / "logs")])
+    with pytest.warns(RuntimeWarning, match="skipping checkpoint .*mask_rcnn_cell_0002.h5"):
+        models = predict.load_models(args)
+    assert len(models) == 1 and models[0].epoch == 1      # the good one before it
+    newest.write_bytes(b"")
+    good.write_bytes(good.read_bytes()[:1000])            # every checkpoint damaged
+    with pytest.raises(ValueError, match=r"(?s)no usable checkpoint under "
+                                         r".*mask_rcnn_cell_0002\.h5.*mask_rcnn_cell_0001\.h5"):
+        with pytest.warns(RuntimeWarning):
+            predict.load_models(args)

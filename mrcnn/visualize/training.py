@@ -43,7 +43,8 @@ def _history_columns(history):
 
     def column(name, values):
         try:
-            return np.array([float(v) if v not in ("", None) else np.nan for v in values])
+            # "" and Keras' "NA" (a column missing that epoch) are NaN
+            return np.array([float(v) if v not in ("", "NA", None) else np.nan for v in values])
         except (TypeError, ValueError):
             raise ValueError(f"history column {name!r} is not numeric: {values!r}") from None
 

@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
 import skimage.io
 
@@ -38,7 +39,8 @@ from mrcnn.data.image import check_bit_depth, read_image_size, to_rgb_uint8
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig, detect_tta, postprocess
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
-from mrcnn.training.runs import find_last
+from mrcnn.training.runs import list_checkpoints
+from mrcnn.weights import WeightsFileError
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -223,30 +225,52 @@ def load_models(args):
     specs = args.weights or ["last"]
     models = []
     for spec in specs:
-        path = spec
         if spec == "last":
+            # The newest checkpoint of the newest run, whatever its name; a
+            # damaged or diverged one is skipped with a warning (the one before
+            # it is used), as MaskRCNN.load_weights("last") does.
+            candidates = list_checkpoints(args.model_dir)
+            if not candidates:
+                raise FileNotFoundError(f"no checkpoint under {os.path.abspath(args.model_dir)}; "
+                                        f"pass --weights PATH")
+        else:
+            candidates = [spec]
+        problems = []
+        for path in candidates:
             try:
-                path = find_last(args.model_dir)         # the newest run, whatever its name
-            except FileNotFoundError as error:
-                raise FileNotFoundError(f"{error}; pass --weights PATH") from None
-        cfg_path = args.config or os.path.join(os.path.dirname(os.path.abspath(path)),
-                                               "config.json")
-        if not os.path.exists(cfg_path):
-            raise FileNotFoundError(
-                f"no config.json next to {path}; pass --config pointing at the training run's "
-                f"config.json")
-        overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1}
-        if args.mask_threshold is not None:
-            overrides["DETECTION_MASK_THRESHOLD"] = args.mask_threshold
-        config = load_config(cfg_path, **overrides)
-        if config.IMAGE_RESIZE_MODE == "crop":
-            config = load_config(cfg_path, IMAGE_RESIZE_MODE="none",
-                                 IMAGE_SHAPE=[576, 704, 3], **overrides)
-        model = modellib.MaskRCNN("inference", config, _writable_model_dir(args.model_dir))
-        model.load_weights(path)
-        models.append(model)
-        print(f"loaded {path}")
+                models.append(_load_model(args, path))
+                break
+            except WeightsFileError as error:
+                if spec != "last":
+                    raise
+                problems.append(f"  {error}")                 # it names the file
+                warnings.warn(f"skipping checkpoint {path}: {error}", RuntimeWarning)
+        else:
+            raise WeightsFileError("no usable checkpoint under "
+                                   f"{os.path.abspath(args.model_dir)}:\n" + "\n".join(problems),
+                                   path=args.model_dir)
     return models
+
+
+def _load_model(args, path):
+    """The inference model of checkpoint `path`, built from the config.json beside it."""
+    cfg_path = args.config or os.path.join(os.path.dirname(os.path.abspath(path)),
+                                           "config.json")
+    if not os.path.exists(cfg_path):
+        raise FileNotFoundError(
+            f"no config.json next to {path}; pass --config pointing at the training run's "
+            f"config.json")
+    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1}
+    if args.mask_threshold is not None:
+        overrides["DETECTION_MASK_THRESHOLD"] = args.mask_threshold
+    config = load_config(cfg_path, **overrides)
+    if config.IMAGE_RESIZE_MODE == "crop":
+        config = load_config(cfg_path, IMAGE_RESIZE_MODE="none",
+                             IMAGE_SHAPE=[576, 704, 3], **overrides)
+    model = modellib.MaskRCNN("inference", config, _writable_model_dir(args.model_dir))
+    model.load_weights(path)
+    print(f"loaded {path}")
+    return model
 
 
 def _writable_model_dir(model_dir):

@@ -141,3 +141,15 @@ def test_plot_cache_stats(tmp_path):
         plot_cache_stats([3])
     with pytest.raises(ValueError, match=r"stats\[1\] lacks \['misses'\]"):
         plot_cache_stats([{"hits": 1, "misses": 0}, {"hits": 2}])
+
+
+def test_plot_history_reads_keras_na_cells_as_missing(tmp_path):
+    """Keras' CSVLogger wrote "NA" for a val_* column of an epoch without validation."""
+    from mrcnn.visualize.training import _history_columns
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\n0,2.0,NA\n1,1.5,1.25\n")
+    epochs, cols = _history_columns(str(path))
+    np.testing.assert_array_equal(epochs, [1, 2])
+    np.testing.assert_array_equal(cols["loss"], [2.0, 1.5])
+    assert np.isnan(cols["val_loss"][0]) and cols["val_loss"][1] == 1.25
