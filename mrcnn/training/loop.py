@@ -19,11 +19,13 @@ def prepare_run_folder(log_dir, config):
     The settings travel with the checkpoints: inference rebuilds the same
     model with ``mrcnn.config.load_config(<run>/config.json)``. Temporary
     files of a save that a killed run left in the folder are removed
-    (`mrcnn.training.runs.remove_partial_saves`).
+    (`mrcnn.training.runs.remove_partial_saves`), and so are those of runs of
+    this NAME that never wrote a checkpoint (`remove_abandoned_saves`).
     """
     os.makedirs(log_dir, exist_ok=True)
     run_callbacks.check_writable(log_dir)
     runs.remove_partial_saves(log_dir)
+    runs.remove_abandoned_saves(os.path.dirname(os.path.abspath(log_dir)), config.NAME)
     save_config(config, os.path.join(log_dir, "config.json"))
 
 

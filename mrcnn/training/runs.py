@@ -15,18 +15,19 @@ dropped (`trim_history`), so no epoch is listed twice.
 
 import csv
 import datetime
-import glob
 import logging
 import os
 import re
 import tempfile
 
+from mrcnn.data import tempfiles
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = r"mask_rcnn_(?P<name>.+)_(?P<epoch>\d{4})\.h5$"
-# Temporary files of an interrupted save: a checkpoint (mrcnn.weights.save_weights)
-# or history.csv (write_history).
-PARTIAL_SAVE_PATTERNS = (".tmp-*.h5", ".tmp-history-*.csv")
+# Temporary files of an interrupted save: a checkpoint (mrcnn.weights.save_weights),
+# history.csv (write_history) or config.json (mrcnn.config.save_config).
+PARTIAL_SAVE_PATTERNS = (".tmp-*.h5", ".tmp-history-*.csv", ".tmp-*.json")
 HISTORY_FILE = "history.csv"
 
 
@@ -124,24 +125,46 @@ def find_last(model_dir, config_name=None):
 
 
 # ---------------------------------------------------- leftovers of a killed run
-def remove_partial_saves(folder):
+def remove_partial_saves(folder, older_than=None):
     """Delete the temporary files an interrupted save left in `folder`.
 
-    Those are ``.tmp-*.h5`` (a checkpoint being written) and
-    ``.tmp-history-*.csv`` (``history.csv`` being rewritten); the finished
-    files are renamed over their targets, so these are never complete.
+    Those are ``.tmp-*.h5`` (a checkpoint being written), ``.tmp-history-*.csv``
+    (``history.csv`` being rewritten) and ``.tmp-*.json`` (``config.json``); the
+    finished files are renamed over their targets, so these are never complete.
+
+    Args:
+        folder: a run folder.
+        older_than: only files not written for this many seconds (None: all,
+            for the folder a run is about to write to itself).
 
     Returns:
         The paths removed (each is also logged).
     """
+    return tempfiles.remove_stale(folder, PARTIAL_SAVE_PATTERNS, older_than, "a save")
+
+
+def remove_abandoned_saves(model_dir, config_name):
+    """`remove_partial_saves` in the runs of `config_name` that hold no checkpoint.
+
+    A run killed while writing its first checkpoint is never resumed (the
+    next run starts a new folder), so its temporary checkpoint (as large as
+    a checkpoint) would stay for good. Only files older than
+    `mrcnn.data.tempfiles.grace_s` are removed.
+
+    Returns:
+        The paths removed.
+    """
+    model_dir = os.fspath(model_dir)
+    name = run_name(config_name)
+    stamp = re.compile(re.escape(name) + r"\d{8}T\d{4}(\d\d)?")
     removed = []
-    folder = glob.escape(os.fspath(folder))
-    for path in sorted(p for pattern in PARTIAL_SAVE_PATTERNS
-                       for p in glob.glob(os.path.join(folder, pattern))):
-        if os.path.isfile(path):
-            os.remove(path)
-            removed.append(path)
-            log.warning("removed %s, left by a checkpoint save that did not finish", path)
+    if not os.path.isdir(model_dir):
+        return removed
+    for d in sorted(os.listdir(model_dir)):
+        folder = os.path.join(model_dir, d)
+        if stamp.fullmatch(d) and os.path.isdir(folder) and not any(
+                re.fullmatch(CHECKPOINT_PATTERN, f) for f in os.listdir(folder)):
+            removed += remove_partial_saves(folder, older_than=tempfiles.grace_s())
     return removed
 
 

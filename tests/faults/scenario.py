@@ -96,7 +96,10 @@ def run_victim(model_dir, seed, fault=None, kill_after_s=None, log_path=None):
         ``killed_by_parent``, ``started`` (the first ``VICTIM`` line), ``done``
         (the epoch of ``VICTIM done`` or None), ``output`` (its last 4000 characters).
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0")
+    # Grace 0: the next run may tidy what the killed one left at once (the
+    # library waits 10 minutes by default, as another process may be writing).
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0",
+               MRCNN_PARTIAL_SAVE_GRACE_S="0")
     env.pop("MRCNN_FAULT", None)
     if fault is not None:
         env["MRCNN_FAULT"] = fault

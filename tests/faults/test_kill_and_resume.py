@@ -101,20 +101,11 @@ def test_no_partial_checkpoint_or_history_save_is_left_in_the_run_folder(killed_
     assert left == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a kill while config.json is written leaves .tmp-*.json in the run folder for good: "
-    "mrcnn/training/runs.py PARTIAL_SAVE_PATTERNS (remove_partial_saves) lists .tmp-*.h5 and "
-    ".tmp-history-*.csv, not the .tmp-*.json of mrcnn/config.py save_config"))
 def test_no_temporary_file_is_left_in_the_run_folder(killed_and_resumed):
     folder = inspection.newest_run_folder(killed_and_resumed["model_dir"])
     assert inspection.files_matching(folder, ".tmp-*") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a run killed while writing its first checkpoint is never resumed (the next run starts a "
-    "new run folder), and remove_partial_saves only tidies the folder a run starts in, so its "
-    ".tmp-*.h5 (the size of a checkpoint) stays for good: mrcnn/training/loop.py "
-    "prepare_run_folder"))
 def test_no_partial_checkpoint_is_left_in_any_run_folder(killed_and_resumed):
     model_dir = killed_and_resumed["model_dir"]
     assert len(inspection.run_folders(model_dir)) > 1          # the plan made abandoned folders
@@ -135,10 +126,6 @@ def test_every_cache_entry_verifies(killed_and_resumed):
     assert SampleCache(cache_dir).stats().entries == len(entries)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the disk cache never removes the temporary files of a killed entry write "
-    "(.<key>.*.tmp, made by mrcnn/data/cache/store.py SampleCache._write): they are not read "
-    "as entries, but pile up and are not counted in CACHE_MAX_BYTES"))
 def test_no_cache_temporary_file_is_left(killed_and_resumed):
     cache_dir = training_setup.cache_dir(killed_and_resumed["model_dir"])
     assert inspection.files_matching(cache_dir, inspection.TEMP_PATTERNS["cache"],

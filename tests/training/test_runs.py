@@ -94,3 +94,27 @@ def test_trim_history_drops_the_rows_of_epochs_to_be_redone(tmp_path):
     assert path.read_bytes() == b"epoch,loss\r\n0,3.0\r\n"
     assert trim_history(str(path), 1) == 0 and trim_history(str(tmp_path / "none.csv"), 0) == 0
     assert sorted(os.listdir(tmp_path)) == ["history.csv"]
+
+
+def test_abandoned_saves_of_runs_without_a_checkpoint_are_removed_after_a_grace(tmp_path,
+                                                                                 monkeypatch):
+    import time
+
+    from mrcnn.training.runs import remove_abandoned_saves
+
+    dead = touch(tmp_path / "cell20261201T0900" / ".tmp-abc.h5")          # no checkpoint
+    config = touch(tmp_path / "cell20261201T0900" / ".tmp-config-x.json")
+    kept_run = touch(tmp_path / "cell20261202T0900" / ".tmp-def.h5")
+    touch(tmp_path / "cell20261202T0900" / "mask_rcnn_cell_0001.h5")      # has a checkpoint
+    other = touch(tmp_path / "nucleus20261201T0900" / ".tmp-x.h5")        # another NAME
+    old = time.time() - 3600
+    for path in (dead, config, kept_run, other):
+        os.utime(path, (old, old))
+    fresh = touch(tmp_path / "cell20261203T0900" / ".tmp-new.h5")         # being written now
+    assert remove_abandoned_saves(tmp_path, "cell") == [dead, config]
+    assert all(os.path.exists(p) for p in (kept_run, other, fresh))
+    monkeypatch.setenv("MRCNN_PARTIAL_SAVE_GRACE_S", "0")
+    assert remove_abandoned_saves(tmp_path, "cell") == [fresh]
+    monkeypatch.setenv("MRCNN_PARTIAL_SAVE_GRACE_S", "soon")
+    with pytest.raises(ValueError, match="MRCNN_PARTIAL_SAVE_GRACE_S must be a number"):
+        remove_abandoned_saves(tmp_path, "cell")

@@ -23,6 +23,7 @@ import os
 import tempfile
 import threading
 
+from mrcnn.data import tempfiles
 from mrcnn.data.cache.entry import FORMAT_VERSION, CacheEntryError, decode_entry, encode_entry
 from mrcnn.data.cache.stats import SharedCounters
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 __all__ = ["SampleCache", "open_cache"]
 
 _SUFFIX = ".lz4"
+_TMP_SUFFIX = ".tmp"  # an entry being written (renamed to <key>.lz4 when complete)
 
 
 class SampleCache:
@@ -60,6 +62,7 @@ class SampleCache:
         entries = size = 0
         if self.directory is not None:
             os.makedirs(self._root(), exist_ok=True)
+            self._remove_abandoned_writes()
             entries, size = self._scan(self._root())
             self._report_old_formats()
         self._counters = SharedCounters()
@@ -166,6 +169,18 @@ class SampleCache:
                         continue
         return entries, size
 
+    def _remove_abandoned_writes(self):
+        """Delete the temporary files of entry writes a killed process left (`_write`).
+
+        Only files not written for `mrcnn.data.tempfiles.grace_s` seconds:
+        other processes may be writing entries right now.
+        """
+        grace = tempfiles.grace_s()
+        for folder, _, names in os.walk(self._root()):
+            if any(n.endswith(_TMP_SUFFIX) for n in names):
+                tempfiles.remove_stale(folder, (f".*{_TMP_SUFFIX}",), older_than=grace,
+                                       what="a cache entry write")
+
     def _report_old_formats(self):
         """Log the folders of other FORMAT_VERSIONs (never read, never deleted: maybe shared)."""
         try:
@@ -209,7 +224,7 @@ class SampleCache:
             old = os.path.getsize(path)
         except OSError:
             old = None
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)

@@ -173,3 +173,25 @@ def test_other_format_versions_are_left_alone_and_reported(tmp_path, caplog):
     assert (f"sample cache {tmp_path / 'v1'} holds 1 entry files (3.0 MB) of format version 1"
             in caplog.text)
     assert "delete that folder" in caplog.text
+
+
+def test_abandoned_entry_writes_are_removed_when_the_cache_opens(tmp_path, monkeypatch):
+    import time
+
+    cache = SampleCache(tmp_path)
+    cache.put("k1", {"a": np.arange(5)})
+    folder = os.path.dirname(cache.path("k1"))
+    stale = os.path.join(folder, ".k2.abc.tmp")
+    recent = os.path.join(folder, ".k3.def.tmp")
+    for path in (stale, recent):
+        with open(path, "wb") as f:
+            f.write(b"half an entry")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    reopened = SampleCache(tmp_path)
+    assert not os.path.exists(stale) and os.path.exists(recent)   # another process may write
+    assert reopened.stats().entries == 1
+    np.testing.assert_array_equal(reopened.get("k1")["a"], np.arange(5))
+    monkeypatch.setenv("MRCNN_PARTIAL_SAVE_GRACE_S", "0")
+    SampleCache(tmp_path)
+    assert not os.path.exists(recent)
