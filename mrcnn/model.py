@@ -14,8 +14,6 @@ helpers are here too: `load_image_gt`, `data_generator`, `log`, `mold_image`,
 `unmold_image`, `compose_image_meta`, `parse_image_meta`.
 """
 
-import logging
-
 import keras
 import numpy as np
 
@@ -30,8 +28,6 @@ from mrcnn.inference import molding
 from mrcnn.probe import data_generator, log  # noqa: F401
 from mrcnn.training import loop, runs, trainable
 from mrcnn.training.optimizer import build_optimizer
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["MaskRCNN", "load_image_gt", "data_generator", "log", "mold_image", "unmold_image",
            "compose_image_meta", "parse_image_meta"]
@@ -75,11 +71,7 @@ class MaskRCNN:
             self.model_dir, self.config.NAME, model_path)
 
     def find_last(self):
-        """Path of the last checkpoint of the newest run of this config's NAME.
-
-        Only ``mask_rcnn_<name>_<epoch>.h5`` files count (never the ``.tmp-*.h5``
-        of an interrupted save); ``load_weights("last")`` also skips damaged ones.
-        """
+        """Path of the last checkpoint of the newest run of this config's NAME (`runs.find_last`)."""
         return runs.find_last(self.model_dir, self.config.NAME)
 
     # ---------------------------------------------------------------- weights
@@ -101,11 +93,6 @@ class MaskRCNN:
             self.keras_model, filepath, backbone=self.backbone, find_last=self.find_last,
             checkpoints=lambda: runs.list_checkpoints(self.model_dir, self.config.NAME),
             by_name=by_name, exclude=exclude, allow_download=allow_download, verify=verify)
-        logger.info("loaded %d layers from %s (excluded %d, missing %d, shape mismatch %d)",
-                    len(report["loaded"]), report["path"], len(report["excluded"]),
-                    len(report["missing"]), len(report["shape_mismatch"]))
-        for name, want, got in report["shape_mismatch"]:
-            logger.warning("skipped %s: model shapes %s, file shapes %s", name, want, got)
         self.set_log_dir(report["path"])
         return report
 

@@ -15,6 +15,7 @@ backbone files are `mrcnn.weights.backbone`. "last" with ``checkpoints``
 skips a damaged newest checkpoint (with a warning) and loads the newest good one.
 """
 
+import logging
 import os
 import warnings
 
@@ -22,6 +23,8 @@ import backbones
 from mrcnn.heads.names import CLASS_SPECIFIC_LAYERS
 from mrcnn.weights import files, h5
 from mrcnn.weights import backbone as backbone_weights
+
+log = logging.getLogger(__name__)
 
 NAMED_SPECS = ("coco", "imagenet", "last")
 
@@ -72,10 +75,21 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, checkpoints=Non
         WeightsFileError (a ValueError): the file is unreadable, damaged or
             holds NaN / inf weights (for "last": every checkpoint is).
     """
+    report = _load(keras_model, spec, backbones.get(backbone), find_last, checkpoints,
+                   by_name, exclude, allow_download, verify, class_specific_layers)
+    log.info("loaded %d layers from %s (excluded %d, missing %d, shape mismatch %d)",
+             len(report["loaded"]), report["path"], len(report["excluded"]),
+             len(report["missing"]), len(report["shape_mismatch"]))
+    for name, want, got in report["shape_mismatch"]:
+        log.warning("skipped %s: model shapes %s, file shapes %s", name, want, got)
+    return report
+
+
+def _load(keras_model, spec, backbone, find_last, checkpoints, by_name, exclude,
+          allow_download, verify, class_specific_layers):
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"weights must be 'coco', 'imagenet', 'last' or a file path, "
                         f"got {spec!r}")
-    backbone = backbones.get(backbone)
     key = spec.lower() if isinstance(spec, str) else None
     if key == "imagenet" or (key in backbone.pretrained and key not in NAMED_SPECS):
         return backbone_weights.load_backbone_weights(
