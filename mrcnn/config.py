@@ -34,6 +34,7 @@ INTEGER_SETTINGS = {
     "MASK_POOL_SIZE": None, "RPN_CONV_CHANNELS": None, "BACKBONE_FIRST_STRIDE": None,
 }
 NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIENT_CLIP_NORM",
+                   "LR_DECAY_GAMMA",
                    "RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
                    "DETECTION_MASK_THRESHOLD", "ROI_POSITIVE_RATIO", "IMAGE_MIN_SCALE")
 # Settings where None means "off" / "not used".
@@ -201,9 +202,15 @@ class Config:
     # Linear warm-up over this many steps (0 = off).
     N_WARMUP_STEPS = 0
     # Decay schedule after warm-up: False/None (constant), True or "cosine"
-    # (cosine decay to 1% of LEARNING_RATE over the run), or "exponential"
-    # (to 1% as well; mrcnn.training.schedule.WarmupDecay).
+    # (cosine decay to 1% of LEARNING_RATE over the run), "exponential"
+    # (to 1% as well; mrcnn.training.schedule.WarmupDecay), or "step" (below).
     LR_SCHEDULE = False
+    # LR_SCHEDULE = "step": the rate is multiplied by LR_DECAY_GAMMA after each
+    # of these epochs, counted from the start of training (across train()
+    # calls), e.g. (20, 25); increasing positive ints. Seeds 001/004 used steps
+    # with gamma 0.1-0.5 (mrcnn.training.schedule.WarmupStepDecay).
+    LR_DECAY_EPOCHS = ()
+    LR_DECAY_GAMMA = 0.1
 
     # Weights of the five losses.
     LOSS_WEIGHTS = {
@@ -431,9 +438,30 @@ class Config:
                  f"{self.MIXED_PRECISION!r}")
         if not isinstance(self.OPTIMIZER, str) or self.OPTIMIZER.lower() not in ("sgd", "adamw"):
             fail(f"OPTIMIZER must be 'SGD' or 'AdamW', got {self.OPTIMIZER!r}")
-        if self.LR_SCHEDULE not in (False, True, None, "cosine", "exponential"):
-            fail(f"LR_SCHEDULE must be False, True/'cosine' or 'exponential', got "
+        if self.LR_SCHEDULE not in (False, True, None, "cosine", "exponential", "step"):
+            fail(f"LR_SCHEDULE must be False, True/'cosine', 'exponential' or 'step', got "
                  f"{self.LR_SCHEDULE!r}")
+        self._validate_step_decay(fail)
+
+    def _validate_step_decay(self, fail):
+        """LR_DECAY_EPOCHS / LR_DECAY_GAMMA, the settings of LR_SCHEDULE = "step"."""
+        epochs = self.LR_DECAY_EPOCHS
+        if not isinstance(epochs, (list, tuple)) or any(
+                isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1
+                for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
+            fail(f"LR_DECAY_EPOCHS must be a tuple of increasing positive ints (the epochs "
+                 f"after which the rate is multiplied by LR_DECAY_GAMMA), e.g. (20, 25); "
+                 f"got {epochs!r}")
+        if not 0 < self.LR_DECAY_GAMMA <= 1:
+            fail(f"LR_DECAY_GAMMA must be in (0, 1] (the factor of each step decay), got "
+                 f"{self.LR_DECAY_GAMMA!r}")
+        if self.LR_SCHEDULE == "step" and not len(epochs):
+            fail(f"LR_SCHEDULE = 'step' needs LR_DECAY_EPOCHS, the epochs after which the "
+                 f"rate is multiplied by LR_DECAY_GAMMA, e.g. (20, 25); got {epochs!r}")
+        if self.LR_SCHEDULE != "step" and len(epochs):
+            fail(f"LR_DECAY_EPOCHS = {tuple(epochs)!r} is only used by LR_SCHEDULE = 'step', "
+                 f"but LR_SCHEDULE is {self.LR_SCHEDULE!r}: set LR_SCHEDULE = 'step' or "
+                 f"LR_DECAY_EPOCHS = ()")
 
     # ------------------------------------------------------------------
     def to_dict(self):

@@ -284,3 +284,59 @@ def test_names_that_are_not_a_plain_folder_name_are_refused(name):
 @pytest.mark.parametrize("name", [None, "cell", "cell_v2.1-b", "LIVECell", "x..y"])
 def test_plain_names_are_accepted(name):
     assert type("C", (Small,), {"NAME": name})().NAME == name
+
+
+# ------------------------------------------------------ step learning-rate decay
+def test_step_schedule_settings_are_accepted_and_saved(tmp_path):
+    from mrcnn.config import load_config, save_config
+
+    assert (Config.LR_DECAY_EPOCHS, Config.LR_DECAY_GAMMA) == ((), 0.1)
+    C = type("C", (Small,), {"LR_SCHEDULE": "step", "LR_DECAY_EPOCHS": (20, 25),
+                             "LR_DECAY_GAMMA": 0.5})
+    c = C()
+    assert (c.LR_SCHEDULE, c.LR_DECAY_EPOCHS, c.LR_DECAY_GAMMA) == ("step", (20, 25), 0.5)
+    loaded = load_config(save_config(c, str(tmp_path / "config.json")))
+    assert (loaded.LR_SCHEDULE, list(loaded.LR_DECAY_EPOCHS), loaded.LR_DECAY_GAMMA) == \
+        ("step", [20, 25], 0.5)
+    # numpy ints, one epoch, gamma 1 (no decay) are legal
+    type("C", (Small,), {"LR_SCHEDULE": "step", "LR_DECAY_EPOCHS": [np.int64(3)],
+                         "LR_DECAY_GAMMA": 1})()
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"LR_SCHEDULE": "steps"}, "LR_SCHEDULE must be False, True/'cosine', 'exponential' or "
+                               "'step', got 'steps'"),
+    ({"LR_DECAY_EPOCHS": (25, 20)}, "LR_DECAY_EPOCHS must be a tuple of increasing positive "
+                                    "ints (the epochs after which the rate is multiplied by "
+                                    "LR_DECAY_GAMMA), e.g. (20, 25); got (25, 20)"),
+    ({"LR_DECAY_EPOCHS": (20, 20)}, "got (20, 20)"),
+    ({"LR_DECAY_EPOCHS": (0, 5)}, "got (0, 5)"),
+    ({"LR_DECAY_EPOCHS": (-1,)}, "got (-1,)"),
+    ({"LR_DECAY_EPOCHS": (2.5,)}, "got (2.5,)"),
+    ({"LR_DECAY_EPOCHS": (True,)}, "got (True,)"),
+    ({"LR_DECAY_EPOCHS": "20,25"}, "got '20,25'"),
+    ({"LR_DECAY_EPOCHS": 20}, "got 20"),
+    ({"LR_DECAY_GAMMA": 0}, "LR_DECAY_GAMMA must be in (0, 1] (the factor of each step "
+                            "decay), got 0"),
+    ({"LR_DECAY_GAMMA": 1.5}, "got 1.5"),
+    ({"LR_DECAY_GAMMA": -0.1}, "got -0.1"),
+    ({"LR_DECAY_GAMMA": float("nan")}, "got nan"),
+    ({"LR_DECAY_EPOCHS": ()}, "LR_SCHEDULE = 'step' needs LR_DECAY_EPOCHS, the epochs after "
+                              "which the rate is multiplied by LR_DECAY_GAMMA, e.g. (20, 25); "
+                              "got ()"),
+    ({"LR_SCHEDULE": "cosine"}, "LR_DECAY_EPOCHS = (20, 25) is only used by LR_SCHEDULE = "
+                                "'step', but LR_SCHEDULE is 'cosine': set LR_SCHEDULE = 'step' "
+                                "or LR_DECAY_EPOCHS = ()"),
+])
+def test_step_schedule_settings_are_checked(attrs, message):
+    base = {"LR_SCHEDULE": "step", "LR_DECAY_EPOCHS": (20, 25)}
+    with pytest.raises(ValueError) as err:
+        type("Bad", (Small,), base | attrs)()
+    assert str(err.value).startswith("Bad: ") and message in str(err.value)
+
+
+def test_step_decay_gamma_must_be_a_number():
+    with pytest.raises(TypeError, match=r"Bad: LR_DECAY_GAMMA must be a number, got '0\.1' "
+                                        r"\(str\)"):
+        type("Bad", (Small,), {"LR_SCHEDULE": "step", "LR_DECAY_EPOCHS": (2,),
+                               "LR_DECAY_GAMMA": "0.1"})()

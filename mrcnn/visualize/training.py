@@ -131,9 +131,10 @@ def plot_lr_schedule(config, epochs, steps=None, learning_rate=None, title="",
     """The learning rate a training run will use, step by step.
 
     Evaluates :func:`mrcnn.training.schedule.schedule_from_config` (Config.
-    N_WARMUP_STEPS, Config.LR_SCHEDULE) over ``epochs * steps`` optimizer
-    steps, exactly as ``MaskRCNN.train`` builds it; the warm-up is shaded and
-    the peak and final rates are written on the plot.
+    N_WARMUP_STEPS, Config.LR_SCHEDULE, Config.LR_DECAY_EPOCHS/GAMMA) over
+    ``epochs * steps`` optimizer steps, exactly as ``MaskRCNN.train`` builds
+    it; the warm-up is shaded, step decays are dotted lines and the peak and
+    final rates are written on the plot.
 
     Args:
         config: a Config.
@@ -154,7 +155,7 @@ def plot_lr_schedule(config, epochs, steps=None, learning_rate=None, title="",
                          f"steps={steps!r}")
     total = int(epochs) * steps
     lr0 = float(config.LEARNING_RATE if learning_rate is None else learning_rate)
-    schedule = schedule_from_config(config, lr0, total)
+    schedule = schedule_from_config(config, lr0, total, steps_per_epoch=steps)
     step = np.arange(total, dtype=np.float32)
     lr = np.broadcast_to(np.asarray(ops.convert_to_numpy(schedule(step)), np.float64),
                          step.shape)
@@ -172,6 +173,12 @@ def plot_lr_schedule(config, epochs, steps=None, learning_rate=None, title="",
                textcoords="offset points", ha="right", fontsize=9)
     decay = {None: "constant", False: "constant", True: "cosine"}.get(
         config.LR_SCHEDULE, config.LR_SCHEDULE)
+    if config.LR_SCHEDULE == "step":
+        decay = (f"step (x{config.LR_DECAY_GAMMA:g} at epochs "
+                 f"{', '.join(str(int(e)) for e in config.LR_DECAY_EPOCHS)})")
+        for e in config.LR_DECAY_EPOCHS:
+            if e < epochs:
+                a.axvline(e, color="tab:gray", linestyle=":", linewidth=1)
     a.set(xlabel=f"epoch ({steps} steps each)", ylabel="learning rate", xlim=(0, epochs),
           ylim=(0, lr.max() * 1.12))
     a.set_title(title or f"Learning rate: {decay} after {warm} warm-up steps, "

@@ -95,6 +95,63 @@ def test_plot_lr_schedule_warmup_and_decay(tmp_path):
     assert_picture(path, (6, 3))
 
 
+def test_plot_lr_schedule_step_decay(tmp_path):
+    class Step(Config):
+        NAME = "step"
+        NUM_CLASSES = 2
+        LEARNING_RATE = 0.02
+        N_WARMUP_STEPS = 4
+        LR_SCHEDULE = "step"
+        LR_DECAY_EPOCHS = (2, 3)
+        LR_DECAY_GAMMA = 0.5
+        STEPS_PER_EPOCH = 5
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    plot_lr_schedule(Step(), epochs=4, ax=ax)
+    line = ax.get_lines()[0]
+    x, lr = line.get_xdata(), line.get_ydata()
+    assert len(lr) == 20
+    # Ramp 0.02 * (step + 1) / 4, then 0.02; x0.5 from step 2 * 5 = 10, x0.25 from step 15.
+    want = [0.02 * min((s + 1) / 4, 1) * 0.5 ** ((s >= 10) + (s >= 15)) for s in range(20)]
+    np.testing.assert_allclose(lr, want, rtol=1e-6)
+    np.testing.assert_allclose(x[[9, 10, 14, 15]], [2.0, 2.2, 3.0, 3.2])
+    # The drops are marked at epochs 2 and 3 (dotted), and named in the title.
+    marks = [ln for ln in ax.get_lines()[1:] if ln.get_linestyle() == ":"]
+    assert sorted(float(m.get_xdata()[0]) for m in marks) == [2.0, 3.0]
+    assert ax.get_title() == ("Learning rate: step (x0.5 at epochs 2, 3) after 4 warm-up "
+                              "steps, 20 steps in all")
+    # steps= overrides STEPS_PER_EPOCH for the drops too: epoch 2 ends at step 20.
+    fig = Figure()
+    ax = fig.add_subplot()
+    plot_lr_schedule(Step(), epochs=3, steps=10, ax=ax)
+    lr = ax.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(lr[[18, 19, 20, 29]], [0.02, 0.02, 0.01, 0.01], rtol=1e-6)
+    # A drop after the plotted epochs is not drawn.
+    assert [float(m.get_xdata()[0]) for m in ax.get_lines()[1:]] == [2.0]
+    path = plot_lr_schedule(Step(), epochs=4, figsize=(6, 3), save_path=tmp_path / "step.png")
+    assert_picture(path, (6, 3))
+
+
+def test_readme_step_decay_settings():
+    """README: LR_DECAY_EPOCHS = (20, 25), LR_DECAY_GAMMA = 0.1, plot_lr_schedule(30)."""
+    class Readme(Config):
+        NAME = "readme"
+        NUM_CLASSES = 2
+        LEARNING_RATE = 0.001
+        LR_SCHEDULE = "step"
+        LR_DECAY_EPOCHS = (20, 25)
+        LR_DECAY_GAMMA = 0.1
+        STEPS_PER_EPOCH = 4
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    plot_lr_schedule(Readme(), 30, ax=ax)
+    lr = ax.get_lines()[0].get_ydata()
+    # Epochs 1-20 at 1e-3, 21-25 at 1e-4, 26-30 at 1e-5 (4 steps each).
+    np.testing.assert_allclose(lr, [1e-3] * 80 + [1e-4] * 20 + [1e-5] * 20, rtol=1e-6)
+
+
 def test_plot_cache_stats(tmp_path):
     stats = [{"hits": 0, "misses": 4, "bytes_stored": 2 * 2 ** 20, "compression_ratio": 3.0},
              {"hits": 3, "misses": 1, "bytes": 3 * 2 ** 20, "ratio": 2.5}]
