@@ -9,7 +9,8 @@ fold. This module provides those steps on :meth:`MaskRCNN.detect` results::
                             mask_nms=0.3, min_area=SARTORIUS_MIN_AREA)
     clean = postprocess(model.detect([image])[0], cfg, class_names=dataset.class_names)
 
-The chain (:func:`postprocess`) is: per-class score filter -> mask threshold
+The chain (:func:`postprocess`) is: optional majority class (every instance
+takes the image's dominant class) -> per-class score filter -> mask threshold
 (when soft masks are present) -> mask NMS -> overlap removal (each pixel goes
 to the highest-scoring instance) -> per-class minimum area -> optional
 dilation followed by a second overlap removal. Each step is also a public
@@ -50,7 +51,7 @@ from mrcnn.inference.results import from_state, score_order, select_state, to_st
 __all__ = [
     "SARTORIUS_MIN_AREA", "PostprocessConfig", "postprocess", "filter_by_score",
     "apply_mask_threshold", "mask_nms", "remove_overlaps", "remove_small", "dilate",
-    "resolve_class_keys",
+    "majority_class", "resolve_class_keys",
 ]
 
 # Minimum mask areas (pixels) per Sartorius cell type used by public notebooks.
@@ -113,6 +114,17 @@ def _number(value, name):
 # ---------------------------------------------------------------------------
 # Steps (state -> state)
 # ---------------------------------------------------------------------------
+
+def _majority_class(state):
+    class_ids = state["class_ids"]
+    if class_ids.size == 0:
+        return state
+    if class_ids.min() < 0:
+        raise ValueError(f"class_ids must be >= 0, got {int(class_ids.min())}")
+    totals = np.bincount(class_ids, weights=state["scores"].astype(np.float64))
+    winner = int(np.argmax(totals))                  # ties: the smallest class id
+    return dict(state, class_ids=np.full_like(class_ids, winner))
+
 
 def _filter_by_score(state, min_score, class_names):
     limits = _per_instance(min_score, state["class_ids"], "min_score", class_names)
@@ -196,6 +208,25 @@ def _dilate(state, iterations, connectivity):
 # ---------------------------------------------------------------------------
 # Public steps (result -> result)
 # ---------------------------------------------------------------------------
+
+def majority_class(result):
+    """Gives every instance the class with the largest summed score of the image.
+
+    Each Sartorius image holds one cell type, so the detector's per-cell
+    classes can be replaced by the image's dominant one (seed 000 labelled
+    each image with a single cell type). The winner is the class id whose
+    instances' scores sum highest (ties go to the smallest class id); scores,
+    masks and boxes are unchanged. An image without instances is returned as is.
+
+    Args:
+        result: a detect() result.
+
+    Returns:
+        Result whose ``class_ids`` all equal the image's majority class.
+    """
+    state, dense = to_state(result)
+    return from_state(_majority_class(state), dense)
+
 
 def filter_by_score(result, min_score, class_names=None):
     """Keeps the instances whose score is at least their class's threshold.
@@ -326,6 +357,10 @@ class PostprocessConfig:
         dilation: binary dilation iterations (0 = none; seed 002 used 1).
         resolve_overlaps: give each pixel to one instance (required by
             Sartorius; turn off for COCO-style evaluation).
+        majority_class: first give every instance the class with the largest
+            summed score of the image (:func:`majority_class`; one cell type
+            per image, as in Sartorius), so the per-class thresholds below
+            apply with the image's type.
     """
 
     min_score: object = 0.0
@@ -334,6 +369,7 @@ class PostprocessConfig:
     min_area: object = 0
     dilation: int = 0
     resolve_overlaps: bool = True
+    majority_class: bool = False
 
     def __post_init__(self):
         for name in ("min_score", "min_area"):
@@ -352,10 +388,15 @@ class PostprocessConfig:
         if isinstance(self.dilation, bool) or not isinstance(
                 self.dilation, (numbers.Integral, np.integer)) or self.dilation < 0:
             raise ValueError(f"dilation must be an int >= 0, got {self.dilation!r}")
+        if not isinstance(self.majority_class, (bool, np.bool_)):
+            raise TypeError(f"majority_class must be True or False, got "
+                            f"{self.majority_class!r}")
 
 
 def _run_chain(state, config, class_names):
     """:func:`postprocess` on a state."""
+    if config.majority_class:
+        state = _majority_class(state)
     state = _filter_by_score(state, config.min_score, class_names)
     state = _apply_mask_threshold(state, config.mask_threshold)
     if config.mask_nms is not None:
@@ -373,8 +414,9 @@ def _run_chain(state, config, class_names):
 def postprocess(result, config=None, class_names=None):
     """Cleans one image's detections for submission.
 
-    Order: score filter -> mask threshold (soft masks only) -> mask NMS ->
-    overlap removal -> minimum area -> dilation -> overlap removal again.
+    Order: majority class (if asked) -> score filter -> mask threshold (soft
+    masks only) -> mask NMS -> overlap removal -> minimum area -> dilation ->
+    overlap removal again.
 
     Args:
         result: a detect() result (dense or sparse masks, optional soft masks).

@@ -28,6 +28,7 @@ from mrcnn.inference import (
     remove_small,
     resolve_class_keys,
 )
+from mrcnn.inference.postprocess import majority_class
 
 
 def test_inference_package_exports_the_names_of_its_modules():
@@ -231,6 +232,76 @@ def test_postprocess_config_validates():
         PostprocessConfig(min_area={"astro": "big"})
     with pytest.raises(TypeError, match="config must be a PostprocessConfig"):
         postprocess(make_result(np.zeros((2, 2, 0), bool), []), {"min_score": 1})
+
+
+def test_majority_class_takes_the_largest_summed_score():
+    masks = region_masks((6, 8), np.s_[0:2, 0:2], np.s_[0:2, 3:5], np.s_[3:5, 0:2],
+                         np.s_[3:5, 3:5])
+    # Class 2 has the most instances (2) but class 1 the largest summed score:
+    # 1: 0.9, 2: 0.3 + 0.4 = 0.7, 3: 0.5.
+    r = make_result(masks, [0.9, 0.3, 0.4, 0.5], class_ids=[1, 2, 2, 3])
+    out = majority_class(r)
+    assert out["class_ids"].tolist() == [1, 1, 1, 1]
+    assert out["class_ids"].dtype == np.int32
+    np.testing.assert_array_equal(out["masks"], masks)
+    np.testing.assert_array_equal(out["rois"], r["rois"])
+    assert out["scores"].tolist() == pytest.approx([0.9, 0.3, 0.4, 0.5])
+    # 1: 0.9 vs 2: 0.3 + 0.4 + 0.35 = 1.05: now class 2 wins.
+    r = make_result(masks, [0.9, 0.3, 0.4, 0.35], class_ids=[1, 2, 2, 2])
+    assert majority_class(r)["class_ids"].tolist() == [2, 2, 2, 2]
+    # Equal sums: the smallest class id.
+    r = make_result(masks[..., :2], [0.5, 0.5], class_ids=[3, 2])
+    assert majority_class(r)["class_ids"].tolist() == [2, 2]
+    # No instance: nothing to relabel; sparse masks stay sparse.
+    empty = majority_class(make_result(np.zeros((4, 4, 0), bool), []))
+    assert empty["class_ids"].shape == (0,) and empty["masks"].shape == (4, 4, 0)
+    sparse = majority_class(compact(make_result(masks, [0.9, 0.3, 0.4, 0.5],
+                                                class_ids=[1, 2, 2, 3])))
+    assert isinstance(sparse["masks"], SparseMasks)
+    assert sparse["class_ids"].tolist() == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="class_ids must be >= 0, got -1"):
+        majority_class(make_result(masks[..., :2], [0.5, 0.5], class_ids=[-1, 2]))
+
+
+def test_majority_class_matches_a_loop_reference():
+    rng = np.random.default_rng(7)
+    masks = random_discs(rng, n=12)
+    for trial in range(20):
+        class_ids = rng.integers(1, 4, 12)
+        scores = rng.random(12)
+        totals = {}
+        for c, s in zip(class_ids.tolist(), scores.tolist()):
+            totals[c] = totals.get(c, 0.0) + s
+        best = max(sorted(totals), key=lambda c: totals[c])
+        out = majority_class(make_result(masks, scores, class_ids=class_ids))
+        assert out["class_ids"].tolist() == [best] * 12, trial
+
+
+def test_postprocess_majority_class_comes_before_the_per_class_filters():
+    masks = np.zeros((20, 20, 3), bool)
+    masks[0:10, 0:10, 0] = True          # 100 px, astro, score .9
+    masks[12:20, 0:10, 1] = True         # 80 px, cort, score .8
+    masks[0:9, 12:20, 2] = True          # 72 px, astro, score .7
+    r = make_result(masks, [0.9, 0.8, 0.7], class_ids=[1, 2, 1])
+    names = ["BG", "astro", "cort", "shsy5y"]
+    min_area = {"astro": 90, "cort": 75}
+    # Without it the cort cell keeps its own minimum (75) and survives;
+    # the 72 px astro one is dropped.
+    plain = postprocess(r, PostprocessConfig(min_area=min_area), class_names=names)
+    assert plain["class_ids"].tolist() == [1, 2]
+    # With it every cell is astro (1.6 vs 0.8): the astro minimum (90) drops both small ones.
+    cfg = PostprocessConfig(min_area=min_area, majority_class=True)
+    out = postprocess(r, cfg, class_names=names)
+    assert out["class_ids"].tolist() == [1]
+    np.testing.assert_array_equal(out["masks"][..., 0], masks[..., 0])
+    # Per-class score thresholds also see the new class: cort's 0.95 no longer applies.
+    cfg = PostprocessConfig(min_score={"cort": 0.95}, majority_class=True)
+    assert postprocess(r, cfg, class_names=names)["class_ids"].tolist() == [1, 1, 1]
+    assert postprocess(r, PostprocessConfig(min_score={"cort": 0.95}),
+                       class_names=names)["class_ids"].tolist() == [1, 1]
+    assert PostprocessConfig().majority_class is False
+    with pytest.raises(TypeError, match="majority_class must be True or False, got 'yes'"):
+        PostprocessConfig(majority_class="yes")
 
 
 def test_postprocess_rejects_inconsistent_result():
