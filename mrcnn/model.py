@@ -200,13 +200,22 @@ class MaskRCNN:
                                          image_shape, window,
                                          self.config.DETECTION_MASK_THRESHOLD)
 
-    def detect(self, images, verbose=0):
+    def detect(self, images, verbose=0, soft_masks=False, sparse=False):
         """Detect instances in images of any size (run in batches of Config.BATCH_SIZE).
+
+        Args:
+            images: list of [H, W, C] images.
+            soft_masks: also return ``soft_masks`` float32 [H, W, N], the mask
+                head's probabilities pasted with the geometry of the binary
+                masks (``masks == soft_masks >= DETECTION_MASK_THRESHOLD``), for
+                `mrcnn.inference.postprocess`'s mask threshold and TTA merging.
+            sparse: masks (and soft masks) as `mrcnn.data.masks.SparseMasks`
+                (memory of the foreground only; for large images, many cells).
 
         Returns:
             one dict per image: ``rois`` int32 [N, (y1, x1, y2, x2)] in original
             pixels, ``class_ids`` int32 [N], ``scores`` float32 [N], ``masks``
-            bool [H, W, N] at the original resolution.
+            bool [H, W, N] at the original resolution (and ``soft_masks``).
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built with mode='inference'")
@@ -215,33 +224,28 @@ class MaskRCNN:
             chunk = images[start:start + b]
             molded, metas, windows = self.mold_inputs(chunk)
             results += self.detect_molded(molded, metas, [np.shape(i) for i in chunk], windows,
-                                          verbose=verbose)
+                                          verbose=verbose, soft_masks=soft_masks, sparse=sparse)
         return results
 
     def detect_molded(self, molded_images, image_metas, original_shapes=None, windows=None,
-                      verbose=0):
+                      verbose=0, soft_masks=False, sparse=False):
         """Detect on images already molded to the model input (Matterport's API).
 
         ``original_shapes`` default to the molded shape (results in molded
-        pixels) and ``windows`` to those in the metas.
+        pixels) and ``windows`` to those in the metas; `soft_masks`, `sparse`
+        as in `detect`.
         """
-        n = len(molded_images)
         molded, metas = molding.pad_batch(molded_images, image_metas, self.config.BATCH_SIZE)
         if verbose:
             log("molded_images", molded)
             log("image_metas", metas)
         outputs = self.keras_model.predict_on_batch([molded, metas])
         detections, masks = (keras.ops.convert_to_numpy(outputs[i]) for i in (0, 3))
-        if windows is None:
-            windows = parse_image_meta(image_metas)["window"]
-        results = []
-        for i in range(n):
-            shape = original_shapes[i] if original_shapes is not None else molded.shape[1:]
-            rois, class_ids, scores, full = self.unmold_detections(
-                detections[i], masks[i], shape, molded.shape[1:], windows[i])
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
-                            "masks": full})
-        return results
+        windows = parse_image_meta(image_metas)["window"] if windows is None else windows
+        shapes = [molded.shape[1:]] * len(molded_images) if original_shapes is None \
+            else original_shapes
+        return molding.unmold_batch(detections, masks, shapes, molded.shape[1:], windows,
+                                    self.config.DETECTION_MASK_THRESHOLD, soft_masks, sparse)
 
     def get_anchors(self, image_shape=None):
         """Normalized anchors [A, (y1, x1, y2, x2)] of the model input (Matterport's API)."""

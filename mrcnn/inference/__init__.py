@@ -3,7 +3,11 @@
 * ``results``: the ``detect()`` result dict, its compact (sparse) form.
 * ``postprocess``: score / mask thresholds, mask NMS, overlap removal,
   minimum areas, dilation (:class:`PostprocessConfig`, :func:`postprocess`).
-* ``tta``: flip test-time augmentation and checkpoint ensembles.
+* ``tta``: test-time augmentation (named sets of flips, 90-degree turns and
+  scales, :data:`TTA_SETS`) and checkpoint ensembles, merged on mask
+  probabilities; ``transforms``: each variant and its inverse.
+* ``molding``: images into the model, detections out (``unmold_result``:
+  masks and, on request, ``soft_masks``).
 * ``submission``: Kaggle ``submission.csv`` writing and validation.
 """
 
@@ -16,13 +20,16 @@ from mrcnn.inference.postprocess import (SARTORIUS_MIN_AREA, PostprocessConfig,
 from mrcnn.inference.results import compact, expand
 from mrcnn.inference.submission import (read_submission, submission_rows,
                                         validate_submission, write_submission)
-from mrcnn.inference.tta import (TTAModel, detect_tta, flip_image, flip_result, flip_tta,
-                                 merge_tta)
+from mrcnn.inference.transforms import Transform
+from mrcnn.inference.tta import (TTA_SETS, TTAModel, detect_tta, flip_image, flip_result,
+                                 flip_tta, merge_tta, tta_input_shape, tta_results,
+                                 tta_variants)
 
 __all__ = [
     "FLIPS", "SparseMasks", "SARTORIUS_MIN_AREA", "PostprocessConfig", "apply_mask_threshold",
     "dilate", "filter_by_score", "mask_nms", "postprocess", "remove_overlaps", "remove_small",
     "resolve_class_keys", "compact", "expand", "read_submission", "rle_encode_instances",
     "submission_rows", "validate_submission", "write_submission", "TTAModel", "detect_tta",
-    "flip_image", "flip_result", "flip_tta", "merge_tta",
+    "flip_image", "flip_result", "flip_tta", "merge_tta", "TTA_SETS", "Transform",
+    "tta_input_shape", "tta_results", "tta_variants",
 ]

@@ -5,7 +5,8 @@ import numpy as np
 from mrcnn.data.fit import fit_image, undo_resize_boxes
 from mrcnn.data.image import mold_image
 from mrcnn.data.image_meta import compose_image_meta
-from mrcnn.data.masks.mini import paste_masks
+from mrcnn.data.masks.mini import paste_values
+from mrcnn.data.masks.sparse import SparseMasks
 
 
 def mold_inputs(images, config):
@@ -68,6 +69,76 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
         boxes int32 [n, (y1, x1, y2, x2)] original pixels, class_ids int32
         [n], scores float32 [n], masks bool [H, W, n].
     """
+    r = unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, window,
+                      mask_threshold)
+    return r["rois"], r["class_ids"], r["scores"], r["masks"]
+
+
+def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, window,
+                  mask_threshold=0.5, soft_masks=False, sparse=False):
+    """One image's padded detections -> a ``detect()`` result dict.
+
+    The mask of each detection (its class's channel of ``mrcnn_mask``) is
+    pasted into its box at the original resolution by
+    `mrcnn.data.masks.mini.paste_values`; the binary masks are the pasted
+    probabilities ``>= mask_threshold``, so for a threshold > 0 ``masks ==
+    (soft_masks >= mask_threshold)`` exactly.
+
+    Args:
+        detections, mrcnn_mask, original_image_shape, image_shape, window,
+        mask_threshold: as `unmold_detections`.
+        soft_masks: also return ``soft_masks``, the pasted probabilities
+            (float32 ``[H, W, n]``, 0 outside each box).
+        sparse: masks (and soft masks) as
+            :class:`~mrcnn.data.masks.sparse.SparseMasks` instead of dense
+            arrays: memory proportional to the boxes' area, not ``H * W * n``
+            (soft values of 0 are not stored, as ``SparseMasks.from_dense``).
+
+    Returns:
+        dict with ``rois`` int32 [n, (y1, x1, y2, x2)] original pixels,
+        ``class_ids`` int32 [n], ``scores`` float32 [n], ``masks`` bool
+        [H, W, n] (or SparseMasks) and, with `soft_masks`, ``soft_masks``.
+    """
+    boxes, class_ids, scores, probs = _unmold_boxes(detections, mrcnn_mask,
+                                                    original_image_shape, image_shape, window)
+    oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
+    n = class_ids.size
+    inst, ys, xs, values = paste_values(probs, boxes, (oh, ow))
+    on = values >= mask_threshold
+    result = {"rois": boxes, "class_ids": class_ids, "scores": scores}
+    if sparse:
+        result["masks"] = SparseMasks.from_sorted((oh, ow), n, inst[on], ys[on] * ow + xs[on])
+    else:
+        result["masks"] = np.zeros((oh, ow, n), bool)
+        result["masks"][ys[on], xs[on], inst[on]] = True
+    if soft_masks and sparse:
+        nz = values > 0
+        result["soft_masks"] = SparseMasks.from_sorted((oh, ow), n, inst[nz],
+                                                       ys[nz] * ow + xs[nz], values[nz])
+    elif soft_masks:
+        result["soft_masks"] = np.zeros((oh, ow, n), np.float32)
+        result["soft_masks"][ys, xs, inst] = values
+    return result
+
+
+def unmold_batch(detections, mrcnn_mask, original_shapes, image_shape, windows,
+                 mask_threshold=0.5, soft_masks=False, sparse=False):
+    """`unmold_result` of each image of a batch (``len(original_shapes)`` images).
+
+    Args:
+        detections: [B, N, 6] padded detections; mrcnn_mask: [B, N, mh, mw,
+            num_classes]; original_shapes: per image ``(H, W, ...)`` (a list
+            of up to B); image_shape: the molded shape; windows: [B, 4].
+        mask_threshold, soft_masks, sparse: see `unmold_result`.
+    """
+    return [unmold_result(detections[i], mrcnn_mask[i], shape, image_shape, windows[i],
+                          mask_threshold, soft_masks, sparse)
+            for i, shape in enumerate(original_shapes)]
+
+
+def _unmold_boxes(detections, mrcnn_mask, original_image_shape, image_shape, window):
+    """Kept detections: boxes int32 [n, 4] original pixels, class ids, scores, and
+    float32 [n, mh, mw] probabilities of each one's class."""
     class_ids = detections[:, 4].astype(np.int32)
     keep = np.flatnonzero(class_ids > 0)
     class_ids = class_ids[keep]
@@ -81,7 +152,6 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     boxes = np.round(boxes).astype(np.int32)
     ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, class_ids, scores, keep = boxes[ok], class_ids[ok], scores[ok], keep[ok]
-    masks = mrcnn_mask[keep, :, :, class_ids] if keep.size else \
+    probs = mrcnn_mask[keep, :, :, class_ids] if keep.size else \
         np.zeros((0,) + mrcnn_mask.shape[1:3], np.float32)
-    full = paste_masks(masks, boxes, (oh, ow), threshold=mask_threshold)
-    return boxes, class_ids, scores, full
+    return boxes, class_ids, scores, np.asarray(probs, np.float32)

@@ -1,40 +1,113 @@
 """Test-time augmentation and ensembles of detection results (NumPy).
 
-:func:`flip_tta` runs a model (or several, an ensemble) on flipped copies of
-an image and maps the detections back to the original frame;
-:func:`merge_tta` merges those results into one by mask-IoU clustering and
-voting; :func:`detect_tta` does both, and :class:`TTAModel` wraps a model so
-that its ``detect`` does them::
+:func:`tta_results` runs a model (or several, an ensemble) on transformed
+copies of an image (flips, 90-degree turns, scales: see
+`mrcnn.inference.transforms`) and maps the detections back to the original
+frame; :func:`merge_tta` merges those results into one by mask-IoU clustering
+and voting, averaging the mask probabilities; :func:`detect_tta` does both,
+and :class:`TTAModel` wraps a model so that its ``detect`` does them::
 
     from mrcnn.inference.tta import TTAModel
-    tta = TTAModel([model_fold0, model_fold1], flips=("none", "lr", "ud"))
+    tta = TTAModel([model_fold0, model_fold1], "dihedral+scales")
     result = tta.detect([image])[0]
 
-Results are ``detect()`` dicts (see `mrcnn.inference.results`); flips are named as in
-:data:`FLIPS`. These names are also importable from `mrcnn.inference.postprocess`.
+Variants are named sets (:data:`TTA_SETS`: ``"flips"``, ``"dihedral"``,
+``"scales"``, joined by ``+`` for their union, e.g. ``"dihedral+scales"``), or
+a list of transform names (``"lr"``, ``"rot90"``, ``"lr-rot270-s1.25"``).
+Models are asked for ``soft_masks`` (when their ``detect`` takes it), so that
+the merge averages probabilities. Results are ``detect()`` dicts (see
+`mrcnn.inference.results`); flips are named as in :data:`FLIPS`.
+
+Turned non-square images and scaled images have other sizes than the
+original: a model with ``IMAGE_RESIZE_MODE = "none"`` needs an
+``IMAGE_SHAPE`` that holds every variant (:func:`tta_input_shape`); with
+``"square"`` every variant is resized to ``IMAGE_MAX_DIM``, which undoes a
+scale variant's resize.
 """
 
+import inspect
 import math
 
 import numpy as np
 import scipy.sparse
 
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks, check_flip, run_starts
-from mrcnn.inference.results import from_state, score_order, select_state, to_state
+from mrcnn.inference.results import compact, expand, from_state, score_order, select_state, to_state
+from mrcnn.inference.transforms import Transform
 
-__all__ = ["FLIPS", "flip_image", "flip_result", "flip_tta", "merge_tta", "detect_tta",
-           "TTAModel"]
+__all__ = ["FLIPS", "TTA_SETS", "tta_variants", "tta_input_shape", "flip_image",
+           "flip_result", "flip_tta", "tta_results", "merge_tta", "detect_tta", "TTAModel"]
+
+# Named sets of TTA variants ("a+b" is the union of two sets, in order).
+TTA_SETS = {
+    # the three of the first version: identity, left-right, up-down
+    "flips": ("none", "lr", "ud"),
+    # the 8 symmetries of the square: 4 turns x (no flip, left-right)
+    "dihedral": ("none", "lr", "ud", "lrud", "rot90", "rot270", "lr-rot90", "lr-rot270"),
+    # image resized by 0.8 and 1.25 (smaller / larger cells)
+    "scales": ("none", "s0.8", "s1.25"),
+}
+
+
+def tta_variants(variants="flips"):
+    """The :class:`~mrcnn.inference.transforms.Transform` of each variant.
+
+    Args:
+        variants: a set name of :data:`TTA_SETS` or a union ``"dihedral+scales"``,
+            a transform name, or a sequence of transform names / Transforms.
+
+    Returns:
+        tuple of distinct Transforms, in order (the first occurrence kept).
+    """
+    if isinstance(variants, str):
+        names = variants.split("+")
+        if all(n in TTA_SETS for n in names):
+            variants = [v for n in names for v in TTA_SETS[n]]
+        elif "+" in variants:
+            unknown = [n for n in names if n not in TTA_SETS]
+            raise ValueError(f"unknown TTA set {unknown[0]!r} in {variants!r}; sets: "
+                             f"{sorted(TTA_SETS)} (join with '+')")
+        else:
+            variants = [variants]
+    if isinstance(variants, Transform):
+        variants = [variants]
+    try:
+        variants = list(variants)
+    except TypeError:
+        raise TypeError(f"variants must be a TTA set name {sorted(TTA_SETS)}, a transform name "
+                        f"or a list of them, got {variants!r}") from None
+    try:
+        parsed = [Transform.parse(v) for v in variants]
+    except ValueError as error:
+        raise ValueError(f"{error}; or a TTA set {sorted(TTA_SETS)}") from None
+    out = tuple(dict.fromkeys(parsed))
+    if not out:
+        raise ValueError("TTA needs at least one variant, got none")
+    return out
+
+
+def tta_input_shape(image_shapes, variants="flips", multiple=64):
+    """``(h, w)`` model input that holds every variant of every image.
+
+    For ``IMAGE_RESIZE_MODE = "none"`` models: the largest transformed height
+    and width, rounded up to ``multiple``.
+
+    Args:
+        image_shapes: ``(H, W, ...)`` of each image.
+        variants: as :func:`tta_variants`.
+    """
+    transforms = tta_variants(variants)
+    sizes = [t.shape(s) for s in image_shapes for t in transforms]
+    if not sizes:
+        raise ValueError("tta_input_shape needs at least one image shape, got none")
+    h, w = np.max(sizes, axis=0)
+    return (int(-(-h // multiple) * multiple), int(-(-w // multiple) * multiple))
 
 
 def flip_image(image, flip):
     """Flips an ``[H, W, ...]`` image: ``"lr"`` columns, ``"ud"`` rows, ``"lrud"`` both."""
     check_flip(flip)
-    image = np.asarray(image)
-    if "lr" in flip:
-        image = image[:, ::-1]
-    if "ud" in flip:
-        image = image[::-1]
-    return np.ascontiguousarray(image)
+    return Transform(flip=flip).image(image)
 
 
 def flip_result(result, flip):
@@ -49,45 +122,94 @@ def flip_result(result, flip):
         mirrored (``x1' = W - x2``, ``x2' = W - x1`` for ``"lr"``).
     """
     check_flip(flip)
-    state, dense = to_state(result)
-    height, width = state["masks"].shape
-    rois = state["rois"].copy()
-    if "lr" in flip:
-        rois[:, [1, 3]] = width - state["rois"][:, [3, 1]]
-    if "ud" in flip:
-        rois[:, [0, 2]] = height - state["rois"][:, [2, 0]]
-    state = dict(state, rois=rois, masks=state["masks"].flip(flip),
-                 soft=None if state["soft"] is None else state["soft"].flip(flip))
-    return from_state(state, dense)
+    return Transform(flip=flip).result(result, _frame(result))
 
 
 def flip_tta(model, image, flips=("none", "lr", "ud")):
     """Detects on flipped copies of an image, with one model or an ensemble.
+
+    :func:`tta_results` restricted to flips (:data:`FLIPS`).
+
+    Returns:
+        List of results in the original image frame, ``len(models) *
+        len(flips)`` of them (model-major), ready for :func:`merge_tta`.
+    """
+    flips = tuple(flips)
+    for flip in flips:
+        check_flip(flip)
+    return tta_results(model, image, flips, sparse=False)
+
+
+def tta_results(model, image, variants="flips", soft_masks=True, sparse=True):
+    """Detects on transformed copies of an image, with one model or an ensemble.
 
     Args:
         model: an object with ``detect(images) -> [result, ...]`` (a
             ``MaskRCNN`` in inference mode), or a list of them (ensemble of
             checkpoints).
         image: ``[H, W, C]`` image.
-        flips: flips from :data:`FLIPS`.
+        variants: as :func:`tta_variants` (default: the 3 flips).
+        soft_masks: ask the models for ``soft_masks`` (when their ``detect``
+            takes it) so that :func:`merge_tta` averages probabilities.
+        sparse: results with SparseMasks masks (dense ones otherwise).
 
     Returns:
         List of results in the original image frame, ``len(models) *
-        len(flips)`` of them (model-major), ready for :func:`merge_tta`.
+        len(variants)`` of them (model-major), ready for :func:`merge_tta`.
     """
     models = list(model) if isinstance(model, (list, tuple)) else [model]
-    flips = tuple(flips)
-    if not models or not flips:
-        raise ValueError(f"flip_tta needs at least one model and one flip, got "
-                         f"{len(models)} models and flips {flips!r}")
-    for flip in flips:
-        check_flip(flip)
-    images = [flip_image(image, flip) for flip in flips]
+    if not models:
+        raise ValueError("TTA needs at least one model, got none")
+    transforms = tta_variants(variants)
+    image = np.asarray(image)
+    images = [t.image(image) for t in transforms]
     results = []
     for m in models:
-        detections = m.detect(images)
-        results.extend(flip_result(r, f) for r, f in zip(detections, flips))
+        _check_input(m, image.shape, transforms)
+        detections = _detect(m, images, soft_masks)
+        for r, t in zip(detections, transforms):
+            r = t.invert(r, image.shape)
+            results.append(r if sparse == isinstance(r["masks"], SparseMasks) else
+                           _convert(r, sparse))
     return results
+
+
+def _frame(result):
+    masks = result.get("masks") if isinstance(result, dict) else None
+    return masks.shape if isinstance(masks, SparseMasks) else np.shape(masks)[:2]
+
+
+def _convert(result, sparse):
+    return compact(result) if sparse else expand(result)
+
+
+def _detect(model, images, soft_masks):
+    """``model.detect(images)``, asking for sparse soft masks when it takes them."""
+    try:
+        params = inspect.signature(model.detect).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if soft_masks and "soft_masks" in params and "sparse" in params:
+        return model.detect(images, soft_masks=True, sparse=True)
+    return model.detect(images)
+
+
+def _check_input(model, shape, transforms):
+    """A clear error when a variant does not fit a "none"-mode model's input."""
+    config = getattr(model, "config", None)
+    if getattr(config, "IMAGE_RESIZE_MODE", None) != "none":
+        return
+    limit = tuple(int(v) for v in config.IMAGE_SHAPE[:2])
+    for t in transforms:
+        size = t.shape(shape)
+        if size[0] > limit[0] or size[1] > limit[1]:
+            need = tta_input_shape([shape], transforms)
+            raise ValueError(
+                f"TTA variant {t.name!r} makes the {shape[0]}x{shape[1]} image "
+                f"{size[0]}x{size[1]}, larger than the model input {limit[0]}x{limit[1]} "
+                f"(IMAGE_RESIZE_MODE 'none'); build the inference model with IMAGE_SHAPE "
+                f"[{need[0]}, {need[1]}, 3] (mrcnn.inference.tta_input_shape) or drop "
+                f"that variant")
 
 
 def merge_tta(results, iou_threshold=0.5, min_votes=None, mask_threshold=0.5):
@@ -112,7 +234,7 @@ def merge_tta(results, iou_threshold=0.5, min_votes=None, mask_threshold=0.5):
 
     Args:
         results: list of results of the same image, all in the original frame
-            (see :func:`flip_tta`).
+            (see :func:`tta_results`).
         iou_threshold: mask IoU above which two instances are the same object.
         min_votes: minimum cluster size; default ``ceil(K / 2)``.
         mask_threshold: threshold on the mean member mask.
@@ -216,40 +338,65 @@ def merge_tta(results, iou_threshold=0.5, min_votes=None, mask_threshold=0.5):
     return from_state(state, dense_flags[0])
 
 
-def detect_tta(model, image, flips=("none", "lr", "ud"), iou_threshold=0.5,
-               min_votes=None, mask_threshold=0.5):
-    """:func:`flip_tta` followed by :func:`merge_tta` (one image)."""
-    return merge_tta(flip_tta(model, image, flips), iou_threshold=iou_threshold,
-                     min_votes=min_votes, mask_threshold=mask_threshold)
+def detect_tta(model, image, variants="flips", iou_threshold=0.5, min_votes=None,
+               mask_threshold=0.5, soft_masks=False, sparse=False, flips=None):
+    """:func:`tta_results` followed by :func:`merge_tta` (one image).
+
+    Args:
+        model, image, variants: see :func:`tta_results` (``flips=`` is the
+            former name of `variants`, still accepted).
+        iou_threshold, min_votes, mask_threshold: see :func:`merge_tta`.
+        soft_masks: keep the merged ``soft_masks`` (the mean member
+            probabilities) in the result.
+        sparse: masks as SparseMasks (dense bool ``[H, W, N]`` otherwise).
+
+    Returns:
+        One result in the original image frame (masks at the image's size).
+    """
+    variants = _variants_arg(variants, flips)
+    merged = merge_tta(tta_results(model, image, variants, soft_masks=True, sparse=True),
+                       iou_threshold=iou_threshold, min_votes=min_votes,
+                       mask_threshold=mask_threshold)
+    if not soft_masks:
+        merged.pop("soft_masks", None)
+    return merged if sparse else expand(merged)
+
+
+def _variants_arg(variants, flips):
+    if flips is None:
+        return variants
+    if variants not in ("flips", None):
+        raise ValueError(f"give variants or flips (its former name), not both: got "
+                         f"variants={variants!r}, flips={flips!r}")
+    return flips
 
 
 class TTAModel:
-    """Wraps a model (or an ensemble) so that ``detect`` merges flipped runs.
+    """Wraps a model (or an ensemble) so that ``detect`` merges its TTA runs.
 
-    ``TTAModel(models, flips).detect(images)`` returns, per image,
-    ``merge_tta(flip_tta(models, image, flips), ...)``; use it wherever a
-    model is expected (``mrcnn.evaluation.report.evaluate``, prediction scripts).
+    ``TTAModel(models, variants).detect(images)`` returns, per image,
+    ``detect_tta(models, image, variants, ...)``; use it wherever a model is
+    expected (``mrcnn.evaluation.report.evaluate``, prediction scripts).
 
     Args:
         model: a model with ``detect`` or a list of them.
-        flips: flips from :data:`FLIPS`.
+        variants: as :func:`tta_variants` (``flips=``: its former name).
         iou_threshold, min_votes, mask_threshold: see :func:`merge_tta`.
     """
 
-    def __init__(self, model, flips=("none", "lr", "ud"), iou_threshold=0.5,
-                 min_votes=None, mask_threshold=0.5):
+    def __init__(self, model, variants="flips", iou_threshold=0.5, min_votes=None,
+                 mask_threshold=0.5, flips=None):
         self.models = list(model) if isinstance(model, (list, tuple)) else [model]
         if not self.models:
             raise ValueError("TTAModel needs at least one model, got none")
-        for flip in flips:
-            check_flip(flip)
-        self.flips = tuple(flips)
+        self.variants = tta_variants(_variants_arg(variants, flips))
         self.iou_threshold = iou_threshold
         self.min_votes = min_votes
         self.mask_threshold = mask_threshold
         self.config = getattr(self.models[0], "config", None)
 
-    def detect(self, images, verbose=0):
+    def detect(self, images, verbose=0, soft_masks=False, sparse=False):
         """One merged result per image (see :func:`detect_tta`)."""
-        return [detect_tta(self.models, image, self.flips, self.iou_threshold,
-                           self.min_votes, self.mask_threshold) for image in images]
+        return [detect_tta(self.models, image, self.variants, self.iou_threshold,
+                           self.min_votes, self.mask_threshold, soft_masks=soft_masks,
+                           sparse=sparse) for image in images]

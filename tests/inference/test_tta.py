@@ -107,3 +107,97 @@ def test_flip_result_mirrors_rois_and_is_its_own_inverse():
     np.testing.assert_array_equal(back["rois"], r["rois"])
     np.testing.assert_array_equal(flip_image(np.arange(6).reshape(2, 3), "lr"),
                                   [[2, 1, 0], [5, 4, 3]])
+
+
+# ------------------------------------------------ variant sets, turns and scales
+
+
+def test_named_variant_sets():
+    from mrcnn.inference import TTA_SETS, tta_variants
+
+    assert [t.name for t in tta_variants("flips")] == ["none", "lr", "ud"]
+    dihedral = tta_variants("dihedral")
+    # the 8 symmetries of the square: as arrays, 8 different images
+    probe = np.arange(9).reshape(3, 3)
+    assert len({t.image(probe).tobytes() for t in dihedral}) == 8 == len(dihedral)
+    both = tta_variants("dihedral+scales")           # union, duplicates ("none") once
+    assert [t.name for t in both] == list(TTA_SETS["dihedral"]) + ["s0.8", "s1.25"]
+    assert [t.name for t in tta_variants(["lr", "rot90-s1.5"])] == ["lr", "rot90-s1.5"]
+    assert [t.name for t in tta_variants("rot180")] == ["rot180"]
+    with pytest.raises(ValueError, match=r"unknown TTA set 'flip' in 'dihedral\+flip'"):
+        tta_variants("dihedral+flip")
+    with pytest.raises(ValueError, match=r"'fancy' has an unknown part 'fancy'.*or a TTA set "
+                                         r"\['dihedral', 'flips', 'scales'\]"):
+        tta_variants("fancy")
+    with pytest.raises(ValueError, match="at least one variant"):
+        tta_variants([])
+
+
+class _SoftSpotModel(_BrightSpotModel):
+    """The bright-spot detector, with soft masks (value = brightness / 255) when asked."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def detect(self, images, soft_masks=False, sparse=False):
+        self.asked.append((soft_masks, sparse))
+        out = super().detect(images)
+        if soft_masks:
+            for r, image in zip(out, images):
+                r["soft_masks"] = np.where(r["masks"], image[..., :1] / 255.0, 0).astype(
+                    np.float32)
+        return out
+
+
+def test_tta_results_turn_and_scale_back_to_the_original_frame():
+    from mrcnn.inference import tta_results
+
+    image = np.zeros((7, 12, 3), np.uint8)           # not square: turns change the shape
+    image[1:4, 2:9] = 200
+    image[1, 8] = 0
+    image[2:4, 3] = 150
+    truth = image[..., 0] > 100
+    model = _SoftSpotModel()
+    names = ["none", "rot90", "lr-rot270", "rot180", "s2", "rot90-s2"]
+    results = tta_results(model, image, names, sparse=False)
+    assert model.asked == [(True, True)]             # soft masks asked for
+    assert [im.shape[:2] for im in model.seen] == [(7, 12), (12, 7), (12, 7), (7, 12),
+                                                   (14, 24), (24, 14)]
+    soft_truth = np.where(truth, image[..., 0] / 255.0, 0)
+    for name, r in zip(names, results):
+        np.testing.assert_array_equal(r["masks"][..., 0], truth, err_msg=name)
+        np.testing.assert_array_equal(r["rois"], [[1, 2, 4, 9]], err_msg=name)
+        if "s" not in name:                          # moved exactly: the same values
+            np.testing.assert_allclose(r["soft_masks"][..., 0], soft_truth, rtol=1e-6)
+    merged = detect_tta(model, image, names, soft_masks=True)
+    np.testing.assert_array_equal(merged["masks"][..., 0], truth)
+    mean = np.mean([r["soft_masks"][..., 0] for r in results], axis=0)
+    np.testing.assert_allclose(merged["soft_masks"][..., 0], mean, rtol=1e-6)
+    assert "soft_masks" not in detect_tta(model, image, names)
+
+
+def test_tta_model_and_input_size_check():
+    from mrcnn.config import Config
+    from mrcnn.inference import tta_input_shape
+
+    class NoneConfig(Config):
+        NAME = "t"
+        NUM_CLASSES = 2
+        IMAGE_RESIZE_MODE = "none"
+        IMAGE_SHAPE = [64, 128, 3]
+
+    model = _SoftSpotModel()
+    model.config = NoneConfig()
+    image = np.zeros((40, 100, 3), np.uint8)
+    image[5:9, 10:30] = 255
+    assert tta_input_shape([image.shape], "flips") == (64, 128)
+    assert tta_input_shape([image.shape, (520, 704)], "dihedral") == (704, 704)
+    assert tta_input_shape([(520, 704)], "scales") == (704, 896)    # 650 x 880 at 1.25
+    with pytest.raises(ValueError, match=r"TTA variant 'rot90' makes the 40x100 image 100x40, "
+                                         r"larger than the model input 64x128 .*IMAGE_SHAPE "
+                                         r"\[128, 128, 3\]"):
+        TTAModel(model, "dihedral").detect([image])
+    out = TTAModel(model, "flips").detect([image], sparse=True)[0]
+    assert out["masks"].shape == (40, 100)
+    np.testing.assert_array_equal(out["masks"].to_dense()[..., 0], image[..., 0] > 100)

@@ -99,6 +99,36 @@ def minimize_mask(bbox, mask, mini_shape):
     return np.ascontiguousarray(np.moveaxis(mini, 0, -1))
 
 
+def paste_values(masks, boxes, image_shape):
+    """Bilinear values of box-sized masks pasted into the image, as sparse triplets.
+
+    Each mask is resized (bilinear, pixel centres aligned as in
+    ``skimage.transform.resize``, edge values repeated) to the size of its box
+    and placed there; the parts of a box outside the image are dropped. A box
+    may have fractional edges: the pixels whose centres lie inside it are
+    covered (for integer boxes, exactly the box's pixels), and image pixel
+    ``y`` samples the mask at row ``(y + 0.5 - y1) * mh / (y2 - y1) - 0.5``.
+    Fully vectorized: the cost is proportional to the total covered area.
+
+    Args:
+        masks: float ``[N, mh, mw]`` values (e.g. probabilities) predicted
+            inside each box, or a list of ``N`` 2-D arrays of any sizes.
+        boxes: ``[N, (y1, x1, y2, x2)]`` pixel boxes in the target image, y2/x2
+            exclusive, used as given (not rounded; see `paste_masks`). Boxes
+            of zero area cover nothing.
+        image_shape: ``(H, W, ...)`` of the target image.
+
+    Returns:
+        ``(instance, y, x, value)``: int64, int64, int64, float32 arrays, one
+        entry per covered pixel, ordered by instance, then row, then column
+        (row-major pixel order: the canonical order of
+        `mrcnn.data.masks.sparse.SparseMasks`).
+    """
+    flat, offsets, heights, widths = _ragged(masks)
+    return _paste(flat, offsets, heights, widths, _float_boxes(boxes, heights.size),
+                  image_shape)
+
+
 def paste_masks(masks, boxes, image_shape, threshold=0.5):
     """Paste box-sized mask probabilities into full-size instance masks.
 
@@ -115,63 +145,125 @@ def paste_masks(masks, boxes, image_shape, threshold=0.5):
         threshold: a pixel is set where the resized value is >= threshold.
 
     Returns:
-        bool [H, W, N] masks.
+        bool [H, W, N] masks: exactly ``paste_soft_masks(...) >= threshold``
+        for a threshold > 0.
     """
+    masks = _uniform(masks)
+    height, width = (int(v) for v in image_shape[:2])
+    inst, ys, xs, values = paste_values(masks, _int_boxes(boxes, masks.shape[0]), image_shape)
+    out = np.zeros((height, width, masks.shape[0]), dtype=bool)
+    on = values >= threshold
+    out[ys[on], xs[on], inst[on]] = True
+    return out
+
+
+def paste_soft_masks(masks, boxes, image_shape):
+    """`paste_masks` without the threshold: float32 ``[H, W, N]`` values, 0 outside the boxes.
+
+    The same geometry as `paste_masks` (boxes rounded to ints), so
+    ``paste_masks(m, b, s, t) == (paste_soft_masks(m, b, s) >= t)`` pixel for
+    pixel for any threshold ``t > 0``.
+    """
+    masks = _uniform(masks)
+    height, width = (int(v) for v in image_shape[:2])
+    inst, ys, xs, values = paste_values(masks, _int_boxes(boxes, masks.shape[0]), image_shape)
+    out = np.zeros((height, width, masks.shape[0]), dtype=np.float32)
+    out[ys, xs, inst] = values
+    return out
+
+
+def _uniform(masks):
     masks = np.asarray(masks, dtype=np.float32)
     if masks.ndim != 3:
         raise ValueError(f"masks must be [N, mh, mw], got shape {masks.shape}")
-    n, mh, mw = masks.shape
-    if n and (mh < 1 or mw < 1):
-        raise ValueError(f"masks must have a positive size, got shape {masks.shape}")
-    height, width = (int(v) for v in image_shape[:2])
-    boxes = _int_boxes(boxes, n)
-    out = np.zeros((height, width, n), dtype=bool)
-    if n == 0 or height == 0 or width == 0:
-        return out
+    return masks
 
+
+def _ragged(masks):
+    """``(flat, offsets, heights, widths)`` of ``[N, mh, mw]`` masks or a list of 2-D arrays."""
+    if isinstance(masks, (list, tuple)):
+        arrays = [np.asarray(m, dtype=np.float32) for m in masks]
+        for k, m in enumerate(arrays):
+            if m.ndim != 2:
+                raise ValueError(f"masks[{k}] must be a 2-D [mh, mw] array, got shape {m.shape}")
+        heights = np.array([m.shape[0] for m in arrays], np.int64)
+        widths = np.array([m.shape[1] for m in arrays], np.int64)
+        flat = np.concatenate([m.ravel() for m in arrays]) if arrays else \
+            np.zeros(0, np.float32)
+    else:
+        masks = _uniform(masks)
+        n, mh, mw = masks.shape
+        heights, widths = np.full(n, mh, np.int64), np.full(n, mw, np.int64)
+        flat = masks.reshape(-1)
+    empty = (heights < 1) | (widths < 1)
+    if empty.any():
+        k = int(np.flatnonzero(empty)[0])
+        raise ValueError(f"masks must have a positive size, got masks[{k}] of shape "
+                         f"({heights[k]}, {widths[k]})")
+    sizes = heights * widths
+    return flat, np.cumsum(sizes) - sizes, heights, widths
+
+
+def _float_boxes(boxes, n):
+    boxes = np.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] < 4 or boxes.shape[0] != n:
+        raise ValueError(f"boxes must be [N={n}, (y1, x1, y2, x2)], got shape {boxes.shape}")
+    boxes = boxes[:, :4].astype(np.float64)
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"boxes must be finite, got {boxes[~np.isfinite(boxes).all(1)][:3]}")
+    return boxes
+
+
+def _concat_ranges(counts, starts):
+    """``(owner, values, first)``: arange(starts[i], starts[i] + counts[i]) concatenated."""
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(counts.size), counts)
+    first = np.cumsum(counts) - counts
+    return owner, np.arange(total) - first[owner] + starts[owner], first
+
+
+def _paste(flat, offsets, heights, widths, boxes, image_shape):
+    """`paste_values` on ragged masks stored back to back in ``flat``."""
+    height, width = (int(v) for v in image_shape[:2])
+    n = boxes.shape[0]
+    if n == 0 or height <= 0 or width <= 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0, np.float32)
     y1, x1, y2, x2 = boxes.T
     bh, bw = y2 - y1, x2 - x1
-    # Image rows/columns covered by each box after clipping to the image.
-    cy1, cy2 = np.clip(y1, 0, height), np.clip(y2, 0, height)
-    cx1, cx2 = np.clip(x1, 0, width), np.clip(x2, 0, width)
+    # Image rows/columns whose centres lie in each box, clipped to the image
+    # (for integer boxes: [y1, y2) and [x1, x2)).
+    cy1 = np.clip(np.ceil(y1 - 0.5), 0, height).astype(np.int64)
+    cy2 = np.clip(np.ceil(y2 - 0.5), 0, height).astype(np.int64)
+    cx1 = np.clip(np.ceil(x1 - 0.5), 0, width).astype(np.int64)
+    cx2 = np.clip(np.ceil(x2 - 0.5), 0, width).astype(np.int64)
     keep = (bh > 0) & (bw > 0) & (cy2 > cy1) & (cx2 > cx1)
     n_rows = np.where(keep, cy2 - cy1, 0)
     n_cols = np.where(keep, cx2 - cx1, 0)
-
-    def ranges(counts, starts):
-        """Concatenate arange(starts[i], starts[i] + counts[i]) over i."""
-        total = int(counts.sum())
-        owner = np.repeat(np.arange(n), counts)
-        first = np.cumsum(counts) - counts
-        values = np.arange(total) - first[owner] + starts[owner]
-        return owner, values, first
-
-    row_owner, rows, row_first = ranges(n_rows, cy1)
-    col_owner, cols, col_first = ranges(n_cols, cx1)
+    row_owner, rows, row_first = _concat_ranges(n_rows, cy1)
+    col_owner, cols, col_first = _concat_ranges(n_cols, cx1)
 
     # Source coordinates inside the mask of every covered row and column.
-    ry = (rows - y1[row_owner] + 0.5) * (mh / np.maximum(bh[row_owner], 1)) - 0.5
-    cx = (cols - x1[col_owner] + 0.5) * (mw / np.maximum(bw[col_owner], 1)) - 0.5
-    r0, r1, fy = _axis_weights(ry, 0, mh - 1)
-    c0, c1, fx = _axis_weights(cx, 0, mw - 1)
+    safe_h, safe_w = np.where(keep, bh, 1.0), np.where(keep, bw, 1.0)
+    ry = (rows + 0.5 - y1[row_owner]) * (heights[row_owner] / safe_h[row_owner]) - 0.5
+    cx = (cols + 0.5 - x1[col_owner]) * (widths[col_owner] / safe_w[col_owner]) - 0.5
+    r0, r1, fy = _axis_weights(ry, 0, heights[row_owner] - 1)
+    c0, c1, fx = _axis_weights(cx, 0, widths[col_owner] - 1)
 
-    # Pass 1: interpolate along x for every (covered column, mask row).
-    # (the two advanced indices around the slice give shape [C, mh])
-    col_values = ((1 - fx)[:, None] * masks[col_owner, :, c0]
-                  + fx[:, None] * masks[col_owner, :, c1])
-
-    # Pass 2: every pixel (row, col) of every box, interpolated along y.
+    # Every pixel (row, col) of every box, interpolated along x, then y.
     n_pix = n_rows * n_cols
-    pix_owner = np.repeat(np.arange(n), n_pix)
-    local = np.arange(int(n_pix.sum())) - (np.cumsum(n_pix) - n_pix)[pix_owner]
-    width_of = n_cols[pix_owner]
-    row_i = row_first[pix_owner] + local // width_of
-    col_i = col_first[pix_owner] + local % width_of
-    w1 = fy[row_i]
-    values = (1 - w1) * col_values[col_i, r0[row_i]] + w1 * col_values[col_i, r1[row_i]]
-    on = values >= threshold
-    out[rows[row_i[on]], cols[col_i[on]], pix_owner[on]] = True
-    return out
+    owner = np.repeat(np.arange(n), n_pix)
+    local = np.arange(int(n_pix.sum())) - (np.cumsum(n_pix) - n_pix)[owner]
+    row_i = row_first[owner] + local // n_cols[owner]
+    col_i = col_first[owner] + local % n_cols[owner]
+    base, stride = offsets[owner], widths[owner]
+    top_row, bottom_row = base + r0[row_i] * stride, base + r1[row_i] * stride
+    left, right, wx = c0[col_i], c1[col_i], fx[col_i]
+    top = (1 - wx) * flat[top_row + left] + wx * flat[top_row + right]
+    bottom = (1 - wx) * flat[bottom_row + left] + wx * flat[bottom_row + right]
+    wy = fy[row_i]
+    values = (1 - wy) * top + wy * bottom
+    return owner, rows[row_i], cols[col_i], values.astype(np.float32, copy=False)
 
 
 def expand_mask(bbox, mini_mask, image_shape):

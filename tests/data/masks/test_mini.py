@@ -5,6 +5,7 @@ import pytest
 import skimage.transform
 
 from mrcnn.data.masks import expand_mask, minimize_mask, paste_masks, unmold_mask
+from mrcnn.data.masks.mini import paste_soft_masks, paste_values
 
 
 def _iou(a, b):
@@ -158,3 +159,74 @@ def test_paste_many_instances_is_fast():
     start = time.perf_counter()
     paste_masks(masks, boxes, (520, 704))
     assert time.perf_counter() - start < 1.0  # ~0.04 s measured on 2 CPU cores
+
+
+def _reference_values(mask, box, image_shape):
+    """Brute force: the bilinear value at every pixel whose centre lies in a (fractional) box."""
+    mh, mw = mask.shape
+    y1, x1, y2, x2 = (float(v) for v in box)
+    out = np.zeros(image_shape, np.float64)
+    for y in range(image_shape[0]):
+        for x in range(image_shape[1]):
+            if not (y1 <= y + 0.5 < y2 and x1 <= x + 0.5 < x2):
+                continue
+            sy = min(max((y + 0.5 - y1) * mh / (y2 - y1) - 0.5, 0), mh - 1)
+            sx = min(max((x + 0.5 - x1) * mw / (x2 - x1) - 0.5, 0), mw - 1)
+            r0, c0 = int(np.floor(sy)), int(np.floor(sx))
+            r1, c1 = min(r0 + 1, mh - 1), min(c0 + 1, mw - 1)
+            fy, fx = sy - r0, sx - c0
+            out[y, x] = ((1 - fy) * ((1 - fx) * mask[r0, c0] + fx * mask[r0, c1])
+                         + fy * ((1 - fx) * mask[r1, c0] + fx * mask[r1, c1]))
+    return out
+
+
+def test_paste_soft_masks_are_the_values_the_binary_masks_threshold():
+    rng = np.random.default_rng(3)
+    image_shape = (70, 90)
+    n = 40
+    y1, x1 = rng.integers(-10, 65, n), rng.integers(-10, 85, n)
+    boxes = np.stack([y1, x1, y1 + rng.integers(0, 40, n), x1 + rng.integers(0, 40, n)], 1)
+    masks = rng.random((n, 14, 14)).astype(np.float32)
+    soft = paste_soft_masks(masks, boxes, image_shape)
+    assert soft.shape == image_shape + (n,) and soft.dtype == np.float32
+    for threshold in (0.5, 0.25, 0.8, 1e-6):           # exactly the same pixels
+        np.testing.assert_array_equal(soft >= threshold,
+                                      paste_masks(masks, boxes, image_shape, threshold))
+    for i in range(n):                                 # and the bilinear values
+        np.testing.assert_allclose(soft[..., i], _reference_values(masks[i], boxes[i],
+                                                                   image_shape), atol=1e-6)
+    # all-ones masks: exactly 1 on the clipped box, 0 elsewhere
+    ones = paste_soft_masks(np.ones((1, 5, 5)), [[-3, 4, 6, 9]], (8, 8))
+    expected = np.zeros((8, 8), np.float32)
+    expected[0:6, 4:8] = 1
+    np.testing.assert_array_equal(ones[..., 0], expected)
+
+
+def test_paste_values_fractional_boxes_and_masks_of_any_size():
+    rng = np.random.default_rng(4)
+    image_shape = (30, 40)
+    masks = [rng.random((3, 5)), rng.random((7, 2)), rng.random((4, 4)), rng.random((2, 2))]
+    boxes = np.array([[2.3, 4.6, 11.2, 19.9], [-3.4, 30.2, 8.8, 45.0], [10, 10, 10, 20],
+                      [25.6, 0.2, 25.9, 3.0]])     # a zero-height and a pixel-thin box
+    inst, ys, xs, values = paste_values(masks, boxes, image_shape)
+    assert values.dtype == np.float32
+    key = inst * 10_000 + ys * 100 + xs                 # instance, then row-major order
+    assert np.all(np.diff(key) > 0)
+    for i, mask in enumerate(masks):
+        expected = _reference_values(mask, boxes[i], image_shape)
+        got = np.zeros(image_shape)
+        got[ys[inst == i], xs[inst == i]] = values[inst == i]
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        covered = np.zeros(image_shape, bool)
+        covered[ys[inst == i], xs[inst == i]] = True
+        y1, x1, y2, x2 = boxes[i]
+        yc, xc = np.mgrid[0:30, 0:40] + 0.5
+        np.testing.assert_array_equal(covered, (yc >= y1) & (yc < y2) & (xc >= x1) & (xc < x2))
+    assert np.sum(inst == 2) == 0 and np.sum(inst == 3) == 0   # no pixel centre inside
+    with pytest.raises(ValueError, match=r"masks\[1\] must be a 2-D \[mh, mw\] array, got "
+                                         r"shape \(3,\)"):
+        paste_values([np.ones((2, 2)), np.ones(3)], np.zeros((2, 4)), (5, 5))
+    with pytest.raises(ValueError, match="boxes must be finite"):
+        paste_values(np.ones((1, 2, 2)), [[0, 0, np.nan, 3]], (5, 5))
+    with pytest.raises(ValueError, match=r"masks\[0\] of shape \(0, 2\)"):
+        paste_values([np.ones((0, 2))], [[0, 0, 2, 2]], (5, 5))
