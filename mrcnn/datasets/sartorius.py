@@ -266,7 +266,8 @@ class SartoriusDataset(Dataset):
         image_dir = os.path.join(data_dir, subset)
         missing = []
         for record in selected:
-            if record.cell_type not in self._cell_types:
+            if record.cell_type not in self._cell_types and not (
+                    class_mode == "single" and record.cell_type == ""):
                 raise ValueError(
                     f"{csv_path}, line {record.lines[0]} (id {record.image_id!r}): unknown "
                     f"cell_type {record.cell_type!r}; expected one of {list(self._cell_types)} "
@@ -324,6 +325,36 @@ class SartoriusDataset(Dataset):
             height, width = read_image_size(path, what)
             self.add_image(SOURCE, image_id=str(image_id), path=path, height=height,
                            width=width, cell_type=None, annotations=None)
+
+    def load_pseudo_labels(self, csv_path, image_dir, image_ids=None, class_mode="cell_type",
+                           cell_types=CELL_TYPES, allow_outside=False):
+        """Register pseudo-labelled images: a `train.csv`-format file over another folder.
+
+        The rows come from `mrcnn.datasets.pseudo_labels` (e.g.
+        `samples/cell/pseudo_label.py`) and the images from `image_dir`,
+        typically ``<data_dir>/train_semi_supervised``. Call it after (or
+        before) `load_sartorius` on the same dataset to train on both; the
+        images get ``pseudo_label=True`` in `image_info`. A row with an empty
+        cell type (a single-class model's prediction) needs
+        ``class_mode="single"``.
+
+        Args:
+            csv_path: the pseudo-label CSV.
+            image_dir: folder holding ``<id>.png`` of every image of the CSV.
+            image_ids, class_mode, cell_types, allow_outside: as in
+                `load_sartorius`.
+
+        Raises:
+            as `load_sartorius`.
+        """
+        image_dir = os.path.abspath(os.fspath(image_dir))
+        first = len(self.image_info)
+        self.load_sartorius(os.path.dirname(image_dir), image_ids=image_ids,
+                            subset=os.path.basename(image_dir), class_mode=class_mode,
+                            csv_path=csv_path, cell_types=cell_types,
+                            allow_outside=allow_outside)
+        for info in self.image_info[first:]:
+            info["pseudo_label"] = True
 
     def _add_sartorius_classes(self, class_mode, cell_types):
         if class_mode not in CLASS_MODES:
@@ -403,5 +434,6 @@ class SartoriusDataset(Dataset):
     def image_reference(self, image_id):
         """"<id> (<cell type>, <path>)"."""
         info = self._info(image_id)
-        cell_type = info.get("cell_type") or "unlabeled"
+        cell_type = info.get("cell_type") or (
+            "cell type unknown" if info.get("annotations") else "unlabeled")
         return f"{info['id']} ({cell_type}, {info['path']})"

@@ -135,6 +135,9 @@ def build_parser():
                         "bfloat16 on a CPU")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pseudo-labels", default=None, metavar="CSV",
+                   help="also train on these pseudo-labels (pseudo_label.py; train.csv format) "
+                        "of the images in <data>/train_semi_supervised/")
     return p
 
 
@@ -197,6 +200,9 @@ def load_data(args):
     train, val = SartoriusDataset(), SartoriusDataset()
     train.load_sartorius(data_dir, image_ids=train_ids, class_mode=mode)
     val.load_sartorius(data_dir, image_ids=val_ids, class_mode=mode)
+    if getattr(args, "pseudo_labels", None):       # training images only, never validation
+        train.load_pseudo_labels(args.pseudo_labels,
+                                 os.path.join(data_dir, "train_semi_supervised"), class_mode=mode)
     train.prepare()
     val.prepare()
     return train, val

@@ -332,3 +332,26 @@ def test_width_and_height_take_ascii_digits_only(tmp_path, width):
     with pytest.raises(ValueError, match=rf"line 2 \(id 'aaa'\): width {re.escape(repr(width))} "
                                          rf"is not an integer \(digits 0-9\)"):
         read_sartorius_csv(path)
+
+
+def test_load_pseudo_labels_reads_another_folder_and_marks_its_images(tmp_path):
+    images = _write_dataset(tmp_path)
+    os.makedirs(tmp_path / "semi")
+    os.replace(tmp_path / "train" / "bbb.png", tmp_path / "semi" / "bbb.png")
+    ds = SartoriusDataset()
+    ds.load_pseudo_labels(tmp_path / "train.csv", tmp_path / "semi", image_ids=["bbb"])
+    ds.prepare()
+    assert [i["id"] for i in ds.image_info] == ["bbb"] and ds.image_info[0]["pseudo_label"]
+    assert ds.image_info[0]["path"] == str(tmp_path / "semi" / "bbb.png")
+    np.testing.assert_array_equal(ds.load_mask(0)[0], images["bbb"][1])
+    # The classes must agree with the labelled set's.
+    with pytest.raises(ValueError, match="already uses class_mode='cell_type'"):
+        ds.load_pseudo_labels(tmp_path / "train.csv", tmp_path / "semi", image_ids=["bbb"],
+                              class_mode="single")
+
+
+def test_empty_cell_type_is_only_accepted_by_the_single_class(tmp_path):
+    _write_dataset(tmp_path, {"aaa": ("", np.ones((H, W, 1), bool))})
+    assert _load(tmp_path, class_mode="single").load_mask(0)[1].tolist() == [1]
+    with pytest.raises(ValueError, match=r"line 2 \(id 'aaa'\): unknown cell_type ''"):
+        _load(tmp_path)
