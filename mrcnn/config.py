@@ -143,6 +143,18 @@ class Config:
     # [IMAGE_MIN_DIM, IMAGE_MIN_DIM] for "crop". Set it for non-square inputs,
     # e.g. [576, 704, 3] for Sartorius images padded from 520x704.
     IMAGE_SHAPE = None
+    # Image size: every image is resized by IMAGE_SCALE before the resize
+    # mode above (training and inference; detections come back at the
+    # original size), e.g. 2.0 to find small nuclei (seed 004 upscaled
+    # 520x704 images to ~928-1333 px). Images larger than IMAGE_SHAPE after
+    # it: mrcnn.inference.tiling.detect_tiled (overlapping tiles).
+    IMAGE_SCALE = 1.0
+    # Multi-scale training: None, or (lo, hi): each training sample is resized
+    # by its own random factor, drawn log-uniformly in [lo, hi] (seeded like
+    # the augmentation; applied after the sample cache), instead of
+    # IMAGE_SCALE; inference uses IMAGE_SCALE. Samples larger than IMAGE_SHAPE
+    # are cropped at a random position (use "crop" mode to choose the size).
+    IMAGE_SCALE_RANGE = None
 
     # Pixel mean subtracted from images (RGB).
     MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
@@ -350,6 +362,7 @@ class Config:
             if self.IMAGE_MAX_DIM and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
                 fail(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} is larger than "
                      f"IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}")
+        self._validate_image_scale(fail)
         # The size the mode produces must fit the input, or every sample fails.
         if self.IMAGE_RESIZE_MODE == "square":
             side = int(self._needed("IMAGE_MAX_DIM", "the padded size"))
@@ -462,6 +475,25 @@ class Config:
             fail(f"LR_DECAY_EPOCHS = {tuple(epochs)!r} is only used by LR_SCHEDULE = 'step', "
                  f"but LR_SCHEDULE is {self.LR_SCHEDULE!r}: set LR_SCHEDULE = 'step' or "
                  f"LR_DECAY_EPOCHS = ()")
+
+    def _validate_image_scale(self, fail):
+        """IMAGE_SCALE (a finite number > 0) and IMAGE_SCALE_RANGE (None or (lo, hi))."""
+        def positive(value):
+            return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
+                                                                       np.floating))
+                    and np.isfinite(value) and value > 0)
+
+        if not positive(self.IMAGE_SCALE):
+            fail(f"IMAGE_SCALE must be a finite number > 0 (the factor every image is "
+                 f"resized by, e.g. 2.0), got {self.IMAGE_SCALE!r}")
+        scale_range = self.IMAGE_SCALE_RANGE
+        if scale_range is None:
+            return
+        if (not isinstance(scale_range, (list, tuple, np.ndarray)) or len(scale_range) != 2
+                or not all(positive(v) for v in scale_range)
+                or scale_range[0] > scale_range[1]):
+            fail(f"IMAGE_SCALE_RANGE must be None or (lo, hi) with 0 < lo <= hi, the range "
+                 f"of the random training scale, e.g. (1.5, 2.5); got {scale_range!r}")
 
     # ------------------------------------------------------------------
     def to_dict(self):

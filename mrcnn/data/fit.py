@@ -2,9 +2,12 @@
 
 One set of steps serves training and inference:
 
-1. scale (Matterport's IMAGE_RESIZE_MODE: "none", "square", "pad64",
-   "crop"): `resize_image` (Matterport's function, also used by
-   `scale_for_model`, the deterministic part the training cache stores);
+1. scale: Config.IMAGE_SCALE (every image resized by that factor first; at
+   training a random factor of IMAGE_SCALE_RANGE instead, `draw_image_scale`),
+   then Matterport's IMAGE_RESIZE_MODE ("none", "square", "pad64", "crop"),
+   composed into one resize by `resize_image` (Matterport's function plus
+   the `factor`; also used by `scale_for_model`, the deterministic part the
+   training cache stores);
 2. "crop" mode, training only: a random IMAGE_MIN_DIM square
    (`crop_origin`);
 3. centred zero padding to Config.IMAGE_SHAPE, so every model input has the
@@ -18,6 +21,8 @@ image and its instances together. `resize_mask` applies a resize to masks and
 
 Pixel boxes are (y1, x1, y2, x2) with y2, x2 exclusive.
 """
+
+import math
 
 import numpy as np
 import skimage.transform
@@ -47,8 +52,13 @@ def _centered_padding(size, target):
 
 
 def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square",
-                 rng=None):
+                 rng=None, factor=1.0):
     """Resize an image keeping its aspect ratio (Matterport semantics).
+
+    `factor` (Config.IMAGE_SCALE) resizes the image first; the mode then
+    works on the resized size (its min_dim / max_dim / min_scale rules as
+    below) and both are applied as one resize, so the returned `scale` is
+    their product. With factor 1 this is Matterport's function.
 
     Modes:
         none: no change. window is the full image, scale 1.
@@ -71,6 +81,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         min_scale: float or None, minimum scale factor.
         mode: one of "none", "square", "pad64", "crop".
         rng: np.random.Generator, an int seed or None; used only by "crop".
+        factor: float > 0, resize factor applied before the mode's (1: none).
 
     Returns:
         image: the resized image, same dtype as the input.
@@ -86,28 +97,35 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"image must be [H, W] or [H, W, C], got shape {image.shape}")
+    factor = check_factor(factor)
     h, w = image.shape[:2]
     window = (0, 0, h, w)
     scale = 1
     padding = [(0, 0), (0, 0), (0, 0)]
     crop = None
     if mode == "none":
+        if factor != 1:
+            image = _resize(image, scaled_size((h, w), factor), order=1)
+            window, scale = (0, 0) + image.shape[:2], factor
         return image, window, scale, padding, crop
     if mode == "square" and not max_dim:
         raise ValueError(f"resize mode 'square' needs max_dim, got {max_dim!r}")
     if mode == "crop" and not min_dim:
         raise ValueError(f"resize mode 'crop' needs min_dim (the crop size), got {min_dim!r}")
 
+    # The mode's rules on the size after `factor` (floats: one rounding at the end).
+    fh, fw = h * factor, w * factor
     if min_dim:
-        scale = max(1, min_dim / min(h, w))
+        scale = max(1, min_dim / min(fh, fw))
     if min_scale and scale < min_scale:
         scale = min_scale
     if max_dim and mode == "square":
-        long_side = max(h, w)
+        long_side = max(fh, fw)
         if round(long_side * scale) > max_dim:
             scale = max_dim / long_side
+    scale = scale * factor
     if scale != 1:
-        image = _resize(image, (round(h * scale), round(w * scale)), order=1)
+        image = _resize(image, scaled_size((h, w), scale), order=1)
     h, w = image.shape[:2]
 
     if mode == "square":
@@ -158,7 +176,7 @@ def resize_mask(mask, scale, padding, crop=None):
         raise ValueError(f"mask must be [H, W, N], got shape {mask.shape}")
     h, w = mask.shape[:2]
     if scale != 1:
-        new_h, new_w = round(h * scale), round(w * scale)
+        new_h, new_w = scaled_size((h, w), scale)
         rows = _nearest_indices(h, new_h)
         cols = _nearest_indices(w, new_w)
         mask = mask[rows[:, None], cols[None, :]]
@@ -237,43 +255,102 @@ def input_padding(shape, input_shape, what="image"):
         raise ValueError(
             f"the {what} is {h}x{w} after resizing, larger than the model input "
             f"{th}x{tw} (Config.IMAGE_SHAPE); use IMAGE_RESIZE_MODE 'square' or 'crop', "
-            f"set IMAGE_SHAPE to at least the image size rounded up to 64, or crop it "
-            f"(augment.RandomCrop; Rot90(ks=(0, 2)) for non-square inputs)")
+            f"set IMAGE_SHAPE to at least the image size rounded up to 64, lower "
+            f"IMAGE_SCALE, or crop it (augment.RandomCrop; Rot90(ks=(0, 2)) for non-square "
+            f"inputs); at inference, run it in overlapping tiles of the model input: "
+            f"mrcnn.inference.tiling.detect_tiled(model, image) (or TiledModel(model))")
     top, left = _centered_padding(h, th)[0], _centered_padding(w, tw)[0]
     return top, th - h - top, left, tw - w - left
 
 
-def scale_for_model(image, config):
-    """Step 1, the deterministic resize of Config.IMAGE_RESIZE_MODE.
+def check_factor(factor, name="factor"):
+    """`factor` as a float, or ValueError/TypeError unless it is a finite number > 0."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number > 0 (an image resize factor), got "
+                        f"{factor!r} ({type(factor).__name__})")
+    factor = float(factor)
+    if not math.isfinite(factor) or factor <= 0:
+        raise ValueError(f"{name} must be a finite number > 0 (an image resize factor), "
+                         f"got {factor!r}")
+    return factor
+
+
+def scaled_size(shape, factor):
+    """(height, width) of a ``shape`` image resized by `factor` (rounded, at least 1)."""
+    return (max(1, int(round(int(shape[0]) * factor))),
+            max(1, int(round(int(shape[1]) * factor))))
+
+
+def prepared_image_scale(config):
+    """The IMAGE_SCALE factor of step 1 in training's deterministic (cached) stage.
+
+    Config.IMAGE_SCALE, or 1.0 when Config.IMAGE_SCALE_RANGE is set: then
+    the random factor of each sample (`draw_image_scale`) is applied after
+    the cache, so no random factor is ever frozen into a cached sample.
+    """
+    if getattr(config, "IMAGE_SCALE_RANGE", None) is not None:
+        return 1.0
+    return check_factor(getattr(config, "IMAGE_SCALE", 1.0), "Config.IMAGE_SCALE")
+
+
+def draw_image_scale(config, rng=None):
+    """The IMAGE_SCALE factor of one training sample.
+
+    Drawn log-uniformly in Config.IMAGE_SCALE_RANGE ``(lo, hi)`` with `rng`
+    (one draw) when that is set, else Config.IMAGE_SCALE (no draw).
+    """
+    low_high = getattr(config, "IMAGE_SCALE_RANGE", None)
+    if low_high is None:
+        return check_factor(getattr(config, "IMAGE_SCALE", 1.0), "Config.IMAGE_SCALE")
+    low, high = (check_factor(v, "Config.IMAGE_SCALE_RANGE") for v in low_high)
+    if low == high:
+        return low
+    rng = np.random.default_rng(rng)
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def scale_for_model(image, config, factor=None):
+    """Step 1, the deterministic resize: IMAGE_SCALE, then Config.IMAGE_RESIZE_MODE.
 
     "crop" mode is scaled as Matterport's crop mode scales (short side at
     least IMAGE_MIN_DIM, at least IMAGE_MIN_SCALE) but not cropped: the
     random crop is step 2.
 
+    Args:
+        image: [H, W, C] image.
+        config: the Config.
+        factor: the IMAGE_SCALE factor; default `prepared_image_scale(config)`.
+
     Returns:
-        image, window (y1, x1, y2, x2) of the real image in it, scale,
-        padding [(top, bottom), (left, right), (0, 0)] (as `resize_image`).
+        image, window (y1, x1, y2, x2) of the real image in it, scale (the
+        product of the factor and the mode's), padding [(top, bottom),
+        (left, right), (0, 0)] (as `resize_image`).
     """
+    factor = prepared_image_scale(config) if factor is None else factor
     if config.IMAGE_RESIZE_MODE == "crop":
         image, window, scale, _, _ = resize_image(
-            image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, mode="pad64")
+            image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, mode="pad64",
+            factor=factor)
         y1, x1, y2, x2 = window
         return image[y1:y2, x1:x2], (0, 0, y2 - y1, x2 - x1), scale, [(0, 0)] * 3
     image, window, scale, padding, _ = resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE)
+        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, factor=factor)
     return image, window, scale, padding
 
 
-def fit_image(image, config, rng=None, training=True):
+def fit_image(image, config, rng=None, training=True, factor=None):
     """Resize (and in "crop" mode crop) an image, then pad it to the model input shape.
 
     Args:
         image: [H, W, C] image.
-        config: a Config (IMAGE_RESIZE_MODE, IMAGE_MIN_DIM, IMAGE_MAX_DIM,
-            IMAGE_MIN_SCALE, IMAGE_SHAPE).
+        config: a Config (IMAGE_SCALE, IMAGE_RESIZE_MODE, IMAGE_MIN_DIM,
+            IMAGE_MAX_DIM, IMAGE_MIN_SCALE, IMAGE_SHAPE).
         rng: np.random.Generator (or seed) for "crop" mode.
         training: "crop" mode is for training only; at inference it raises.
+        factor: the IMAGE_SCALE factor; default Config.IMAGE_SCALE (also at
+            training: the random factors of IMAGE_SCALE_RANGE are drawn by
+            the training pipeline, `mrcnn.data.sample.finish_sample`).
 
     Returns:
         image [IMAGE_SHAPE[0], IMAGE_SHAPE[1], C], window (y1, x1, y2, x2)
@@ -286,9 +363,11 @@ def fit_image(image, config, rng=None, training=True):
             "IMAGE_RESIZE_MODE 'crop' takes random crops and is for training only; "
             "build the inference model with a config whose mode is 'none', 'square' or "
             "'pad64' and whose IMAGE_SHAPE covers the full image")
+    if factor is None:
+        factor = check_factor(getattr(config, "IMAGE_SCALE", 1.0), "Config.IMAGE_SCALE")
     image, window, scale, padding, crop = resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=mode, rng=rng)
+        min_scale=config.IMAGE_MIN_SCALE, mode=mode, rng=rng, factor=factor)
     top, bottom, left, right = input_padding(image.shape, config.IMAGE_SHAPE)
     if top or bottom or left or right:
         image = np.pad(image, [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2))

@@ -5,14 +5,17 @@ A sample is built in two stages:
 1. `prepare_sample` (deterministic, the expensive part, cacheable): load the
    image and masks, apply the entry's flip variant (``image_info`` keys
    "vertical_flip" / "horizontal_flip", see `augment.add_flip_variants`),
-   resize as Config.IMAGE_RESIZE_MODE says (`mrcnn.data.fit.scale_for_model`;
-   "crop" mode: scaled but not yet cropped) and pack the masks compactly
+   resize by Config.IMAGE_SCALE and as Config.IMAGE_RESIZE_MODE says
+   (`mrcnn.data.fit.scale_for_model`; "crop" mode: scaled but not yet
+   cropped; with IMAGE_SCALE_RANGE: not scaled by a factor) and pack the masks compactly
    (`mrcnn.data.masks.instances`): as boxes + mini masks of the
    MAX_GT_INSTANCES largest instances when the augmentation is only
    flips/90-degree rotations/photometric, else as full-resolution label
    layers.
-2. `finish_sample` (random, every epoch): augmentation, the random crop of
-   "crop" mode and the padding to Config.IMAGE_SHAPE (`mrcnn.data.fit`),
+2. `finish_sample` (random, every epoch): the random scale of
+   Config.IMAGE_SCALE_RANGE (multi-scale training; a sample then larger than
+   the model input is cropped at a random position), augmentation, the
+   random crop of "crop" mode and the padding to Config.IMAGE_SHAPE (`mrcnn.data.fit`),
    boxes and masks of the instances still in the image (the largest
    MAX_GT_INSTANCES), image meta.
 
@@ -30,7 +33,8 @@ import re
 import numpy as np
 
 from mrcnn.data.augment import DIHEDRAL, FLIP_KEYS, PHOTOMETRIC, Fliplr, Sample, as_augmenter
-from mrcnn.data.fit import crop_origin, input_padding, resize_mask, scale_for_model
+from mrcnn.data.fit import (crop_origin, draw_image_scale, input_padding,
+                            prepared_image_scale, resize_mask, scale_for_model, scaled_size)
 from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.data.masks.instances import BoxMasks, InstanceLayers
 
@@ -58,15 +62,20 @@ class PreparedSample:
         window: int64 (y1, x1, y2, x2), the real image inside `image`.
         scale: float, resize factor from the original image.
         original_shape: int64 (H, W, C) of the image as loaded.
+        image_scale: float, the IMAGE_SCALE factor included in `scale`
+            (`mrcnn.data.fit.prepared_image_scale`; 1.0 in cache entries
+            written before it existed, which were not scaled by one).
     """
 
-    def __init__(self, image, instances, class_ids, window, scale, original_shape):
+    def __init__(self, image, instances, class_ids, window, scale, original_shape,
+                 image_scale=1.0):
         self.image = image
         self.instances = instances
         self.class_ids = np.asarray(class_ids, np.int32)
         self.window = np.asarray(window, np.int64)
         self.scale = float(scale)
         self.original_shape = np.asarray(original_shape, np.int64)
+        self.image_scale = float(image_scale)
 
     @property
     def kind(self):
@@ -75,7 +84,8 @@ class PreparedSample:
     def to_arrays(self):
         """{name: array} for the cache."""
         arrays = {"image": self.image, "class_ids": self.class_ids, "window": self.window,
-                  "scale": np.array([self.scale]), "original_shape": self.original_shape}
+                  "scale": np.array([self.scale]), "original_shape": self.original_shape,
+                  "image_scale": np.array([self.image_scale])}
         if isinstance(self.instances, BoxMasks):
             arrays.update(boxes=self.instances.boxes, masks=self.instances.masks)
         else:
@@ -90,8 +100,9 @@ class PreparedSample:
             instances = InstanceLayers(arrays["layers"], arrays["layer_of"])
         else:
             instances = BoxMasks(arrays["boxes"], arrays["masks"], image.shape[:2])
+        image_scale = float(arrays["image_scale"][0]) if "image_scale" in arrays else 1.0
         return cls(image, instances, arrays["class_ids"], arrays["window"],
-                   float(arrays["scale"][0]), arrays["original_shape"])
+                   float(arrays["scale"][0]), arrays["original_shape"], image_scale)
 
 
 def _largest(boxes, max_instances):
@@ -112,7 +123,7 @@ def _warn_max_gt(dataset, image_id, count, max_instances):
 
 
 def prepare_sample(dataset, config, image_id, mini_masks):
-    """Stage 1: load, flip variant, resize, pack the instances.
+    """Stage 1: load, flip variant, resize (`prepared_image_scale`, the mode), pack the instances.
 
     Args:
         dataset: a prepared `Dataset`.
@@ -152,7 +163,8 @@ def prepare_sample(dataset, config, image_id, mini_masks):
         if info.get(key):
             image = np.flip(image, axis=axis)
             layers = layers.flip(axis)
-    image, window, scale, padding = scale_for_model(image, config)
+    factor = prepared_image_scale(config)
+    image, window, scale, padding = scale_for_model(image, config, factor)
     layers = InstanceLayers(resize_mask(layers.layers, scale, padding), layers.layer_of)
     if mini_masks:
         boxes, present = layers.boxes()
@@ -166,7 +178,7 @@ def prepare_sample(dataset, config, image_id, mini_masks):
     else:
         instances = layers
     return PreparedSample(np.ascontiguousarray(image), instances, class_ids, window, scale,
-                          original_shape)
+                          original_shape, factor)
 
 
 # ---------------------------------------------------------------- stage 2
@@ -208,18 +220,24 @@ def finish_sample(prepared, dataset, config, image_id, augmenter=None, rng=None,
         Instances without pixels left (cropped or rotated away) are dropped.
     """
     rng = np.random.default_rng(rng)
+    prepared = _at_prepared_scale(prepared, dataset, config, image_id)
     class_ids = prepared.class_ids
     if class_ids.size and class_ids.max() >= config.NUM_CLASSES:
         raise ValueError(f"load_mask({image_id}) returned class id {class_ids.max()} but "
                          f"Config.NUM_CLASSES is {config.NUM_CLASSES}")
     active = _active_class_ids(dataset, config, image_id)
+    factor = draw_image_scale(config, rng) / prepared.image_scale  # 1 unless multi-scale
     sample = Sample(prepared.image, prepared.instances, prepared.window)
+    if factor != 1:
+        _rescale(sample, factor)
     if augmenter is not None:
         sample = augmenter.apply(sample, rng)
     if config.IMAGE_RESIZE_MODE == "crop":
         size = int(config.IMAGE_MIN_DIM)
         y, x = crop_origin(sample.shape, size, rng)
         sample.crop(y, x, size, size)
+    elif factor != 1:
+        _crop_to(sample, config.IMAGE_SHAPE, rng)
     sample = sample.pad(*input_padding(sample.shape, config.IMAGE_SHAPE, "sample"))
     instances = sample.instances
     if isinstance(instances, BoxMasks):
@@ -236,14 +254,60 @@ def finish_sample(prepared, dataset, config, image_id, augmenter=None, rng=None,
                 else instances.to_masks(ids))
     image = np.ascontiguousarray(sample.image)
     meta = compose_image_meta(image_id, prepared.original_shape, image.shape, sample.window,
-                              prepared.scale, active)
+                              prepared.scale * factor, active)
     return image, meta, class_ids, bbox.astype(np.int32), mask
+
+
+_warned_scale = set()
+
+
+def _at_prepared_scale(prepared, dataset, config, image_id):
+    """`prepared`, or the image prepared again when it was made at another IMAGE_SCALE.
+
+    A cache entry written for another Config.IMAGE_SCALE (or before multi-scale
+    training was switched on) holds the image at the wrong size; it is never
+    used as it is (logged once per image).
+    """
+    wanted = prepared_image_scale(config)
+    if prepared.image_scale == wanted:
+        return prepared
+    key = (id(dataset), image_id)
+    if key not in _warned_scale:
+        _warned_scale.add(key)
+        log.warning("the prepared (cached) sample of image %s was made at IMAGE_SCALE %g, "
+                    "this config needs %g; preparing it again (clear the sample cache "
+                    "folder when you change IMAGE_SCALE)", dataset.image_reference(image_id),
+                    prepared.image_scale, wanted)
+    mini_masks = isinstance(prepared.instances, BoxMasks)
+    return prepare_sample(dataset, config, image_id, mini_masks)
+
+
+def _rescale(sample, factor):
+    """Resize a sample (image, instances, window) by `factor`, as `mrcnn.data.fit.resize_image`
+    aligns pixels (bilinear image, nearest instances)."""
+    h, w = sample.shape
+    out_h, out_w = scaled_size((h, w), factor)
+    fy, fx = h / out_h, w / out_w
+    return sample.warp(np.diag([fy, fx]), [0.5 * fy - 0.5, 0.5 * fx - 0.5], (out_h, out_w),
+                       mode="nearest")
+
+
+def _crop_to(sample, input_shape, rng):
+    """Crop a sample larger than ``input_shape`` (H, W) to it, at a random position."""
+    h, w = sample.shape
+    th, tw = min(h, int(input_shape[0])), min(w, int(input_shape[1]))
+    if (th, tw) != (h, w):
+        y = int(rng.integers(0, h - th + 1))
+        x = int(rng.integers(0, w - tw + 1))
+        sample.crop(y, x, th, tw)
+    return sample
 
 
 def plan(config, augmenter):
     """(store mini masks in stage 1, anchor matches repeat between epochs)."""
     kind = augmenter.kind if augmenter is not None else PHOTOMETRIC
-    fixed_geometry = config.IMAGE_RESIZE_MODE != "crop" and kind <= DIHEDRAL
+    fixed_geometry = (config.IMAGE_RESIZE_MODE != "crop" and kind <= DIHEDRAL
+                      and getattr(config, "IMAGE_SCALE_RANGE", None) is None)
     return bool(config.USE_MINI_MASK) and fixed_geometry, fixed_geometry
 
 

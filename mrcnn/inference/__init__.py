@@ -9,6 +9,8 @@
 * ``molding``: images into the model, detections out (``unmold_result``:
   masks and, on request, ``soft_masks``).
 * ``submission``: Kaggle ``submission.csv`` writing and validation.
+* ``tiling``: images larger than the model input, in overlapping tiles
+  (:func:`detect_tiled`, :class:`TiledModel`).
 """
 
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks
@@ -20,6 +22,7 @@ from mrcnn.inference.postprocess import (SARTORIUS_MIN_AREA, PostprocessConfig,
 from mrcnn.inference.results import compact, expand
 from mrcnn.inference.submission import (read_submission, submission_rows,
                                         validate_submission, write_submission)
+from mrcnn.inference.tiling import TiledModel, detect_tiled
 from mrcnn.inference.transforms import Transform
 from mrcnn.inference.tta import (TTA_SETS, TTAModel, detect_tta, flip_image, flip_result,
                                  flip_tta, merge_tta, tta_input_shape, tta_results,
@@ -31,5 +34,5 @@ __all__ = [
     "resolve_class_keys", "compact", "expand", "read_submission", "rle_encode_instances",
     "submission_rows", "validate_submission", "write_submission", "TTAModel", "detect_tta",
     "flip_image", "flip_result", "flip_tta", "merge_tta", "TTA_SETS", "Transform",
-    "tta_input_shape", "tta_results", "tta_variants",
+    "tta_input_shape", "tta_results", "tta_variants", "TiledModel", "detect_tiled",
 ]

@@ -5,7 +5,9 @@ import pytest
 import skimage.transform
 from data_helpers import Cfg, smooth_image
 
-from mrcnn.data.fit import (crop_origin, fit_image, input_padding, resize_image, resize_mask,
+from mrcnn.config import load_config, save_config
+from mrcnn.data.fit import (crop_origin, draw_image_scale, fit_image, input_padding,
+                            prepared_image_scale, resize_image, resize_mask, scale_for_model,
                             undo_resize_boxes)
 
 def test_none_mode_is_identity():
@@ -203,3 +205,145 @@ def test_input_padding_centres_and_rejects_larger_images():
     with pytest.raises(ValueError, match=r"sample is 600x704 .* larger than the model input "
                                          r"576x704"):
         input_padding((600, 704), (576, 704), "sample")
+
+
+# ---------------------------------------------------------------- IMAGE_SCALE
+def _skimage_bilinear(image, shape):
+    """Independent reference: skimage's bilinear resize, rounded back to uint8."""
+    out = skimage.transform.resize(image, shape, order=1, mode="constant", cval=0, clip=True,
+                                   preserve_range=True, anti_aliasing=False)
+    return np.rint(out).astype(np.uint8)
+
+
+def test_none_mode_factor_resizes_once():
+    image = smooth_image()
+    out, window, scale, padding, crop = resize_image(image, mode="none", factor=2)
+    assert out.shape == (200, 400, 3) and out.dtype == np.uint8
+    assert window == (0, 0, 200, 400) and scale == 2 and crop is None
+    assert padding == [(0, 0), (0, 0), (0, 0)]
+    np.testing.assert_array_equal(out, _skimage_bilinear(image, (200, 400)))
+    # 0.5: 100x200 -> 50x100
+    out, window, scale, _, _ = resize_image(image, mode="none", factor=0.5)
+    assert out.shape == (50, 100, 3) and window == (0, 0, 50, 100) and scale == 0.5
+
+
+def test_factor_composes_with_the_mode_by_hand():
+    image = smooth_image()                                   # 100x200
+    # pad64, factor 1.5: 150x300, padded to 192x320 (21+21 rows, 10+10 columns)
+    out, window, scale, padding, _ = resize_image(image, mode="pad64", factor=1.5)
+    assert scale == 1.5 and out.shape == (192, 320, 3)
+    assert padding == [(21, 21), (10, 10), (0, 0)] and window == (21, 10, 171, 310)
+    np.testing.assert_array_equal(out[21:171, 10:310], _skimage_bilinear(image, (150, 300)))
+    # square 128/256, factor 2: 200x400 -> long side limited to 256: total 1.28 as factor 1
+    a = resize_image(image, 128, 256, mode="square", factor=2)
+    b = resize_image(image, 128, 256, mode="square")
+    assert a[2] == pytest.approx(1.28) and a[1] == b[1] == (64, 0, 192, 256)
+    np.testing.assert_array_equal(a[0], b[0])
+    # square 128/512, factor 0.5: 50x100 -> short side up to 128: total 1.28
+    out, window, scale, _, _ = resize_image(image, 128, 512, mode="square", factor=0.5)
+    assert scale == pytest.approx(1.28) and window == (192, 128, 320, 384)
+    # min_scale works on the size after the factor: 2 (not 1) * 1.5 = 3
+    out, window, scale, _, _ = resize_image(image, None, None, min_scale=2, mode="pad64",
+                                            factor=1.5)
+    assert scale == 3 and window[2] - window[0] == 300 and window[3] - window[1] == 600
+    # crop: factor then min_dim 64 (50x100 -> short side 64: total 0.64), then a 64 crop
+    out, window, scale, _, crop = resize_image(image, 64, None, mode="crop", factor=0.5, rng=1)
+    assert scale == pytest.approx(0.64) and out.shape == (64, 64, 3) and crop[2:] == (64, 64)
+
+
+def test_resize_mask_follows_the_factor():
+    mask = np.zeros((100, 200, 2), bool)
+    mask[10:30, 20:60, 0] = True
+    mask[50:100, 150:200, 1] = True
+    image, window, scale, padding, _ = resize_image(smooth_image(), mode="pad64", factor=1.5)
+    out = resize_mask(mask, scale, padding)
+    assert out.shape[:2] == image.shape[:2]
+    # the squares scale by 1.5 and shift by the padding (21, 10) exactly
+    expected = np.zeros((192, 320, 2), bool)
+    expected[21 + 15:21 + 45, 10 + 30:10 + 90, 0] = True
+    expected[21 + 75:21 + 150, 10 + 225:10 + 300, 1] = True
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("factor", [0, -1.0, float("nan"), float("inf")])
+def test_bad_factor_is_refused(factor):
+    with pytest.raises(ValueError, match=f"factor must be a finite number > 0.*{factor}"):
+        resize_image(smooth_image(), mode="none", factor=factor)
+
+
+def test_non_number_factor_is_a_type_error():
+    with pytest.raises(TypeError, match="factor must be a number > 0.*'2'"):
+        resize_image(smooth_image(), mode="none", factor="2")
+
+
+def test_fit_image_uses_image_scale_and_boxes_map_back():
+    class C(Cfg):
+        IMAGE_RESIZE_MODE = "none"
+        IMAGE_SHAPE = [256, 448, 3]
+        IMAGE_SCALE = 2.0
+    image = smooth_image()
+    out, window, scale, padding, _ = fit_image(image, C(), training=False)
+    assert out.shape == (256, 448, 3) and scale == 2
+    assert tuple(window) == (28, 24, 228, 424)
+    np.testing.assert_array_equal(out[28:228, 24:424], _skimage_bilinear(image, (200, 400)))
+    # a box in the model input maps back to half its size in the original
+    got = undo_resize_boxes(np.array([[28 + 20, 24 + 40, 28 + 60, 24 + 100]]), window, scale,
+                            original_shape=image.shape)
+    np.testing.assert_allclose(got, [[10, 20, 30, 50]])
+    # too large after the factor: the error says how to run it (tiles)
+    with pytest.raises(ValueError, match=r"200x400 after resizing.*detect_tiled"):
+        fit_image(image, type("D", (C,), {"IMAGE_SHAPE": [192, 448, 3]})(), training=False)
+
+
+def test_draw_image_scale_is_log_uniform_in_the_range_and_seeded():
+    cfg = make_cfg_scale(IMAGE_SCALE_RANGE=(1.5, 2.5))
+    rng = np.random.default_rng(0)
+    draws = np.array([draw_image_scale(cfg, rng) for _ in range(4000)])
+    assert draws.min() >= 1.5 and draws.max() <= 2.5
+    # log-uniform: the median is the geometric mean, a quarter below 1.5**.75 * 2.5**.25
+    assert np.median(draws) == pytest.approx(np.sqrt(1.5 * 2.5), abs=0.03)
+    assert np.mean(draws < 1.5 ** 0.75 * 2.5 ** 0.25) == pytest.approx(0.25, abs=0.03)
+    assert draw_image_scale(cfg, 7) == draw_image_scale(cfg, 7)
+    assert draw_image_scale(cfg, 7) != draw_image_scale(cfg, 8)
+    # the training cache stores unscaled samples when the scale is random
+    assert prepared_image_scale(cfg) == 1.0
+    fixed = make_cfg_scale(IMAGE_SCALE=1.75)
+    assert draw_image_scale(fixed, 3) == prepared_image_scale(fixed) == 1.75
+    assert draw_image_scale(make_cfg_scale(IMAGE_SCALE_RANGE=(2, 2)), 3) == 2.0
+
+
+def test_scale_for_model_crop_mode_scales_without_cropping():
+    cfg = make_cfg_scale(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=64, IMAGE_SCALE=1.5)
+    image, window, scale, padding = scale_for_model(smooth_image(), cfg)
+    assert image.shape == (150, 300, 3) and window == (0, 0, 150, 300) and scale == 1.5
+
+
+def make_cfg_scale(**values):
+    return type("S", (Cfg,), values)()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"IMAGE_SCALE": 0}, "IMAGE_SCALE must be a finite number > 0.*got 0"),
+    ({"IMAGE_SCALE": -2.0}, "IMAGE_SCALE must be a finite number > 0.*got -2.0"),
+    ({"IMAGE_SCALE": float("nan")}, "IMAGE_SCALE must be a finite number > 0.*got nan"),
+    ({"IMAGE_SCALE": "2"}, "IMAGE_SCALE must be a finite number > 0.*got '2'"),
+    ({"IMAGE_SCALE": True}, "IMAGE_SCALE must be a finite number > 0.*got True"),
+    ({"IMAGE_SCALE_RANGE": (2.5, 1.5)}, r"IMAGE_SCALE_RANGE must be None or \(lo, hi\).*"
+                                        r"got \(2.5, 1.5\)"),
+    ({"IMAGE_SCALE_RANGE": (0, 2)}, r"IMAGE_SCALE_RANGE .*got \(0, 2\)"),
+    ({"IMAGE_SCALE_RANGE": (1.5,)}, r"IMAGE_SCALE_RANGE .*got \(1.5,\)"),
+    ({"IMAGE_SCALE_RANGE": "1,2"}, r"IMAGE_SCALE_RANGE .*got '1,2'"),
+])
+def test_config_refuses_bad_scales(values, message):
+    with pytest.raises(ValueError, match=message):
+        make_cfg_scale(**values)
+
+
+def test_config_scale_settings_round_trip_json(tmp_path):
+    cfg = make_cfg_scale(IMAGE_SCALE=2.0, IMAGE_SCALE_RANGE=(1.5, 2.5))
+    assert cfg.IMAGE_SCALE == 2.0 and tuple(cfg.IMAGE_SCALE_RANGE) == (1.5, 2.5)
+    save_config(cfg, tmp_path / "config.json")
+    again = load_config(tmp_path / "config.json")
+    assert again.IMAGE_SCALE == 2.0 and tuple(again.IMAGE_SCALE_RANGE) == (1.5, 2.5)
+    assert draw_image_scale(again, 4) == draw_image_scale(cfg, 4)
+    assert make_cfg_scale().IMAGE_SCALE == 1.0 and make_cfg_scale().IMAGE_SCALE_RANGE is None

@@ -9,8 +9,11 @@ from mrcnn.data.boxes import extract_bboxes
 from mrcnn.data.fit import fit_image, resize_mask
 from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.data.masks import minimize_mask
-from mrcnn.data.sample import (SampleError, keep_largest, load_image_gt, prepare_sample,
-                               sample_error, sample_error_in)
+from mrcnn.data.fit import draw_image_scale
+from mrcnn.data.generator import DataGenerator
+from mrcnn.data.cache import SampleCache
+from mrcnn.data.sample import (SampleError, finish_sample, keep_largest, load_image_gt, plan,
+                               prepare_sample, sample_error, sample_error_in)
 
 
 def test_image_placed_in_window(shapes):
@@ -63,6 +66,10 @@ def reference_sample(dataset, config, image_id, rng):
     {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 100, "IMAGE_SHAPE": [128, 192, 3]},
     {"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 128},
     {"MAX_GT_INSTANCES": 3},
+    {"IMAGE_RESIZE_MODE": "none", "IMAGE_SHAPE": [192, 192, 3], "IMAGE_SCALE": 1.5},
+    {"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 128,
+     "IMAGE_SCALE": 0.75},
+    {"IMAGE_SCALE": 0.5},                                              # square: the mode wins
 ])
 def test_two_stages_equal_the_single_stage_reference(values):
     ds = Squares(count=3)
@@ -161,3 +168,85 @@ def test_sample_error_is_rebuilt_from_a_traceback_text():
     assert type(sample_error_in(f"noise\nmrcnn.data.sample.SampleError: {other}\n")) \
         is SampleError
     assert sample_error_in("InvalidArgumentError: something else entirely") is None
+
+
+# ---------------------------------------------------------------- IMAGE_SCALE_RANGE
+def _mask_iou(a, b):
+    return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
+
+
+def test_multi_scale_sample_is_the_drawn_scale_of_the_original():
+    ds = Squares(count=2)                                   # 96x112 images
+    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[256, 256, 3],
+                   IMAGE_SCALE_RANGE=(1.2, 2.0))
+    for seed in range(4):
+        factor = draw_image_scale(cfg, np.random.default_rng(seed))  # the sample's first draw
+        assert 1.2 <= factor <= 2.0
+        image, meta, class_ids, bbox, mask = load_image_gt(ds, cfg, 0, rng=seed)
+        h, w = round(96 * factor), round(112 * factor)
+        window = meta[7:11].astype(int)
+        assert tuple(window) == ((256 - h) // 2, (256 - w) // 2, (256 - h) // 2 + h,
+                                 (256 - w) // 2 + w)
+        assert meta[11] == pytest.approx(factor)
+        # masks: the original squares resized by the factor (skimage nearest), within a pixel
+        gt, gt_ids = ds.load_mask(0)
+        ref = skimage_nearest(gt, (h, w))
+        full = np.zeros((256, 256, gt.shape[-1]), bool)
+        full[window[0]:window[2], window[1]:window[3]] = ref
+        np.testing.assert_array_equal(class_ids, gt_ids)
+        for k in range(gt.shape[-1]):
+            assert _mask_iou(mask[..., k], full[..., k]) > 0.9
+        np.testing.assert_allclose(bbox, extract_bboxes(full), atol=1)
+    # the same seed gives the same sample
+    a, b = load_image_gt(ds, cfg, 1, rng=3), load_image_gt(ds, cfg, 1, rng=3)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def skimage_nearest(mask, shape):
+    import skimage.transform
+    out = skimage.transform.resize(mask.astype(np.float32), shape + (mask.shape[-1],), order=0,
+                                   mode="constant", anti_aliasing=False)
+    return out > 0.5
+
+
+def test_multi_scale_larger_than_the_input_is_cropped_and_plans_layers():
+    ds = Squares(count=1)
+    cfg = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[128, 128, 3],
+                   IMAGE_SCALE_RANGE=(1.8, 2.2))
+    assert plan(cfg, None) == (False, False)         # full layers, boxes change per epoch
+    image, meta, class_ids, bbox, mask = load_image_gt(ds, cfg, 0, rng=0, use_mini_mask=False)
+    assert image.shape == (128, 128, 3) and tuple(meta[7:11]) == (0, 0, 128, 128)
+    assert mask.shape[:2] == (128, 128)
+    np.testing.assert_array_equal(bbox, extract_bboxes(mask))
+
+
+def test_the_cache_holds_unscaled_samples_and_epochs_draw_new_scales():
+    ds = Squares(count=2)
+    cfg = make_cfg(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=128,
+                   IMAGE_SCALE_RANGE=(0.6, 1.6))
+    cache = SampleCache()
+    gen = DataGenerator(ds, cfg, seed=0, cache=cache, shuffle=False)
+    scales = []
+    for epoch in range(3):
+        gen.epoch = epoch
+        metas = gen[0]["input_image_meta"]
+        scales.append(np.round(metas[:, 11], 6))                # meta scale per image
+    assert len({tuple(s) for s in scales}) == 3                 # a new scale every epoch
+    assert cache.stats().hits == 4 and cache.stats().misses == 2
+    prepared = gen.prepared(0)
+    assert prepared.image_scale == 1.0 and prepared.image.shape == (96, 112, 3)
+
+
+def test_a_sample_prepared_at_another_image_scale_is_prepared_again(caplog):
+    ds = Squares(count=1)
+    old = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[192, 192, 3])
+    new = make_cfg(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[192, 192, 3], IMAGE_SCALE=1.5)
+    stale = prepare_sample(ds, old, 0, mini_masks=True)   # e.g. from a disk cache of old
+    assert stale.image_scale == 1.0
+    with caplog.at_level("WARNING"):
+        got = finish_sample(stale, ds, new, 0, rng=0)
+    assert "IMAGE_SCALE 1" in caplog.text and "needs 1.5" in caplog.text
+    ref = load_image_gt(ds, new, 0, rng=0, use_mini_mask=True)
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
