@@ -283,3 +283,166 @@ def test_predict_last_skips_a_damaged_newest_checkpoint(tmp_path):
                                          r".*mask_rcnn_cell_0002\.h5.*mask_rcnn_cell_0001\.h5"):
         with pytest.warns(RuntimeWarning):
             predict.load_models(args)
+
+
+# ------------------------------------- predict.py: inference settings over the training config
+def _scored_run(model_dir, **settings):
+    """A run whose model scores every detection 0.35 (class 1, astro) with mask probability
+    0.88 everywhere in its box, trained with DETECTION_MIN_CONFIDENCE 0.5."""
+    import numpy as np
+    from model_helpers import make_config
+
+    import mrcnn.model as modellib
+    from mrcnn.config import save_config
+
+    config = make_config(NAME="cell", IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.5,
+                         **settings)
+    run = model_dir / "cell20240101T0000"
+    run.mkdir(parents=True)
+    model = modellib.MaskRCNN("inference", config, str(model_dir))
+    for name, bias in (("mrcnn_class_logits", np.log([0.3, 0.35, 0.2, 0.15])),
+                       ("mrcnn_mask", np.full(4, np.log(0.88 / 0.12)))):
+        layer = model.keras_model.get_layer(name)
+        kernel, _ = layer.get_weights()
+        layer.set_weights([np.zeros_like(kernel), bias.astype(np.float32)])
+    model.keras_model.save_weights(str(run / "mask_rcnn_cell_0001.h5"))
+    save_config(config, str(run / "config.json"))
+    return run / "mask_rcnn_cell_0001.h5"
+
+
+def _predicted(predict, argv):
+    """{image id: number of instances} of a predict.main run."""
+    out = argv[argv.index("--out") + 1]
+    predict.main(argv)
+    counts = {}
+    for image_id, rle in list(csv.reader(open(out)))[1:]:
+        counts[image_id] = counts.get(image_id, 0) + bool(rle)
+    return counts
+
+
+def test_predict_min_score_below_the_trained_threshold_and_mask_threshold(tmp_path):
+    predict = load_script("predict")
+    weights = _scored_run(tmp_path / "logs")
+    images = _test_images(tmp_path / "test", good=2)
+    base = [str(images), "--weights", str(weights), "--out", str(tmp_path / "s.csv"),
+            "--min-area", "0"]
+    # the trained model drops the 0.35 detections in its graph; --min-score 0.2 builds the
+    # inference model with DETECTION_MIN_CONFIDENCE 0.2, so they appear
+    assert set(_predicted(predict, base + ["--min-score", "0.5"]).values()) == {0}
+    low = _predicted(predict, base + ["--min-score", "0.2"])
+    assert sorted(low) == ["img0", "img1"] and min(low.values()) > 0
+    args = predict.build_parser().parse_args(base + ["--min-score", "astro=0.6,cort=0.2"])
+    model, = predict.load_models(args)
+    assert model.config.DETECTION_MIN_CONFIDENCE == 0.2
+    assert model.config.DETECTION_MASK_THRESHOLD == 0.5            # masks at 0.5 come out...
+    # ... per class: astro (the 0.35 class) keeps 0.6 -> nothing; classes not named keep the
+    # trained 0.5 -> nothing; astro=0.3 -> the detections
+    assert set(_predicted(predict, base + ["--min-score", "astro=0.6,cort=0.2"]).values()) == {0}
+    assert set(_predicted(predict, base + ["--min-score", "cort=0.2"]).values()) == {0}
+    assert _predicted(predict, base + ["--min-score", "astro=0.3"]) == low
+    with pytest.raises(ValueError, match=r"--min-score: unknown class 'neuron'"):
+        predict.main(base + ["--min-score", "neuron=0.3"])
+    # --mask-threshold acts on the mask probabilities (0.88 inside each box)
+    assert _predicted(predict, base + ["--min-score", "0.2", "--mask-threshold", "0.85"]) == low
+    assert set(_predicted(predict, base + ["--min-score", "0.2", "--mask-threshold",
+                                           "0.9"]).values()) == {0}
+
+
+def test_predict_tta_sets_on_non_square_images(tmp_path, capsys):
+    import numpy as np
+    import skimage.io
+
+    predict = load_script("predict")
+    weights = _scored_run(tmp_path / "logs", IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[64, 64, 3])
+    images = tmp_path / "test"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        skimage.io.imsave(str(images / f"img{i}.png"),
+                          rng.integers(0, 256, (40, 64), dtype=np.uint8), check_contrast=False)
+    out = tmp_path / "s.csv"
+    base = [str(images), "--weights", str(weights), "--out", str(out), "--min-score", "0.2",
+            "--min-area", "0"]
+    parse = predict.build_parser().parse_args
+    assert parse(base + ["--tta"]).tta == "flips"                   # --tta alone: flips
+    assert parse(base).tta is None
+    assert parse(base + ["--tta", "none,lr,rot90-s1.25"]).tta == ["none", "lr", "rot90-s1.25"]
+    with pytest.raises(SystemExit):
+        parse(base + ["--tta", "fancy"])
+    assert parse(base + ["--mask-threshold", "0.45"]).mask_threshold == 0.45
+    for bad in ("0", "1.5", "half"):
+        with pytest.raises(SystemExit):
+            parse(base + ["--mask-threshold", bad])
+        assert f"expected a probability in (0, 1], got '{bad}'" in capsys.readouterr().err
+    # turned 40x64 images are 64x40, scaled ones up to 50x80: the model input grows
+    args = parse(base + ["--tta", "dihedral+scales"])
+    args.image_sizes = [(40, 64)]
+    config, trained = predict.inference_config(str(weights.parent / "config.json"), args)
+    assert list(trained.IMAGE_SHAPE[:2]) == [64, 64]
+    assert list(config.IMAGE_SHAPE[:2]) == [64, 128] and config.IMAGE_RESIZE_MODE == "none"
+    # one variant merged is the plain prediction, row for row
+    plain = tmp_path / "plain.csv"
+    predict.main(base[:4] + [str(plain)] + base[5:])
+    predict.main(base + ["--tta", "none"])
+    assert open(out).read() == open(plain).read()
+    # this untrained model's boxes seldom repeat under turns: with the default votes (4 of
+    # the 8 runs) few objects stay; with --tta-votes 1 every object found in a run does,
+    # scored 0.35 * votes / 8 (a run that missed it counts 0; >= 0.044): the objects of more
+    # votes score higher and keep their pixels, so each image keeps them and gets more
+    low = base + ["--min-score", "0.04", "--tta", "dihedral"]
+    default = _predicted(predict, low)
+    counts = _predicted(predict, low + ["--tta-votes", "1"])
+    assert sorted(counts) == ["img0", "img1"]
+    assert all(counts[i] >= default[i] for i in counts)
+    assert sum(counts.values()) > sum(default.values()) + 10
+    with pytest.raises(ValueError, match=r"--tta-votes must be between 1 and 8 \(the runs per "
+                                         r"image: 8 TTA variants x 1 checkpoints\), got 9"):
+        predict.main(base + ["--tta", "dihedral", "--tta-votes", "9"])
+
+
+def _readme_blocks(marker, language):
+    """The first ```language block after <!-- marker --> in samples/cell/README.md."""
+    import re
+
+    text = open(os.path.join(os.path.dirname(__file__), "..", "samples", "cell", "README.md"),
+                encoding="utf-8").read()
+    assert f"<!-- {marker} -->" in text, f"samples/cell/README.md lost <!-- {marker} -->"
+    block = text.split(f"<!-- {marker} -->", 1)[1]
+    return re.search(rf"```{language}\n(.*?)```", block, re.S).group(1)
+
+
+def test_readme_tta_commands_run_as_written(tmp_path, monkeypatch):
+    import shlex
+
+    predict = load_script("predict")
+    monkeypatch.chdir(tmp_path)
+    _scored_run(tmp_path / "logs")                      # what --weights last finds in ./logs
+    (tmp_path / "data").mkdir()
+    _test_images(tmp_path / "data" / "test", good=2)
+    monkeypatch.setenv("DATA", str(tmp_path / "data"))
+    lines = [line for line in _readme_blocks("cell-tta", "bash").splitlines() if line.strip()]
+    assert len(lines) == 2
+    for line in lines:
+        argv = [os.path.expandvars(a) for a in shlex.split(line)]
+        assert argv[:2] == ["python", "samples/cell/predict.py"]
+        os.remove("submission.csv") if os.path.exists("submission.csv") else None
+        predict.main(argv[2:])
+        rows = list(csv.reader(open("submission.csv")))
+        assert rows[0] == ["id", "predicted"] and {r[0] for r in rows[1:]} == {"img0", "img1"}
+
+
+def test_readme_tune_block_runs_as_written(tmp_path, monkeypatch):
+    from model_helpers import shapes
+
+    monkeypatch.chdir(tmp_path)
+    weights = _scored_run(tmp_path / "logs")
+    val = shapes(2, seed=5)
+    namespace = {"RUN": str(weights.parent), "val": val}
+    exec(compile(_readme_blocks("cell-tune", "python"), "samples/cell/README.md", "exec"),
+         namespace)
+    best, table = namespace["best"], namespace["table"]
+    assert namespace["model"].config.DETECTION_MIN_CONFIDENCE == 0.2          # the override
+    assert len(table) == 9 and best.mask_threshold in (0.4, 0.5, 0.6)
+    assert best.min_score == table[0]["min_score"] and 0.0 <= table[0]["score"] <= 1.0
+    first = namespace["preds"][0]                  # merged TTA results carry the probabilities
+    assert first["soft_masks"].count == first["masks"].count and first["masks"].shape == (64, 64)

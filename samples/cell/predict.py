@@ -2,7 +2,7 @@
 
     python samples/cell/predict.py IMAGES_DIR --model-dir logs --weights last --out submission.csv
     python samples/cell/predict.py /kaggle/input/sartorius-cell-instance-segmentation/test \\
-        --weights /kaggle/input/my-weights/mask_rcnn_cell_0030.h5 --tta --out submission.csv
+        --weights /kaggle/input/my-weights/mask_rcnn_cell_0030.h5 --tta dihedral --out submission.csv
 
 Runs offline from a checkpoint file (its run folder's config.json rebuilds the
 model; or give --config). Images are read one at a time, so memory stays
@@ -10,7 +10,17 @@ constant over a test set of any size. Every instance becomes one row with its
 RLE (row-major, 1-indexed); overlapping pixels go to the higher-scoring
 instance, then per-cell-type minimum areas (shsy5y 75, astro 150, cort 75
 pixels) and per-class minimum scores apply. An image with no detection still
-gets a row with an empty prediction. The file is validated before the script
+gets a row with an empty prediction.
+
+The command line overrides the run's inference settings: --min-score below
+the DETECTION_MIN_CONFIDENCE the model was trained with lowers it in the
+inference model (the graph drops detections under it), and --mask-threshold
+binarizes the mask probabilities (the model returns them with
+detect(..., soft_masks=True)). --tta SET runs test-time augmentation
+(flips, dihedral = 8 flips x 90-degree turns, scales, or unions such as
+dihedral+scales) merged on the mask probabilities (an object stays when
+--tta-votes of the runs found it, default half); the model input grows to
+hold turned and scaled images. The file is validated before the script
 exits (RLEs inside the image, no shared pixels, every image present).
 
 Nothing is lost at the end: before any model is loaded, --out is checked (its
@@ -36,7 +46,8 @@ import skimage.io
 
 from mrcnn.config import load_config
 from mrcnn.data.image import check_bit_depth, read_image_size, to_rgb_uint8
-from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig, detect_tta, postprocess
+from mrcnn.inference import (SARTORIUS_MIN_AREA, TTA_SETS, PostprocessConfig, detect_tta,
+                             postprocess, tta_input_shape, tta_variants)
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
 from mrcnn.training.runs import list_checkpoints
@@ -71,18 +82,28 @@ def build_parser():
                    help="config.json of the run (default: next to the checkpoint)")
     p.add_argument("--out", default="submission.csv", help="output CSV (default submission.csv)")
     p.add_argument("--min-score", default="0.5",
-                   help="minimum detection score: a number or per class 'astro=0.6,cort=0.5'")
+                   help="minimum detection score: a number or per class 'astro=0.6,cort=0.5' "
+                        "(below the model's DETECTION_MIN_CONFIDENCE, the inference model is "
+                        "built with the lower one)")
     p.add_argument("--min-area", default=None,
                    help="minimum mask area in pixels after overlap removal: a number or per "
                         "class (default: shsy5y=75,astro=150,cort=75, or 75)")
-    p.add_argument("--mask-threshold", type=float, default=None,
-                   help="mask probability threshold (default: the config's, 0.5)")
+    p.add_argument("--mask-threshold", type=_probability, default=None,
+                   help="mask probability threshold, applied to the mask probabilities "
+                        "(default: the config's DETECTION_MASK_THRESHOLD, 0.5)")
     p.add_argument("--mask-nms", type=float, default=None,
                    help="IoU threshold of a mask-level NMS after box NMS (seed 003; e.g. 0.3)")
     p.add_argument("--dilation", type=int, default=0,
                    help="binary dilation iterations of each mask (seed 002 used 1)")
-    p.add_argument("--tta", action="store_true",
-                   help="flip test-time augmentation (none, left-right, up-down), masks merged")
+    p.add_argument("--tta", nargs="?", const="flips", default=None, type=_tta_set,
+                   metavar="SET",
+                   help="test-time augmentation, merged on mask probabilities: " +
+                        ", ".join(f"{k} ({len(v)})" for k, v in TTA_SETS.items()) +
+                        ", a union such as dihedral+scales, or transforms 'none,lr,rot90,"
+                        "s1.25'; --tta alone: flips (none, left-right, up-down)")
+    p.add_argument("--tta-votes", type=int, default=None, metavar="N",
+                   help="with --tta or an ensemble: keep an object found by at least N of the "
+                        "runs (variants x checkpoints; default: half of them, rounded up)")
     p.add_argument("--overlays", default=None,
                    help="folder to write one overlay PNG per image, for a person to look at")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
@@ -96,6 +117,27 @@ def build_parser():
                         "one row with an empty prediction, and a report lists them (default: "
                         "stop before inference, listing every unreadable image)")
     return p
+
+
+def _tta_set(text):
+    """argparse type of --tta: a set name of TTA_SETS, a '+' union, or 'a,b,c' transforms."""
+    value = text.split(",") if "," in text else text
+    try:
+        tta_variants(value)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def _probability(text):
+    """argparse type of --mask-threshold: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text!r}")
+    return value
 
 
 def _bit_depth(text):
@@ -260,17 +302,74 @@ def _load_model(args, path):
         raise FileNotFoundError(
             f"no config.json next to {path}; pass --config pointing at the training run's "
             f"config.json")
-    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1}
-    if args.mask_threshold is not None:
-        overrides["DETECTION_MASK_THRESHOLD"] = args.mask_threshold
-    config = load_config(cfg_path, **overrides)
-    if config.IMAGE_RESIZE_MODE == "crop":
-        config = load_config(cfg_path, IMAGE_RESIZE_MODE="none",
-                             IMAGE_SHAPE=[576, 704, 3], **overrides)
+    config, trained = inference_config(cfg_path, args)
     model = modellib.MaskRCNN("inference", config, _writable_model_dir(args.model_dir))
     model.load_weights(path)
+    model.trained_min_confidence = trained.DETECTION_MIN_CONFIDENCE
     print(f"loaded {path}")
     return model
+
+
+def inference_config(cfg_path, args):
+    """The run's config.json with this command line's inference settings.
+
+    * one image per batch;
+    * DETECTION_MIN_CONFIDENCE lowered to the lowest --min-score (the graph
+      drops detections under it: a lower --min-score would find nothing more);
+    * a model trained on crops ("crop" mode) predicts whole images:
+      IMAGE_RESIZE_MODE "none" with an IMAGE_SHAPE that holds every image and
+      TTA variant (576x704 when the sizes are unknown); a "none" model's
+      IMAGE_SHAPE grows to hold them.
+
+    Returns:
+        ``(config, trained)``: the inference config and the run's own.
+    """
+    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1}
+    trained = load_config(cfg_path, **overrides)
+    lowest = _lowest_score(parse_thresholds(args.min_score, "min-score"))
+    if lowest < trained.DETECTION_MIN_CONFIDENCE:
+        overrides["DETECTION_MIN_CONFIDENCE"] = lowest
+    mode = trained.IMAGE_RESIZE_MODE
+    sizes = getattr(args, "image_sizes", None)
+    if mode in ("crop", "none"):
+        need = tta_input_shape(sizes, args.tta or "none") if sizes else (576, 704)
+        have = [int(v) for v in trained.IMAGE_SHAPE[:2]]
+        if mode == "none":
+            need = (max(need[0], have[0]), max(need[1], have[1]))
+        if mode == "crop" or list(need) != have:
+            overrides.update(IMAGE_RESIZE_MODE="none",
+                             IMAGE_SHAPE=[need[0], need[1], trained.IMAGE_CHANNEL_COUNT])
+    return load_config(cfg_path, **overrides), trained
+
+
+def check_tta_votes(args):
+    """--tta-votes, checked before any model loads: None (half) or 1..runs per image."""
+    runs = len(tta_variants(args.tta or "none")) * len(args.weights or ["last"])
+    if args.tta_votes is not None and not 1 <= args.tta_votes <= runs:
+        raise ValueError(f"--tta-votes must be between 1 and {runs} (the runs per image: "
+                         f"{runs // len(args.weights or ['last'])} TTA variants x "
+                         f"{len(args.weights or ['last'])} checkpoints), got {args.tta_votes}")
+    return args.tta_votes
+
+
+def _lowest_score(min_score):
+    values = list(min_score.values()) if isinstance(min_score, dict) else [min_score]
+    return min(values)
+
+
+def full_min_score(min_score, class_names, trained_min):
+    """--min-score as PostprocessConfig takes it: a per-class dict names every class.
+
+    Classes missing from a per-class --min-score keep the threshold the model
+    was trained with (the inference model may have been built with a lower one).
+    """
+    if not isinstance(min_score, dict):
+        return min_score
+    unknown = sorted(set(min_score) - set(class_names[1:]))
+    if unknown:
+        raise ValueError(f"--min-score: unknown class {unknown[0]!r}; the model's classes are "
+                         f"{class_names[1:]}")
+    return {**{name: trained_min for name in class_names[1:]}, **min_score}
 
 
 def _writable_model_dir(model_dir):
@@ -301,12 +400,20 @@ def main(argv=None):
     if bad:
         print(f"--skip-bad: {len(bad)} of {len(files)} images cannot be read; they get an "
               f"empty row")
+    votes = check_tta_votes(args)
+    args.image_sizes = list(sizes.values())        # the model input must hold them (and TTA)
     models = load_models(args)
-    class_names = _class_names(models[0].config)
+    config = models[0].config
+    class_names = _class_names(config)
     min_area = parse_thresholds(args.min_area, "min-area")
     if min_area is None:
         min_area = {n: a for n, a in SARTORIUS_MIN_AREA.items() if n in class_names} or 75
-    post = PostprocessConfig(min_score=parse_thresholds(args.min_score, "min-score"),
+    mask_threshold = config.DETECTION_MASK_THRESHOLD if args.mask_threshold is None \
+        else args.mask_threshold
+    min_score = full_min_score(
+        parse_thresholds(args.min_score, "min-score"), class_names,
+        getattr(models[0], "trained_min_confidence", config.DETECTION_MIN_CONFIDENCE))
+    post = PostprocessConfig(min_score=min_score, mask_threshold=mask_threshold,
                              mask_nms=args.mask_nms, min_area=min_area, dilation=args.dilation)
     rows, shapes = [], {}
     t0 = time.time()
@@ -327,10 +434,10 @@ def main(argv=None):
             print(f"[{k + 1}/{len(files)}] {image_id}: skipped (unreadable)")
             continue
         if args.tta or len(models) > 1:
-            result = detect_tta(models if len(models) > 1 else models[0], image,
-                                flips=("none", "lr", "ud") if args.tta else ("none",))
+            result = detect_tta(models, image, args.tta or "none", min_votes=votes,
+                                mask_threshold=mask_threshold, soft_masks=True, sparse=True)
         else:
-            result = models[0].detect([image])[0]
+            result = models[0].detect([image], soft_masks=True, sparse=True)[0]
         result = postprocess(result, post, class_names)
         masks = result["masks"]
         masks = masks.to_dense() if hasattr(masks, "to_dense") else masks
