@@ -81,6 +81,11 @@ def main(argv=None):
         raise SystemExit(f"--min-score must be in [0, 1], got {args.min_score}")
     predict.check_output(args.out)
     files = predict.list_images(args.images)[:args.limit]
+    other = [f for f in files if not f.lower().endswith(".png")]
+    if other:
+        raise ValueError(f"{len(other)} image(s) of {args.images} are not PNG files, e.g. "
+                         f"{other[0]!r}: the pseudo-labels are loaded as <id>.png "
+                         f"(SartoriusDataset.load_pseudo_labels); convert them first")
     sizes, bad = predict.check_images(files)
     if bad:
         raise ValueError(predict.bad_images_message(bad, len(files), args.images))

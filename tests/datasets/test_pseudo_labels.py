@@ -317,3 +317,19 @@ def test_readme_recipe_train_pseudo_label_fine_tune(tmp_path, monkeypatch):
     ckpts = sorted(f for d in os.listdir(tmp_path / "logs")
                    for f in os.listdir(tmp_path / "logs" / d) if f.endswith(".h5"))
     assert f"mask_rcnn_cell_{1 + epochs[1] - epochs[0]:04d}.h5" in ckpts
+
+
+def test_pseudo_label_script_checks_its_input_before_loading_a_model(tmp_path):
+    pseudo = load_script("pseudo_label")
+    write_images(tmp_path / "semi", ["a"])
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "semi" / "b.tif")
+    base = ["--images", str(tmp_path / "semi"), "--model-dir", str(tmp_path / "none")]
+    with pytest.raises(SystemExit, match=r"--min-score must be in \[0, 1\], got 1\.5"):
+        pseudo.main(base + ["--min-score", "1.5"])
+    with pytest.raises(ValueError, match=r"1 image\(s\) of .*semi are not PNG files, e\.g\. "
+                                         r".*b\.tif"):
+        pseudo.main(base + ["--out", str(tmp_path / "p.csv")])
+    os.remove(tmp_path / "semi" / "b.tif")
+    with pytest.raises(FileNotFoundError, match="no checkpoint under"):
+        pseudo.main(base + ["--out", str(tmp_path / "p.csv")])
+    assert not os.path.exists(tmp_path / "p.csv")
