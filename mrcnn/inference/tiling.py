@@ -22,7 +22,9 @@ put back together so that each instance is returned once:
 Masks are kept as :class:`~mrcnn.data.masks.sparse.SparseMasks` from tile to
 result (the model is asked for sparse masks when its ``detect`` takes
 ``sparse``), so memory follows the tiles and the foreground, not
-``H * W * N``.
+``H * W * N``. With ``soft_masks=True`` the pieces' mask probabilities are
+merged too (the highest value of each pixel), for the post-processing's
+mask threshold.
 
     r = detect_tiled(model, image)                    # tiles of the model input
     r = detect_tiled(model, image, tile=512, overlap=128)
@@ -98,7 +100,7 @@ def tile_cores(starts, tile, size):
 
 
 # ---------------------------------------------------------------- detection
-def _detector(model):
+def _detector(model, soft_masks):
     """(function images -> results, config or None)."""
     config = getattr(model, "config", None)
     detect = getattr(model, "detect", None)
@@ -108,24 +110,23 @@ def _detector(model):
                             f"images -> [result, ...], got {type(model).__name__}")
         return model, config
     try:
-        takes_sparse = "sparse" in inspect.signature(detect).parameters
+        params = inspect.signature(detect).parameters
     except (TypeError, ValueError):
-        takes_sparse = False
-    if takes_sparse:
-        return (lambda images: detect(images, sparse=True)), config
-    return detect, config
+        params = {}
+    kwargs = {"sparse": True} if "sparse" in params else {}
+    if soft_masks:
+        kwargs["soft_masks"] = True
+    return (lambda images: detect(images, **kwargs)), config
 
 
-def _shift(state, tile_box, shape):
-    """A tile's detections in image pixels: (rois int64 [n, 4], masks SparseMasks)."""
+def _shift(masks, tile_box, shape):
+    """A tile's SparseMasks (binary or soft) in image pixels."""
+    if masks is None:
+        return None
     y, x, th, tw = tile_box
-    width = shape[1]
-    masks = state["masks"]
     ys, xs = np.divmod(masks.pixel, tw)
-    pixel = (ys + y) * width + (xs + x)     # row-major order kept: still sorted
-    shifted = SparseMasks.from_sorted(shape, masks.count, masks.instance, pixel)
-    rois = state["rois"].astype(np.int64) + np.array([y, x, y, x])
-    return rois, shifted
+    pixel = (ys + y) * shape[1] + (xs + x)     # row-major order kept: still sorted
+    return SparseMasks.from_sorted(shape, masks.count, masks.instance, pixel, masks.value)
 
 
 def _restricted(masks, box):
@@ -176,7 +177,7 @@ def _check_args(image, tile, overlap, merge_iou):
 
 
 def detect_tiled(model, image, tile=None, overlap=None, merge_iou=0.5, batch_size=None,
-                 dense=False, verbose=0):
+                 dense=False, soft_masks=False, verbose=0):
     """Detect instances in an image of any size, in overlapping tiles (see the module doc).
 
     Args:
@@ -195,15 +196,19 @@ def detect_tiled(model, image, tile=None, overlap=None, merge_iou=0.5, batch_siz
         batch_size: tiles per call; default Config.BATCH_SIZE (1 for a
             callable without config).
         dense: return masks as bool [H, W, N] instead of SparseMasks.
+        soft_masks: also return ``soft_masks`` (the model is asked for them;
+            a callable must return them): each pixel's highest probability
+            among an instance's pieces.
         verbose: print the tile grid.
 
     Returns:
         a detect() result for the whole image: ``rois`` int32 [N, (y1, x1,
         y2, x2)] image pixels, ``class_ids`` int32 [N], ``scores`` float32
         [N] (by decreasing score), ``masks`` SparseMasks of shape (H, W) (or
-        bool [H, W, N] with `dense`).
+        bool [H, W, N] with `dense`) and, with `soft_masks`, ``soft_masks``
+        (SparseMasks with values, or float32 [H, W, N] with `dense`).
     """
-    detect, config = _detector(model)
+    detect, config = _detector(model, soft_masks)
     if tile is None:
         if config is None:
             raise ValueError("tile is needed: the model has no config to take the model "
@@ -232,12 +237,17 @@ def detect_tiled(model, image, tile=None, overlap=None, merge_iou=0.5, batch_siz
             if state["masks"].shape != box[2:]:
                 raise ValueError(f"the result of tile {box[:2]} has masks of shape "
                                  f"{state['masks'].shape}, expected the tile's {box[2:]}")
-            rois, masks = _shift(state, box, (height, width))
-            pieces.append((start + k, rois, masks, state["class_ids"], state["scores"]))
-    return _merge(pieces, boxes, cores, (height, width), merge_iou, dense)
+            if soft_masks and state["soft"] is None:
+                raise ValueError(f"soft_masks=True but the result of tile {box[:2]} has no "
+                                 f"soft_masks")
+            rois = state["rois"].astype(np.int64) + np.array([box[0], box[1]] * 2)
+            pieces.append((start + k, rois, _shift(state["masks"], box, (height, width)),
+                           state["class_ids"], state["scores"],
+                           _shift(state["soft"], box, (height, width)) if soft_masks else None))
+    return _merge(pieces, boxes, cores, (height, width), merge_iou, dense, soft_masks)
 
 
-def _merge(pieces, boxes, cores, shape, merge_iou, dense):
+def _merge(pieces, boxes, cores, shape, merge_iou, dense, soft_masks=False):
     """Each instance once, from the detections of every tile (see the module doc)."""
     tile_of = np.concatenate([np.full(p[2].count, p[0]) for p in pieces]).astype(np.int64)
     rois = np.concatenate([p[1] for p in pieces]).reshape(-1, 4)
@@ -279,8 +289,24 @@ def _merge(pieces, boxes, cores, shape, merge_iou, dense):
             best[new_id[i]] = i
     order = score_order(scores[best]) if count else np.zeros(0, np.int64)
     masks = masks.select(order)
-    return {"rois": out_rois[order].astype(np.int32), "class_ids": class_ids[best][order],
-            "scores": scores[best][order], "masks": masks.to_dense() if dense else masks}
+    result = {"rois": out_rois[order].astype(np.int32), "class_ids": class_ids[best][order],
+              "scores": scores[best][order], "masks": masks.to_dense() if dense else masks}
+    if soft_masks:
+        soft = _merge_soft([(offsets[i], p[5]) for i, p in enumerate(pieces)], new_id, shape,
+                           count).select(order)
+        result["soft_masks"] = soft.to_soft() if dense else soft
+    return result
+
+
+def _merge_soft(pieces, new_id, shape, count):
+    """Soft SparseMasks of the merged instances: each pixel's highest value among the pieces."""
+    instance = np.concatenate([new_id[off + m.instance] for off, m in pieces])
+    pixel = np.concatenate([m.pixel for _, m in pieces])
+    value = np.concatenate([m.value for _, m in pieces])
+    on = instance >= 0
+    instance, pixel, value = instance[on], pixel[on], value[on]
+    first = np.argsort(-value, kind="stable")       # the constructor keeps a pair's first value
+    return SparseMasks(shape, count, instance[first], pixel[first], value[first])
 
 
 def _link(groups, first, second, box_a, box_b, merge_iou):
@@ -316,8 +342,6 @@ class TiledModel:
 
     def detect(self, images, verbose=0, soft_masks=False, sparse=False):
         """One result per image, masks dense (or SparseMasks with `sparse`)."""
-        if soft_masks:
-            raise ValueError("TiledModel merges binary masks across tiles; soft_masks are not "
-                             "available (call it with soft_masks=False)")
         return [detect_tiled(self.model, image, self.tile, self.overlap, self.merge_iou,
-                             dense=not sparse, verbose=verbose) for image in images]
+                             dense=not sparse, soft_masks=soft_masks, verbose=verbose)
+                for image in images]

@@ -10,8 +10,13 @@ model's:
     python samples/nucleus/train.py --data /kaggle/input/data-science-bowl-2018/stage1_train \\
         --backbone resnet50 --weights imagenet --epochs 40
 
-Seed 002's settings are the defaults for real data: "pad64" inputs scaled up
-at least 2x (IMAGE_MIN_SCALE), small anchors and the seed-002 augmentations.
+Seed 002's settings are the defaults for real data: images scaled up 2x
+(``--scale 2``, Config.IMAGE_SCALE; ``--scale-range 1.5,2.5`` trains
+multi-scale), 512x512 training crops, small anchors and the seed-002
+augmentations. Inference takes DSB images of every size (256x320 to
+1040x1388): scaled by the same factor, they run through a 1024x1024 input in
+overlapping tiles (`mrcnn.inference.tiling.TiledModel`), results at the
+original size.
 """
 
 import argparse
@@ -27,7 +32,7 @@ from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.nucleus import NucleusDataset
 from mrcnn.datasets.synthetic_cells import make_cell_image
 from mrcnn.evaluation import evaluate
-from mrcnn.inference import PostprocessConfig
+from mrcnn.inference import PostprocessConfig, TiledModel
 import mrcnn.model as modellib
 
 DEFAULT_CACHE = os.path.join(os.environ.get("MRCNN_CACHE_DIR", os.path.expanduser("~/.cache/mrcnn")),
@@ -91,6 +96,55 @@ def write_synthetic_nuclei(root, n_images=24, seed=0, size=256):
     return root
 
 
+def parse_scale_range(text):
+    """"LO,HI" -> (lo, hi) floats (for --scale-range), or None."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--scale-range takes LO,HI (two numbers, e.g. 1.5,2.5), got {text!r}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"--scale-range needs 0 < LO <= HI, got {text!r}")
+    return low, high
+
+
+def training_attrs(args):
+    """Config overrides of the training model from the command line."""
+    attrs = {}
+    if args.backbone or args.data:
+        attrs["BACKBONE"] = args.backbone or "resnet50"
+    if args.data:
+        attrs.update(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=512)
+    scale = args.scale if args.scale is not None else (2.0 if args.data else 1.0)
+    attrs.update(IMAGE_SCALE=scale, IMAGE_SCALE_RANGE=args.scale_range)
+    for flag, key in ((args.steps_per_epoch, "STEPS_PER_EPOCH"),
+                      (args.validation_steps, "VALIDATION_STEPS"), (args.lr, "LEARNING_RATE")):
+        if flag is not None:
+            attrs[key] = flag
+    return attrs
+
+
+def inference_config(attrs, input_size):
+    """The inference Config: images scaled by IMAGE_SCALE, an input_size^2 input ("none" mode).
+
+    Larger images run in tiles (`inference_model`), so any DSB size works.
+    """
+    attrs = dict(attrs, IMAGES_PER_GPU=1, IMAGE_RESIZE_MODE="none",
+                 IMAGE_SHAPE=[input_size, input_size, 3], IMAGE_MIN_DIM=None,
+                 IMAGE_MAX_DIM=input_size, IMAGE_MIN_SCALE=0, IMAGE_SCALE_RANGE=None)
+    return type("NucleusInferenceConfig", (NucleusConfig,), attrs)()
+
+
+def inference_model(config, model_dir, weights=None):
+    """A model whose detect() takes images of any size (overlapping tiles of the input)."""
+    model = modellib.MaskRCNN("inference", config, model_dir)
+    if weights is not None:
+        model.load_weights(weights)
+    return TiledModel(model)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,6 +162,15 @@ def main(argv=None):
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--synthetic-images", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=None,
+                   help="resize every image by this factor (Config.IMAGE_SCALE; default 2 "
+                   "with --data, else 1)")
+    p.add_argument("--scale-range", type=parse_scale_range, default=None, metavar="LO,HI",
+                   help="multi-scale training: a random factor per sample in [LO, HI] "
+                   "(Config.IMAGE_SCALE_RANGE); inference uses --scale")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="inference input side (default 1024 with --data, else 256); larger "
+                   "scaled images run in overlapping tiles")
     args = p.parse_args(argv)
 
     t0 = time.time()
@@ -120,19 +183,9 @@ def main(argv=None):
     train.prepare()
     val.prepare()
 
-    attrs = {}
-    if args.backbone or args.data:
-        attrs["BACKBONE"] = args.backbone or "resnet50"
-    if args.data:
-        attrs.update(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=512, IMAGE_MIN_SCALE=2.0)
-    for flag, key in ((args.steps_per_epoch, "STEPS_PER_EPOCH"),
-                      (args.validation_steps, "VALIDATION_STEPS"), (args.lr, "LEARNING_RATE")):
-        if flag is not None:
-            attrs[key] = flag
+    attrs = training_attrs(args)
     config = type("NucleusTrainConfig", (NucleusConfig,), attrs)()
-    infer_config = type("NucleusInferenceConfig", (NucleusConfig,), dict(
-        attrs, IMAGES_PER_GPU=1, IMAGE_RESIZE_MODE="pad64", IMAGE_SHAPE=None,
-        IMAGE_MIN_DIM=None, IMAGE_MAX_DIM=1024 if args.data else 256))()
+    infer_config = inference_config(attrs, args.input_size or (1024 if args.data else 256))
     print(f"train images: {train.num_images}, validation images: {val.num_images}, "
           f"backbone: {config.BACKBONE}")
     model = modellib.MaskRCNN("training", config, args.model_dir)
@@ -144,10 +197,9 @@ def main(argv=None):
         model.train(train, val, config.LEARNING_RATE, args.epochs, "all",
                     augmentation=augmentation, seed=args.seed)
     post = PostprocessConfig(min_score=0.5, min_area=15)
-    base = evaluate(modellib.MaskRCNN("inference", infer_config, args.model_dir), val,
-                    postprocess=post, verbose=0)
-    inference = modellib.MaskRCNN("inference", infer_config, args.model_dir)
-    inference.load_weights(model.find_last())
+    base = evaluate(inference_model(infer_config, args.model_dir), val, postprocess=post,
+                    verbose=0)
+    inference = inference_model(infer_config, args.model_dir, model.find_last())
     scores = evaluate(inference, val, postprocess=post, verbose=1)
     print(f"\nvalidation mAP-IoU={scores['map_iou']:.4f} (untrained model: "
           f"{base['map_iou']:.4f}); total time {time.time() - t0:.0f}s")

@@ -57,8 +57,8 @@ def coordinate_image():
 class FakeDetector:
     """Returns every object's pixels inside the tile (exact at seams), from `min_area` on."""
 
-    def __init__(self, objects=OBJECTS, min_area=1, extra=()):
-        self.objects, self.min_area, self.extra = objects, min_area, extra
+    def __init__(self, objects=OBJECTS, min_area=1, extra=(), soft=False):
+        self.objects, self.min_area, self.extra, self.soft = objects, min_area, extra, soft
         self.calls = []
 
     def __call__(self, tiles):
@@ -76,7 +76,15 @@ class FakeDetector:
             masks = np.stack(masks, -1) if masks else np.zeros((h, w, 0), bool)
             out.append({"class_ids": np.array(ids, np.int32),
                         "scores": np.array(scores, np.float32), "masks": masks})
+            if self.soft:
+                out[-1]["soft_masks"] = masks * soft_value(y, x, h, w)[..., None]
         return out
+
+
+def soft_value(y, x, h, w):
+    """Probabilities that differ from tile to tile: (0.5, 1] by pixel and tile origin."""
+    yy, xx = np.mgrid[y:y + h, x:x + w]
+    return (0.5 + 0.5 * ((yy + 2 * xx + y + 3 * x) % 11 + 1) / 11).astype(np.float32)
 
 
 def reference(objects, min_area):
@@ -115,6 +123,24 @@ def test_instances_across_seams_come_back_once_with_the_full_mask():
     # 12 tiles in calls of at most 5, none larger than the tile
     assert [len(c) for c in fake.calls] == [5, 5, 2]
     assert all(s[0] <= TILE and s[1] <= TILE for c in fake.calls for s in c)
+
+
+def test_soft_masks_take_each_pixels_highest_value_among_the_pieces():
+    result = detect_tiled(FakeDetector(soft=True), coordinate_image(), tile=TILE,
+                          overlap=OVERLAP, soft_masks=True, dense=True)
+    by_score = sorted(OBJECTS, key=lambda o: -o[2])
+    for k, (mask, _, _) in enumerate(by_score):
+        ref = np.zeros((H, W), np.float32)              # brute force over the tile grid
+        for y in ROWS:
+            for x in COLS:
+                piece = np.zeros((H, W), np.float32)
+                piece[y:y + TILE, x:x + TILE] = mask[y:y + TILE, x:x + TILE] * \
+                    soft_value(y, x, min(TILE, H - y), min(TILE, W - x))
+                ref = np.maximum(ref, piece)
+        np.testing.assert_array_equal(result["soft_masks"][..., k], ref)
+        np.testing.assert_array_equal(result["masks"][..., k], mask)
+    with pytest.raises(ValueError, match=r"soft_masks=True but the result of tile \(0, 0\)"):
+        detect_tiled(FakeDetector(), coordinate_image(), tile=TILE, soft_masks=True)
 
 
 def test_pieces_the_detector_misses_are_left_out_of_the_union():
@@ -233,3 +259,6 @@ def test_real_model_single_tile_equals_detect(tiny_model):
     np.testing.assert_allclose(got["scores"], ref["scores"][order])
     np.testing.assert_array_equal(got["class_ids"], ref["class_ids"][order])
     np.testing.assert_array_equal(got["masks"], ref["masks"][..., order])
+    soft_ref = tiny_model.detect([image], soft_masks=True)[0]["soft_masks"]
+    soft = TiledModel(tiny_model).detect([image], soft_masks=True)[0]["soft_masks"]
+    np.testing.assert_array_equal(soft, soft_ref[..., order])
