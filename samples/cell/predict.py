@@ -50,6 +50,8 @@ from mrcnn.inference import (SARTORIUS_MIN_AREA, TTA_SETS, PostprocessConfig, de
                              postprocess, tta_input_shape, tta_variants)
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
+from mrcnn.data.fit import scaled_size
+from mrcnn.inference.tiling import TiledModel
 from mrcnn.training.runs import list_checkpoints
 from mrcnn.weights import WeightsFileError
 
@@ -116,6 +118,13 @@ def build_parser():
                    help="write the submission even if some images cannot be read: each gets "
                         "one row with an empty prediction, and a report lists them (default: "
                         "stop before inference, listing every unreadable image)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="resize every image by this factor before detection "
+                        "(Config.IMAGE_SCALE; default: the training run's); results are at "
+                        "the original size")
+    p.add_argument("--tile", action="store_true",
+                   help="detect in overlapping tiles of the trained model input "
+                        "(mrcnn.inference.tiling): any image size, memory independent of it")
     return p
 
 
@@ -331,9 +340,16 @@ def inference_config(cfg_path, args):
         overrides["DETECTION_MIN_CONFIDENCE"] = lowest
     mode = trained.IMAGE_RESIZE_MODE
     sizes = getattr(args, "image_sizes", None)
+    if getattr(args, "scale", None) is not None:
+        overrides["IMAGE_SCALE"] = args.scale
+    scale = overrides.get("IMAGE_SCALE", trained.IMAGE_SCALE)
+    if sizes and scale != 1:                   # the input holds the scaled images
+        sizes = [scaled_size(size, scale) for size in sizes]
     if mode in ("crop", "none"):
         need = tta_input_shape(sizes, args.tta or "none") if sizes else (576, 704)
         have = [int(v) for v in trained.IMAGE_SHAPE[:2]]
+        if getattr(args, "tile", False):       # tiles of the trained input, any image size
+            need = tuple(have)
         if mode == "none":
             need = (max(need[0], have[0]), max(need[1], have[1]))
         if mode == "crop" or list(need) != have:
@@ -403,6 +419,8 @@ def main(argv=None):
     votes = check_tta_votes(args)
     args.image_sizes = list(sizes.values())        # the model input must hold them (and TTA)
     models = load_models(args)
+    if args.tile:
+        models = [TiledModel(model) for model in models]
     config = models[0].config
     class_names = _class_names(config)
     min_area = parse_thresholds(args.min_area, "min-area")

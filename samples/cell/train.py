@@ -138,7 +138,25 @@ def build_parser():
     p.add_argument("--pseudo-labels", default=None, metavar="CSV",
                    help="also train on these pseudo-labels (pseudo_label.py; train.csv format) "
                         "of the images in <data>/train_semi_supervised/")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="resize every image by this factor before the resize mode, at "
+                        "training and inference (Config.IMAGE_SCALE), e.g. 2 for small cells")
+    p.add_argument("--scale-range", type=parse_scale_range, default=None, metavar="LO,HI",
+                   help="multi-scale training: each sample resized by a random factor in "
+                        "[LO, HI] (Config.IMAGE_SCALE_RANGE); evaluation uses --scale")
     return p
+
+
+def parse_scale_range(text):
+    """'LO,HI' -> (lo, hi) for --scale-range (0 < lo <= hi)."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LO,HI (two numbers, e.g. 1.5,2.5), got {text!r}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"needs 0 < LO <= HI, got {text!r}")
+    return low, high
 
 
 def parse_anchor_scales(text):
@@ -178,8 +196,14 @@ def make_config(args, class_names):
         attrs.update(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3])
     else:
         attrs.update(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=args.crop_size)
+    attrs.update(IMAGE_SCALE=args.scale, IMAGE_SCALE_RANGE=args.scale_range)
+    scaled_shape = [-(-round(520 * args.scale) // 64) * 64,   # 520x704 images, scaled
+                    -(-round(704 * args.scale) // 64) * 64, 3]
+    if args.image_mode == "pad":
+        attrs["IMAGE_SHAPE"] = scaled_shape
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
     infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3])
+    infer_attrs["IMAGE_SHAPE"] = scaled_shape
     infer_config = type("CellInferenceConfig", (CellConfig,), infer_attrs)()
     return train_config, infer_config
 

@@ -1,0 +1,162 @@
+"""samples/cell: --scale / --scale-range in train.py, --scale / --tile in predict.py."""
+
+import csv
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import skimage.io
+
+from mrcnn.data.fit import draw_image_scale
+from mrcnn.data.rle import rle_decode
+from mrcnn.data.sample import load_image_gt
+from mrcnn.dataset import Dataset
+from mrcnn.datasets.synthetic_cells import make_cell_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ["BG", "astro", "cort", "shsy5y"]
+
+
+def load_script(name):
+    path = os.path.join(ROOT, "samples", "cell", name + ".py")
+    spec = importlib.util.spec_from_file_location("cell_scale_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def train():
+    return load_script("train")
+
+
+@pytest.fixture(scope="module")
+def predict():
+    return load_script("predict")
+
+
+def configs(train, argv):
+    return train.make_config(train.build_parser().parse_args(argv), CLASSES)
+
+
+class OneCellImage(Dataset):
+    """One generated 520x704 Sartorius-like image."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_class("cell", 1, "astro")
+        image, masks = make_cell_image(np.random.default_rng(0), "cort", 520, 704)
+        self.image, self.masks = np.stack([image] * 3, -1).astype(np.uint8), masks
+        self.add_image("cell", image_id="a", path=None)
+        self.prepare()
+
+    def load_image(self, image_id):
+        return self.image
+
+    def load_mask(self, image_id):
+        return self.masks, np.ones(self.masks.shape[-1], np.int32)
+
+
+def test_train_defaults_are_unscaled(train):
+    config, infer = configs(train, [])
+    assert config.IMAGE_SCALE == 1.0 and config.IMAGE_SCALE_RANGE is None
+    assert list(infer.IMAGE_SHAPE) == [576, 704, 3] and infer.IMAGE_SCALE == 1.0
+
+
+def test_train_scale_range_draws_a_scale_per_sample(train):
+    config, infer = configs(train, ["--scale", "2", "--scale-range", "1.5,2.5"])
+    assert config.IMAGE_SCALE == 2.0 and tuple(config.IMAGE_SCALE_RANGE) == (1.5, 2.5)
+    # evaluation holds the 520x704 images scaled x2: 1040x1408 -> 1088x1408
+    assert list(infer.IMAGE_SHAPE) == [1088, 1408, 3] and infer.IMAGE_SCALE == 2.0
+    ds = OneCellImage()
+    scales = []
+    for seed in range(3):
+        image, meta, _, bbox, _ = load_image_gt(ds, config, 0, rng=seed)
+        assert image.shape == (256, 256, 3)                  # the 256 crop
+        assert meta[11] == pytest.approx(draw_image_scale(config, np.random.default_rng(seed)))
+        scales.append(float(meta[11]))
+    assert all(1.5 <= s <= 2.5 for s in scales) and len(set(scales)) == 3
+
+
+def test_train_scale_in_pad_mode_grows_the_input(train):
+    config, _ = configs(train, ["--scale", "2", "--image-mode", "pad"])
+    assert list(config.IMAGE_SHAPE) == [1088, 1408, 3] and config.IMAGE_SCALE_RANGE is None
+    image, meta, class_ids, bbox, mask = load_image_gt(OneCellImage(), config, 0)
+    assert image.shape == (1088, 1408, 3) and meta[11] == 2.0
+    assert tuple(meta[7:11]) == (24, 0, 1064, 1408)          # 1040x1408, centred
+
+
+@pytest.mark.parametrize("text", ["2", "x,1", "3,1", "-1,2"])
+def test_train_bad_scale_range(train, text, capsys):
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--scale-range", text])
+    assert "--scale-range" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- predict.py
+def _tiny_run(model_dir):
+    """A run folder: config.json and a checkpoint of an untrained model trained on 64 crops."""
+    from model_helpers import make_config
+
+    import mrcnn.model as modellib
+    from mrcnn.config import save_config
+
+    config = make_config(NAME="cell", IMAGES_PER_GPU=1, IMAGE_RESIZE_MODE="crop",
+                         IMAGE_MIN_DIM=64)
+    run = model_dir / "cell20240101T0000"
+    run.mkdir(parents=True)
+    infer = make_config(NAME="cell", IMAGES_PER_GPU=1, IMAGE_RESIZE_MODE="none",
+                        IMAGE_SHAPE=[64, 64, 3])
+    model = modellib.MaskRCNN("inference", infer, str(model_dir))
+    model.keras_model.save_weights(str(run / "mask_rcnn_cell_0001.h5"))
+    save_config(config, str(run / "config.json"))
+    return run
+
+
+def _images(folder):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:100, 0:120]
+    for i in range(2):
+        image = 120 + 80 * np.sin(yy / (5.0 + i)) * np.cos(xx / 7.0) + rng.normal(0, 8, (100, 120))
+        skimage.io.imsave(str(folder / f"img{i}.png"), np.clip(image, 0, 255).astype(np.uint8),
+                          check_contrast=False)
+    return folder
+
+
+def test_predict_scale_and_tile_map_to_the_inference_config(predict, tmp_path):
+    run = _tiny_run(tmp_path / "logs")
+    cfg = str(run / "config.json")
+    parse = predict.build_parser().parse_args
+    args = parse(["images", "--scale", "2", "--tile"])
+    args.image_sizes = [(100, 120)]
+    config, trained = predict.inference_config(cfg, args)
+    assert config.IMAGE_SCALE == 2.0 and config.IMAGE_RESIZE_MODE == "none"
+    assert list(config.IMAGE_SHAPE) == [64, 64, 3]               # tiles of the trained input
+    args = parse(["images", "--scale", "2"])
+    args.image_sizes = [(100, 120)]
+    config, _ = predict.inference_config(cfg, args)
+    assert list(config.IMAGE_SHAPE) == [256, 256, 3]             # holds 200x240
+    args = parse(["images"])
+    args.image_sizes = [(100, 120)]
+    config, _ = predict.inference_config(cfg, args)
+    assert config.IMAGE_SCALE == 1.0 and list(config.IMAGE_SHAPE) == [128, 128, 3]
+
+
+def test_predict_scale_tile_writes_a_valid_submission_at_the_original_size(predict, tmp_path):
+    run = _tiny_run(tmp_path / "logs")
+    images = _images(tmp_path / "test")
+    outs = {}
+    for name, extra in (("tiled", ["--scale", "2", "--tile"]), ("whole", ["--scale", "2"])):
+        out = tmp_path / f"{name}.csv"
+        predict.main([str(images), "--weights", str(run / "mask_rcnn_cell_0001.h5"),
+                      "--out", str(out), "--min-score", "0.0", "--min-area", "1"] + extra)
+        rows = list(csv.reader(open(out)))[1:]
+        assert sorted({r[0] for r in rows}) == ["img0", "img1"]
+        outs[name] = 0
+        for image_id in ("img0", "img1"):
+            masks = [rle_decode(r[1], (100, 120)) for r in rows if r[1] and r[0] == image_id]
+            assert masks and all(m.shape == (100, 120) and m.any() for m in masks)
+            assert np.sum(masks, axis=0).max() == 1                  # no overlaps
+            outs[name] += len(masks)
