@@ -333,12 +333,19 @@ class TiledModel:
     Args:
         model: as `detect_tiled` (a MaskRCNN, a TTAModel, a callable).
         tile, overlap, merge_iou: as `detect_tiled`.
+
+    Other attributes are the wrapped model's (``config``, ``keras_model``, ...).
     """
 
     def __init__(self, model, tile=None, overlap=None, merge_iou=0.5):
         self.model = model
         self.config = getattr(model, "config", None)
         self.tile, self.overlap, self.merge_iou = tile, overlap, merge_iou
+
+    def __getattr__(self, name):
+        if name == "model":                  # not set yet (copy, unpickling)
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
     def detect(self, images, verbose=0, soft_masks=False, sparse=False):
         """One result per image, masks dense (or SparseMasks with `sparse`)."""
