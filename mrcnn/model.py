@@ -20,10 +20,10 @@ import numpy as np
 from mrcnn import graph, probe, weights
 from mrcnn.data.anchors import model_anchors
 from mrcnn.data.boxes import norm_boxes
-from mrcnn.data.generator import make_generators
 from mrcnn.data.image import mold_image, unmold_image  # noqa: F401  (Matterport's names)
 from mrcnn.data.image_meta import compose_image_meta, parse_image_meta  # noqa: F401
 from mrcnn.data.sample import load_image_gt  # noqa: F401
+from mrcnn.evaluation import epoch_score
 from mrcnn.inference import molding
 from mrcnn.probe import data_generator, log  # noqa: F401
 from mrcnn.training import loop, runs, trainable
@@ -46,6 +46,8 @@ class MaskRCNN:
         keras_model: the Keras model (`mrcnn.graph`).
         epoch: epochs trained so far (restored from a checkpoint's name).
         log_dir, checkpoint_path: where the current run writes.
+        resume_state: what the next ``train()`` continues from: a checkpoint
+            (its saved optimizer state), the previous optimizer, or None.
     """
 
     def __init__(self, mode, config, model_dir):
@@ -66,9 +68,14 @@ class MaskRCNN:
 
     # ------------------------------------------------------------ run folders
     def set_log_dir(self, model_path=None):
-        """Start a new run folder, or continue the run of checkpoint `model_path` after its epoch."""
+        """Start a new run folder, or continue the run of checkpoint `model_path` after its epoch.
+
+        ``resume_state`` becomes what the next ``train()`` continues from: that
+        checkpoint (its saved optimizer and random state), or nothing.
+        """
         self.epoch, self.log_dir, self.checkpoint_path = runs.run_paths(
             self.model_dir, self.config.NAME, model_path)
+        self.resume_state = model_path if self.epoch else None
 
     def find_last(self):
         """Path of the last checkpoint of the newest run of this config's NAME (`runs.find_last`)."""
@@ -76,24 +83,55 @@ class MaskRCNN:
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, filepath, by_name=False, exclude=None, allow_download=False,
-                     verify=True):
-        """Load weights: "coco", "imagenet", "last" or a path; see `mrcnn.weights.load_weights`.
+                     verify=True, init=False):
+        """Load weights: "coco", "imagenet", "last", "best" or a path; see `mrcnn.weights.load_weights`.
 
         A checkpoint named like ``mask_rcnn_<name>_<epoch>.h5`` sets ``self.epoch``
-        (and the run folder) so that training resumes after it. "last" takes
-        the newest checkpoint that is intact: a damaged newer one (truncated,
+        (and the run folder) so that training resumes after it, with the
+        optimizer state saved beside it (Matterport's behaviour, made exact).
+        ``init=True`` (or `init_from`) only initialises from the file: a new
+        run folder, epoch 0, the whole schedule ahead. "last" takes the
+        newest checkpoint that is intact: a damaged newer one (truncated,
         checksum mismatch, NaN weights) is skipped with a RuntimeWarning.
-        `verify` checks a named file ("coco", "imagenet") found locally
-        against the manifest; pass False to load a file you trust anyway.
+        "best" is the best checkpoint of the newest run that ranked them
+        (`runs.find_best`). `verify` checks a named file ("coco",
+        "imagenet") found locally against the manifest; pass False to load
+        a file you trust anyway.
 
         Returns:
             report dict: ``loaded``, ``excluded``, ``missing``, ``shape_mismatch``, ``path``.
         """
+        if isinstance(filepath, str) and filepath.lower() == "best":
+            filepath = runs.find_best(self.model_dir, self.config.NAME)
         report = weights.load_weights(
             self.keras_model, filepath, backbone=self.backbone, find_last=self.find_last,
             checkpoints=lambda: runs.list_checkpoints(self.model_dir, self.config.NAME),
             by_name=by_name, exclude=exclude, allow_download=allow_download, verify=verify)
-        self.set_log_dir(report["path"])
+        self.set_log_dir(None if init else report["path"])
+        return report
+
+    def init_from(self, filepath, by_name=True, exclude=None, allow_download=False,
+                  verify=True):
+        """Initialise from weights ("coco", "imagenet", "last", "best", a path) and start a new run.
+
+        Unlike `load_weights`, a checkpoint's name is not adopted: training
+        writes to a new run folder from epoch 0 with a fresh optimizer and
+        the whole learning-rate schedule (pretrain -> fine-tune). Layers of
+        another shape (class-specific heads) are skipped and reported.
+        """
+        return self.load_weights(filepath, by_name=by_name, exclude=exclude,
+                                 allow_download=allow_download, verify=verify, init=True)
+
+    def resume(self, checkpoint="last"):
+        """Continue a run from `checkpoint` ("last", "best" or a path) exactly; see `mrcnn.training.loop`.
+
+        Its run folder, epoch, optimizer and random state; the next
+        ``train()`` moves the run's later checkpoints aside
+        (`runs.set_aside_after`). Raises ValueError for a file that is not a
+        run checkpoint (use `init_from`).
+        """
+        report = self.load_weights(checkpoint)
+        runs.require_checkpoint_name(report["path"])
         return report
 
     def save_weights(self, filepath):
@@ -137,7 +175,8 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              workers=None, use_multiprocessing=None, verbose=1, seed=0, sampler=None):
+              workers=None, use_multiprocessing=None, verbose=1, seed=0, sampler=None,
+              evaluation=None, keep="all", monitor=None, patience=None):
         """Train until epoch `epochs` (Matterport's API) with ``keras.Model.fit``.
 
         Args:
@@ -154,39 +193,30 @@ class MaskRCNN:
                 augment; data-loader workers (default Config.WORKERS); the seed of
                 the data order and augmentation; balanced sampling ("size", an
                 ``image_info`` key or ``image_id -> group``).
+            evaluation: score the validation set after every epoch: True (on
+                `val_dataset`) or a `mrcnn.evaluation.epoch_score.EpochScore` (its own
+                dataset, inference config, post-processing); adds
+                ``val_map_iou``, ``val_mask_ap``, ... to the History,
+                ``history.csv`` and TensorBoard.
+            keep: checkpoints kept: "all" (Matterport's), "best" (the best by
+                `monitor` and the newest) or "last".
+            monitor: the epoch-log entry ranking checkpoints (default
+                ``val_map_iou`` with `evaluation`, else ``val_loss``).
+            patience: stop when `monitor` has not improved for this many epochs.
 
         Returns:
             the Keras History.
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built with mode='training'")
-        if epochs <= self.epoch:
-            raise ValueError(f"epochs={epochs} but the model has already trained {self.epoch} "
-                             f"epochs; pass the epoch number to train until (e.g. "
-                             f"{self.epoch + 1})")
-        cfg = self.config
-        train_gen, val_gen, cache = make_generators(
-            train_dataset, val_dataset, cfg, model_dir=self.model_dir, augmentation=augmentation,
-            sampler=sampler, seed=seed, workers=workers, use_multiprocessing=use_multiprocessing,
-            epoch=self.epoch, no_augmentation_sources=no_augmentation_sources)
-        loop.prepare_run_folder(self.log_dir, cfg)
-        trained = self.set_trainable(layers)
-        if verbose:
-            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\nCheckpoint Path: "
-                  f"{self.checkpoint_path}\nTraining {len(trained)} layers ({layers})")
-        previous = getattr(self.keras_model, "optimizer", None)
-        optimizer = self.compile(learning_rate, cfg.LEARNING_MOMENTUM,
-                                 epochs * cfg.STEPS_PER_EPOCH)
-        optimizer.build(self.keras_model.trainable_variables)
-        loop.restore_step(optimizer, previous, self.epoch, cfg.STEPS_PER_EPOCH)
-        callbacks = loop.standard_callbacks(self.log_dir, self.checkpoint_path, cache,
-                                            on_saved=lambda epoch, _: setattr(self, "epoch", epoch))
-        history = loop.fit(self.keras_model, train_gen, val_gen, initial_epoch=self.epoch,
-                           epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
-                           validation_steps=cfg.VALIDATION_STEPS,
-                           callbacks=callbacks + list(custom_callbacks or []), verbose=verbose)
-        self.epoch = max(self.epoch, epochs)
-        return history
+        metrics = epoch_score.attach(evaluation, val_dataset, self.config, lambda config: MaskRCNN(
+            "inference", config, self.model_dir))
+        return loop.train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+                          augmentation=augmentation, custom_callbacks=custom_callbacks,
+                          no_augmentation_sources=no_augmentation_sources, workers=workers,
+                          use_multiprocessing=use_multiprocessing, verbose=verbose, seed=seed,
+                          sampler=sampler, epoch_metrics=metrics, keep=keep, monitor=monitor,
+                          patience=patience)
 
     # -------------------------------------------------------------- inference
     def mold_inputs(self, images):

@@ -4,7 +4,8 @@ Nothing diverged is saved: `NanGuard` stops at the first non-finite loss
 (every training step, then the epoch's training and validation means), and
 `Checkpoint` checks every weight before it writes (the update of an epoch's
 last step is seen by no loss), so the newest checkpoint is always the last
-good one. `HistoryCSV` keeps ``history.csv`` one row per epoch across resumed
+good one; it also writes the training state for an exact resume, keeps the
+best checkpoint by a watched metric and stops early when it stalls. `HistoryCSV` keeps ``history.csv`` one row per epoch across resumed
 runs.
 """
 
@@ -13,11 +14,13 @@ import importlib.util
 import math
 import os
 import tempfile
+import warnings
 
 import keras
 import numpy as np
 
 from mrcnn.training import runs
+from mrcnn.training import state as train_state
 from mrcnn.weights import NonFiniteWeightsError, save_weights
 from mrcnn.weights.integrity import describe_layers
 
@@ -139,18 +142,71 @@ class Checkpoint(keras.callbacks.Callback):
     epoch, the layers and the loss history, so the newest checkpoint stays
     the last good one.
 
+    Beside the checkpoint go the run's training state (optimizer variables,
+    random-generator states: `mrcnn.training.state`, for an exact resume;
+    only the newest checkpoint's is kept) and, when a metric is watched, the
+    best checkpoint's record (``best.json``, `runs.write_best`).
+
     Args:
         path_pattern: e.g. ``.../mask_rcnn_cell_{epoch:04d}.h5``.
         on_saved: optional ``fn(epoch, path)`` called after each save (the
             model facade keeps its epoch count there, so an interrupted run
             resumes after the last saved epoch).
+        keep: "all" (every checkpoint; Matterport's), "best" (the best by
+            `monitor` and the newest, to resume from) or "last" (the newest).
+        monitor: the epoch-log entry that ranks checkpoints (e.g.
+            ``val_map_iou`` from `mrcnn.evaluation.epoch_score.EpochScore`,
+            or ``val_loss``); None: no best is tracked.
+        mode: "max", "min" or "auto" (min for names ending in "loss").
+        patience: stop training when `monitor` has not improved for this
+            many epochs (counted across resumed runs, from ``best.json``);
+            None: never.
+        save_state: write the training state beside each checkpoint.
     """
 
-    def __init__(self, path_pattern, on_saved=None):
+    def __init__(self, path_pattern, on_saved=None, keep="all", monitor=None, mode="auto",
+                 patience=None, save_state=True):
         super().__init__()
         self.path_pattern = path_pattern
         self.on_saved = on_saved
+        self.keep = runs.check_keep(keep)
+        if keep == "best" and not monitor:
+            raise ValueError("keep='best' needs a metric to rank checkpoints: monitor='val_map_iou' "
+                             "(with an EpochScore callback) or 'val_loss'")
+        if mode == "auto":
+            mode = "min" if str(monitor or "").endswith("loss") else "max"
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max', 'min' or 'auto', got {mode!r}")
+        if patience is not None and (int(patience) != patience or patience < 1):
+            raise ValueError(f"patience must be a positive number of epochs or None, got "
+                             f"{patience!r}")
+        if patience and not monitor:
+            raise ValueError("patience needs a monitor (the metric that must improve)")
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.save_state = save_state
+        self.best = None
+        self.stopped_epoch = None
+        self._warned = False
         self.history = LossHistory()
+
+    @property
+    def log_dir(self):
+        return os.path.dirname(os.path.abspath(self.path_pattern))
+
+    def on_train_begin(self, logs=None):
+        self.best, self.stopped_epoch, self._warned = None, None, False
+        if self.monitor and os.path.isdir(self.log_dir):
+            record = runs.read_best(self.log_dir)
+            if record is not None and record["monitor"] == self.monitor:
+                self.best = record
+
+    def improves(self, value):
+        """Whether `value` of the monitor beats the best so far (NaN never does)."""
+        if value is None or not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best["value"] if self.mode == "max" else value < self.best["value"]
 
     def on_epoch_end(self, epoch, logs=None):
         path = self.path_pattern.format(epoch=epoch + 1)
@@ -164,8 +220,30 @@ class Checkpoint(keras.callbacks.Callback):
                 f"{describe_layers(exc.layers)}); the checkpoint {path} was not written "
                 f"(earlier checkpoints are kept). Loss history: "
                 f"{self.history.text()}. {DIVERGED_ADVICE}") from None
+        optimizer = getattr(self.model, "optimizer", None)
+        if self.save_state and optimizer is not None and optimizer.built:
+            train_state.save_state(runs.state_path(path), optimizer, self.model, path, epoch + 1)
         if self.on_saved is not None:
             self.on_saved(epoch + 1, path)
+        if self.monitor:
+            if self.monitor not in (logs or {}) and not self._warned:
+                self._warned = True
+                warnings.warn(f"the checkpoints are ranked by {self.monitor!r}, which the logs of "
+                              f"epoch {epoch + 1} do not hold (they hold {sorted(logs or {})}); "
+                              f"add the callback that computes it (EpochScore for val_map_iou) "
+                              f"or pick another monitor", RuntimeWarning, stacklevel=2)
+            value = _number((logs or {}).get(self.monitor))
+            if self.improves(value):
+                self.best = runs.write_best(self.log_dir, epoch + 1, self.monitor, self.mode,
+                                            value, path)
+        runs.prune_checkpoints(self.log_dir, self.keep, epoch + 1,
+                               self.best["epoch"] if self.best else None)
+        if self.patience and self.best and epoch + 1 - self.best["epoch"] >= self.patience:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch + 1
+            print(f"early stopping after epoch {epoch + 1}: {self.monitor} has not improved for "
+                  f"{epoch + 1 - self.best['epoch']} epochs (best {self.best['value']:.4g} at "
+                  f"epoch {self.best['epoch']})")
 
 
 class HistoryCSV(keras.callbacks.Callback):

@@ -11,10 +11,26 @@ What a killed run leaves behind is tidied when a run starts in the folder:
 (`remove_partial_saves`; they are never taken for checkpoints), and the
 rows of ``history.csv`` for the epochs a resumed run trains again are
 dropped (`trim_history`), so no epoch is listed twice.
+
+Beside the checkpoints a run keeps:
+
+* ``train_state_<name>_<epoch:04d>.h5``: the optimizer and random-number
+  state of the newest checkpoint, for an exact resume (`state_path`;
+  written by `mrcnn.training.state`); only the newest is kept.
+* ``best.json``: the epoch, metric and value of the best checkpoint so far
+  (`read_best`, `write_best`), when training watches a metric;
+  ``load_weights("best")`` loads it (`find_best`).
+
+A run continued from checkpoint ``k`` moves the checkpoints after ``k`` (and
+their states, and a best record among them) into
+``abandoned-after-<k:04d>-<stamp>/`` inside the run folder
+(`set_aside_after`), so "last" and "best" never pick up the branch that was
+given up. `prune_checkpoints` applies a keep policy ("all", "best", "last").
 """
 
 import csv
 import datetime
+import json
 import logging
 import os
 import re
@@ -29,6 +45,10 @@ CHECKPOINT_PATTERN = r"mask_rcnn_(?P<name>.+)_(?P<epoch>\d{4})\.h5$"
 # history.csv (write_history) or config.json (mrcnn.config.save_config).
 PARTIAL_SAVE_PATTERNS = (".tmp-*.h5", ".tmp-history-*.csv", ".tmp-*.json")
 HISTORY_FILE = "history.csv"
+STATE_PATTERN = r"train_state_(?P<name>.+)_(?P<epoch>\d{4})\.h5$"
+BEST_FILE = "best.json"
+ABANDONED_PREFIX = "abandoned-after-"
+KEEP_CHOICES = ("all", "best", "last")
 
 
 def run_name(config_name):
@@ -40,6 +60,17 @@ def checkpoint_epoch(path):
     """The epoch in a checkpoint's file name, or None for another name."""
     m = re.search(CHECKPOINT_PATTERN, os.path.basename(os.fspath(path)))
     return int(m.group("epoch")) if m else None
+
+
+def require_checkpoint_name(path):
+    """The epoch of run checkpoint `path`; a ValueError naming it for any other file."""
+    epoch = checkpoint_epoch(path)
+    if epoch is None:
+        raise ValueError(f"cannot resume from {os.fspath(path)}: a run is resumed from one of its "
+                         f"checkpoints, named mask_rcnn_<name>_<epoch:04d>.h5 in its run folder; "
+                         f"to start a new run from these weights use init_from(path) (train.py "
+                         f"--init PATH)")
+    return epoch
 
 
 def run_paths(model_dir, config_name, model_path=None, now=None):
@@ -82,6 +113,21 @@ def list_checkpoints(model_dir, config_name=None):
     Returns:
         A list of paths ([] when there is none).
     """
+    found = []
+    for folder in run_folders(model_dir, config_name):
+        checkpoints = [f for f in os.listdir(folder) if re.fullmatch(CHECKPOINT_PATTERN, f)]
+        found += [os.path.join(folder, f)
+                  for f in sorted(checkpoints, key=checkpoint_epoch, reverse=True)]
+    return found
+
+
+def run_folders(model_dir, config_name=None):
+    """The run folders under `model_dir`, newest first (by the time stamp in their names).
+
+    Args:
+        model_dir: folder holding the runs.
+        config_name: ``Config.NAME`` of the runs to consider; None takes any name.
+    """
     model_dir = os.fspath(model_dir)
     name = run_name(config_name) if config_name is not None else None
     folder_re = re.compile((re.escape(name) if name else r"(?P<any>.+?)")
@@ -92,13 +138,7 @@ def list_checkpoints(model_dir, config_name=None):
             m = folder_re.fullmatch(d)
             if m and os.path.isdir(os.path.join(model_dir, d)):
                 runs.append((m.group("stamp").ljust(15, "0"), d))
-    found = []
-    for _, run in sorted(runs, reverse=True):
-        folder = os.path.join(model_dir, run)
-        checkpoints = [f for f in os.listdir(folder) if re.fullmatch(CHECKPOINT_PATTERN, f)]
-        found += [os.path.join(folder, f)
-                  for f in sorted(checkpoints, key=checkpoint_epoch, reverse=True)]
-    return found
+    return [os.path.join(model_dir, run) for _, run in sorted(runs, reverse=True)]
 
 
 def find_last(model_dir, config_name=None):
@@ -218,3 +258,163 @@ def trim_history(path, first_epoch):
         log.info("%s: dropped %d rows of epochs >= %d (trained again)", path,
                  len(rows) - len(kept), first_epoch)
     return len(rows) - len(kept)
+
+
+# ------------------------------------------------ training states, best, keep policy
+def state_path(checkpoint_path):
+    """The training-state file of checkpoint ``.../mask_rcnn_<name>_<epoch>.h5``.
+
+    Returns:
+        ``.../train_state_<name>_<epoch>.h5``, or None for a file not named
+        like a checkpoint (only run checkpoints have a state).
+    """
+    checkpoint_path = os.fspath(checkpoint_path)
+    m = re.fullmatch(CHECKPOINT_PATTERN, os.path.basename(checkpoint_path))
+    if m is None:
+        return None
+    return os.path.join(os.path.dirname(checkpoint_path),
+                        f"train_state_{m.group('name')}_{m.group('epoch')}.h5")
+
+
+def _epoch_of_file(name):
+    """The epoch of a checkpoint or training-state file name, else None."""
+    for pattern in (CHECKPOINT_PATTERN, STATE_PATTERN):
+        m = re.fullmatch(pattern, name)
+        if m:
+            return int(m.group("epoch"))
+    return None
+
+
+def read_best(log_dir):
+    """The best-checkpoint record of a run folder, or None when it has none.
+
+    Returns:
+        dict ``epoch`` (1-based, the checkpoint's), ``monitor``, ``mode``
+        ("max" or "min"), ``value``, ``checkpoint`` (file name in the folder).
+
+    Raises:
+        ValueError: the record is not readable, naming the file.
+    """
+    path = os.path.join(os.fspath(log_dir), BEST_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        record["epoch"] = int(record["epoch"])
+        record["value"] = float(record["value"])
+        str(record["monitor"]), str(record["checkpoint"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a best-checkpoint record ({exc}); delete it to start "
+                         f"the best tracking afresh") from None
+    return record
+
+
+def write_best(log_dir, epoch, monitor, mode, value, checkpoint):
+    """Record (atomically) that `checkpoint` of `epoch` is the run's best by `monitor`."""
+    record = {"epoch": int(epoch), "monitor": monitor, "mode": mode, "value": float(value),
+              "checkpoint": os.path.basename(os.fspath(checkpoint))}
+    fd, tmp = tempfile.mkstemp(dir=os.fspath(log_dir), prefix=".tmp-best-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(tmp, os.path.join(os.fspath(log_dir), BEST_FILE))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return record
+
+
+def find_best(model_dir, config_name=None):
+    """Path of the best checkpoint of the newest run that recorded one (`read_best`).
+
+    Raises:
+        FileNotFoundError: no run under `model_dir` recorded a best
+            checkpoint, or the newest record's file is gone (``keep="last"``
+            deletes it); the message says which and how to get one.
+    """
+    for folder in run_folders(model_dir, config_name):
+        record = read_best(folder)
+        if record is None:
+            continue
+        path = os.path.join(folder, record["checkpoint"])
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"the best checkpoint of {folder} ({record['monitor']}={record['value']:.4g} "
+                f"at epoch {record['epoch']}) is {record['checkpoint']}, which was not kept "
+                f"(keep='last' keeps only the newest); train with keep='best' to keep it")
+        return path
+    what = f" of config {run_name(config_name)!r}" if config_name is not None else ""
+    raise FileNotFoundError(
+        f"no best checkpoint{what} under {os.path.abspath(os.fspath(model_dir))}: a run "
+        f"records one ({BEST_FILE}) when it trains with a metric to watch (train(..., "
+        f"keep='best') or samples/cell/train.py --keep best)")
+
+
+def set_aside_after(log_dir, epoch, now=None):
+    """Move the checkpoints of epochs after `epoch` out of the way of "last" and "best".
+
+    A run continued from checkpoint `epoch` gives up the checkpoints it had
+    written after it. They (with their training states, and ``best.json``
+    when its best epoch is among them) move into
+    ``<log_dir>/abandoned-after-<epoch:04d>-<stamp>/``: nothing is deleted,
+    and neither ``find_last`` nor ``find_best`` looks there.
+
+    Returns:
+        ``(folder, names moved)``; ``(None, [])`` when nothing was after `epoch`.
+    """
+    log_dir = os.fspath(log_dir)
+    if not os.path.isdir(log_dir):
+        return None, []
+    later = sorted(f for f in os.listdir(log_dir)
+                   if (_epoch_of_file(f) or 0) > epoch and os.path.isfile(os.path.join(log_dir, f)))
+    best = read_best(log_dir)
+    if best is not None and best["epoch"] > epoch:
+        later.append(BEST_FILE)
+    if not later:
+        return None, []
+    now = now or datetime.datetime.now()
+    folder = os.path.join(log_dir, f"{ABANDONED_PREFIX}{epoch:04d}-{now:%Y%m%dT%H%M%S}")
+    os.makedirs(folder, exist_ok=True)
+    for name in later:
+        os.replace(os.path.join(log_dir, name), os.path.join(folder, name))
+    log.warning("%s continues after epoch %d: moved %d files of the later epochs (%s) to %s",
+                log_dir, epoch, len(later), ", ".join(later), folder)
+    return folder, later
+
+
+def check_keep(keep):
+    """`keep` if it is one of `KEEP_CHOICES`, else a ValueError naming it."""
+    if keep not in KEEP_CHOICES:
+        raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+    return keep
+
+
+def prune_checkpoints(log_dir, keep, last_epoch, best_epoch=None):
+    """Delete the checkpoints a keep policy drops, and every training state but the newest.
+
+    Args:
+        log_dir: the run folder.
+        keep: "all" (every checkpoint), "best" (the best and the newest) or
+            "last" (the newest only).
+        last_epoch: the newest checkpoint's epoch.
+        best_epoch: the best checkpoint's epoch (for "best"), or None.
+
+    Returns:
+        The paths removed. Files of epochs after `last_epoch` are never touched.
+    """
+    check_keep(keep)
+    kept = {last_epoch} | ({best_epoch} if keep == "best" and best_epoch else set())
+    removed = []
+    for name in sorted(os.listdir(os.fspath(log_dir))):
+        epoch = _epoch_of_file(name)
+        if epoch is None or epoch >= last_epoch:
+            continue
+        is_state = re.fullmatch(STATE_PATTERN, name) is not None
+        if is_state or (keep != "all" and epoch not in kept):
+            path = os.path.join(os.fspath(log_dir), name)
+            os.remove(path)
+            removed.append(path)
+    if removed:
+        log.info("keep=%r: removed %s", keep, ", ".join(os.path.basename(p) for p in removed))
+    return removed

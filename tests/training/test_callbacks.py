@@ -139,3 +139,64 @@ def test_new_columns_rewrite_the_header_instead_of_shifting_values(tmp_path):
     assert header == ["epoch", "cache_hits", "loss", "val_loss"]
     # Keras wrote "NA" for the validation it did not have; kept as it was
     assert rows == [["0", "", "2.0", "NA"], ["1", "3.0", "1.0", "1.5"]]
+
+
+# ------------------------------------------------------------ best checkpoint, early stop
+def test_checkpoint_keeps_the_best_and_the_last_and_stops_when_the_score_stalls(tmp_path):
+    import json
+    model = small_model()
+    run = tmp_path / "x20261129T100000"
+    run.mkdir()
+    model.stop_training = False
+    callback = Checkpoint(str(run / "mask_rcnn_x_{epoch:04d}.h5"), keep="best",
+                          monitor="val_map_iou", patience=2)
+    callback.set_model(model)
+    callback.on_train_begin()
+    scores = [0.1, 0.3, 0.2, 0.25, 0.9]
+    for epoch, value in enumerate(scores):
+        callback.on_epoch_end(epoch, {"loss": 1.0, "val_map_iou": value})
+        if model.stop_training:
+            break
+    assert callback.stopped_epoch == 4                # best at 2, no gain at 3 and 4
+    assert sorted(os.listdir(run)) == ["best.json", "mask_rcnn_x_0002.h5",
+                                       "mask_rcnn_x_0004.h5"]
+    assert json.load(open(run / "best.json")) == {
+        "epoch": 2, "monitor": "val_map_iou", "mode": "max", "value": 0.3,
+        "checkpoint": "mask_rcnn_x_0002.h5"}
+    # a resumed run reads the record: 0.28 at epoch 5 is no gain
+    model.stop_training = False
+    again = Checkpoint(str(run / "mask_rcnn_x_{epoch:04d}.h5"), keep="last", monitor="val_map_iou")
+    again.set_model(model)
+    again.on_train_begin()
+    assert again.best["epoch"] == 2
+    again.on_epoch_end(4, {"val_map_iou": 0.28})
+    assert sorted(os.listdir(run)) == ["best.json", "mask_rcnn_x_0005.h5"]
+
+
+def test_checkpoint_loss_monitors_minimise_and_bad_settings_are_named(tmp_path):
+    model = small_model()
+    callback = Checkpoint(str(tmp_path / "mask_rcnn_x_{epoch:04d}.h5"), keep="best",
+                          monitor="val_loss")
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, value in enumerate([2.0, 1.0, float("nan"), 1.5]):
+        callback.on_epoch_end(epoch, {"val_loss": value})
+    assert callback.best["epoch"] == 2 and callback.mode == "min"
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".h5")) == [
+        "mask_rcnn_x_0002.h5", "mask_rcnn_x_0004.h5"]
+    with pytest.raises(ValueError, match=r"keep='best' needs a metric"):
+        Checkpoint(str(tmp_path / "m_{epoch:04d}.h5"), keep="best")
+    with pytest.raises(ValueError, match=r"patience must be a positive number of epochs or None, "
+                                         r"got 0"):
+        Checkpoint(str(tmp_path / "m_{epoch:04d}.h5"), monitor="val_loss", patience=0)
+    with pytest.raises(ValueError, match=r"patience needs a monitor"):
+        Checkpoint(str(tmp_path / "m_{epoch:04d}.h5"), patience=3)
+    with pytest.raises(ValueError, match=r"mode must be 'max', 'min' or 'auto', got 'up'"):
+        Checkpoint(str(tmp_path / "m_{epoch:04d}.h5"), monitor="val_loss", mode="up")
+    warned = Checkpoint(str(tmp_path / "w" / "mask_rcnn_x_{epoch:04d}.h5"), monitor="val_map_iou")
+    os.makedirs(tmp_path / "w")
+    warned.set_model(model)
+    warned.on_train_begin()
+    with pytest.warns(RuntimeWarning, match=r"ranked by 'val_map_iou', which the logs of epoch 1 "
+                                            r"do not hold"):
+        warned.on_epoch_end(0, {"val_loss": 1.0})

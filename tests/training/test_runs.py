@@ -118,3 +118,91 @@ def test_abandoned_saves_of_runs_without_a_checkpoint_are_removed_after_a_grace(
     monkeypatch.setenv("MRCNN_PARTIAL_SAVE_GRACE_S", "soon")
     with pytest.raises(ValueError, match="MRCNN_PARTIAL_SAVE_GRACE_S must be a number"):
         remove_abandoned_saves(tmp_path, "cell")
+
+
+# ------------------------------------------------ training states, best record, keep policy
+def test_state_path_sits_beside_a_run_checkpoint_only(tmp_path):
+    from mrcnn.training.runs import state_path
+    ckpt = str(tmp_path / "cell20261129T1805" / "mask_rcnn_cell_0007.h5")
+    assert state_path(ckpt) == str(tmp_path / "cell20261129T1805" / "train_state_cell_0007.h5")
+    assert state_path(str(tmp_path / "mask_rcnn_coco.h5")) is None
+
+
+def test_require_checkpoint_name_refuses_other_files_pointing_to_init(tmp_path):
+    from mrcnn.training.runs import require_checkpoint_name
+    assert require_checkpoint_name(str(tmp_path / "mask_rcnn_cell_0012.h5")) == 12
+    with pytest.raises(ValueError, match=r"cannot resume from .*pretrained\.h5.*init_from"):
+        require_checkpoint_name(str(tmp_path / "pretrained.h5"))
+
+
+def test_best_record_round_trip_and_find_best_takes_the_newest_run_with_one(tmp_path):
+    from mrcnn.training.runs import find_best, read_best, write_best
+    old = tmp_path / "cell20261128T100000"
+    new = tmp_path / "cell20261129T100000"
+    newest = tmp_path / "cell20261130T100000"          # newer, but records no best
+    old_ckpt = touch(old / "mask_rcnn_cell_0003.h5")
+    new_ckpt = touch(new / "mask_rcnn_cell_0002.h5")
+    touch(newest / "mask_rcnn_cell_0001.h5")
+    write_best(str(old), 3, "val_map_iou", "max", 0.25, old_ckpt)
+    record = write_best(str(new), 2, "val_map_iou", "max", 0.5, new_ckpt)
+    assert read_best(str(new)) == record == {"epoch": 2, "monitor": "val_map_iou",
+                                              "mode": "max", "value": 0.5,
+                                              "checkpoint": "mask_rcnn_cell_0002.h5"}
+    assert read_best(str(newest)) is None
+    assert find_best(tmp_path, "cell") == new_ckpt
+    assert not [f for f in os.listdir(new) if f.startswith(".tmp-")]
+    os.remove(new_ckpt)                                   # keep="last" deleted it
+    with pytest.raises(FileNotFoundError, match=r"mask_rcnn_cell_0002\.h5.*was not kept"):
+        find_best(tmp_path, "cell")
+    with pytest.raises(FileNotFoundError, match=r"no best checkpoint of config 'nucleus'"):
+        find_best(tmp_path, "nucleus")
+    (old / "best.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"best\.json: not a best-checkpoint record"):
+        read_best(str(old))
+
+
+def test_set_aside_after_moves_the_abandoned_branch_and_its_best(tmp_path):
+    from mrcnn.training.runs import find_last, set_aside_after, write_best
+    run = tmp_path / "cell20261129T100000"
+    for e in (1, 2, 3):
+        touch(run / f"mask_rcnn_cell_{e:04d}.h5")
+    touch(run / "train_state_cell_0003.h5")
+    touch(run / "history.csv")
+    write_best(str(run), 3, "val_loss", "min", 0.1, str(run / "mask_rcnn_cell_0003.h5"))
+    now = datetime.datetime(2026, 11, 30, 8, 0, 0)
+    folder, moved = set_aside_after(str(run), 1, now=now)
+    assert folder == str(run / "abandoned-after-0001-20261130T080000")
+    assert moved == ["mask_rcnn_cell_0002.h5", "mask_rcnn_cell_0003.h5",
+                     "train_state_cell_0003.h5", "best.json"]
+    assert sorted(os.listdir(run)) == ["abandoned-after-0001-20261130T080000", "history.csv",
+                                       "mask_rcnn_cell_0001.h5"]
+    assert sorted(os.listdir(folder)) == sorted(moved)
+    assert find_last(tmp_path, "cell").endswith("mask_rcnn_cell_0001.h5")
+    assert set_aside_after(str(run), 1) == (None, [])     # nothing after epoch 1 any more
+    # a best record of an epoch that is kept stays
+    write_best(str(run), 1, "val_loss", "min", 0.2, str(run / "mask_rcnn_cell_0001.h5"))
+    touch(run / "mask_rcnn_cell_0002.h5")
+    assert set_aside_after(str(run), 1, now=now + datetime.timedelta(seconds=1))[1] == [
+        "mask_rcnn_cell_0002.h5"]
+    assert os.path.exists(run / "best.json")
+
+
+@pytest.mark.parametrize("keep, best, kept", [
+    ("all", 2, ["mask_rcnn_cell_0001.h5", "mask_rcnn_cell_0002.h5", "mask_rcnn_cell_0003.h5",
+                "mask_rcnn_cell_0004.h5", "train_state_cell_0004.h5"]),
+    ("best", 2, ["mask_rcnn_cell_0002.h5", "mask_rcnn_cell_0004.h5", "train_state_cell_0004.h5"]),
+    ("best", None, ["mask_rcnn_cell_0004.h5", "train_state_cell_0004.h5"]),
+    ("last", 2, ["mask_rcnn_cell_0004.h5", "train_state_cell_0004.h5"]),
+])
+def test_prune_checkpoints_keeps_what_the_policy_says_and_the_newest_state(tmp_path, keep,
+                                                                          best, kept):
+    from mrcnn.training.runs import prune_checkpoints
+    run = tmp_path / "cell20261129T100000"
+    for e in (1, 2, 3, 4):
+        touch(run / f"mask_rcnn_cell_{e:04d}.h5")
+        touch(run / f"train_state_cell_{e:04d}.h5")
+    touch(run / "history.csv")
+    prune_checkpoints(str(run), keep, 4, best)
+    assert sorted(os.listdir(run)) == sorted(kept + ["history.csv"])
+    with pytest.raises(ValueError, match=r"keep must be one of .*got 'some'"):
+        prune_checkpoints(str(run), "some", 4)
