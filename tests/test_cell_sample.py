@@ -446,3 +446,24 @@ def test_readme_tune_block_runs_as_written(tmp_path, monkeypatch):
     assert best.min_score == table[0]["min_score"] and 0.0 <= table[0]["score"] <= 1.0
     first = namespace["preds"][0]                  # merged TTA results carry the probabilities
     assert first["soft_masks"].count == first["masks"].count and first["masks"].shape == (64, 64)
+
+
+def test_predict_majority_class_flag_reaches_the_postprocessing(tmp_path, monkeypatch):
+    predict = load_script("predict")
+    weights = _scored_run(tmp_path / "logs")
+    images = _test_images(tmp_path / "test", good=1)
+    seen = []
+    real = predict.PostprocessConfig
+
+    def spy(**kwargs):
+        seen.append(kwargs.get("majority_class"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(predict, "PostprocessConfig", spy)
+    base = [str(images), "--weights", str(weights), "--out", str(tmp_path / "s.csv"),
+            "--min-score", "0.2", "--min-area", "0"]
+    with_flag = _predicted(predict, base + ["--majority-class"])
+    without = _predicted(predict, base)
+    assert seen == [True, False]
+    # every detection of this model is class 1 already: relabelling changes nothing
+    assert with_flag == without and min(with_flag.values()) > 0

@@ -7,6 +7,8 @@
 - `ShapesDataset`: generated squares, circles and triangles (in memory).
 - Synthetic Sartorius-format cell images: `make_cell_image`,
   `write_synthetic_sartorius`, `ensure_synthetic_sartorius`.
+- Pseudo-labels (seed 004's semi-supervised step): `select_pseudo_labels`,
+  `image_cell_type`, `pseudo_label_rows`, `write_pseudo_labels`.
 - `kfold_split`, `kfold_indices`, `subset_dataset`, `kfold_datasets`: k-fold
   cross-validation split by image.
 """
@@ -15,6 +17,8 @@ from mrcnn.data.rle import decode_rle_stack
 from mrcnn.datasets.coco import CocoDataset, read_coco_json
 from mrcnn.datasets.folds import kfold_datasets, kfold_indices, kfold_split, subset_dataset
 from mrcnn.datasets.nucleus import NucleusDataset
+from mrcnn.datasets.pseudo_labels import (image_cell_type, pseudo_label_rows,
+                                          select_pseudo_labels, write_pseudo_labels)
 from mrcnn.datasets.sartorius import CELL_TYPES, SartoriusDataset, read_sartorius_csv
 from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.datasets.synthetic_cells import (ensure_synthetic_sartorius, make_cell_image,
@@ -26,5 +30,6 @@ __all__ = [
     "decode_rle_stack", "ensure_synthetic_sartorius", "kfold_split", "make_cell_image",
     "kfold_datasets", "kfold_indices", "subset_dataset",
     "read_coco_json", "read_sartorius_csv", "synthetic_sartorius_image",
-    "write_synthetic_sartorius",
+    "write_synthetic_sartorius", "image_cell_type", "pseudo_label_rows",
+    "select_pseudo_labels", "write_pseudo_labels",
 ]

@@ -17,7 +17,7 @@ from mrcnn.data.masks.sparse import FLIPS, SparseMasks
 from mrcnn.data.rle import rle_encode_instances
 from mrcnn.inference.postprocess import (SARTORIUS_MIN_AREA, PostprocessConfig,
                                          apply_mask_threshold, dilate, filter_by_score,
-                                         mask_nms, postprocess, remove_overlaps,
+                                         majority_class, mask_nms, postprocess, remove_overlaps,
                                          remove_small, resolve_class_keys)
 from mrcnn.inference.results import compact, expand
 from mrcnn.inference.submission import (read_submission, submission_rows,
@@ -30,7 +30,7 @@ from mrcnn.inference.tta import (TTA_SETS, TTAModel, detect_tta, flip_image, fli
 
 __all__ = [
     "FLIPS", "SparseMasks", "SARTORIUS_MIN_AREA", "PostprocessConfig", "apply_mask_threshold",
-    "dilate", "filter_by_score", "mask_nms", "postprocess", "remove_overlaps", "remove_small",
+    "dilate", "filter_by_score", "majority_class", "mask_nms", "postprocess", "remove_overlaps", "remove_small",
     "resolve_class_keys", "compact", "expand", "read_submission", "rle_encode_instances",
     "submission_rows", "validate_submission", "write_submission", "TTAModel", "detect_tta",
     "flip_image", "flip_result", "flip_tta", "merge_tta", "TTA_SETS", "Transform",

@@ -10,8 +10,9 @@ def build_optimizer(config, learning_rate, momentum, total_steps):
 
     * ``Config.OPTIMIZER``: "SGD" (momentum ``momentum``, Matterport's) or
       "AdamW" (``beta_1 = momentum``);
-    * the learning rate follows `mrcnn.training.schedule.WarmupDecay`
-      (``N_WARMUP_STEPS``, ``LR_SCHEDULE``) over ``total_steps``;
+    * the learning rate follows `mrcnn.training.schedule.schedule_from_config`
+      (``WarmupDecay``, or ``WarmupStepDecay`` for ``LR_SCHEDULE = "step"``;
+      ``N_WARMUP_STEPS``) over ``total_steps``;
     * per-variable gradient clipping at ``GRADIENT_CLIP_NORM`` (0/None: off);
     * decoupled weight decay ``WEIGHT_DECAY`` on kernels, not on BatchNorm
       gamma/beta or biases;

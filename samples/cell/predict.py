@@ -97,6 +97,9 @@ def build_parser():
                    help="IoU threshold of a mask-level NMS after box NMS (seed 003; e.g. 0.3)")
     p.add_argument("--dilation", type=int, default=0,
                    help="binary dilation iterations of each mask (seed 002 used 1)")
+    p.add_argument("--majority-class", action="store_true",
+                   help="every cell of an image takes the image's majority cell type "
+                        "(largest summed score; seed 000)")
     p.add_argument("--tta", nargs="?", const="flips", default=None, type=_tta_set,
                    metavar="SET",
                    help="test-time augmentation, merged on mask probabilities: " +
@@ -432,7 +435,8 @@ def main(argv=None):
         parse_thresholds(args.min_score, "min-score"), class_names,
         getattr(models[0], "trained_min_confidence", config.DETECTION_MIN_CONFIDENCE))
     post = PostprocessConfig(min_score=min_score, mask_threshold=mask_threshold,
-                             mask_nms=args.mask_nms, min_area=min_area, dilation=args.dilation)
+                             mask_nms=args.mask_nms, min_area=min_area, dilation=args.dilation,
+                             majority_class=args.majority_class)
     rows, shapes = [], {}
     t0 = time.time()
     for k, path in enumerate(files):
