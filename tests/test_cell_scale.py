@@ -3,6 +3,7 @@
 import csv
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -160,3 +161,73 @@ def test_predict_scale_tile_writes_a_valid_submission_at_the_original_size(predi
             assert masks and all(m.shape == (100, 120) and m.any() for m in masks)
             assert np.sum(masks, axis=0).max() == 1                  # no overlaps
             outs[name] += len(masks)
+
+
+# ---------------------------------------------------------------- README.md, as written
+def _readme(marker, language):
+    import re
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert f"<!-- {marker} -->" in text, f"README.md lost <!-- {marker} -->"
+    block = text.split(f"<!-- {marker} -->", 1)[1]
+    return re.search(rf"```{language}\n(.*?)```", block, re.S).group(1)
+
+
+def _readme_commands():
+    import shlex
+    lines = [line for line in _readme("readme-image-size", "bash").splitlines() if line.strip()]
+    assert len(lines) == 2
+    return [[os.path.expandvars(a) for a in shlex.split(line)] for line in lines]
+
+
+def _run_predict_line(predict, argv, images):
+    assert argv[:2] == ["python", "samples/cell/predict.py"]
+    predict.main(argv[2:])
+    rows = list(csv.reader(open("submission.csv")))
+    assert rows[0] == ["id", "predicted"]
+    assert {r[0] for r in rows[1:]} == {os.path.splitext(f)[0] for f in os.listdir(images)}
+
+
+def test_readme_image_size_predict_command_runs_as_written(predict, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _tiny_run(tmp_path / "logs")                         # what --weights last finds in ./logs
+    (tmp_path / "data").mkdir()
+    images = _images(tmp_path / "data" / "test")
+    monkeypatch.setenv("DATA", str(tmp_path / "data"))
+    _run_predict_line(predict, _readme_commands()[1], images)
+
+
+def test_readme_image_size_python_block_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = _tiny_run(tmp_path / "runs")
+    shutil.copy(run / "mask_rcnn_cell_0001.h5", run / "mask_rcnn_cell_0008.h5")
+    image = OneCellImage().image                          # 520x704
+    namespace = {"RUN": str(run), "image": image}
+    exec(compile(_readme("readme-image-size-python", "python"), "README.md", "exec"), namespace)
+    r, tiled = namespace["r"], namespace["tiled"]
+    assert r["masks"].shape == (520, 704) and r["rois"].shape == (r["masks"].count, 4)
+    assert (r["rois"][:, 2] <= 520).all() and (r["rois"][:, 3] <= 704).all()
+    assert namespace["config"].IMAGE_SCALE == 2.0
+    dense = tiled.detect([image[:300, :400]])[0]
+    assert dense["masks"].shape[:2] == (300, 400)
+
+
+@pytest.mark.slow
+def test_readme_image_size_commands_train_then_predict(train, predict, tmp_path, monkeypatch):
+    """The two commands of README.md as written; training gets small sizes appended
+    (later flags win: 1 epoch of 2 steps on 6 generated images)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train, "DEFAULT_CACHE", str(tmp_path / "cache" / "synthetic_sartorius"))
+    data = tmp_path / "data"
+    monkeypatch.setenv("DATA", str(data))
+    train_line, predict_line = _readme_commands()
+    assert train_line[:2] == ["python", "samples/cell/train.py"]
+    scores = train.main(train_line[2:] + ["--epochs", "1", "--steps-per-epoch", "2",
+                                          "--validation-steps", "1", "--synthetic-images", "6",
+                                          "--folds", "3"])
+    assert 0.0 <= scores["map_iou"] <= 1.0
+    data.mkdir()
+    images = data / "test"
+    shutil.copytree(tmp_path / "cache" / "synthetic_sartorius" / "train", images)
+    for extra in sorted(os.listdir(images))[2:]:          # two 520x704 images are enough
+        os.remove(images / extra)
+    _run_predict_line(predict, predict_line, images)

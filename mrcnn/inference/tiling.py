@@ -130,11 +130,14 @@ def _shift(masks, tile_box, shape):
 
 
 def _restricted(masks, box):
-    """The pixels of `masks` inside ``box`` (y1, x1, y2, x2)."""
+    """The pixels of `masks` inside ``box`` (y1, x1, y2, x2), as masks of the box's size
+    (so comparing them costs the box's area, not the image's)."""
     ys, xs = np.divmod(masks.pixel, masks.shape[1])
     inside = (ys >= box[0]) & (ys < box[2]) & (xs >= box[1]) & (xs < box[3])
-    return SparseMasks.from_sorted(masks.shape, masks.count, masks.instance[inside],
-                                   masks.pixel[inside])
+    width = box[3] - box[1]
+    local = (ys[inside] - box[0]) * width + (xs[inside] - box[1])   # row-major: still sorted
+    return SparseMasks.from_sorted((box[2] - box[0], width), masks.count,
+                                   masks.instance[inside], local)
 
 
 class _Groups:
@@ -257,9 +260,8 @@ def _merge(pieces, boxes, cores, shape, merge_iou, dense, soft_masks=False):
     n = int(offsets[-1])
     groups = _Groups(n)
     by_tile = {p[0]: (p[2], offsets[i]) for i, p in enumerate(pieces)}
-    for a in range(len(boxes)):
-        for b in range(a + 1, len(boxes)):
-            _link(groups, by_tile[a], by_tile[b], boxes[a], boxes[b], merge_iou)
+    for a, b in _overlapping_pairs(boxes):
+        _link(groups, by_tile[a], by_tile[b], boxes[a], boxes[b], merge_iou)
     # owner rule: a piece whose box centre lies in its tile's core
     cy, cx = (rois[:, 0] + rois[:, 2]) / 2.0, (rois[:, 1] + rois[:, 3]) / 2.0
     core = np.asarray(cores, np.float64).reshape(-1, 4)[tile_of]
@@ -307,6 +309,18 @@ def _merge_soft(pieces, new_id, shape, count):
     instance, pixel, value = instance[on], pixel[on], value[on]
     first = np.argsort(-value, kind="stable")       # the constructor keeps a pair's first value
     return SparseMasks(shape, count, instance[first], pixel[first], value[first])
+
+
+def _overlapping_pairs(boxes):
+    """Index pairs (a < b) of the tiles ``(y, x, h, w)`` whose rectangles intersect."""
+    starts = np.array([b[:2] for b in boxes], np.int64).reshape(-1, 2)
+    ends = starts + np.array([b[2:] for b in boxes], np.int64).reshape(-1, 2)
+    pairs = []
+    for a in range(len(boxes)):             # tiles sorted by row, then column
+        later = np.arange(a + 1, len(boxes))
+        hit = ((starts[later] < ends[a]) & (ends[later] > starts[a])).all(axis=1)
+        pairs.extend((a, int(b)) for b in later[hit])
+    return pairs
 
 
 def _link(groups, first, second, box_a, box_b, merge_iou):

@@ -295,6 +295,16 @@ def test_fit_image_uses_image_scale_and_boxes_map_back():
         fit_image(image, type("D", (C,), {"IMAGE_SHAPE": [192, 448, 3]})(), training=False)
 
 
+def test_pad64_image_too_large_for_the_input_names_tiling():
+    cfg = make_cfg_scale(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=None, IMAGE_SHAPE=[128, 128, 3])
+    out, window, _, _, _ = fit_image(smooth_image(100, 120), cfg, training=False)
+    assert out.shape == (128, 128, 3) and tuple(window) == (14, 4, 114, 124)
+    # 150x100 pads to 192x128: larger than the input
+    with pytest.raises(ValueError, match=r"192x128 after resizing, larger than the model input "
+                                         r"128x128.*detect_tiled\(model, image\)"):
+        fit_image(smooth_image(150, 100), cfg, training=False)
+
+
 def test_draw_image_scale_is_log_uniform_in_the_range_and_seeded():
     cfg = make_cfg_scale(IMAGE_SCALE_RANGE=(1.5, 2.5))
     rng = np.random.default_rng(0)
