@@ -467,3 +467,182 @@ def test_predict_majority_class_flag_reaches_the_postprocessing(tmp_path, monkey
     assert seen == [True, False]
     # every detection of this model is class 1 already: relabelling changes nothing
     assert with_flag == without and min(with_flag.values()) > 0
+
+
+# ------------------------------- train.py: schedule, instances, augmentation, init vs resume
+CELL_CLASSES = ["BG", "astro", "cort", "shsy5y"]
+
+
+def test_train_flags_set_the_config():
+    train = load_script("train")
+    parse = train.build_parser().parse_args
+    config, infer = train.make_config(parse([]), CELL_CLASSES)
+    assert config.LR_SCHEDULE == "cosine" and config.LR_DECAY_EPOCHS == ()
+    assert config.MAX_GT_INSTANCES == 256 and config.DETECTION_MAX_INSTANCES == 400
+    args = parse(["--lr-schedule", "step", "--lr-decay-epochs", "20,25", "--lr-decay-gamma",
+                  "0.5", "--max-gt-instances", "800", "--detection-max-instances", "1000"])
+    config, infer = train.make_config(args, CELL_CLASSES)
+    assert (config.LR_SCHEDULE, tuple(config.LR_DECAY_EPOCHS), config.LR_DECAY_GAMMA) == (
+        "step", (20, 25), 0.5)
+    assert config.MAX_GT_INSTANCES == infer.MAX_GT_INSTANCES == 800
+    assert config.DETECTION_MAX_INSTANCES == infer.DETECTION_MAX_INSTANCES == 1000
+    assert train.make_config(parse(["--lr-schedule", "constant"]), CELL_CLASSES)[
+        0].LR_SCHEDULE is False
+    with pytest.raises(SystemExit, match=r"--lr-schedule step needs --lr-decay-epochs"):
+        train.make_config(parse(["--lr-schedule", "step"]), CELL_CLASSES)
+    with pytest.raises(SystemExit, match=r"--lr-decay-epochs is used by --lr-schedule step "
+                                         r"only, but the schedule is cosine"):
+        train.make_config(parse(["--lr-decay-epochs", "5"]), CELL_CLASSES)
+    with pytest.raises(SystemExit, match=r"--max-gt-instances must be a positive number, got 0"):
+        train.make_config(parse(["--max-gt-instances", "0"]), CELL_CLASSES)
+    for bad in ("25,20", "x", "0,3"):
+        with pytest.raises(SystemExit):
+            parse(["--lr-decay-epochs", bad])
+    assert train.parse_epochs("3, 7") == (3, 7)
+
+
+def test_train_augment_flag_builds_the_augmenter():
+    from mrcnn.data.augment import Compose, Rot90
+
+    train = load_script("train")
+    parse = train.build_parser().parse_args
+    assert parse([]).augment == "none"
+    crop, _ = train.make_config(parse([]), CELL_CLASSES)
+    pad, _ = train.make_config(parse(["--image-mode", "pad"]), CELL_CLASSES)
+    assert train.augmentation("none", crop) is None
+    flips = train.augmentation("flips", crop)
+    assert isinstance(flips, Compose)
+    turns = [op for op in flips.augmenters if isinstance(op, Rot90)]
+    assert [t.ks for t in turns] == [(0, 1, 2, 3)]                 # square 256x256 crops
+    turns = [op for op in train.augmentation("flips", pad).augmenters if isinstance(op, Rot90)]
+    assert [t.ks for t in turns] == [(0, 2)]                       # 576x704: no quarter turns
+    assert type(train.augmentation("cell", crop)).__name__ == "Compose"
+
+
+class _Recorder:
+    """Stands in for MaskRCNN in train.start: records the init_from / resume calls."""
+
+    def __init__(self):
+        self.calls, self.epoch, self.log_dir = [], 0, "logs/cell1"
+
+    def init_from(self, spec, exclude=None):
+        self.calls.append(("init_from", spec, exclude))
+        return {"loaded": ["a"], "path": spec, "shape_mismatch": [("mrcnn_class_logits",
+                                                                     (1,), (2,))]}
+
+    def resume(self, spec):
+        self.calls.append(("resume", spec))
+        self.epoch = 3
+        return {"path": spec}
+
+
+@pytest.mark.parametrize("argv, call", [
+    ([], None),
+    (["--init", "coco"], ("init_from", "coco", "heads")),
+    (["--init", "imagenet"], ("init_from", "imagenet", None)),
+    (["--init", "pre/mask_rcnn_cell_0020.h5"], ("init_from", "pre/mask_rcnn_cell_0020.h5", None)),
+    (["--resume"], ("resume", "last")),
+    (["--resume", "best"], ("resume", "best")),
+    (["--resume", "logs/cell1/mask_rcnn_cell_0002.h5"],
+     ("resume", "logs/cell1/mask_rcnn_cell_0002.h5")),
+    (["--weights", "last"], ("resume", "last")),
+    (["--weights", "imagenet"], ("init_from", "imagenet", None)),
+])
+def test_train_init_and_resume_flags(argv, call, capsys):
+    train = load_script("train")
+    model = _Recorder()
+    train.start(model, train.build_parser().parse_args(argv))
+    assert model.calls == ([call] if call else [])
+    if call and call[0] == "init_from":
+        assert "skipped, other shapes: ['mrcnn_class_logits']" in capsys.readouterr().out
+
+
+def test_train_refuses_ambiguous_weight_flags():
+    train = load_script("train")
+    parse = train.build_parser().parse_args
+    with pytest.raises(SystemExit, match=r"--weights pre\.h5: say what to do with a file: "
+                                         r"--init pre\.h5 .* --resume pre\.h5"):
+        train.start(_Recorder(), parse(["--weights", "pre.h5"]))
+    with pytest.raises(SystemExit, match=r"--init imagenet and --resume last exclude each other"):
+        train.start(_Recorder(), parse(["--init", "imagenet", "--resume"]))
+    with pytest.raises(SystemExit, match=r"--coco and --data exclude each other"):
+        train.load_data(parse(["--data", "x", "--coco", "a.json", "b.json", "img"]))
+
+
+def _tiny_livecell(folder, n_images=4, size=64):
+    """COCO json files (train, val) of one 'cell' category over generated grayscale images,
+    laid out as LIVECell's (one folder per cell line under the image folder)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    images = folder / "livecell" / "images" / "livecell_train_val_images" / "A172"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, ids in (("train", range(n_images)), ("val", range(n_images, n_images + 2))):
+        data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cell"}]}
+        for i in ids:
+            pixels = np.full((size, size), 40, np.uint8)
+            for k in range(3):
+                y, x = rng.integers(4, size - 20, 2)
+                pixels[y:y + 14, x:x + 12] = 200
+                data["annotations"].append({
+                    "id": 100 * i + k, "image_id": i, "category_id": 1, "iscrowd": 0,
+                    "segmentation": [[float(x), float(y), float(x + 12), float(y),
+                                      float(x + 12), float(y + 14), float(x), float(y + 14)]]})
+            Image.fromarray(pixels).save(images / f"A172_{i}.png")
+            data["images"].append({"id": i, "file_name": f"A172_{i}.png", "height": size,
+                                   "width": size})
+        (folder / f"livecell_coco_{split}.json").write_text(json.dumps(data))
+
+
+@pytest.mark.slow
+def test_readme_livecell_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
+    """Pretrain on a tiny LIVECell-format set, then --init a Sartorius run from it: a new run
+    folder, epoch 0 with the whole --epochs ahead, the pretrained run untouched."""
+    import shlex
+
+    from mrcnn.datasets.synthetic_cells import ensure_synthetic_sartorius
+    from mrcnn.weights import h5
+
+    train = load_script("train")
+    monkeypatch.chdir(tmp_path)
+    _tiny_livecell(tmp_path)
+    data = ensure_synthetic_sartorius(str(tmp_path / "sartorius"), n_images=6, seed=0)
+    monkeypatch.setenv("DATA", data)
+    small = ["--backbone", "small-cnn", "--init", "none", "--image-mode", "crop",
+             "--crop-size", "64", "--steps-per-epoch", "1", "--validation-steps", "1",
+             "--folds", "3", "--max-gt-instances", "32", "--epochs", "2", "--anchor-scales",
+             "8,16,32,64,128"]
+    pretrain, finetune = [line for line in _readme_blocks("cell-livecell", "bash").splitlines()
+                          if line.strip()]
+    argv = shlex.split(pretrain)
+    assert argv[:2] == ["python", "samples/cell/train.py"] and "--coco" in argv
+    train.main(argv[2:] + small)                      # the documented flags, then small sizes
+    pre_run, = os.listdir(tmp_path / "logs_livecell")
+    pre_dir = tmp_path / "logs_livecell" / pre_run
+    pre_files = sorted(os.listdir(pre_dir))
+    pre_config = (pre_dir / "config.json").read_text()
+    assert "mask_rcnn_cell_0002.h5" in pre_files
+
+    argv = [os.path.expandvars(a) for a in shlex.split(finetune)]
+    init = argv.index("--init") + 1
+    assert argv[init] == "logs_livecell/cell20261129T1200/mask_rcnn_cell_0020.h5"
+    argv[init] = f"logs_livecell/{pre_run}/mask_rcnn_cell_0002.h5"      # the step-1 run
+    small_init = [a for a in small if a not in ("--init", "none")]
+    train.main(argv[2:] + small_init + ["--epochs", "1"])
+    run, = os.listdir(tmp_path / "logs")
+    files = os.listdir(tmp_path / "logs" / run)
+    # a new run trained from epoch 0 (the 2-epoch pretraining did not count) ...
+    assert "mask_rcnn_cell_0001.h5" in files and "config.json" in files
+    # ... and the pretrained run is as it was
+    assert sorted(os.listdir(pre_dir)) == pre_files
+    assert (pre_dir / "config.json").read_text() == pre_config
+    # the backbone came from the pretraining, the 4-class heads did not (1 class there)
+    pre, _ = h5.read_named_weights(str(pre_dir / "mask_rcnn_cell_0002.h5"))
+    tuned, _ = h5.read_named_weights(str(tmp_path / "logs" / run / "mask_rcnn_cell_0001.h5"))
+    assert pre["mrcnn_class_logits"][0][1].shape != tuned["mrcnn_class_logits"][0][1].shape
+    out = capsys.readouterr().out
+    assert "initialised " in out and "mrcnn_class_logits" in out.split("initialised ")[1]
+    assert "scnn_s1_conv1" not in out.split("other shapes: ")[1].split("\n")[0]

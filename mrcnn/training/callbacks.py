@@ -5,8 +5,8 @@ Nothing diverged is saved: `NanGuard` stops at the first non-finite loss
 `Checkpoint` checks every weight before it writes (the update of an epoch's
 last step is seen by no loss), so the newest checkpoint is always the last
 good one; it also writes the training state for an exact resume, keeps the
-best checkpoint by a watched metric and stops early when it stalls. `HistoryCSV` keeps ``history.csv`` one row per epoch across resumed
-runs.
+best checkpoint by a watched metric and stops early when it stalls.
+`HistoryCSV` keeps ``history.csv`` one row per epoch across resumed runs.
 """
 
 import collections.abc
@@ -186,7 +186,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.save_state = save_state
         self.best = None
         self.stopped_epoch = None
-        self._warned = False
+        self._seen, self._missing = False, None
         self.history = LossHistory()
 
     @property
@@ -194,7 +194,7 @@ class Checkpoint(keras.callbacks.Callback):
         return os.path.dirname(os.path.abspath(self.path_pattern))
 
     def on_train_begin(self, logs=None):
-        self.best, self.stopped_epoch, self._warned = None, None, False
+        self.best, self.stopped_epoch, self._seen, self._missing = None, None, False, None
         if self.monitor and os.path.isdir(self.log_dir):
             record = runs.read_best(self.log_dir)
             if record is not None and record["monitor"] == self.monitor:
@@ -226,12 +226,10 @@ class Checkpoint(keras.callbacks.Callback):
         if self.on_saved is not None:
             self.on_saved(epoch + 1, path)
         if self.monitor:
-            if self.monitor not in (logs or {}) and not self._warned:
-                self._warned = True
-                warnings.warn(f"the checkpoints are ranked by {self.monitor!r}, which the logs of "
-                              f"epoch {epoch + 1} do not hold (they hold {sorted(logs or {})}); "
-                              f"add the callback that computes it (EpochScore for val_map_iou) "
-                              f"or pick another monitor", RuntimeWarning, stacklevel=2)
+            if self.monitor in (logs or {}):
+                self._seen = True
+            else:
+                self._missing = (epoch + 1, sorted(logs or {}))
             value = _number((logs or {}).get(self.monitor))
             if self.improves(value):
                 self.best = runs.write_best(self.log_dir, epoch + 1, self.monitor, self.mode,
@@ -244,6 +242,14 @@ class Checkpoint(keras.callbacks.Callback):
             print(f"early stopping after epoch {epoch + 1}: {self.monitor} has not improved for "
                   f"{epoch + 1 - self.best['epoch']} epochs (best {self.best['value']:.4g} at "
                   f"epoch {self.best['epoch']})")
+
+    def on_train_end(self, logs=None):
+        if self.monitor and not self._seen and self._missing is not None:
+            epoch, names = self._missing
+            warnings.warn(f"the checkpoints are ranked by {self.monitor!r}, which no epoch's logs "
+                          f"held (those of epoch {epoch} hold {names}); add the callback that "
+                          f"computes it (EpochScore for val_map_iou) or pick another monitor",
+                          RuntimeWarning, stacklevel=2)
 
 
 class HistoryCSV(keras.callbacks.Callback):

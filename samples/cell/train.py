@@ -10,10 +10,15 @@ validation mAP-IoU (the competition metric) next to an untrained model's:
 On the Kaggle data (train.csv, train/*.png, optional train_semi_supervised/):
 
     python samples/cell/train.py --data /kaggle/input/sartorius-cell-instance-segmentation \\
-        --backbone efficientnetv2-b0 --weights imagenet --epochs 30 --image-mode pad
+        --backbone efficientnetv2-b0 --init imagenet --epochs 30 --image-mode pad
 
-Checkpoints, config.json and logs go to --model-dir; rerun with --weights last
-to resume. samples/cell/predict.py turns a checkpoint into submission.csv.
+Checkpoints, config.json, history.csv and logs go to --model-dir. --init
+starts a new run from weights (coco, imagenet, a checkpoint of another run:
+epoch 0, the whole schedule); --resume continues the newest run of this
+config exactly (its folder, epoch, optimizer state). Every epoch scores the
+validation fold (val_map_iou, val_mask_ap in history.csv); --keep best keeps
+the best checkpoint by it. samples/cell/predict.py turns a checkpoint into
+submission.csv.
 """
 
 import argparse
@@ -24,10 +29,13 @@ import time
 import numpy as np
 
 from mrcnn.config import Config
+from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90, cell_augmentation
+from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.sartorius import SartoriusDataset, read_sartorius_csv
 from mrcnn.datasets.synthetic_cells import ensure_synthetic_sartorius
 from mrcnn.evaluation import evaluate
+from mrcnn.evaluation.epoch_score import EpochScore
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig
 import mrcnn.model as modellib
 
@@ -85,6 +93,9 @@ def build_parser():
     p.add_argument("--data", default=None,
                    help="Sartorius data folder (train.csv, train/*.png). Default: a generated "
                         f"data set cached in {DEFAULT_CACHE} (or $MRCNN_CACHE_DIR)")
+    p.add_argument("--coco", nargs=3, default=None, metavar=("TRAIN_JSON", "VAL_JSON", "IMAGES"),
+                   help="train on COCO-format annotations instead (LIVECell pretraining): the "
+                        "training and validation JSON files and their image folder")
     p.add_argument("--model-dir", default="logs",
                    help="checkpoints, config.json and logs go to MODEL_DIR/cell<timestamp>/ "
                         "(default ./logs)")
@@ -99,11 +110,28 @@ def build_parser():
     p.add_argument("--first-stride", type=int, choices=(1, 2), default=2,
                    help="stride of the backbone's first layer; 1 doubles feature resolution "
                         "for small cells (seed 003)")
+    p.add_argument("--init", default="none", metavar="none|coco|imagenet|PATH",
+                   help="start a new run (epoch 0, new run folder, the whole learning-rate "
+                        "schedule) from these weights: coco (heads excluded), imagenet, or a "
+                        "checkpoint of another run (e.g. LIVECell pretraining; layers of other "
+                        "shapes, such as the class heads, are skipped)")
+    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="last|best|PATH",
+                   help="continue a run exactly: its folder, epoch and optimizer state; alone: "
+                        "the newest checkpoint of this config under --model-dir. Later "
+                        "checkpoints of that run are moved to <run>/abandoned-after-<epoch>-*/")
     p.add_argument("--weights", default="none",
-                   help="initial weights: none, coco, imagenet, last (resume the newest run "
-                        "in --model-dir) or a path to an .h5 file")
+                   help="older spelling: none/coco/imagenet = --init, last = --resume; a path "
+                        "must be given to --init or --resume")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default 0.002 with AdamW, 0.01 with SGD)")
+    p.add_argument("--lr-schedule", choices=("cosine", "step", "exponential", "constant"),
+                   default="cosine", help="learning-rate schedule after the warm-up "
+                   "(Config.LR_SCHEDULE; default cosine)")
+    p.add_argument("--lr-decay-epochs", type=parse_epochs, default=(), metavar="E1,E2,...",
+                   help="with --lr-schedule step: multiply the rate by --lr-decay-gamma after "
+                        "these epochs (Config.LR_DECAY_EPOCHS), e.g. 20,25")
+    p.add_argument("--lr-decay-gamma", type=float, default=0.1,
+                   help="factor of each step decay (Config.LR_DECAY_GAMMA; default 0.1)")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
                    help="AdamW (default; fast from scratch) or SGD with momentum (Matterport)")
     p.add_argument("--layers", default="all",
@@ -112,6 +140,17 @@ def build_parser():
                    help="crop: train on random --crop-size crops (seed 003); pad: whole images "
                         "padded to 576x704 (seed 000). Inference always uses whole images.")
     p.add_argument("--crop-size", type=int, default=256, help="crop size (multiple of 64)")
+    p.add_argument("--augment", choices=("none", "flips", "cell"), default="none",
+                   help="training augmentation: none (default: on the 8-epoch default run it "
+                        "scored best, see samples/cell/README.md), flips (left-right, up-down "
+                        "and 90-degree turns, 180 only for non-square inputs) or cell "
+                        "(mrcnn.data.augment.cell_augmentation: also scale, small rotations, "
+                        "brightness, contrast); longer runs on real data need one")
+    p.add_argument("--max-gt-instances", type=int, default=None,
+                   help="ground-truth instances kept per training image (Config."
+                        "MAX_GT_INSTANCES; default 256; Sartorius SH-SY5Y images reach ~790)")
+    p.add_argument("--detection-max-instances", type=int, default=None,
+                   help="detections kept per image (Config.DETECTION_MAX_INSTANCES; default 400)")
     p.add_argument("--mask-shape", type=int, choices=(28, 56, 112), default=28,
                    help="mask head output size (28N x 28N; seed 000 used 56)")
     p.add_argument("--anchor-scales", default=None,
@@ -133,6 +172,18 @@ def build_parser():
     p.add_argument("--mixed-precision", action="store_true",
                    help="16-bit convolutions (Config.MIXED_PRECISION): float16 on a GPU, "
                         "bfloat16 on a CPU")
+    p.add_argument("--score-every", type=int, default=1, metavar="N",
+                   help="score the validation fold after every N epochs (mAP-IoU with the "
+                        "post-processing of the final evaluation, COCO mask AP: val_map_iou, "
+                        "val_mask_ap in history.csv and TensorBoard); 0: losses only")
+    p.add_argument("--keep", choices=("all", "best", "last"), default="all",
+                   help="checkpoints kept: all (every epoch), best (the best by --monitor and "
+                        "the newest, to resume from) or last (the newest)")
+    p.add_argument("--monitor", default=None,
+                   help="what ranks checkpoints (best.json, load_weights('best')): default "
+                        "val_map_iou when scoring, else val_loss")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="stop when --monitor has not improved for N epochs")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pseudo-labels", default=None, metavar="CSV",
@@ -145,6 +196,19 @@ def build_parser():
                    help="multi-scale training: each sample resized by a random factor in "
                         "[LO, HI] (Config.IMAGE_SCALE_RANGE); evaluation uses --scale")
     return p
+
+
+def parse_epochs(text):
+    """'20,25' -> (20, 25) for --lr-decay-epochs (increasing positive epochs)."""
+    try:
+        epochs = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected increasing epoch numbers like 20,25, got {text!r}") from None
+    if not epochs or min(epochs) < 1 or list(epochs) != sorted(set(epochs)):
+        raise argparse.ArgumentTypeError(
+            f"expected increasing positive epoch numbers like 20,25, got {text!r}")
+    return epochs
 
 
 def parse_scale_range(text):
@@ -181,7 +245,24 @@ def make_config(args, class_names):
              "LEARNING_RATE": args.lr or (0.002 if args.optimizer == "adamw" else 0.01),
              "RPN_ANCHOR_RATIOS": parse_list(args.anchor_ratios),
              "CACHE": {"none": False, "memory": True, "disk": "disk"}[args.cache],
-             "WORKERS": args.workers}
+             "WORKERS": args.workers,
+             "LR_SCHEDULE": {"constant": False}.get(args.lr_schedule, args.lr_schedule),
+             "LR_DECAY_EPOCHS": tuple(args.lr_decay_epochs),
+             "LR_DECAY_GAMMA": args.lr_decay_gamma}
+    if args.lr_schedule == "step" and not args.lr_decay_epochs:
+        raise SystemExit("--lr-schedule step needs --lr-decay-epochs, the epochs after which "
+                         "the rate is multiplied by --lr-decay-gamma (e.g. 20,25)")
+    if args.lr_decay_epochs and args.lr_schedule != "step":
+        raise SystemExit(f"--lr-decay-epochs is used by --lr-schedule step only, but the "
+                         f"schedule is {args.lr_schedule}")
+    for flag, name in (("max_gt_instances", "MAX_GT_INSTANCES"),
+                       ("detection_max_instances", "DETECTION_MAX_INSTANCES")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value < 1:
+                raise SystemExit(f"--{flag.replace('_', '-')} must be a positive number, "
+                                 f"got {value}")
+            attrs[name] = value
     if args.backbone:
         attrs["BACKBONE"] = args.backbone
     elif args.data:
@@ -209,6 +290,17 @@ def make_config(args, class_names):
 
 
 def load_data(args):
+    if args.coco:
+        if args.data:
+            raise SystemExit("--coco and --data exclude each other: pretrain with --coco, then "
+                             "fine-tune with --data --init <the pretrained checkpoint>")
+        train_json, val_json, images = args.coco
+        train, val = CocoDataset(), CocoDataset()
+        train.load_coco(train_json, images)
+        val.load_coco(val_json, images)
+        train.prepare()
+        val.prepare()
+        return train, val
     data_dir = args.data
     if data_dir is None:
         t = time.time()
@@ -245,29 +337,72 @@ def main(argv=None):
     print(f"train images: {train.num_images}, validation images: {val.num_images}, "
           f"classes: {train.class_names[1:]}, backbone: {config.BACKBONE}")
     model = modellib.MaskRCNN("training", config, args.model_dir)
-    print(f"model dir: {os.path.abspath(args.model_dir)} (run folder {model.log_dir})")
-    if args.weights != "none":
-        exclude = "heads" if args.weights in ("coco",) else None
-        report = model.load_weights(args.weights, by_name=True, exclude=exclude)
-        print(f"loaded {len(report['loaded'])} layers from {args.weights}; resuming after "
-              f"epoch {model.epoch}")
+    print(f"model dir: {os.path.abspath(args.model_dir)}")
+    start(model, args)
+    post = postprocess_config(val.class_names)
     if model.epoch >= args.epochs:
         print(f"already trained {model.epoch} epochs (>= --epochs {args.epochs}); evaluating")
     else:
-        model.train(train, val, config.LEARNING_RATE, args.epochs, args.layers, seed=args.seed)
+        score = (EpochScore(val, config=infer_config, postprocess=post, every=args.score_every)
+                 if args.score_every else None)
+        model.train(train, val, config.LEARNING_RATE, args.epochs, args.layers, seed=args.seed,
+                    augmentation=augmentation(args.augment, config), evaluation=score,
+                    keep=args.keep, patience=args.patience,
+                    monitor=args.monitor or ("val_map_iou" if score else "val_loss"))
     train_s = time.time() - t0
 
-    post = postprocess_config(val.class_names)
     untrained = modellib.MaskRCNN("inference", infer_config, args.model_dir)
     base = evaluate(untrained, val, postprocess=post, verbose=0)
     inference = modellib.MaskRCNN("inference", infer_config, args.model_dir)
-    inference.load_weights(model.find_last())
+    try:
+        checkpoint = inference.load_weights("best" if args.keep == "best" else "last")["path"]
+    except FileNotFoundError as exc:          # no epoch was ranked (e.g. only NaN scores)
+        print(f"{exc}; evaluating the newest checkpoint")
+        checkpoint = inference.load_weights("last")["path"]
     scores = evaluate(inference, val, postprocess=post, verbose=1)
     print(f"\nvalidation mAP-IoU={scores['map_iou']:.4f} (untrained model: "
           f"{base['map_iou']:.4f}); total time {time.time() - t0:.0f}s "
           f"(data + training {train_s:.0f}s)")
-    print(f"checkpoint: {model.find_last()}")
+    print(f"checkpoint: {checkpoint}")
     return scores
+
+
+def start(model, args):
+    """--init (a new run from weights) or --resume (continue a run); --weights maps onto them."""
+    init, resume = args.init, args.resume
+    if args.weights != "none":
+        if args.weights == "last":
+            resume = resume or "last"
+        elif args.weights in ("coco", "imagenet"):
+            init = args.weights if init == "none" else init
+        else:
+            raise SystemExit(f"--weights {args.weights}: say what to do with a file: --init "
+                             f"{args.weights} starts a new run from its weights (epoch 0, the "
+                             f"whole schedule), --resume {args.weights} continues its run")
+    if init != "none" and resume:
+        raise SystemExit(f"--init {init} and --resume {resume} exclude each other: --init "
+                         f"starts a new run from weights, --resume continues a run")
+    if resume:
+        report = model.resume(resume)
+        print(f"resuming {model.log_dir} after epoch {model.epoch} ({report['path']})")
+    elif init != "none":
+        report = model.init_from(init, exclude="heads" if init == "coco" else None)
+        print(f"initialised {len(report['loaded'])} layers from {report['path']} (skipped, "
+              f"other shapes: {[m[0] for m in report['shape_mismatch']]}); new run "
+              f"{model.log_dir}")
+    else:
+        print(f"new run {model.log_dir} from random weights")
+
+
+def augmentation(name, config):
+    """--augment: None, flips (+ 90-degree turns when the input is square) or cell_augmentation."""
+    if name == "none":
+        return None
+    if name == "cell":
+        return cell_augmentation()
+    crop = config.IMAGE_RESIZE_MODE == "crop"
+    square = crop or config.IMAGE_SHAPE[0] == config.IMAGE_SHAPE[1]
+    return Compose([Fliplr(), Flipud(), Rot90((0, 1, 2, 3) if square else (0, 2))])
 
 
 def _has_gpu():

@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import warnings
 
 import h5py
 import keras
@@ -197,6 +198,16 @@ def test_checkpoint_loss_monitors_minimise_and_bad_settings_are_named(tmp_path):
     os.makedirs(tmp_path / "w")
     warned.set_model(model)
     warned.on_train_begin()
-    with pytest.warns(RuntimeWarning, match=r"ranked by 'val_map_iou', which the logs of epoch 1 "
-                                            r"do not hold"):
-        warned.on_epoch_end(0, {"val_loss": 1.0})
+    warned.on_epoch_end(0, {"val_loss": 1.0})
+    with pytest.warns(RuntimeWarning, match=r"ranked by 'val_map_iou', which no epoch's logs held "
+                                            r"\(those of epoch 1 hold \['val_loss'\]\)"):
+        warned.on_train_end()
+    scored_later = Checkpoint(str(tmp_path / "w" / "mask_rcnn_x_{epoch:04d}.h5"),
+                              monitor="val_map_iou")       # scored every 2nd epoch: no warning
+    scored_later.set_model(model)
+    scored_later.on_train_begin()
+    scored_later.on_epoch_end(0, {"val_loss": 1.0})
+    scored_later.on_epoch_end(1, {"val_loss": 1.0, "val_map_iou": 0.2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        scored_later.on_train_end()
