@@ -499,6 +499,12 @@ def test_train_flags_set_the_config():
         with pytest.raises(SystemExit):
             parse(["--lr-decay-epochs", bad])
     assert train.parse_epochs("3, 7") == (3, 7)
+    assert train.score_every(parse([])) == 0                       # the embedded demo data
+    assert train.score_every(parse(["--data", "d"])) == 1
+    assert train.score_every(parse(["--coco", "a", "b", "c"])) == 1
+    assert train.score_every(parse(["--score-every", "3"])) == 3
+    with pytest.raises(SystemExit, match=r"--score-every must be 0 .* got -1"):
+        train.score_every(parse(["--score-every", "-1"]))
 
 
 def test_train_augment_flag_builds_the_augmenter():
