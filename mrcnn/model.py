@@ -130,9 +130,9 @@ class MaskRCNN:
         (`runs.set_aside_after`). Raises ValueError for a file that is not a
         run checkpoint (use `init_from`).
         """
-        report = self.load_weights(checkpoint)
-        runs.require_checkpoint_name(report["path"])
-        return report
+        if str(checkpoint).lower() not in ("last", "best"):
+            runs.require_checkpoint_name(checkpoint)        # before anything is loaded
+        return self.load_weights(checkpoint)
 
     def save_weights(self, filepath):
         """Save the weights by layer name (atomic; loadable by either mode)."""

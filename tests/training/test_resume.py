@@ -26,7 +26,7 @@ def max_difference(a, b):
                for x, y in zip(a.keras_model.get_weights(), b.keras_model.get_weights()))
 
 
-@pytest.mark.parametrize("optimizer", ["SGD", "AdamW"])
+@pytest.mark.parametrize("optimizer", ["SGD", pytest.param("AdamW", marks=pytest.mark.slow)])
 def test_one_epoch_plus_resume_is_two_epochs_straight(tmp_path, optimizer):
     config = make_config(OPTIMIZER=optimizer, LEARNING_RATE=0.01 if optimizer == "SGD" else 1e-3)
     straight = build(config, tmp_path / "straight")
