@@ -231,7 +231,12 @@ class MaskRCNN:
                                          self.config.DETECTION_MASK_THRESHOLD)
 
     def detect(self, images, verbose=0, soft_masks=False, sparse=False):
-        """Detect instances in images of any size (run in batches of Config.BATCH_SIZE).
+        """Detect instances in images (run in batches of Config.BATCH_SIZE).
+
+        Images are resized by IMAGE_SCALE and fitted to the input as
+        IMAGE_RESIZE_MODE says; one that is larger than IMAGE_SHAPE after that
+        ("none", "pad64") raises: run it in tiles with
+        `mrcnn.inference.detect_tiled(model, image)` or `TiledModel(model)`.
 
         Args:
             images: list of [H, W, C] images.

@@ -44,7 +44,8 @@ __all__ = ["DataGenerator", "make_generators", "batch_error"]
 # Bump when mrcnn.data.rpn_targets changes its anchor matching rules.
 RPN_MATCH_VERSION = 1
 
-_RESIZE_FIELDS = ("IMAGE_RESIZE_MODE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_MIN_SCALE")
+_RESIZE_FIELDS = ("IMAGE_RESIZE_MODE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_MIN_SCALE",
+                  "IMAGE_SCALE", "IMAGE_SCALE_RANGE")
 _MINI_FIELDS = ("USE_MINI_MASK", "MINI_MASK_SHAPE", "MAX_GT_INSTANCES")
 
 
