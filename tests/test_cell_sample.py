@@ -652,3 +652,24 @@ def test_readme_livecell_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "initialised " in out and "mrcnn_class_logits" in out.split("initialised ")[1]
     assert "scnn_s1_conv1" not in out.split("other shapes: ")[1].split("\n")[0]
+
+
+def test_predict_weights_best_loads_the_run_s_best_checkpoint(tmp_path, capsys):
+    from mrcnn.training.runs import write_best
+
+    predict = load_script("predict")
+    weights = _scored_run(tmp_path / "logs")
+    run = weights.parent
+    args = predict.build_parser().parse_args(
+        [str(tmp_path), "--model-dir", str(tmp_path / "logs"), "--weights", "best"])
+    with pytest.raises(FileNotFoundError, match="no best checkpoint"):
+        predict.load_models(args)
+    second = run / "mask_rcnn_cell_0002.h5"
+    second.write_bytes(weights.read_bytes())            # the newest, but not the best
+    write_best(str(run), 1, "val_map_iou", "max", 0.31, str(weights))
+    capsys.readouterr()
+    model, = predict.load_models(args)
+    assert f"loaded {weights}" in capsys.readouterr().out
+    args.weights = ["last"]
+    predict.load_models(args)
+    assert f"loaded {second}" in capsys.readouterr().out

@@ -52,7 +52,7 @@ from mrcnn.inference import submission_rows, validate_submission, write_submissi
 import mrcnn.model as modellib
 from mrcnn.data.fit import scaled_size
 from mrcnn.inference.tiling import TiledModel
-from mrcnn.training.runs import list_checkpoints
+from mrcnn.training.runs import find_best, list_checkpoints
 from mrcnn.weights import WeightsFileError
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -79,7 +79,8 @@ def build_parser():
     p.add_argument("images", help="folder of images (png/tif/jpg), e.g. the Kaggle test/")
     p.add_argument("--model-dir", default="logs", help="where --weights last looks (default ./logs)")
     p.add_argument("--weights", action="append", default=None,
-                   help="'last' or a checkpoint path; repeat for an ensemble (default: last)")
+                   help="'last', 'best' (the run's best by its score, best.json) or a "
+                        "checkpoint path; repeat for an ensemble (default: last)")
     p.add_argument("--config", default=None,
                    help="config.json of the run (default: next to the checkpoint)")
     p.add_argument("--out", default="submission.csv", help="output CSV (default submission.csv)")
@@ -287,6 +288,8 @@ def load_models(args):
             if not candidates:
                 raise FileNotFoundError(f"no checkpoint under {os.path.abspath(args.model_dir)}; "
                                         f"pass --weights PATH")
+        elif spec == "best":
+            candidates = [find_best(args.model_dir)]      # says how to get one if none
         else:
             candidates = [spec]
         problems = []

@@ -282,8 +282,8 @@ def test_readme_recipe_train_pseudo_label_fine_tune(tmp_path, monkeypatch):
             "--folds", "3", "--crop-size", "64"]
     train, pseudo = load_script("train"), load_script("pseudo_label")
     recipe = [[a.replace("$DATA", str(data)) for a in c[2:]] for c in readme_recipe()]
-    epochs = [int(c[c.index("--epochs") + 1]) for c in (recipe[0], recipe[2])]
-    # Fewer epochs, same relation: step 3 trains on after step 1.
+    assert recipe[2][recipe[2].index("--init") + 1] == "last"
+    # Fewer epochs: step 3 starts a new run from step 1's checkpoint.
     first = recipe[0] + tiny + ["--epochs", "1"]
     train.main(first)
     (run,) = os.listdir(tmp_path / "logs")
@@ -307,16 +307,19 @@ def test_readme_recipe_train_pseudo_label_fine_tune(tmp_path, monkeypatch):
         return seen["sets"]
 
     monkeypatch.setattr(train, "load_data", load_data)
-    last = recipe[2] + tiny + ["--epochs", str(1 + epochs[1] - epochs[0])]
+    step1 = sorted(os.listdir(tmp_path / "logs" / run))
+    last = recipe[2] + tiny + ["--epochs", "2"]
     train.main(last)
     train_set, val_set = seen["sets"]
     pseudo_ids = [i["id"] for i in train_set.image_info if i.get("pseudo_label")]
     assert sorted(pseudo_ids) == sorted(records)
     assert not any(i.get("pseudo_label") for i in val_set.image_info)
     assert train_set.num_images == 4 + len(records)
-    ckpts = sorted(f for d in os.listdir(tmp_path / "logs")
-                   for f in os.listdir(tmp_path / "logs" / d) if f.endswith(".h5"))
-    assert f"mask_rcnn_cell_{1 + epochs[1] - epochs[0]:04d}.h5" in ckpts
+    (new_run,) = set(os.listdir(tmp_path / "logs")) - {run}    # a new run, from epoch 0
+    ckpts = sorted(f for f in os.listdir(tmp_path / "logs" / new_run)
+                   if f.startswith("mask_rcnn_cell_"))
+    assert ckpts[:2] == ["mask_rcnn_cell_0001.h5", "mask_rcnn_cell_0002.h5"]
+    assert sorted(os.listdir(tmp_path / "logs" / run)) == step1  # step 1's run untouched
 
 
 def test_pseudo_label_script_checks_its_input_before_loading_a_model(tmp_path):
