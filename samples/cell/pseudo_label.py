@@ -44,8 +44,11 @@ def build_parser():
     p.add_argument("--images", required=True,
                    help="folder of unlabeled images, e.g. $DATA/train_semi_supervised")
     p.add_argument("--weights", default="last",
-                   help="checkpoint: last (newest under --model-dir) or a path to an .h5 file")
-    p.add_argument("--model-dir", default="logs", help="where --weights last looks (default ./logs)")
+                   help="checkpoint: last (newest under --model-dir), best (best.json of the "
+                        "newest run under --model-dir that ranked its checkpoints) or a path "
+                        "to an .h5 file")
+    p.add_argument("--model-dir", default="logs",
+                   help="where --weights last / best look (default ./logs)")
     p.add_argument("--config", default=None,
                    help="config.json of the run (default: the one beside the checkpoint)")
     p.add_argument("--out", default="pseudo.csv", help="output CSV (default pseudo.csv)")
