@@ -349,7 +349,11 @@ class TiledModel:
         tile, overlap, merge_iou: as `detect_tiled`.
 
     Other attributes are the wrapped model's (``config``, ``keras_model``, ...).
+    ``any_input_size`` tells `mrcnn.inference.tta` that every TTA variant
+    (turned, scaled) fits: each is detected in tiles.
     """
+
+    any_input_size = True
 
     def __init__(self, model, tile=None, overlap=None, merge_iou=0.5):
         self.model = model

@@ -195,9 +195,14 @@ def _detect(model, images, soft_masks):
 
 
 def _check_input(model, shape, transforms):
-    """A clear error when a variant does not fit a "none"-mode model's input."""
+    """A clear error when a variant does not fit a "none"-mode model's input.
+
+    A model that detects images of any size (``any_input_size``, e.g. a
+    `mrcnn.inference.tiling.TiledModel`) takes every variant.
+    """
     config = getattr(model, "config", None)
-    if getattr(config, "IMAGE_RESIZE_MODE", None) != "none":
+    if getattr(config, "IMAGE_RESIZE_MODE", None) != "none" \
+            or getattr(model, "any_input_size", False) is True:
         return
     limit = tuple(int(v) for v in config.IMAGE_SHAPE[:2])
     for t in transforms:

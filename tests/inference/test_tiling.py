@@ -268,3 +268,21 @@ def test_real_model_single_tile_equals_detect(tiny_model):
     soft_ref = tiny_model.detect([image], soft_masks=True)[0]["soft_masks"]
     soft = TiledModel(tiny_model).detect([image], soft_masks=True)[0]["soft_masks"]
     np.testing.assert_array_equal(soft, soft_ref[..., order])
+
+
+def test_tta_over_a_tiled_model_takes_images_larger_than_the_input(tiny_model):
+    """predict.py --tile --tta: each variant of the whole image is detected in tiles (the
+    variant-size check of a plain "none"-mode model does not apply)."""
+    from mrcnn.inference.tta import detect_tta
+
+    image = _smooth(150, 170, seed=2)                       # input 64x64
+    with pytest.raises(ValueError, match=r"TTA variant 'none' makes the 150x170 image"):
+        detect_tta(tiny_model, image, "none")
+    tiled = TiledModel(tiny_model, overlap=16)
+    plain = tiled.detect([image], soft_masks=True)[0]
+    one = detect_tta(tiled, image, "none", min_votes=1)     # one run merged: itself
+    assert one["masks"].shape == (150, 170, plain["masks"].shape[-1])
+    np.testing.assert_array_equal(one["masks"], plain["masks"])
+    np.testing.assert_allclose(one["scores"], plain["scores"])
+    turned = detect_tta(tiled, image, ["none", "lr", "rot90", "s1.25"], min_votes=1)
+    assert turned["masks"].shape[:2] == (150, 170) and turned["masks"].shape[-1] > 0
