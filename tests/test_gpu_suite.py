@@ -22,7 +22,7 @@ def test_smoke_detect_case_prints_its_row(tmp_path):
     assert rows and "128x192" in rows[-1] and "float32" in rows[-1], proc.stdout
     saved = json.loads(out.read_text())
     ours = saved["results"]["detect-r50-f32"]
-    assert ours["detections"] == 100          # DETECTION_MIN_CONFIDENCE 0: all 100 slots
+    assert 1 <= ours["detections"] <= 100     # DETECTION_MAX_INSTANCES 100
     assert 0 < ours["detect_s"] < ours["compile_s"] + 60
     assert ours["peak_bytes"] > 100 * 2 ** 20  # a ResNet50 in float32 is > 100 MiB
     peer = saved["results"]["peer-r50-f32"]

@@ -179,7 +179,11 @@ def test_whole_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
     assert snapshot(pre_dir) == pre_files                         # the pretraining untouched
     tuned_files = snapshot(tuned_dir)
 
-    # 3. pseudo-labels from the best checkpoint (untrained scores are low: keep everything)
+    # 3. pseudo-labels from the best checkpoint (an untrained model's detections are left to
+    #    chance: its heads are pinned so that every ROI is a confident full-box detection)
+    from model_helpers import pin_loaded_models
+    pin_loaded_models(monkeypatch, pseudo.predict)
+    pin_loaded_models(monkeypatch, predict)
     pseudo.main(label + ["--min-score", "0.0", "--min-area", "1"])
     assert printed_paths(capsys.readouterr().out, "loaded ", "\n") == {tuned_best}
     records = read_sartorius_csv(tmp_path / "pseudo.csv")

@@ -289,7 +289,10 @@ def test_readme_recipe_train_pseudo_label_fine_tune(tmp_path, monkeypatch):
     (run,) = os.listdir(tmp_path / "logs")
     assert os.listdir(tmp_path / "logs" / run).count("mask_rcnn_cell_0001.h5") == 1
 
-    # Step 2: an untrained model's scores are low, so keep every detection.
+    # Step 2: an untrained model's detections are left to chance: its heads are pinned so
+    # that every ROI is a confident full-box detection; keep every one.
+    from model_helpers import pin_loaded_models
+    pin_loaded_models(monkeypatch, pseudo.predict)
     pseudo.main(recipe[1] + ["--min-score", "0.0", "--min-area", "1"])
     records = read_sartorius_csv(tmp_path / "pseudo.csv")
     assert set(records) <= set(semi_ids) and records

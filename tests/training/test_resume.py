@@ -26,8 +26,26 @@ def max_difference(a, b):
                for x, y in zip(a.keras_model.get_weights(), b.keras_model.get_weights()))
 
 
+@pytest.fixture
+def deterministic_ops():
+    """TensorFlow's CPU kernels reduce in thread-dependent order unless told not to; AdamW
+    turns such 1e-7 differences into whole learning-rate steps (m / sqrt(v) of a gradient
+    near zero), so exactness is only testable with deterministic kernels."""
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    from tensorflow.python.framework import config as tf_config
+    was = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was:
+            tf_config.disable_op_determinism()
+
+
 @pytest.mark.parametrize("optimizer", ["SGD", pytest.param("AdamW", marks=pytest.mark.slow)])
-def test_one_epoch_plus_resume_is_two_epochs_straight(tmp_path, optimizer):
+def test_one_epoch_plus_resume_is_two_epochs_straight(tmp_path, optimizer, deterministic_ops):
     config = make_config(OPTIMIZER=optimizer, LEARNING_RATE=0.01 if optimizer == "SGD" else 1e-3)
     straight = build(config, tmp_path / "straight")
     fit(straight, config, 2)
@@ -40,6 +58,7 @@ def test_one_epoch_plus_resume_is_two_epochs_straight(tmp_path, optimizer):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)    # no "without its training state"
         fit(resumed, config, 2)
+    # Without the optimizer state the difference is 0.026 (SGD) / 0.0045 (AdamW).
     assert max_difference(straight, resumed) <= 1e-6
     files = sorted(os.listdir(resumed.log_dir))
     # only the newest checkpoint keeps its training state
