@@ -280,9 +280,13 @@ def test_tta_over_a_tiled_model_takes_images_larger_than_the_input(tiny_model):
         detect_tta(tiny_model, image, "none")
     tiled = TiledModel(tiny_model, overlap=16)
     plain = tiled.detect([image], soft_masks=True)[0]
-    one = detect_tta(tiled, image, "none", min_votes=1)     # one run merged: itself
-    assert one["masks"].shape == (150, 170, plain["masks"].shape[-1])
-    np.testing.assert_array_equal(one["masks"], plain["masks"])
-    np.testing.assert_allclose(one["scores"], plain["scores"])
+    from mrcnn.inference.tta import merge_tta
+    one = detect_tta(tiled, image, "none", min_votes=1)
+    # one run merged: the tiled detections with their overlapping duplicates clustered (a
+    # random model's detections overlap, on some backends above the merge IoU)
+    expected = merge_tta([plain], min_votes=1)
+    assert one["masks"].shape == (150, 170, expected["masks"].shape[-1]) and len(expected["scores"])
+    np.testing.assert_array_equal(one["masks"], expected["masks"])
+    np.testing.assert_allclose(one["scores"], expected["scores"])
     turned = detect_tta(tiled, image, ["none", "lr", "rot90", "s1.25"], min_votes=1)
     assert turned["masks"].shape[:2] == (150, 170) and turned["masks"].shape[-1] > 0
