@@ -289,8 +289,7 @@ def test_predict_last_skips_a_damaged_newest_checkpoint(tmp_path):
 def _scored_run(model_dir, **settings):
     """A run whose model scores every detection 0.35 (class 1, astro) with mask probability
     0.88 everywhere in its box, trained with DETECTION_MIN_CONFIDENCE 0.5."""
-    import numpy as np
-    from model_helpers import make_config
+    from model_helpers import confident_heads, make_config
 
     import mrcnn.model as modellib
     from mrcnn.config import save_config
@@ -300,11 +299,7 @@ def _scored_run(model_dir, **settings):
     run = model_dir / "cell20240101T0000"
     run.mkdir(parents=True)
     model = modellib.MaskRCNN("inference", config, str(model_dir))
-    for name, bias in (("mrcnn_class_logits", np.log([0.3, 0.35, 0.2, 0.15])),
-                       ("mrcnn_mask", np.full(4, np.log(0.88 / 0.12)))):
-        layer = model.keras_model.get_layer(name)
-        kernel, _ = layer.get_weights()
-        layer.set_weights([np.zeros_like(kernel), bias.astype(np.float32)])
+    confident_heads(model, class_id=1, score=0.35, mask_probability=0.88)
     model.keras_model.save_weights(str(run / "mask_rcnn_cell_0001.h5"))
     save_config(config, str(run / "config.json"))
     return run / "mask_rcnn_cell_0001.h5"

@@ -98,7 +98,7 @@ def test_train_bad_scale_range(train, text, capsys):
 # ---------------------------------------------------------------- predict.py
 def _tiny_run(model_dir):
     """A run folder: config.json and a checkpoint of a model "trained" on 64 crops."""
-    from model_helpers import make_config
+    from model_helpers import confident_heads, make_config
 
     import mrcnn.model as modellib
     from mrcnn.config import save_config
@@ -112,11 +112,7 @@ def _tiny_run(model_dir):
     model = modellib.MaskRCNN("inference", infer, str(model_dir))
     # every ROI a class-1 detection (score 0.35) with mask probability 0.88 in its box,
     # whatever the random initialisation: every image gets instances
-    for name, bias in (("mrcnn_class_logits", np.log([0.3, 0.35, 0.2, 0.15])),
-                       ("mrcnn_mask", np.full(4, np.log(0.88 / 0.12)))):
-        layer = model.keras_model.get_layer(name)
-        kernel, _ = layer.get_weights()
-        layer.set_weights([np.zeros_like(kernel), bias.astype(np.float32)])
+    confident_heads(model, class_id=1, score=0.35, mask_probability=0.88)
     model.keras_model.save_weights(str(run / "mask_rcnn_cell_0001.h5"))
     save_config(config, str(run / "config.json"))
     return run
