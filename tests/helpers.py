@@ -314,3 +314,15 @@ def readme_block(marker, path=None):
         raise AssertionError(f"README.md has no <!-- {marker} --> block")
     block = text.split(f"<!-- {marker} -->", 1)[1]
     return re.search(r"```python\n(.*?)```", block, re.S).group(1)
+
+
+def load_sample_script(name, sample="cell"):
+    """`samples/<sample>/<name>.py` as a fresh module (its `main(argv)`, `build_parser()`)."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "samples", sample, name + ".py")
+    spec = importlib.util.spec_from_file_location(f"{sample}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,16 +7,12 @@ import shutil
 import tempfile
 
 import pytest
+from helpers import load_sample_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_script(name):
-    path = os.path.join(ROOT, "samples", "cell", name + ".py")
-    spec = importlib.util.spec_from_file_location("cell_" + name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load_script = load_sample_script
 
 
 @pytest.mark.slow

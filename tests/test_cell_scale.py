@@ -1,7 +1,6 @@
 """samples/cell: --scale / --scale-range in train.py, --scale / --tile in predict.py."""
 
 import csv
-import importlib.util
 import os
 import shutil
 
@@ -14,17 +13,13 @@ from mrcnn.data.rle import rle_decode
 from mrcnn.data.sample import load_image_gt
 from mrcnn.dataset import Dataset
 from mrcnn.datasets.synthetic_cells import make_cell_image
+from helpers import load_sample_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["BG", "astro", "cort", "shsy5y"]
 
 
-def load_script(name):
-    path = os.path.join(ROOT, "samples", "cell", name + ".py")
-    spec = importlib.util.spec_from_file_location("cell_scale_" + name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load_script = load_sample_script
 
 
 @pytest.fixture(scope="module")

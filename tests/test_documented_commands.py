@@ -5,12 +5,12 @@ this one guards all of them, also the ones that need Kaggle data or a GPU to
 run (e.g. "On the Kaggle data"), against a renamed or removed flag.
 """
 
-import importlib.util
 import os
 import re
 import shlex
 
 import pytest
+from helpers import load_sample_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md", os.path.join("samples", "cell", "README.md")]
@@ -33,12 +33,7 @@ def documented_commands():
     return found
 
 
-def load_script(name):
-    path = os.path.join(ROOT, "samples", "cell", name + ".py")
-    spec = importlib.util.spec_from_file_location("documented_" + name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load_script = load_sample_script
 
 
 def test_the_documents_have_commands_of_each_script():

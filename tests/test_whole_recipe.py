@@ -10,7 +10,6 @@ flags appended (argparse keeps the last value of a repeated flag).
 """
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import shlex
 
 import numpy as np
 import pytest
+from helpers import load_sample_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = "<!-- cell-whole-recipe -->"
@@ -27,12 +27,7 @@ SMALL = ["--backbone", "small-cnn", "--image-mode", "crop", "--crop-size", "64",
          "--max-gt-instances", "32", "--anchor-scales", "8,16,32,64,128"]
 
 
-def load_script(name):
-    path = os.path.join(ROOT, "samples", "cell", name + ".py")
-    spec = importlib.util.spec_from_file_location("recipe_" + name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load_script = load_sample_script
 
 
 def recipe_commands():

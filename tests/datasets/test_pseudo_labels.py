@@ -13,6 +13,7 @@ from mrcnn.data.rle import rle_decode, rle_encode
 from mrcnn.datasets.pseudo_labels import (image_cell_type, pseudo_label_rows,
                                           select_pseudo_labels, write_pseudo_labels)
 from mrcnn.datasets.sartorius import CSV_COLUMNS, SartoriusDataset, read_sartorius_csv
+from helpers import load_sample_script
 
 H, W = 6, 8
 NAMES = ["BG", "astro", "cort", "shsy5y"]
@@ -241,13 +242,7 @@ def readme_recipe():
     return [line.split() for line in block.strip().splitlines()]
 
 
-def load_script(name):
-    import importlib.util
-    path = os.path.join(ROOT, "samples", "cell", name + ".py")
-    spec = importlib.util.spec_from_file_location("cell_" + name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load_script = load_sample_script
 
 
 def test_readme_recipe_parses():
