@@ -35,8 +35,10 @@ setup(
         "jax": ["jax"],
         "imgaug": ["imgaug"],
         "albumentations": ["albumentations"],
+        # Exported models: ONNX export (TensorFlow backend) and ONNX Runtime.
+        "export": ["onnx", "onnxruntime", "tf2onnx"],
         "test": ["pytest", "tensorflow>=2.16", "jax", "nbclient", "nbformat", "ipykernel",
-                 "albumentations"],
+                 "albumentations", "onnx", "onnxruntime", "tf2onnx"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -32,6 +32,12 @@ an image without instances (the submission stays complete and scorable; that
 image scores as if nothing was found), and a report lists what was skipped.
 If --out cannot be written after all, the rows are saved to a file in the
 temporary folder and the error names both.
+
+Exported models (mrcnn.inference.export): --export PATH writes the model this
+command would run (--weights, its input sized for these images) as a
+SavedModel (or --export-format onnx / keras) and stops; --exported PATH
+predicts with such an export, without building the Keras model or reading a
+config.json (the settings travel with the export).
 """
 
 import argparse
@@ -51,6 +57,8 @@ from mrcnn.inference import (SARTORIUS_MIN_AREA, TTA_SETS, PostprocessConfig, de
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
 from mrcnn.data.fit import scaled_size
+from mrcnn.inference.export import FORMATS, export_model
+from mrcnn.inference.exported import load_exported
 from mrcnn.inference.tiling import TiledModel
 from mrcnn.training.runs import find_best, list_checkpoints
 from mrcnn.weights import WeightsFileError
@@ -129,7 +137,40 @@ def build_parser():
     p.add_argument("--tile", action="store_true",
                    help="detect in overlapping tiles of the trained model input "
                         "(mrcnn.inference.tiling): any image size, memory independent of it")
+    p.add_argument("--export", default=None, metavar="PATH",
+                   help="write the model this command would run (--weights; input sized for "
+                        "these images) to PATH as an exported model and stop")
+    p.add_argument("--export-format", default="tf_saved_model", choices=FORMATS,
+                   help="format of --export (default tf_saved_model: a SavedModel folder)")
+    p.add_argument("--exported", default=None, metavar="PATH",
+                   help="predict with an exported model (SavedModel folder, .onnx or .keras "
+                        "written by --export) instead of a checkpoint; no config.json needed")
     return p
+
+
+def check_export_flags(args):
+    """--export / --exported, checked before anything is read: the flags that go with them."""
+    if args.exported and args.export:
+        raise ValueError("--export writes an exported model and --exported reads one: give one")
+    if args.exported:
+        fixed = [f for f, v in (("--weights", args.weights), ("--config", args.config),
+                                ("--scale", args.scale), ("--tile", args.tile)) if v]
+        if fixed:
+            raise ValueError(f"--exported {args.exported} runs the export as it was written: "
+                             f"{', '.join(fixed)} cannot change it (export again with --export)")
+    if args.export and len(args.weights or ["last"]) > 1:
+        raise ValueError("--export writes one model: give one --weights")
+
+
+def export_run(args):
+    """--export: the model `load_models` gives for these images, as an exported model."""
+    model = load_models(args)[0]
+    export_model(model, args.export, format=args.export_format,
+                 class_names=_class_names(model.config))
+    print(f"exported {args.export} ({args.export_format}, input "
+          f"{[int(v) for v in model.config.IMAGE_SHAPE]}); predict with --exported "
+          f"{args.export}")
+    return args.export
 
 
 def _tta_set(text):
@@ -411,6 +452,7 @@ def list_images(folder):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_export_flags(args)
     check_output(args.out)                       # before anything slow: nothing to lose yet
     if args.overlays:
         check_folder(args.overlays, "--overlays")
@@ -424,7 +466,9 @@ def main(argv=None):
               f"empty row")
     votes = check_tta_votes(args)
     args.image_sizes = list(sizes.values())        # the model input must hold them (and TTA)
-    models = load_models(args)
+    if args.export:
+        return export_run(args)
+    models = [load_exported(args.exported)] if args.exported else load_models(args)
     if args.tile:
         models = [TiledModel(model) for model in models]
     config = models[0].config
