@@ -19,6 +19,15 @@ Batches are deterministic for a given seed: the order of images in epoch e
 is drawn from ``(seed, e)`` (optionally balanced by `sampling.BalancedSampler`)
 and each sample's randomness (augmentation, crops, anchor subsampling) from
 ``(seed, e, index)``, whichever worker builds it.
+
+In a job of several processes (`mrcnn.distribute.cluster`) the global batch
+``b`` of a step is the same as with one process: images ``b * B .. b * B +
+B - 1`` of the epoch's order (``B`` = BATCH_SIZE). On JAX each process gives
+only its rows of it (`shard_rows`; Keras assembles the global array from the
+processes' parts); TensorFlow's ``MultiWorkerMirroredStrategy`` takes the
+whole global batch on every worker and keeps the worker's part itself, and
+there only the chief writes new entries into a shared disk cache (the others
+prepare the same samples at the same time).
 """
 
 import logging
@@ -36,10 +45,11 @@ from mrcnn.data.sample import (PREPARE_VERSION, PreparedSample, check_num_classe
                                finish_sample, plan, prepare_sample, sample_error,
                                sample_error_in)
 from mrcnn.data.sampling import as_sampler
+from mrcnn.distribute import cluster
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DataGenerator", "make_generators", "batch_error"]
+__all__ = ["DataGenerator", "make_generators", "batch_error", "shard_rows"]
 
 # Bump when mrcnn.data.rpn_targets changes its anchor matching rules.
 RPN_MATCH_VERSION = 1
@@ -47,6 +57,34 @@ RPN_MATCH_VERSION = 1
 _RESIZE_FIELDS = ("IMAGE_RESIZE_MODE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_MIN_SCALE",
                   "IMAGE_SCALE", "IMAGE_SCALE_RANGE")
 _MINI_FIELDS = ("USE_MINI_MASK", "MINI_MASK_SHAPE", "MAX_GT_INSTANCES")
+
+
+def shard_rows(batch_size, shard=None):
+    """The rows of each global batch this process gives: all, or its share.
+
+    Args:
+        batch_size: images in the global batch (BATCH_SIZE).
+        shard: None (all rows), or ``(process_index, process_count)``: the
+            contiguous block ``index * B / count .. (index + 1) * B / count - 1``.
+
+    Returns:
+        a ``range`` of row indices.
+
+    Raises:
+        ValueError: the batch does not split evenly over the processes.
+    """
+    if shard is None:
+        return range(batch_size)
+    index, count = (int(v) for v in shard)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard must be (process_index, process_count) with 0 <= index < count, "
+                         f"got {tuple(shard)!r}")
+    if batch_size % count:
+        raise ValueError(f"the global batch of {batch_size} images does not split evenly over "
+                         f"{count} processes: make BATCH_SIZE (GPU_COUNT x IMAGES_PER_GPU, "
+                         f"GPU_COUNT counting the devices of all processes) a multiple of {count}")
+    share = batch_size // count
+    return range(index * share, (index + 1) * share)
 
 
 class DataGenerator(keras.utils.PyDataset):
@@ -73,8 +111,11 @@ class DataGenerator(keras.utils.PyDataset):
             is per process.
         sampler: None, or a `sampling.BalancedSampler` / what it accepts
             ("size", an image_info key, a callable) to balance the epochs.
-        batch_size: images per batch (default Config.BATCH_SIZE, what the
-            model takes).
+        batch_size: images per global batch (default Config.BATCH_SIZE, what
+            the model takes over all its devices).
+        shard: None, or ``(process_index, process_count)``: give only this
+            process's rows of each global batch (`shard_rows`); the batches
+            per epoch and the samples of each row are the same.
 
     Attributes:
         last_error: None, or ``(error raised, original error)`` of the last
@@ -86,7 +127,7 @@ class DataGenerator(keras.utils.PyDataset):
     def __init__(self, dataset, config, shuffle=True, augmentation=None, steps=None,
                  seed=0, workers=1, use_multiprocessing=False,
                  max_queue_size=10, no_augmentation_sources=None, cache=None, sampler=None,
-                 batch_size=None):
+                 batch_size=None, shard=None):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
                          max_queue_size=max_queue_size)
         if not len(dataset.image_ids):
@@ -102,6 +143,7 @@ class DataGenerator(keras.utils.PyDataset):
         self.sampler = as_sampler(sampler)
         self.mini_masks, self.repeating_boxes = plan(config, self.augmenter)
         self.batch_size = int(batch_size or config.BATCH_SIZE)
+        self.rows = shard_rows(self.batch_size, shard)
         self.seed = int(seed)
         self.epoch = 0
         self.anchors = model_anchors(config)
@@ -202,7 +244,7 @@ class DataGenerator(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         cfg = self.config
-        b, g = self.batch_size, cfg.MAX_GT_INSTANCES
+        b, g = len(self.rows), cfg.MAX_GT_INSTANCES
         h, w = int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1])
         mh, mw = (cfg.MINI_MASK_SHAPE if cfg.USE_MINI_MASK else (h, w))
         batch = {
@@ -214,8 +256,9 @@ class DataGenerator(keras.utils.PyDataset):
             "input_gt_boxes": np.zeros((b, g, 4), np.float32),
             "input_gt_masks": np.zeros((b, mh, mw, g), bool),
         }
-        for j in range(b):
-            image, meta, class_ids, bbox, mask, match, rpn_bbox = self.sample(index * b + j)
+        for j, row in enumerate(self.rows):
+            image, meta, class_ids, bbox, mask, match, rpn_bbox = self.sample(
+                index * self.batch_size + row)
             n = class_ids.shape[0]
             batch["input_image"][j] = mold_image(image, cfg)
             batch["input_image_meta"][j] = meta
@@ -229,7 +272,8 @@ class DataGenerator(keras.utils.PyDataset):
 
 def make_generators(train_dataset, val_dataset, config, model_dir=None, augmentation=None,
                     sampler=None, seed=0, workers=None,
-                    use_multiprocessing=None, epoch=0, no_augmentation_sources=None):
+                    use_multiprocessing=None, epoch=0, no_augmentation_sources=None,
+                    shard="auto"):
     """Training and validation generators from the Config, sharing one sample cache.
 
     Reads Config.CACHE / CACHE_DIR / CACHE_MAX_BYTES (one cache shared by
@@ -248,6 +292,9 @@ def make_generators(train_dataset, val_dataset, config, model_dir=None, augmenta
             Config.WORKERS; processes when workers > 1).
         epoch: the epoch training starts at.
         no_augmentation_sources: sources the training generator does not augment.
+        shard: "auto" (this process's share of each batch in a JAX job of
+            several processes, `mrcnn.distribute.cluster.data_shard`), None
+            (whole batches) or ``(process_index, process_count)``.
 
     Returns:
         (train_generator, val_generator or None, cache): the
@@ -256,14 +303,18 @@ def make_generators(train_dataset, val_dataset, config, model_dir=None, augmenta
     workers = config.WORKERS if workers is None else workers
     if use_multiprocessing is None:
         use_multiprocessing = workers > 1
-    cache = open_cache(config, model_dir)
+    if shard == "auto":
+        shard = cluster.data_shard()
+    # Whole batches on every process of a job (TensorFlow): they all prepare the
+    # same samples, so only the chief stores them.
+    cache = open_cache(config, model_dir, writes=shard is not None or cluster.is_chief())
     if cache is not None and cache.mode == "memory" and use_multiprocessing:
         log.warning("Config.CACHE=True keeps the cache in memory, per process; Keras starts "
                     "new worker processes every epoch, so with use_multiprocessing their "
                     "caches are lost. Use CACHE='disk' (or worker threads).")
     common = dict(workers=max(workers, 1),
                   use_multiprocessing=use_multiprocessing,
-                  max_queue_size=config.MAX_QUEUE_SIZE, cache=cache)
+                  max_queue_size=config.MAX_QUEUE_SIZE, cache=cache, shard=shard)
     train = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
                           steps=config.STEPS_PER_EPOCH, seed=seed, sampler=sampler,
                           no_augmentation_sources=no_augmentation_sources, **common)

@@ -23,6 +23,12 @@ layer name each time) and adds to the epoch logs, so History,
 
 The model facade builds the inference model (``MaskRCNN.train`` passes a
 factory to `attach`); nothing here imports it.
+
+In a job of several processes (`mrcnn.distribute.cluster`) the chief scores
+and the others receive its entries (`cluster.broadcast_from_chief`), so every
+process has the same epoch logs and takes the same decisions (best
+checkpoint, early stopping); only the chief builds an inference model and
+prints.
 """
 
 import re
@@ -32,6 +38,7 @@ import keras
 import numpy as np
 
 from mrcnn.config import DERIVED
+from mrcnn.distribute import cluster
 from mrcnn.evaluation.coco import DEFAULT_MAX_DETS
 from mrcnn.evaluation.report import evaluate
 from mrcnn.layers.walk import leaf_layers
@@ -164,6 +171,15 @@ class EpochScore(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.due(epoch):
             return
+        chief = cluster.is_chief()
+        entries = self._score(epoch) if chief else None
+        entries = cluster.broadcast_from_chief(entries)       # as is with one process
+        self.scores.append((epoch + 1, entries))
+        if logs is not None:
+            logs.update(entries)
+
+    def _score(self, epoch):
+        """Evaluate the current weights; returns the log entries (and prints them)."""
         start = time.time()
         detector = self._detector()
         for source, target in self._pairs:
@@ -171,14 +187,12 @@ class EpochScore(keras.callbacks.Callback):
         report = evaluate(detector, self.dataset, self.image_ids, self.postprocess, verbose=0,
                           max_dets=self.max_dets)
         entries = log_entries(report, self.prefix)
-        self.scores.append((epoch + 1, entries))
-        if logs is not None:
-            logs.update(entries)
         if self.verbose:
             p = self.prefix
             print(f"epoch {epoch + 1}: {p}map_iou={entries[p + 'map_iou']:.4f} "
                   f"{p}mask_ap={entries.get(p + 'mask_ap', np.nan):.4f} "
                   f"({report['n_images']} images, {time.time() - start:.1f}s)")
+        return entries
 
 
 def attach(evaluation, val_dataset, training_config, build_detector):

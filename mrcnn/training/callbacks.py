@@ -19,10 +19,12 @@ import warnings
 import keras
 import numpy as np
 
+from mrcnn.distribute import cluster
+from mrcnn.layers.walk import leaf_layers
 from mrcnn.training import runs
 from mrcnn.training import state as train_state
 from mrcnn.weights import NonFiniteWeightsError, save_weights
-from mrcnn.weights.integrity import describe_layers
+from mrcnn.weights.integrity import describe_layers, non_finite_layers
 
 # Epoch-log entries listed in the loss history of an error message.
 HISTORY_KEYS = ("loss", "val_loss")
@@ -147,6 +149,11 @@ class Checkpoint(keras.callbacks.Callback):
     only the newest checkpoint's is kept) and, when a metric is watched, the
     best checkpoint's record (``best.json``, `runs.write_best`).
 
+    In a job of several processes (`mrcnn.distribute.cluster`) only the
+    chief writes; the others check the weights alike (and fail alike), call
+    `on_saved`, and take the chief's decision to stop (``patience``), so all
+    stop after the same epoch.
+
     Args:
         path_pattern: e.g. ``.../mask_rcnn_cell_{epoch:04d}.h5``.
         on_saved: optional ``fn(epoch, path)`` called after each save (the
@@ -188,6 +195,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.stopped_epoch = None
         self._seen, self._missing = False, None
         self.history = LossHistory()
+        self.chief, self.shared = True, False
 
     @property
     def log_dir(self):
@@ -195,7 +203,8 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.best, self.stopped_epoch, self._seen, self._missing = None, None, False, None
-        if self.monitor and os.path.isdir(self.log_dir):
+        self.chief, self.shared = cluster.is_chief(), cluster.process_count() > 1
+        if self.chief and self.monitor and os.path.isdir(self.log_dir):
             record = runs.read_best(self.log_dir)
             if record is not None and record["monitor"] == self.monitor:
                 self.best = record
@@ -211,15 +220,39 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         path = self.path_pattern.format(epoch=epoch + 1)
         self.history.add(epoch, logs)
+        if self.chief:
+            self._save(epoch, path, logs)
+        else:
+            self._check_finite(epoch, path)
+            if self.on_saved is not None:
+                self.on_saved(epoch + 1, path)
+        if self.shared:
+            self.model.stop_training = bool(cluster.broadcast_from_chief(
+                bool(self.model.stop_training)))
+            if self.model.stop_training and self.stopped_epoch is None:
+                self.stopped_epoch = epoch + 1
+
+    def _not_finite(self, epoch, path, layers):
+        self.model.stop_training = True
+        return FloatingPointError(
+            f"the weights are not finite after epoch {epoch + 1} (in "
+            f"{describe_layers(layers)}); the checkpoint {path} was not written "
+            f"(earlier checkpoints are kept). Loss history: "
+            f"{self.history.text()}. {DIVERGED_ADVICE}")
+
+    def _check_finite(self, epoch, path):
+        """What the chief's save checks, without writing (the other processes of a job)."""
+        found = non_finite_layers([(layer.name, [keras.ops.convert_to_numpy(v)
+                                                 for v in layer.weights])
+                                   for layer in leaf_layers(self.model) if layer.weights])
+        if found:
+            raise self._not_finite(epoch, path, found)
+
+    def _save(self, epoch, path, logs):
         try:
             save_weights(self.model, path, finite_only=True)
         except NonFiniteWeightsError as exc:
-            self.model.stop_training = True
-            raise FloatingPointError(
-                f"the weights are not finite after epoch {epoch + 1} (in "
-                f"{describe_layers(exc.layers)}); the checkpoint {path} was not written "
-                f"(earlier checkpoints are kept). Loss history: "
-                f"{self.history.text()}. {DIVERGED_ADVICE}") from None
+            raise self._not_finite(epoch, path, exc.layers) from None
         optimizer = getattr(self.model, "optimizer", None)
         if self.save_state and optimizer is not None and optimizer.built:
             train_state.save_state(runs.state_path(path), optimizer, self.model, path, epoch + 1)
@@ -244,7 +277,7 @@ class Checkpoint(keras.callbacks.Callback):
                   f"epoch {self.best['epoch']})")
 
     def on_train_end(self, logs=None):
-        if self.monitor and not self._seen and self._missing is not None:
+        if self.chief and self.monitor and not self._seen and self._missing is not None:
             epoch, names = self._missing
             warnings.warn(f"the checkpoints are ranked by {self.monitor!r}, which no epoch's logs "
                           f"held (those of epoch {epoch} hold {names}); add the callback that "
@@ -308,6 +341,9 @@ class CacheStatsLogger(keras.callbacks.Callback):
     before those): ``cache_hits``, ``cache_misses``, ``cache_hit_rate``,
     ``cache_mb`` (size of the cache) and ``cache_ratio`` (compression).
 
+    In a job of several processes each counts its own cache activity; only
+    the chief prints its line.
+
     Args:
         cache: the `mrcnn.data.cache.SampleCache` of the generators.
         verbose: print the line (1) or only add the logs (0).
@@ -327,7 +363,7 @@ class CacheStatsLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = self.cache.stats()
         epoch_stats = now - (self._start or type(now)())
-        if self.verbose:
+        if self.verbose and cluster.is_chief():
             self.print_fn(f"sample cache ({self.cache.mode}), epoch {epoch + 1}: "
                           f"{epoch_stats.activity()}; cache holds {now.holdings()}")
         if logs is not None:

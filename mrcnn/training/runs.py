@@ -12,6 +12,11 @@ What a killed run leaves behind is tidied when a run starts in the folder:
 rows of ``history.csv`` for the epochs a resumed run trains again are
 dropped (`trim_history`), so no epoch is listed twice.
 
+In a job of several processes (`mrcnn.distribute.cluster`) every process
+names the run folder alike (the job's time stamp) and only the chief writes
+into it: the callbacks, `mrcnn.training.loop.prepare_run_folder` and
+`set_aside_after` leave it alone on the other processes.
+
 Beside the checkpoints a run keeps:
 
 * ``train_state_<name>_<epoch:04d>.h5``: the optimizer and random-number
@@ -37,6 +42,7 @@ import re
 import tempfile
 
 from mrcnn.data import tempfiles
+from mrcnn.distribute import cluster
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +88,9 @@ def run_paths(model_dir, config_name, model_path=None, now=None):
         model_path: a checkpoint named like ``.../mask_rcnn_<name>_<epoch>.h5``:
             the run continues in its folder after its epoch. Any other path
             (or None) starts a new run folder stamped with the time.
-        now: the time stamp (default: now).
+        now: the time stamp (default: now; in a job of several processes
+            the job's, `mrcnn.distribute.cluster.job_time`, so every process
+            names the folder alike).
 
     Returns:
         ``(epoch, log_dir, checkpoint_path)`` where ``checkpoint_path`` holds
@@ -94,7 +102,7 @@ def run_paths(model_dir, config_name, model_path=None, now=None):
         log_dir = os.path.dirname(os.path.abspath(os.fspath(model_path)))
     else:
         epoch = 0
-        now = now or datetime.datetime.now()
+        now = now or cluster.job_time()
         log_dir = os.path.join(os.fspath(model_dir), f"{name}{now:%Y%m%dT%H%M%S}")
     return epoch, log_dir, os.path.join(log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
@@ -360,11 +368,14 @@ def set_aside_after(log_dir, epoch, now=None):
     ``<log_dir>/abandoned-after-<epoch:04d>-<stamp>/``: nothing is deleted,
     and neither ``find_last`` nor ``find_best`` looks there.
 
+    In a job of several processes only the chief moves them (the others
+    return ``(None, [])``).
+
     Returns:
         ``(folder, names moved)``; ``(None, [])`` when nothing was after `epoch`.
     """
     log_dir = os.fspath(log_dir)
-    if not os.path.isdir(log_dir):
+    if not os.path.isdir(log_dir) or not cluster.is_chief():
         return None, []
     later = sorted(f for f in os.listdir(log_dir)
                    if (_epoch_of_file(f) or 0) > epoch and os.path.isfile(os.path.join(log_dir, f)))

@@ -373,3 +373,63 @@ def test_too_few_num_classes_fails_at_once_not_as_an_image_error():
     with pytest.raises(ValueError, match="^Squares has 3 classes .* but Config.NUM_CLASSES is "
                                          "2; set NUM_CLASSES = 3$"):
         DataGenerator(ds, make_cfg(NUM_CLASSES=2))
+
+
+# ------------------------------------------------------------- several processes
+@pytest.mark.parametrize("count", [2, 4])
+def test_shards_of_each_batch_are_the_rows_of_the_whole_batch(shapes, count):
+    """Each process's rows, stacked in process order, are the batch one process would give."""
+    cfg = make_cfg(IMAGES_PER_GPU=4, GPU_COUNT=1)
+    augmentation = A.Compose([A.Fliplr(), A.Rot90()])
+    whole = DataGenerator(shapes, cfg, seed=3, augmentation=augmentation)
+    parts = [DataGenerator(shapes, cfg, seed=3, augmentation=augmentation, shard=(i, count))
+             for i in range(count)]
+    assert [len(p) for p in parts] == [len(whole)] * count     # same steps per epoch
+    for epoch in range(2):
+        for index in range(len(whole)):
+            expected = whole[index]
+            pieces = [p[index] for p in parts]
+            for key, value in expected.items():
+                assert all(piece[key].shape[0] == 4 // count for piece in pieces)
+                np.testing.assert_array_equal(np.concatenate([p[key] for p in pieces]), value)
+        for g in [whole] + parts:
+            g.on_epoch_end()
+
+
+def test_shard_rows_and_bad_shards():
+    from mrcnn.data.generator import shard_rows
+
+    assert list(shard_rows(6)) == [0, 1, 2, 3, 4, 5]
+    assert [list(shard_rows(6, (i, 3))) for i in range(3)] == [[0, 1], [2, 3], [4, 5]]
+    with pytest.raises(ValueError) as err:
+        shard_rows(6, (0, 4))
+    assert ("the global batch of 6 images does not split evenly over 4 processes: make "
+            "BATCH_SIZE (GPU_COUNT x IMAGES_PER_GPU") in str(err.value)
+    with pytest.raises(ValueError, match=r"0 <= index < count, got \(2, 2\)"):
+        shard_rows(6, (2, 2))
+
+
+def test_make_generators_follow_the_job(tmp_path, monkeypatch):
+    """JAX job: this process's rows; TensorFlow job: whole batches, cache writes by the chief."""
+    from mrcnn.distribute import cluster
+
+    ds = Squares(count=4)
+    cfg = make_cfg(CACHE="disk", STEPS_PER_EPOCH=2, VALIDATION_STEPS=1)
+    train, val, cache = make_generators(ds, ds, cfg, model_dir=str(tmp_path))
+    assert list(train.rows) == [0, 1] and cache.writes                   # one process
+    monkeypatch.setattr(cluster, "data_shard", lambda: (1, 2))
+    monkeypatch.setattr(cluster, "is_chief", lambda: False)
+    train, val, cache = make_generators(ds, ds, cfg, model_dir=str(tmp_path))
+    assert list(train.rows) == list(val.rows) == [1] and cache.writes   # each its own rows
+    monkeypatch.setattr(cluster, "data_shard", lambda: None)
+    train, val, cache = make_generators(ds, ds, cfg, model_dir=str(tmp_path))
+    assert list(train.rows) == [0, 1] and not cache.writes              # the chief stores
+    train[0]
+    assert cache.stats().writes == 0 and cache.stats().entries == 0
+    monkeypatch.setattr(cluster, "is_chief", lambda: True)
+    train, _, cache = make_generators(ds, None, cfg, model_dir=str(tmp_path), shard=None)
+    train[0]
+    assert cache.writes and cache.stats().writes > 0
+    monkeypatch.setattr(cluster, "is_chief", lambda: False)
+    memory, _, _ = make_generators(ds, None, make_cfg(CACHE=True), shard=None)
+    assert memory.cache.writes                           # a process's own memory cache

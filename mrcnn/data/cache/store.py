@@ -10,6 +10,20 @@ Modes (Config.CACHE, see `open_cache`):
   of other format versions are not read (opening the cache logs their size,
   so they can be deleted).
 
+An entry is written to ``.<key>.p<pid>-<host>.<random>.tmp`` beside its file
+and renamed: two processes writing the same key each rename a complete file
+(the last one wins; both hold the same sample). Opening a disk cache removes
+the temporary files of writes that provably ended without their rename: the
+writer (named in the file) is a process of this host that is gone, or one
+whose process id now belongs to a process started after the file was last
+written. A live writer's file is never removed; files of other hosts (a
+shared file system) and of older versions (no writer in the name) go when
+untouched for `mrcnn.data.tempfiles.grace_s`.
+
+A cache opened with ``writes=False`` only reads (the processes of a
+TensorFlow job that are not the chief: they prepare the same samples as the
+chief at the same time, `mrcnn.data.generator.make_generators`).
+
 Past ``max_bytes`` (Config.CACHE_MAX_BYTES) new entries are not stored
 (samples are computed without caching). On disk the size is counted at
 opening plus what this cache and its worker processes wrote since. A corrupt
@@ -20,8 +34,11 @@ reported as a miss so the caller recomputes and overwrites it.
 
 import logging
 import os
+import re
+import socket
 import tempfile
 import threading
+import time
 
 from mrcnn.data import tempfiles
 from mrcnn.data.cache.entry import FORMAT_VERSION, CacheEntryError, decode_entry, encode_entry
@@ -33,6 +50,42 @@ __all__ = ["SampleCache", "open_cache"]
 
 _SUFFIX = ".lz4"
 _TMP_SUFFIX = ".tmp"  # an entry being written (renamed to <key>.lz4 when complete)
+# .<key>.p<pid>-<host>.<random>.tmp: the writer's process id and host
+_TMP_NAME = re.compile(r"\.[^.]+\.p(?P<pid>\d+)-(?P<host>[A-Za-z0-9-]+)\.[^.]+" + re.escape(_TMP_SUFFIX))
+
+
+def _host():
+    """This host's name as temporary file names hold it."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:64] or "host"
+
+
+def _process_started(pid):
+    """When process `pid` of this host started (seconds since the epoch), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith("btime"))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def writer_alive(pid, written):
+    """Whether process `pid` of this host may still be writing a file last written at `written`.
+
+    False when there is no such process, or when the process of that id
+    started after the file was written (the id was reused); True otherwise
+    (including when that cannot be told).
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                              # alive, another user's
+    started = _process_started(pid)
+    return started is None or started <= written + 1.0
 
 
 class SampleCache:
@@ -41,6 +94,7 @@ class SampleCache:
     Args:
         directory: folder of the disk cache, or None for an in-memory cache.
         max_bytes: budget of compressed bytes (None: unlimited).
+        writes: False to only read (`put` stores nothing and returns False).
 
     Example::
 
@@ -51,10 +105,11 @@ class SampleCache:
             cache.put(key, arrays)
     """
 
-    def __init__(self, directory=None, max_bytes=None):
+    def __init__(self, directory=None, max_bytes=None, writes=True):
         if max_bytes is not None and max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0 or None, got {max_bytes!r}")
         self.max_bytes = max_bytes
+        self.writes = bool(writes)
         self.directory = None if directory is None else os.path.abspath(os.fspath(directory))
         self._memory = {}
         self._lock = threading.Lock()
@@ -112,9 +167,12 @@ class SampleCache:
         """Store `arrays` under `key` (replacing any entry).
 
         Returns:
-            True if stored; False past the byte budget or on an I/O error
-            (the caller just goes on without caching).
+            True if stored; False past the byte budget, on an I/O error
+            (the caller just goes on without caching) or for a cache opened
+            with ``writes=False``.
         """
+        if not self.writes:
+            return False
         blob, raw = encode_entry(arrays, key)
         if self.max_bytes is not None and self.stats().size_bytes + len(blob) > self.max_bytes:
             self._counters.add(skipped=1)
@@ -170,16 +228,38 @@ class SampleCache:
         return entries, size
 
     def _remove_abandoned_writes(self):
-        """Delete the temporary files of entry writes a killed process left (`_write`).
+        """Delete the temporary files of entry writes that ended without their rename (`_write`).
 
-        Only files not written for `mrcnn.data.tempfiles.grace_s` seconds:
-        other processes may be writing entries right now.
+        See the module docstring: a file naming a writer of this host goes
+        when that writer is gone (`writer_alive`), never while it lives; any
+        other (another host's, an older name) when not written for
+        `mrcnn.data.tempfiles.grace_s` seconds.
+
+        Returns:
+            The paths removed (each is logged).
         """
-        grace = tempfiles.grace_s()
+        grace, host, now = tempfiles.grace_s(), _host(), time.time()
+        removed = []
         for folder, _, names in os.walk(self._root()):
-            if any(n.endswith(_TMP_SUFFIX) for n in names):
-                tempfiles.remove_stale(folder, (f".*{_TMP_SUFFIX}",), older_than=grace,
-                                       what="a cache entry write")
+            for name in names:
+                if not name.endswith(_TMP_SUFFIX):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    written = os.path.getmtime(path)
+                    m = _TMP_NAME.fullmatch(name)
+                    if m and m.group("host") == host:
+                        abandoned = not writer_alive(int(m.group("pid")), written)
+                    else:
+                        abandoned = now - written >= grace
+                    if not abandoned:
+                        continue
+                    os.remove(path)
+                except FileNotFoundError:      # renamed or removed meanwhile
+                    continue
+                removed.append(path)
+                log.warning("removed %s, left by a cache entry write that did not finish", path)
+        return removed
 
     def _report_old_formats(self):
         """Log the folders of other FORMAT_VERSIONs (never read, never deleted: maybe shared)."""
@@ -224,7 +304,8 @@ class SampleCache:
             old = os.path.getsize(path)
         except OSError:
             old = None
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=_TMP_SUFFIX)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.p{os.getpid()}-{_host()}.",
+                                   suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
@@ -243,7 +324,7 @@ class SampleCache:
         log.log(level, message, *args)
 
 
-def open_cache(config, model_dir=None):
+def open_cache(config, model_dir=None, writes=True):
     """The sample cache selected by Config.CACHE, or None.
 
     Args:
@@ -251,6 +332,8 @@ def open_cache(config, model_dir=None):
             CACHE_DIR and CACHE_MAX_BYTES.
         model_dir: the model's log folder; the disk cache defaults to
             ``<model_dir>/cache``.
+        writes: False for a disk cache that only reads (`SampleCache`); an
+            in-memory cache is this process's own and always stores.
 
     Returns:
         a `SampleCache` or None.
@@ -259,7 +342,7 @@ def open_cache(config, model_dir=None):
     if mode is None or mode is False:
         return None
     if mode is True or mode == "memory":
-        return SampleCache(None, config.CACHE_MAX_BYTES)
+        return SampleCache(None, config.CACHE_MAX_BYTES)         # this process's own
     if mode == "disk":
         directory = config.CACHE_DIR
         if directory is None:
@@ -267,5 +350,5 @@ def open_cache(config, model_dir=None):
                 raise ValueError("CACHE='disk' needs Config.CACHE_DIR or a model_dir "
                                  "(the cache goes to <model_dir>/cache)")
             directory = os.path.join(model_dir, "cache")
-        return SampleCache(directory, config.CACHE_MAX_BYTES)
+        return SampleCache(directory, config.CACHE_MAX_BYTES, writes=writes)
     raise ValueError(f"Config.CACHE must be False, True (in memory) or 'disk', got {mode!r}")

@@ -195,3 +195,118 @@ def test_abandoned_entry_writes_are_removed_when_the_cache_opens(tmp_path, monke
     monkeypatch.setenv("MRCNN_PARTIAL_SAVE_GRACE_S", "0")
     SampleCache(tmp_path)
     assert not os.path.exists(recent)
+
+
+# A process that stops in the middle of writing an entry: its temporary file is
+# written, the rename waits until the file "go" appears (or the process is killed).
+_PAUSED_WRITER = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    from mrcnn.data.cache import store
+
+    folder, key = sys.argv[1], sys.argv[2]
+    real_replace = store.os.replace
+
+    def paused_replace(src, dst):
+        open(os.path.join(folder, "writing"), "w").write(src)
+        while not os.path.exists(os.path.join(folder, "go")):
+            time.sleep(0.02)
+        real_replace(src, dst)
+
+    cache = store.SampleCache(os.path.join(folder, "cache"))
+    store.os.replace = paused_replace
+    cache.put(key, {"a": np.arange(7)})
+    print("written")
+""")
+
+
+def _paused_writer(folder, key):
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_WRITER, str(folder), key],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marker = folder / "writing"
+    for _ in range(1200):
+        if marker.exists() and marker.read_text():
+            return proc, marker.read_text()
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1])
+        import time
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the writer did not start writing")
+
+
+def test_opening_a_shared_cache_keeps_a_live_writers_file(tmp_path, monkeypatch):
+    """Two processes on one cache folder: opening it never removes another's write in progress."""
+    monkeypatch.setenv("MRCNN_PARTIAL_SAVE_GRACE_S", "0")     # age alone would remove it
+    writer, tmp = _paused_writer(tmp_path, "k1")
+    try:
+        name = os.path.basename(tmp)
+        assert name.startswith(f".k1.p{writer.pid}-") and name.endswith(".tmp")
+        opened = SampleCache(tmp_path / "cache")               # this process, meanwhile
+        assert os.path.exists(tmp), "a live writer's temporary file was removed"
+        assert opened.get("k1") is None                        # not an entry yet
+        (tmp_path / "go").write_text("")
+        out, err = writer.communicate(timeout=60)
+        assert writer.returncode == 0 and out.strip() == "written", err
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert not os.path.exists(tmp)
+    np.testing.assert_array_equal(opened.get("k1")["a"], np.arange(7))
+
+
+def test_opening_a_cache_removes_the_write_of_a_killed_process(tmp_path, monkeypatch):
+    monkeypatch.delenv("MRCNN_PARTIAL_SAVE_GRACE_S", raising=False)     # 600 s: age won't do it
+    writer, tmp = _paused_writer(tmp_path, "k2")
+    writer.kill()
+    writer.wait(timeout=60)
+    assert os.path.exists(tmp)                 # what the kill left behind, seconds old
+    SampleCache(tmp_path / "cache")
+    assert not os.path.exists(tmp)             # its writer is gone: provably abandoned
+
+
+def test_which_temporary_files_count_as_abandoned(tmp_path, monkeypatch):
+    import time
+
+    from mrcnn.data.cache import store
+
+    cache = SampleCache(tmp_path)
+    cache.put("k1", {"a": np.arange(3)})
+    folder = os.path.dirname(cache.path("k1"))
+    host = store._host()
+    started = store._process_started(os.getpid())
+    assert started is not None and started <= time.time()
+
+    def temp(name, age=0.0):
+        path = os.path.join(folder, name)
+        with open(path, "wb") as f:
+            f.write(b"part of an entry")
+        written = time.time() - age
+        os.utime(path, (written, written))
+        return path
+
+    mine = temp(f".k2.p{os.getpid()}-{host}.abc.tmp")                    # a live writer
+    reused = temp(f".k3.p{os.getpid()}-{host}.def.tmp", age=time.time() - started + 60)
+    other_host_new = temp(".k4.p1-elsewhere.ghi.tmp")
+    other_host_old = temp(".k5.p1-elsewhere.jkl.tmp", age=3600)
+    SampleCache(tmp_path)
+    assert os.path.exists(mine)                 # this process is alive and wrote it
+    assert not os.path.exists(reused)           # written before this process (pid reused)
+    assert os.path.exists(other_host_new)       # another host's: only age tells
+    assert not os.path.exists(other_host_old)
+    assert not store.writer_alive(os.getpid(), started - 60)
+    assert store.writer_alive(os.getpid(), time.time())
+
+
+def test_a_read_only_cache_stores_nothing(tmp_path, example_arrays):
+    arrays = example_arrays()
+    reader = SampleCache(tmp_path, writes=False)
+    assert not reader.put("a", arrays)
+    assert reader.get("a") is None and reader.stats().writes == 0
+    assert not [n for _, _, names in os.walk(tmp_path) for n in names if n.endswith(".lz4")]
+    SampleCache(tmp_path).put("a", arrays)      # the chief writes it; the reader then finds it
+    assert reader.get("a") is not None
+    config = type("C", (Config,), {"NAME": "c", "NUM_CLASSES": 2, "CACHE": "disk", "CACHE_DIR": str(tmp_path)})()
+    assert not open_cache(config, writes=False).writes
+    config = type("C", (Config,), {"NAME": "c", "NUM_CLASSES": 2, "CACHE": True})()
+    assert open_cache(config, writes=False).writes    # a memory cache is this process's own
