@@ -223,11 +223,11 @@ def _export_serving(serving, path, format, verbose):
         bad = unsupported_onnx_ops(path)
         if bad:
             causes = sorted({_ONNX_OP_CAUSES[op] for op in bad if op in _ONNX_OP_CAUSES})
-            raise ValueError(
-                f"ONNX export failed: the converter left TensorFlow ops that ONNX does not "
-                f"have: " + ", ".join(f"{op} (in {name})" for op, name in sorted(bad.items()))
-                + (f"; they come from {'; '.join(causes)}" if causes else "")
-                + ". Use format='tf_saved_model' or 'keras'")
+            ops_found = ", ".join(f"{op} (in {name})" for op, name in sorted(bad.items()))
+            origin = f"; they come from {'; '.join(causes)}" if causes else ""
+            raise ValueError(f"ONNX export failed: the converter left TensorFlow ops that "
+                             f"ONNX does not have: {ops_found}{origin}. Use format="
+                             f"'tf_saved_model' or 'keras'")
 
 
 @contextlib.contextmanager

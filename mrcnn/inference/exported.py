@@ -189,10 +189,10 @@ def _onnx_runner(path, info):
 def _keras_runner(path, info):
     import keras
 
-    import mrcnn.graph  # noqa: F401  (registers the library's layers for deserialization)
+    from mrcnn import graph as _registers_layers  # noqa: F401  (layers for load_model)
 
-    graph = keras.saving.load_model(path)
-    serving = export_lib.serving_model(graph, info["config"])
+    inference_graph = keras.saving.load_model(path)
+    serving = export_lib.serving_model(inference_graph, info["config"])
 
     def run(images, windows):
         return serving.predict_on_batch([images, windows])
