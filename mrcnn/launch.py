@@ -17,7 +17,13 @@ launcher waits for all of them and exits with the first non-zero exit code
 (a process killed by signal ``s``: ``128 + s``); when one fails, the others
 are stopped (SIGTERM, then SIGKILL after ``--grace`` seconds), as they are on
 Ctrl-C or when the launcher is terminated. The processes also stop if the
-launcher dies (Linux: parent-death signal), so none is left behind.
+launcher dies (Linux: parent-death signal), so none is left behind. A process
+that fails ends at once (JAX's exit handler would wait for the others).
+
+``--no-init`` leaves joining the cluster to the script (it calls
+``mrcnn.distribute.cluster.initialize()`` itself, e.g. after setting up its
+devices). Without GPUs each process has one CPU device; JAX processes get
+more from ``XLA_FLAGS=--xla_force_host_platform_device_count=K``.
 """
 
 import argparse

@@ -53,7 +53,8 @@ BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
 TF_TASKS = ("chief", "worker")       # the training tasks of a TF_CONFIG, in replica order
 
 __all__ = ["Cluster", "describe", "initialize", "process_index", "process_count", "is_chief",
-           "strategy", "broadcast_from_chief", "data_shard", "local_count", "job_time", "backend"]
+           "strategy", "broadcast_from_chief", "data_shard", "local_count", "job_time", "backend",
+           "worker_metrics"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +298,29 @@ def job_time():
     except ValueError:
         raise ValueError(f"${ENV_RUN_STAMP} must be a time stamp like 20250131T235959, got "
                          f"{stamp!r}") from None
+
+
+def worker_metrics(results):
+    """Metric results that Keras' TensorFlow trainer can average over the workers of a job.
+
+    Keras 3.15 averages each step's metrics over a ``MultiWorkerMirroredStrategy``
+    with ``strategy.reduce("MEAN", value, axis=0)``, which fails on the scalars
+    metrics are ("Invalid reduction dimension 0 for input with 0 dimensions").
+    Inside such a step (a replica context of a job of several workers) this
+    gives each result as a ``[1]`` vector, which that reduce turns back into
+    the scalar mean over all replicas, the same on every worker. Elsewhere
+    `results` are returned as they are. Use it in ``Model.get_metrics_result``.
+
+    Args:
+        results: ``{name: scalar tensor}`` (``Model.get_metrics_result()``).
+    """
+    if not (_started["strategy"] is not None and describe().multi_process):
+        return results
+    import tensorflow as tf
+
+    if tf.distribute.in_cross_replica_context() or not tf.distribute.has_strategy():
+        return results
+    return {name: tf.reshape(value, [1]) for name, value in results.items()}
 
 
 def _broadcast_words(words):

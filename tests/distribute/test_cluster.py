@@ -163,3 +163,8 @@ def test_initialize_without_a_cluster_starts_nothing(env, monkeypatch):
     c = cluster.initialize()
     assert c.process_count == 1 and cluster.strategy() is None
     assert cluster.initialize() is c                               # idempotent
+
+
+def test_worker_metrics_only_reshape_inside_a_job_of_workers(env):
+    results = {"loss": 1.5}
+    assert cluster.worker_metrics(results) is results       # no job: as they are
