@@ -12,10 +12,6 @@ the exported function, unmolding and mask pasting). Median over --steps
 after one warm-up call (which includes tracing/compilation and is printed
 apart). The detections of each export are compared with the library's.
 
-``--onnx-argmax-standin`` measures ONNX as it will be once the detection
-layer stops using ``keras.ops.argmax`` (tf2onnx cannot convert it; see
-``mrcnn.inference.export``): argmax is replaced by the first index of the
-maximum while exporting.
 """
 
 import argparse
@@ -34,13 +30,6 @@ from train_detect import bench_config  # noqa: E402
 import mrcnn.model as modellib  # noqa: E402
 from mrcnn.inference.export import export_model  # noqa: E402
 from mrcnn.inference.exported import load_exported  # noqa: E402
-
-
-def _first_max_index(x, axis=-1, keepdims=False):
-    n = x.shape[-1]
-    best = keras.ops.max(x, axis=-1, keepdims=True)
-    first = keras.ops.min(keras.ops.where(x >= best, keras.ops.arange(n, dtype="int32"), n), -1)
-    return keras.ops.minimum(first, n - 1)
 
 
 def time_detect(model, image, steps):
@@ -74,8 +63,6 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--fc", type=int, default=1024, help="FPN_CLASSIF_FC_LAYERS_SIZE")
     p.add_argument("--onnx", action="store_true", help="also export to ONNX and time ONNX Runtime")
-    p.add_argument("--onnx-argmax-standin", action="store_true",
-                   help="with --onnx: replace keras.ops.argmax while exporting (see above)")
     p.add_argument("--out", default=None, help="folder for the exports (default: a temp folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = p.parse_args(argv)
@@ -90,9 +77,6 @@ def main(argv=None):
     if args.onnx:
         formats.append(("onnx", os.path.join(folder, "model.onnx")))
     for format, path in formats:
-        original = keras.ops.argmax
-        if format == "onnx" and args.onnx_argmax_standin:
-            keras.ops.argmax = _first_max_index
         try:
             t = time.perf_counter()
             export_model(model, path, format=format, overwrite=True)
@@ -100,8 +84,6 @@ def main(argv=None):
         except ValueError as error:
             print(f"{format}: not exported: {error}")
             continue
-        finally:
-            keras.ops.argmax = original
         t = time.perf_counter()
         exported = load_exported(path)
         load_s = time.perf_counter() - t

@@ -38,10 +38,12 @@ What works where (measured with Keras 3.15, TensorFlow 2.21, JAX 0.10, torch
 2.13; README "Exported models"): `.keras` on TensorFlow, JAX and PyTorch;
 the SavedModel on TensorFlow and on JAX (jax2tf, with the StableHLO version
 TensorFlow reads, `_stablehlo_readable_by_tensorflow`); ONNX on TensorFlow
-(tf2onnx) once the graph holds no op ONNX lacks: `keras.ops.argmax` of floats
-(in the detection layer) becomes Bitcast/BitwiseAnd, and `export_model`
-then raises a ValueError naming them (`unsupported_onnx_ops`) instead of
-writing a file ONNX Runtime refuses. The other backend/format pairs raise a
+(tf2onnx; the detection layer picks classes with
+`mrcnn.layers.detection.first_argmax` because `keras.ops.argmax` of floats
+becomes Bitcast/BitwiseAnd, which tf2onnx leaves unconverted). Should a graph
+(e.g. a custom head) still hold an op ONNX lacks, `export_model` raises a
+ValueError naming it (`unsupported_onnx_ops`) instead of writing a file ONNX
+Runtime refuses. The other backend/format pairs raise a
 ValueError naming the backend and the formats that work there.
 """
 

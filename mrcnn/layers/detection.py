@@ -13,6 +13,26 @@ from mrcnn.ops.nms import batched_non_max_suppression_graph
 _CLASS_OFFSET = 2.0
 
 
+def first_argmax(probs):
+    """Index of the first maximum along the last axis, int32 (``argmax``'s tie rule).
+
+    Written with max / where / min instead of ``ops.argmax``: on TensorFlow
+    Keras' float argmax checks the sign bit with Bitcast and BitwiseAnd, ops
+    that tf2onnx leaves unconverted, so an ONNX export of the detection layer
+    would not run (see `mrcnn.inference.export`).
+
+    Args:
+        probs: [..., C] float scores.
+
+    Returns:
+        [...] int32 in [0, C).
+    """
+    n = int(probs.shape[-1])
+    best = ops.max(probs, axis=-1, keepdims=True)
+    index = ops.where(probs >= best, ops.arange(n, dtype="int32"), n)
+    return ops.minimum(ops.min(index, axis=-1), n - 1)
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionLayer(keras.layers.Layer):
     """Refines, filters and suppresses the classified ROIs of each image.
@@ -76,7 +96,7 @@ class DetectionLayer(keras.layers.Layer):
                 "window].")
         rois, probs, deltas, window = (ops.cast(x, "float32")
                                        for x in inputs)
-        class_ids = ops.cast(ops.argmax(probs, axis=-1), "int32")  # [B, N]
+        class_ids = first_argmax(probs)  # [B, N]
         scores = ops.squeeze(ops.take_along_axis(
             probs, ops.expand_dims(class_ids, -1), axis=2), -1)
         class_deltas = ops.squeeze(ops.take_along_axis(

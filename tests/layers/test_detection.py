@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import run_layer_test
-from mrcnn.layers.detection import DetectionLayer
+from mrcnn.layers.detection import DetectionLayer, first_argmax
 from tests.layers.layer_refs import np_apply_delta, np_iou, run_compiled
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
@@ -143,3 +143,15 @@ def test_compiles_with_xla_on_tensorflow():
     np.testing.assert_allclose(
         out, _np_detections(rois, probs, deltas, window, 6, 0.3, 0.3),
         rtol=1e-5, atol=1e-5)
+
+
+def test_first_argmax_matches_numpy_argmax_including_ties():
+    rng = np.random.default_rng(3)
+    probs = rng.random((2, 5, 4)).astype(np.float32)
+    probs[0, 0] = [0.1, 0.7, 0.7, 0.2]      # tie: the first index wins, as in np.argmax
+    probs[1, 2] = [0.25, 0.25, 0.25, 0.25]
+    probs[1, 3] = [0.0, 0.0, 0.0, 0.9]
+    got = keras.ops.convert_to_numpy(first_argmax(keras.ops.convert_to_tensor(probs)))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, np.argmax(probs, axis=-1))
+    assert got[0, 0] == 1 and got[1, 2] == 0 and got[1, 3] == 3
