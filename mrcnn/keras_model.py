@@ -31,6 +31,7 @@ def _check_suffix(filepath):
             f"format, loadable only into the same architecture)")
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MaskRCNNModel(keras.Model):
     """A functional Keras model whose ``save_weights`` / ``load_weights`` also take ``*.h5``."""
 

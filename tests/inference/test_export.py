@@ -329,3 +329,16 @@ def test_latency_benchmark_runs(tmp_path, capsys):
     last = table.rstrip().splitlines()[-1]
     assert last.startswith("tf_saved_model (load_exported)")
     assert re.search(r"(same|box <= [01] px, mask <= [01] px)$", last), last
+
+
+def test_the_keras_model_itself_round_trips_through_a_keras_file(model, tmp_path):
+    """MaskRCNNModel (the facade's keras_model) is registered, so Keras' own save/load of
+    it works as for any Keras model and gives the same weights."""
+    path = str(tmp_path / "inference.keras")
+    model.keras_model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded).__name__ == "MaskRCNNModel"
+    saved = {w.path: keras.ops.convert_to_numpy(w) for w in model.keras_model.weights}
+    for w in loaded.weights:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), saved[w.path])
+    assert len(loaded.weights) == len(saved)
