@@ -40,6 +40,8 @@ NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIE
 # Settings where None means "off" / "not used".
 NONE_ALLOWED = frozenset({"IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "CACHE_MAX_BYTES",
                           "GRADIENT_CLIP_NORM", "WEIGHT_DECAY", "IMAGE_MIN_SCALE"})
+# Values of DISTRIBUTION (mrcnn.distribute.strategy.DISTRIBUTIONS).
+DISTRIBUTIONS = ("auto", "none", "data-parallel")
 NAME_RULE = ("NAME must be None or a plain folder name (letters, digits, '_', '-' and '.', "
              "not '.' or '..'): it names the run folder <model_dir>/<name><timestamp>")
 
@@ -52,11 +54,18 @@ class Config:
     # letters, digits, "_", "-" and "." (not "." or "..").
     NAME = None
 
-    # Number of devices and images per device. Only GPU_COUNT = 1 is used by
-    # the model (Keras distribution strategies handle multiple devices); the
-    # product is the batch size.
+    # Number of devices and images per device (Matterport's meaning): their
+    # product BATCH_SIZE is the global batch of one training step. With
+    # GPU_COUNT > 1 the training model is data-parallel over GPU_COUNT devices
+    # (all processes' devices in a cluster) on the backend's own engine: JAX
+    # keras.distribution.DataParallel, TensorFlow MirroredStrategy (see
+    # mrcnn.distribute); PyTorch trains on one device. Inference models run
+    # on one device in batches of BATCH_SIZE (set GPU_COUNT = 1 to detect).
     GPU_COUNT = 1
     IMAGES_PER_GPU = 2
+    # "auto": data-parallel when GPU_COUNT > 1; "none": one device, GPU_COUNT
+    # only multiplies the batch; "data-parallel": over GPU_COUNT devices, even 1.
+    DISTRIBUTION = "auto"
 
     # Steps per training epoch (>= 1) and validation batches run at the end of
     # each epoch (0 = no validation). Integer settings must be ints (not
@@ -363,6 +372,9 @@ class Config:
                 fail(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} is larger than "
                      f"IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}")
         self._validate_image_scale(fail)
+        if not isinstance(self.DISTRIBUTION, str) or self.DISTRIBUTION not in DISTRIBUTIONS:
+            fail(f"DISTRIBUTION must be one of {DISTRIBUTIONS} (data-parallel training over "
+                 f"GPU_COUNT devices, see mrcnn.distribute), got {self.DISTRIBUTION!r}")
         # The size the mode produces must fit the input, or every sample fails.
         if self.IMAGE_RESIZE_MODE == "square":
             side = int(self._needed("IMAGE_MAX_DIM", "the padded size"))

@@ -17,7 +17,7 @@ helpers are here too: `load_image_gt`, `data_generator`, `log`, `mold_image`,
 import keras
 import numpy as np
 
-from mrcnn import graph, probe, weights
+from mrcnn import distribute, graph, probe, weights
 from mrcnn.data.anchors import model_anchors
 from mrcnn.data.boxes import norm_boxes
 from mrcnn.data.image import mold_image, unmold_image  # noqa: F401  (Matterport's names)
@@ -45,6 +45,7 @@ class MaskRCNN:
     Attributes:
         keras_model: the Keras model (`mrcnn.graph`).
         epoch: epochs trained so far (restored from a checkpoint's name).
+        plan: where the model runs (`mrcnn.distribute.TrainingPlan`; Config.DISTRIBUTION).
         log_dir, checkpoint_path: where the current run writes.
         resume_state: what the next ``train()`` continues from: a checkpoint
             (its saved optimizer state), the previous optimizer, or None.
@@ -57,14 +58,17 @@ class MaskRCNN:
             raise TypeError(f"config must be an instance of a Config subclass (did you pass "
                             f"the class instead of an instance?), got {config!r}")
         self.mode, self.config, self.model_dir = mode, config, str(model_dir)
-        self.spec = graph.spec_from_config(config)
+        self.plan = distribute.model_plan(mode, config)
+        self.spec = self.plan.graph_spec(graph.spec_from_config(config))
         self.backbone = self.spec.backbone
         self.set_log_dir()
         self.keras_model = self.build(mode, config)
 
     def build(self, mode, config):
-        """Build the Keras model of `mode` for `config` (Matterport's layer names)."""
-        return graph.build(mode, graph.spec_from_config(config))
+        """Build the `mode` model under ``self.plan`` (mrcnn.distribute; inference: one device)."""
+        with self.plan.scope():
+            spec = self.plan.graph_spec(graph.spec_from_config(config))
+            return self.plan.prepare(graph.build(mode, spec), config.TRAIN_BN)
 
     # ------------------------------------------------------------ run folders
     def set_log_dir(self, model_path=None):
@@ -169,8 +173,10 @@ class MaskRCNN:
     def compile(self, learning_rate, momentum, total_steps=None):
         """Compile the training model with the optimizer of `mrcnn.training.optimizer`."""
         steps = total_steps or self.config.STEPS_PER_EPOCH
-        optimizer = build_optimizer(self.config, learning_rate, momentum, steps)
-        self.keras_model.compile(optimizer=optimizer, jit_compile="auto")
+        with self.plan.scope():                   # the optimizer's variables beside the model's
+            optimizer = self.plan.prepare_optimizer(
+                build_optimizer(self.config, learning_rate, momentum, steps))
+            self.keras_model.compile(optimizer=optimizer, jit_compile="auto")
         return optimizer
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,

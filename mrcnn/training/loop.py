@@ -62,6 +62,10 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, *,
     checkpoints by `monitor` (default: ``val_map_iou`` when `epoch_metrics`
     are given, else ``val_loss``) when `keep` is "best" or `patience` is set.
 
+    The model trains where ``model.plan`` (`mrcnn.distribute.TrainingPlan`)
+    says: the optimizer is made under its scope and ``fit`` runs under its
+    fit scope, with its callbacks first.
+
     Returns:
         the Keras History.
     """
@@ -82,22 +86,28 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, *,
     prepare_run_folder(model.log_dir, cfg)
     runs.set_aside_after(model.log_dir, model.epoch)
     trained = model.set_trainable(layers)
+    plan = model.plan
     if verbose:
         print(f"\nStarting at epoch {model.epoch}. LR={learning_rate}\nCheckpoint Path: "
-              f"{model.checkpoint_path}\nTraining {len(trained)} layers ({layers})")
+              f"{model.checkpoint_path}\nTraining {len(trained)} layers ({layers})\n"
+              f"Devices: {plan.describe()}")
     source, model.resume_state = model.resume_state, None
     previous = train_state.optimizer_arrays(source) if isinstance(
         source, keras.optimizers.Optimizer) else None
-    optimizer = model.compile(learning_rate, cfg.LEARNING_MOMENTUM, epochs * cfg.STEPS_PER_EPOCH)
-    optimizer.build(model.keras_model.trainable_variables)
-    restore_state(optimizer, model.keras_model, source, previous, model.epoch,
-                  cfg.STEPS_PER_EPOCH)
-    callbacks = standard_callbacks(model.log_dir, model.checkpoint_path, cache,
-                                   epoch_metrics=epoch_metrics, checkpoint=checkpoint)
-    history = fit(model.keras_model, train_gen, val_gen, initial_epoch=model.epoch,
-                  epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
-                  validation_steps=cfg.VALIDATION_STEPS,
-                  callbacks=callbacks + list(custom_callbacks or []), verbose=verbose)
+    with plan.scope():      # optimizer variables where the model's are (mrcnn.distribute)
+        optimizer = model.compile(learning_rate, cfg.LEARNING_MOMENTUM,
+                                  epochs * cfg.STEPS_PER_EPOCH)
+        optimizer.build(model.keras_model.trainable_variables)
+        restore_state(optimizer, model.keras_model, source, previous, model.epoch,
+                      cfg.STEPS_PER_EPOCH)
+    callbacks = plan.callbacks() + standard_callbacks(
+        model.log_dir, model.checkpoint_path, cache, epoch_metrics=epoch_metrics,
+        checkpoint=checkpoint)
+    with plan.fit_scope():
+        history = fit(model.keras_model, train_gen, val_gen, initial_epoch=model.epoch,
+                      epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
+                      validation_steps=cfg.VALIDATION_STEPS,
+                      callbacks=callbacks + list(custom_callbacks or []), verbose=verbose)
     model.resume_state = optimizer
     return history
 

@@ -6,12 +6,18 @@ five weighted losses (Matterport's names) so that `fit`, `evaluate`,
 callbacks and progress bars work unchanged on every backend. Each loss is
 tracked as a metric, so logs show ``rpn_class_loss``, ``val_mrcnn_mask_loss``
 and so on next to ``loss``, which is exactly their weighted sum.
+
+Under ``tf.distribute`` (data-parallel training, `mrcnn.distribute`) each
+replica weights its losses by its share of the global count of what they
+average over (`loss_counts`, `mrcnn.distribute.reduction`), so the summed
+gradients and the logged losses are those of the whole global batch.
 """
 
 import keras
 from keras import ops
 
 from mrcnn import losses
+from mrcnn.distribute import cluster, reduction
 from mrcnn.keras_model import MaskRCNNModel
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
@@ -48,6 +54,33 @@ def compute_losses(x, y_pred):
     }
 
 
+def loss_counts(x, y_pred):
+    """How many elements each loss of `compute_losses` averages over, for a batch.
+
+    The denominators of `mrcnn.losses` (each up to a constant factor such as
+    the 4 box coordinates, which cancels in a share): labelled anchors,
+    positive anchors with a target row, valid ROIs whose predicted class is
+    active, positive ROIs, positive ROIs of the mask head. Keep in step with
+    `mrcnn.losses` (tests/training/test_trainer_counts.py checks that pooling
+    two halves by these counts gives the loss of the whole batch).
+
+    Returns:
+        float32 ``[5]`` in `LOSS_NAMES` order.
+    """
+    rpn_match = ops.cast(x["input_rpn_match"], "int32")
+    positive = ops.equal(rpn_match, 1)
+    rank = ops.cumsum(ops.cast(positive, "int32"), axis=1) - 1
+    rows = ops.shape(x["input_rpn_bbox"])[1]
+    logits = ops.cast(y_pred["mrcnn_class_logits"], "float32")
+    active = ops.take_along_axis(ops.cast(y_pred["active_class_ids"], "float32"),
+                                 ops.cast(ops.argmax(logits, axis=-1), "int32"), axis=1)
+    valid = ops.cast(ops.any(ops.not_equal(y_pred["rois"], 0.0), axis=-1), "float32")
+    counts = [ops.not_equal(rpn_match, 0), ops.logical_and(positive, rank < rows),
+              active * valid, ops.cast(y_pred["target_class_ids"], "int32") > 0,
+              ops.cast(y_pred["mask_class_ids"], "int32") > 0]
+    return ops.stack([ops.sum(ops.cast(c, "float32")) for c in counts])
+
+
 class MaskRCNNTrainer(MaskRCNNModel):
     """Functional training graph with the weighted Mask R-CNN loss.
 
@@ -65,12 +98,47 @@ class MaskRCNNTrainer(MaskRCNNModel):
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in LOSS_NAMES]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The weighted sum of the five losses (this replica's part of it under tf.distribute).
+
+        With several replicas each loss is weighted by this replica's share of
+        its global count (`mrcnn.distribute.reduction`): the replicas' parts
+        sum to the loss of the global batch. The trackers get the part times
+        the replica count, since Keras averages them over the replicas.
+        """
         parts = compute_losses(x, y_pred)
+        replicas = reduction.replicas_in_sync()
+        shares = reduction.global_shares(loss_counts(x, y_pred)) if replicas > 1 else None
         total = 0.0
-        for tracker, name in zip(self.loss_trackers, LOSS_NAMES):
+        for i, (tracker, name) in enumerate(zip(self.loss_trackers, LOSS_NAMES)):
             value = ops.cast(parts[name], "float32")
-            tracker.update_state(value)
+            if shares is not None:
+                value = value * shares[i]
+            tracker.update_state(value * replicas)
             total = total + self.loss_weights_[name] * value
         for extra in self.losses:  # regularisation added by layers, if any
-            total = total + ops.sum(ops.cast(extra, "float32"))
+            total = total + ops.sum(ops.cast(extra, "float32")) / replicas
         return total
+
+    def get_metrics_result(self):
+        """Keras' metric results, shaped so that a TF job of several workers can average them.
+
+        See `mrcnn.distribute.cluster.worker_metrics` (Keras 3.15 reduces them
+        over ``MultiWorkerMirroredStrategy`` with ``axis=0``, which fails on
+        scalars); elsewhere the results are Keras' own.
+        """
+        return cluster.worker_metrics(super().get_metrics_result())
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' TF trainer: skip the symbolic build when there is nothing left to build.
+
+        Under a ``tf.distribute`` strategy Keras averages the first batch over
+        the replicas only to read its shapes, which fails on boolean inputs
+        (``input_gt_masks``: "AddN ... bool"). The training graph is a built
+        functional model and `mrcnn.training.loop` builds the optimizer before
+        ``fit``, so nothing needs that batch.
+        """
+        built = all(layer.built for layer in self._flatten_layers()) and (
+            self.optimizer is None or self.optimizer.built)
+        if built and self._compile_metrics is None and self._compile_loss is None:
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

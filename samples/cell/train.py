@@ -6,6 +6,7 @@ three cell types), written once to a cache folder, and ends by printing the
 validation mAP-IoU (the competition metric) next to an untrained model's:
 
     python samples/cell/train.py                      # ~10 minutes on 2 CPU cores
+    python samples/cell/train.py --devices 2          # data-parallel: 2 GPUs (or 2 virtual CPUs)
 
 On the Kaggle data (train.csv, train/*.png, optional train_semi_supervised/):
 
@@ -34,6 +35,7 @@ from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.sartorius import SartoriusDataset, read_sartorius_csv
 from mrcnn.datasets.synthetic_cells import ensure_synthetic_sartorius
+from mrcnn.distribute import cluster, use_devices
 from mrcnn.evaluation import evaluate
 from mrcnn.evaluation.epoch_score import EpochScore
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig
@@ -187,6 +189,11 @@ def build_parser():
     p.add_argument("--patience", type=int, default=None, metavar="N",
                    help="stop when --monitor has not improved for N epochs")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="data-parallel training on N devices (GPU_COUNT=N, of all processes of "
+                        "a job; each step takes N x IMAGES_PER_GPU images); without GPUs the "
+                        "CPU is split into virtual devices (mrcnn.distribute.use_devices): "
+                        "checks the mechanics, not faster")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pseudo-labels", default=None, metavar="CSV",
                    help="also train on these pseudo-labels (pseudo_label.py; train.csv format) "
@@ -275,6 +282,8 @@ def make_config(args, class_names):
         attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
     if args.validation_steps is not None:
         attrs["VALIDATION_STEPS"] = args.validation_steps
+    if args.devices:
+        attrs["GPU_COUNT"] = args.devices
     if args.image_mode == "pad":
         attrs.update(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3])
     else:
@@ -285,7 +294,7 @@ def make_config(args, class_names):
     if args.image_mode == "pad":
         attrs["IMAGE_SHAPE"] = scaled_shape
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
-    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3])
+    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3], GPU_COUNT=1)
     infer_attrs["IMAGE_SHAPE"] = scaled_shape
     infer_config = type("CellInferenceConfig", (CellConfig,), infer_attrs)()
     return train_config, infer_config
@@ -333,6 +342,8 @@ def postprocess_config(class_names):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.devices:                      # before the backend runs anything
+        use_devices(cluster.local_count(args.devices))     # this process's share
     t0 = time.time()
     train, val = load_data(args)
     config, infer_config = make_config(args, train.class_names)
