@@ -25,6 +25,7 @@ from mrcnn.data.image_meta import compose_image_meta, parse_image_meta  # noqa: 
 from mrcnn.data.sample import load_image_gt  # noqa: F401
 from mrcnn.evaluation import epoch_score
 from mrcnn.inference import molding
+from mrcnn.inference.export import export_model
 from mrcnn.probe import data_generator, log  # noqa: F401
 from mrcnn.training import loop, runs, trainable
 from mrcnn.training.optimizer import build_optimizer
@@ -183,7 +184,7 @@ class MaskRCNN:
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
               workers=None, use_multiprocessing=None, verbose=1, seed=0, sampler=None,
               evaluation=None, keep="all", monitor=None, patience=None):
-        """Train until epoch `epochs` (Matterport's API) with ``keras.Model.fit``.
+        """Train until epoch `epochs` (Matterport's API) with ``keras.Model.fit``; returns its History.
 
         Args:
             train_dataset, val_dataset: prepared Datasets (val may be None).
@@ -200,18 +201,12 @@ class MaskRCNN:
                 the data order and augmentation; balanced sampling ("size", an
                 ``image_info`` key or ``image_id -> group``).
             evaluation: score the validation set after every epoch: True (on
-                `val_dataset`) or a `mrcnn.evaluation.epoch_score.EpochScore` (its own
-                dataset, inference config, post-processing); adds
-                ``val_map_iou``, ``val_mask_ap``, ... to the History,
-                ``history.csv`` and TensorBoard.
-            keep: checkpoints kept: "all" (Matterport's), "best" (the best by
-                `monitor` and the newest) or "last".
-            monitor: the epoch-log entry ranking checkpoints (default
-                ``val_map_iou`` with `evaluation`, else ``val_loss``).
-            patience: stop when `monitor` has not improved for this many epochs.
-
-        Returns:
-            the Keras History.
+                `val_dataset`) or an `mrcnn.evaluation.epoch_score.EpochScore`; adds
+                ``val_map_iou``, ``val_mask_ap``, ... to History, history.csv, TensorBoard.
+            keep, monitor, patience: checkpoints kept ("all" as Matterport, "best" by
+                `monitor` plus the newest, "last"); the epoch-log entry that ranks them
+                (default ``val_map_iou`` with `evaluation`, else ``val_loss``); stop
+                when `monitor` has not improved for `patience` epochs.
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built with mode='training'")
@@ -278,8 +273,7 @@ class MaskRCNN:
         """
         molded, metas = molding.pad_batch(molded_images, image_metas, self.config.BATCH_SIZE)
         if verbose:
-            log("molded_images", molded)
-            log("image_metas", metas)
+            log("molded_images", molded), log("image_metas", metas)
         outputs = self.keras_model.predict_on_batch([molded, metas])
         detections, masks = (keras.ops.convert_to_numpy(outputs[i]) for i in (0, 3))
         windows = parse_image_meta(image_metas)["window"] if windows is None else windows
@@ -295,6 +289,11 @@ class MaskRCNN:
             raise ValueError(f"the model's anchors are for its input {self.spec.image_shape[:2]}, "
                              f"got image_shape {shape}")
         return norm_boxes(model_anchors(self.config), shape[:2])
+
+    def export(self, path, format="tf_saved_model", class_names=None, overwrite=False):
+        """Write the inference model as a SavedModel, ONNX or .keras file (`mrcnn.inference.export`)."""
+        return export_model(self, path, format=format, class_names=class_names,
+                            overwrite=overwrite)
 
     # ---------------------------------------------------------------- inspect
     def ancestor(self, tensor, name, checked=None):

@@ -306,8 +306,6 @@ def test_load_exported_refuses_what_is_not_an_export(model, images, tmp_path):
         load_exported(path)
 
 
-@pytest.mark.skipif(not hasattr(modellib.MaskRCNN, "export"),
-                    reason="facade added by the coordinator")
 def test_model_export_facade(model, tmp_path):
     info = model.export(str(tmp_path / "m.keras"), format="keras")
     assert info["format"] == "keras" and os.path.exists(tmp_path / "m.keras")
