@@ -26,6 +26,7 @@ import keras
 
 from mrcnn.config import save_config
 from mrcnn.data.generator import make_generators
+from mrcnn.distribute import cluster
 from mrcnn.training import callbacks as run_callbacks
 from mrcnn.training import runs
 from mrcnn.training import state as train_state
@@ -42,12 +43,21 @@ def prepare_run_folder(log_dir, config):
     files of a save that a killed run left in the folder are removed
     (`mrcnn.training.runs.remove_partial_saves`), and so are those of runs of
     this NAME that never wrote a checkpoint (`remove_abandoned_saves`).
+
+    In a job of several processes only the chief does this (the others never
+    write into the run folder; `mrcnn.distribute.cluster`).
+
+    Returns:
+        True when this process prepared the folder, False on the others.
     """
+    if not cluster.is_chief():
+        return False
     os.makedirs(log_dir, exist_ok=True)
     run_callbacks.check_writable(log_dir)
     runs.remove_partial_saves(log_dir)
     runs.remove_abandoned_saves(os.path.dirname(os.path.abspath(log_dir)), config.NAME)
     save_config(config, os.path.join(log_dir, "config.json"))
+    return True
 
 
 def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, *,
@@ -171,24 +181,27 @@ def standard_callbacks(log_dir, checkpoint_path, cache=None, on_saved=None, epoc
     them; the checkpoint checks the weights before writing. ``history.csv``
     drops the rows of the epochs a resumed run trains again
     (`run_callbacks.HistoryCSV`). TensorBoard (when installed) and Keras'
-    History come last and see every entry.
+    History come last and see every entry. In a job of several processes
+    (`mrcnn.distribute.cluster`) the others get no ``history.csv`` and no
+    TensorBoard, and their checkpoint callback writes nothing (it takes the
+    chief's decision to stop).
 
     Args:
         checkpoint: a `run_callbacks.Checkpoint` (default: every epoch kept,
             `on_saved` called).
     """
+    chief = cluster.is_chief()
     callbacks = [run_callbacks.NanGuard(LOSS_NAMES)]
     if cache is not None:
         callbacks.append(run_callbacks.CacheStatsLogger(cache))
     callbacks += list(epoch_metrics)
-    callbacks += [
-        run_callbacks.HistoryCSV(os.path.join(log_dir, runs.HISTORY_FILE)),
-        checkpoint or run_callbacks.Checkpoint(checkpoint_path, on_saved=on_saved),
-    ]
-    if run_callbacks.tensorboard_available():
+    if chief:
+        callbacks.append(run_callbacks.HistoryCSV(os.path.join(log_dir, runs.HISTORY_FILE)))
+    callbacks.append(checkpoint or run_callbacks.Checkpoint(checkpoint_path, on_saved=on_saved))
+    if chief and run_callbacks.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False,
                                                      profile_batch=0))
-    else:
+    elif chief:
         log.info("tensorboard is not installed: no TensorBoard logs (CSV logs in %s)", log_dir)
     return callbacks
 

@@ -344,6 +344,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.devices:                      # before the backend runs anything
         use_devices(cluster.local_count(args.devices))     # this process's share
+    cluster.initialize()        # join a job of several processes, if any (use_devices may have)
     t0 = time.time()
     train, val = load_data(args)
     config, infer_config = make_config(args, train.class_names)
@@ -364,7 +365,16 @@ def main(argv=None):
                     keep=args.keep, patience=args.patience,
                     monitor=args.monitor or ("val_map_iou" if score else "val_loss"))
     train_s = time.time() - t0
+    if cluster.process_count() > 1:        # the chief evaluates; the others wait for its score
+        scores = evaluate_run(model, args, val, infer_config, post, t0, train_s) \
+            if cluster.is_chief() else None
+        score = cluster.broadcast_from_chief(scores and {"map_iou": float(scores["map_iou"])})
+        return scores or score
+    return evaluate_run(model, args, val, infer_config, post, t0, train_s)
 
+
+def evaluate_run(model, args, val, infer_config, post, t0, train_s):
+    """The validation score of the run's checkpoint ("best" or "last") next to an untrained model's."""
     untrained = modellib.MaskRCNN("inference", infer_config, args.model_dir)
     base = evaluate(untrained, val, postprocess=post, verbose=0)
     inference = modellib.MaskRCNN("inference", infer_config, args.model_dir)

@@ -7,6 +7,9 @@ import pytest
 
 from mrcnn.distribute import cluster
 
+# Backend-independent: the environment is parsed; no engine starts, no backend op runs.
+pytestmark = pytest.mark.backend_independent
+
 JAX_VARS = (cluster.ENV_ADDRESSES, cluster.ENV_NUM_PROCESSES, cluster.ENV_PROCESS_ID)
 
 

@@ -18,6 +18,9 @@ import pytest
 from mrcnn import launch
 from mrcnn.distribute import cluster
 
+# Backend-independent: plain Python processes (--no-init); nothing runs on a backend.
+pytestmark = pytest.mark.backend_independent
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
