@@ -5,6 +5,9 @@ import pytest
 
 from mrcnn.config import Config
 
+# Backend-independent: Config validation and JSON (a subprocess checks Keras is not even imported).
+pytestmark = pytest.mark.backend_independent
+
 
 class Small(Config):
     NAME = "small"

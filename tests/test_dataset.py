@@ -9,6 +9,9 @@ from PIL import Image
 
 from mrcnn.dataset import Dataset, DatasetNotPreparedError
 
+# Backend-independent: Dataset bookkeeping (classes, ids, pickling); no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _two_source_dataset():
     ds = Dataset()

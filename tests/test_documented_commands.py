@@ -12,6 +12,9 @@ import shlex
 import pytest
 from helpers import load_sample_script
 
+# Backend-independent: README command lines parsed by the scripts' argparse; no model is built.
+pytestmark = pytest.mark.backend_independent
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md", os.path.join("samples", "cell", "README.md")]
 PARSED = ("train", "predict", "pseudo_label")

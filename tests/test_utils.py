@@ -13,6 +13,9 @@ import pytest
 
 from mrcnn import utils
 
+# Backend-independent: Matterport's mrcnn.utils names on NumPy cases; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 MATTERPORT_NAMES = [
     "Dataset", "extract_bboxes", "compute_iou", "compute_overlaps",
     "compute_overlaps_masks", "box_refinement", "apply_box_deltas",

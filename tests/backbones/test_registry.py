@@ -8,6 +8,9 @@ import pytest
 from backbones import registry
 from backbones.registry import Backbone
 
+# Backend-independent: the backbone registry is pure Python; no Keras model is built.
+pytestmark = pytest.mark.backend_independent
+
 
 @pytest.fixture
 def clean_registry(monkeypatch):

@@ -11,6 +11,9 @@ from mrcnn.data.anchors import (
     generate_pyramid_anchors,
 )
 
+# Backend-independent: NumPy anchor generation against hand counts; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _anchors_loop(scale, ratios, shape, feature_stride, anchor_stride):
     """Brute-force anchors in Matterport order: cells row-major, ratios fastest."""

@@ -15,6 +15,9 @@ from mrcnn.data.boxes import (
     norm_boxes,
 )
 
+# Backend-independent: NumPy box math against loops; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _iou_loop(a, b):
     """IoU of two boxes, plain Python floats."""

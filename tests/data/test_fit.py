@@ -10,6 +10,9 @@ from mrcnn.data.fit import (crop_origin, draw_image_scale, fit_image, input_padd
                             prepared_image_scale, resize_image, resize_mask, scale_for_model,
                             undo_resize_boxes)
 
+# Backend-independent: NumPy resize / crop / pad to the model input; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 def test_none_mode_is_identity():
     image = smooth_image()
     out, window, scale, padding, crop = resize_image(image, 128, 256, mode="none")

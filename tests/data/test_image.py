@@ -7,6 +7,9 @@ from data_helpers import smooth_image
 from mrcnn.config import Config
 from mrcnn.data.image import mold_image, to_rgb_uint8, unmold_image
 
+# Backend-independent: NumPy molding, RGB conversion and image headers; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_mold_unmold_round_trip():
     class C(Config):

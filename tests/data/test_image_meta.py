@@ -4,6 +4,9 @@ import pytest
 from mrcnn.config import Config
 from mrcnn.data.image_meta import compose_image_meta, image_meta_size, parse_image_meta
 
+# Backend-independent: NumPy image_meta compose / parse; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_layout_by_hand():
     meta = compose_image_meta(7, (100, 200, 3), (256, 256, 3), (64, 0, 192, 256), 1.28,

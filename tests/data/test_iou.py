@@ -14,6 +14,9 @@ from mrcnn.data.iou import (
     pixel_matrix,
 )
 
+# Backend-independent: NumPy box and mask IoU against loops; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _box_iou_loop(boxes1, boxes2):
     """IoU of every pair by counting the pixels of integer boxes (y2/x2 exclusive)."""

@@ -5,6 +5,9 @@ from mrcnn.data.masks.sparse import SparseMasks
 from mrcnn.data.rle import (RLEDecodeError, check_runs, decode_rle_stack, parse_runs,
                              rle_decode, rle_encode, rle_encode_instances)
 
+# Backend-independent: RLE encoding and decoding in NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _reference_encode(mask, order):
     """Brute force: walk the flattened mask pixel by pixel."""

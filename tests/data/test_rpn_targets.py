@@ -9,6 +9,9 @@ from mrcnn.data.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.data.rpn_targets import (build_rpn_targets, match_anchors, rpn_match_labels,
                                     rpn_targets, sample_rpn_targets)
 
+# Backend-independent: NumPy RPN targets against a loop reference; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 
 

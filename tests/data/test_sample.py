@@ -15,6 +15,9 @@ from mrcnn.data.cache import SampleCache
 from mrcnn.data.sample import (SampleError, finish_sample, keep_largest, load_image_gt, plan,
                                prepare_sample, sample_error, sample_error_in)
 
+# Backend-independent: load_image_gt and the sample stages are NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_image_placed_in_window(shapes):
     cfg = Cfg()

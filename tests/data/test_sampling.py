@@ -6,6 +6,9 @@ import pytest
 from mrcnn.data.sampling import BalancedSampler, as_sampler
 from mrcnn.dataset import Dataset
 
+# Backend-independent: the balanced sampler over Dataset ids; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 class Groups(Dataset):
     """1 image of type a, 3 of type b, 6 of type c; sizes differ by type."""

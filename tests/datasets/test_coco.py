@@ -10,6 +10,9 @@ from pycocotools import mask as mask_utils
 
 from mrcnn.datasets.coco import CocoDataset, read_coco_json
 
+# Backend-independent: COCO json parsing and pycocotools rasterisation (the subprocess imports no Keras).
+pytestmark = pytest.mark.backend_independent
+
 H, W = 12, 10
 
 

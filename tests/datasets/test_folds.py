@@ -7,6 +7,9 @@ from mrcnn.datasets import kfold_datasets, kfold_indices, subset_dataset
 from mrcnn.datasets.folds import kfold_split
 from tests.model_helpers import shapes
 
+# Backend-independent: k-fold splits of Dataset ids; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 IDS = [f"img{i:02d}" for i in range(23)]
 
 

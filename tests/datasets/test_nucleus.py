@@ -7,6 +7,9 @@ from PIL import Image
 
 from mrcnn.datasets.nucleus import NucleusDataset
 
+# Backend-independent: DSB 2018 folder parsing in NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 H, W = 7, 9
 
 

@@ -11,6 +11,9 @@ from mrcnn.data import rle as rle_module
 from mrcnn.data.rle import rle_encode
 from mrcnn.datasets.sartorius import SartoriusDataset, read_sartorius_csv
 
+# Backend-independent: train.csv parsing and RLE masks in NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 HEADER = ["id", "annotation", "width", "height", "cell_type", "plate_time", "sample_date",
           "sample_id", "elapsed_timedelta"]
 H, W = 6, 8

@@ -5,6 +5,9 @@ import pytest
 
 from mrcnn.datasets.shapes import ShapesDataset, _box_iou
 
+# Backend-independent: the NumPy shapes generator; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def load(**kwargs):
     ds = ShapesDataset()

@@ -13,6 +13,9 @@ from mrcnn.datasets.synthetic_cells import (ensure_synthetic_sartorius, make_cel
                                             synthetic_sartorius_image,
                                             write_synthetic_sartorius)
 
+# Backend-independent: generates and reads Sartorius-like images and CSVs in NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 COLUMNS = ["id", "annotation", "width", "height", "cell_type", "plate_time", "sample_date",
            "sample_id", "elapsed_timedelta"]
 

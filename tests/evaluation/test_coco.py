@@ -12,6 +12,9 @@ from pycocotools.cocoeval import COCOeval
 from mrcnn.evaluation import coco_ap
 from tests.evaluation.eval_helpers import detect_result, square
 
+# Backend-independent: COCO AP of NumPy results against pycocotools; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _reference_coco(gt_list, pred_list, iou_type, max_dets):
     """COCOeval run independently: json-like dicts, loadRes, summarize()."""

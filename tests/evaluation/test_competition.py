@@ -14,6 +14,9 @@ from mrcnn.evaluation import (
 )
 from tests.evaluation.eval_helpers import iou_loop, masks_of, sixty_percent_pair
 
+# Backend-independent: the competition mAP-IoU in NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 # ---------------------------------------------------------------------------
 # iou_matrix

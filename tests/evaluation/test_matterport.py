@@ -12,6 +12,9 @@ from mrcnn.evaluation import (
 )
 from tests.evaluation.eval_helpers import boxes_of, iou_loop, masks_of
 
+# Backend-independent: Matterport's compute_ap and friends in NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_trim_zeros():
     x = np.array([[1, 2, 3, 4], [0, 0, 0, 0], [0, 0, 0, 5], [0, 0, 0, 0]])

@@ -2,6 +2,9 @@
 
 import pytest
 
+# Backend-independent: the public names of mrcnn.evaluation; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_coco_ap_and_evaluate_are_exported_by_the_evaluation_package():
     import mrcnn.evaluation

@@ -8,6 +8,9 @@ from mrcnn.inference import PostprocessConfig, SparseMasks
 from tests.evaluation.eval_helpers import OracleModel
 from tests.model_helpers import shapes
 
+# Backend-independent: evaluate() over an oracle model (NumPy results, no Keras model).
+pytestmark = pytest.mark.backend_independent
+
 
 def test_evaluate_with_ground_truth_predictions_scores_one(capsys):
     ds = shapes(count=4, size=64, seed=0)

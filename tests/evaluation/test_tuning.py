@@ -6,6 +6,9 @@ import pytest
 from mrcnn.evaluation import tune_postprocess
 from tests.evaluation.eval_helpers import detect_result, square
 
+# Backend-independent: post-processing grid search over NumPy results; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _tuning_case():
     """Two images, classes 1 and 2. Class 1 has false positives scored 0.6;

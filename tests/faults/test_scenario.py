@@ -4,6 +4,9 @@ import pytest
 
 from tests.faults import injection, scenario, training_setup
 
+# Backend-independent: the fault plan of a seed is pure Python; nothing is trained.
+pytestmark = pytest.mark.backend_independent
+
 
 def split(step):
     kind, index, phase = step.split(":")

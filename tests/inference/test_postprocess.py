@@ -30,6 +30,9 @@ from mrcnn.inference import (
 )
 from mrcnn.inference.postprocess import majority_class
 
+# Backend-independent: NumPy post-processing of hand-made results; no model.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_inference_package_exports_the_names_of_its_modules():
     pp = mrcnn.inference

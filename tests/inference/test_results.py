@@ -8,6 +8,9 @@ from mrcnn.data.masks import SparseMasks
 from mrcnn.inference.results import (compact, expand, from_state, score_order, select_state,
                                      to_state)
 
+# Backend-independent: dense / sparse result round trips in NumPy; no model.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_compact_expand_round_trip_keeps_every_field():
     rng = np.random.default_rng(0)

@@ -16,6 +16,9 @@ from mrcnn.inference import (
     write_submission,
 )
 
+# Backend-independent: submission rows, RLE and CSV writing; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _write(path, lines):
     path.write_text("\n".join(lines) + "\n")

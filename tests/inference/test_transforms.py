@@ -9,6 +9,9 @@ from mrcnn.data.masks import SparseMasks
 from mrcnn.inference import compact, expand
 from mrcnn.inference.transforms import Transform
 
+# Backend-independent: TTA transforms and inverses on hand-made NumPy results; no model.
+pytestmark = pytest.mark.backend_independent
+
 DIHEDRAL = ("none", "lr", "ud", "lrud", "rot90", "rot180", "rot270", "lr-rot90", "ud-rot270")
 
 

@@ -6,6 +6,9 @@ from result_helpers import make_result, region_masks
 
 from mrcnn.inference import TTAModel, detect_tta, flip_image, flip_result, flip_tta, merge_tta
 
+# Backend-independent: TTA flips, clustering and votes on hand-made results; no model.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_merge_tta_votes_scores_classes_and_masks():
     base = np.zeros((12, 12), bool)

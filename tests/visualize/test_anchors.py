@@ -1,10 +1,14 @@
 """Tests for mrcnn/visualize/anchors.py: anchor sizes and RPN targets over an image."""
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 from mrcnn.visualize.anchors import display_anchors
 from tests.visualize.picture_helpers import assert_picture
+
+# Backend-independent: matplotlib anchor pictures from NumPy anchors; no Keras op.
+pytestmark = pytest.mark.backend_independent
 
 
 def test_display_anchors_sizes_and_targets(tmp_path):

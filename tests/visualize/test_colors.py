@@ -5,6 +5,9 @@ import pytest
 
 from mrcnn.visualize.colors import apply_mask, blend_instances, display_rgb, random_colors
 
+# Backend-independent: colours and NumPy mask blending; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_random_colors_are_evenly_spaced_hues_and_reproducible():
     from matplotlib.colors import rgb_to_hsv

@@ -6,6 +6,9 @@ from matplotlib.figure import Figure
 
 from mrcnn.visualize.drawing import as_boxes, as_masks, draw_arrows, place_labels
 
+# Backend-independent: matplotlib drawing helpers; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_as_boxes_and_as_masks_check_shapes():
     assert as_boxes([]).shape == (0, 4)

@@ -11,6 +11,9 @@ from mrcnn.visualize.figures import open_axes
 from mrcnn.visualize.instances import display_instances
 from tests.visualize.picture_helpers import assert_picture, exact_axes, rect_masks
 
+# Backend-independent: matplotlib figure conventions; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_return_conventions_under_agg(tmp_path):
     image = np.zeros((16, 16), np.uint8)

@@ -15,6 +15,9 @@ from mrcnn.visualize.instances import (display_differences, display_images, disp
 from tests.visualize.picture_helpers import (assert_picture, block, box_array, exact_axes, png,
                                              phase_contrast_cells, rect_masks, render)
 
+# Backend-independent: matplotlib drawings of NumPy results; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_display_instances_pixels_take_the_instance_colour(tmp_path):
     scale, h, w = 4, 40, 60

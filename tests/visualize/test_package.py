@@ -1,10 +1,14 @@
 """Tests for mrcnn/visualize/__init__.py: the package front Matterport's code imports."""
 
+import pytest
 import subprocess
 import sys
 
 from mrcnn import visualize
 from mrcnn.visualize import anchors, colors, figures, instances, scores, training
+
+# Backend-independent: import checks in a subprocess that must not load Keras.
+pytestmark = pytest.mark.backend_independent
 
 PUBLIC = ["DPI", "random_colors", "apply_mask", "display_images", "display_instances",
           "display_top_masks", "display_differences", "draw_boxes", "display_anchors",

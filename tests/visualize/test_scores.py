@@ -1,10 +1,14 @@
 """Tests for mrcnn/visualize/scores.py: precision-recall curves."""
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 from mrcnn.visualize.scores import plot_precision_recall, plot_precision_recall_iou
 from tests.visualize.picture_helpers import assert_picture, rect_masks
+
+# Backend-independent: matplotlib precision-recall plots of NumPy arrays; no Keras op.
+pytestmark = pytest.mark.backend_independent
 
 
 def test_plot_precision_recall(tmp_path):

@@ -8,6 +8,9 @@ from mrcnn.data import augment as A
 from mrcnn.data.augment import AlbumentationsAdapter, CallableAdapter, ImgaugAdapter
 from mrcnn.data.augment.adapters import adapter_for
 
+# Backend-independent: imgaug / albumentations adapters on NumPy arrays; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_callable_adapter_matterport_style(bright_squares):
     image, masks = bright_squares()

@@ -5,6 +5,9 @@ from mrcnn.data import augment as A
 from mrcnn.data.augment.base import check_probability, check_range, check_size
 from mrcnn.data.masks import InstanceLayers
 
+# Backend-independent: augmenter argument checks in NumPy; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_window_follows_the_geometry():
     sample = A.Sample(np.zeros((12, 25, 1), np.uint8),

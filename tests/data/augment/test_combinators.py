@@ -2,6 +2,9 @@ import pytest
 
 from mrcnn.data import augment as A
 
+# Backend-independent: NumPy augmenter combinators; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 EXACT = [A.Compose([A.Fliplr(), A.Flipud(), A.Rot90(), A.RandomCrop(70)])]
 RESAMPLING = [A.Sometimes(1.0, A.OneOf([A.Rotate(30), A.RandomScale((0.5, 0.8))]))]
 

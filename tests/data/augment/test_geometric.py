@@ -4,6 +4,9 @@ import pytest
 from mrcnn.data import augment as A
 from mrcnn.data.masks import InstanceLayers
 
+# Backend-independent: NumPy geometric augmenters; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 EXACT = [
     A.Fliplr(p=1), A.Flipud(p=1), A.Rot90((1,)), A.Rot90((2,)), A.Rot90((3,)),
     A.RandomCrop(64), A.RandomCrop((150, 140)),

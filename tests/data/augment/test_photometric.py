@@ -4,6 +4,9 @@ import pytest
 from mrcnn.data import augment as A
 from mrcnn.data.masks import InstanceLayers
 
+# Backend-independent: NumPy photometric augmenters; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 EXACT = [A.Brightness(25), A.Contrast((0.8, 1.2)), A.ChannelShift(15)]
 
 

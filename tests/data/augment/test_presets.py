@@ -3,6 +3,9 @@ import pytest
 from mrcnn.data import augment as A
 from mrcnn.dataset import Dataset
 
+# Backend-independent: NumPy augmentation presets; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 GEOMETRY_ONLY = dict(brightness=0, contrast=None, channel_shift=0)
 RESAMPLING = [A.cell_augmentation(crop_size=64, **GEOMETRY_ONLY),
               A.cell_augmentation(**GEOMETRY_ONLY)]

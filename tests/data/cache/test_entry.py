@@ -3,6 +3,9 @@ import pytest
 
 from mrcnn.data.cache import FORMAT_VERSION, CacheEntryError, decode_entry, encode_entry
 
+# Backend-independent: cache entry encoding and checksums; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_encode_decode_round_trip_and_compression(example_arrays, assert_same):
     arrays = example_arrays()

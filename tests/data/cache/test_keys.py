@@ -1,11 +1,15 @@
 import os
 
 import numpy as np
+import pytest
 
 from mrcnn.data import cache as cache_mod
 from mrcnn.data.cache import sample_key
 from mrcnn.data.cache.keys import file_stamp
 from mrcnn.dataset import Dataset
+
+# Backend-independent: cache keys from Config values and file stamps; no Keras op.
+pytestmark = pytest.mark.backend_independent
 
 
 class Tiny(Dataset):

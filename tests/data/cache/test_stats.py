@@ -6,6 +6,9 @@ import pytest
 from mrcnn.data.cache import CacheStats, SampleCache
 from mrcnn.data.cache.stats import SharedCounters
 
+# Backend-independent: cache hit / miss counters; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_counters_are_shared_with_forked_workers():
     multiprocessing = pytest.importorskip("multiprocessing")

@@ -10,6 +10,9 @@ import pytest
 from mrcnn.config import Config
 from mrcnn.data.cache import SampleCache, encode_entry, open_cache
 
+# Backend-independent: the LZ4 sample cache on disk (its worker subprocesses import no Keras).
+pytestmark = pytest.mark.backend_independent
+
 
 def test_memory_cache_counts_and_budget(example_arrays, assert_same):
     arrays = example_arrays()

@@ -5,6 +5,9 @@ from mrcnn.data.boxes import extract_bboxes
 from mrcnn.data.masks import BoxMasks, InstanceLayers
 from mrcnn.data.masks import minimize_mask
 
+# Backend-independent: NumPy instance mask containers; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def random_masks(rng, height=70, width=90, count=12, density=0.8):
     """Overlapping random blobs in random boxes, plus one empty instance."""

@@ -7,6 +7,9 @@ import skimage.transform
 from mrcnn.data.masks import expand_mask, minimize_mask, paste_masks, unmold_mask
 from mrcnn.data.masks.mini import paste_soft_masks, paste_values
 
+# Backend-independent: NumPy mini-mask shrinking and pasting; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def _iou(a, b):
     union = np.logical_or(a, b).sum()

@@ -7,6 +7,9 @@ from result_helpers import loop_boxes, random_discs
 from mrcnn.data.iou import mask_iou
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks, check_flip, run_starts
 
+# Backend-independent: SparseMasks against dense NumPy loops; no Keras op.
+pytestmark = pytest.mark.backend_independent
+
 
 def test_sparse_masks_round_trip_areas_and_boxes_match_loops():
     rng = np.random.default_rng(0)
