@@ -531,15 +531,16 @@ class Config:
         return f"<{type(self).__name__} NAME={self.NAME!r} NUM_CLASSES={self.NUM_CLASSES}>"
 
 
-def _jsonable(value):
+def jsonable(value):
+    """NumPy arrays / scalars, tuples and dicts inside `value` -> plain JSON types."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     return value
 
 
@@ -556,7 +557,7 @@ def save_config(config, path):
     for key, value in config.to_dict().items():
         if callable(value):
             value = {"callable": getattr(value, "__name__", repr(value))}
-        data[key] = _jsonable(value)
+        data[key] = jsonable(value)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-config-", suffix=".json")

@@ -56,6 +56,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mrcnn.config import jsonable
+
 #: Export formats, in the order of preference.
 FORMATS = ("tf_saved_model", "onnx", "keras")
 
@@ -318,21 +320,11 @@ def export_info(config, format, class_names=None):
     if names is not None and len(names) != config.NUM_CLASSES:
         raise ValueError(f"class_names has {len(names)} names for NUM_CLASSES="
                          f"{config.NUM_CLASSES} (background first): {list(names)!r}")
-    settings = {k: _jsonable(getattr(config, k)) for k in CONFIG_KEYS}
+    settings = {k: jsonable(getattr(config, k)) for k in CONFIG_KEYS}
     settings["CLASS_NAMES"] = None if names is None else [str(n) for n in names]
     return {"format": format, "library": "mrcnn-keras3", "version": mrcnn.__version__,
             "keras_version": keras.__version__, "backend": _backend(),
             "config": settings, "signature": SIGNATURE}
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def serving_model(keras_model, settings):
