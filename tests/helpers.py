@@ -326,3 +326,51 @@ def load_sample_script(name, sample="cell"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ----------------------------------------------- samples/cell/README.md recipes at tiny sizes
+# Appended to a documented train.py command (argparse keeps the last value of a repeated
+# flag): the small CNN on 64x64 crops, one step per epoch, 3 folds; the anchors of 64 px images.
+CELL_SMALL_FLAGS = ["--backbone", "small-cnn", "--image-mode", "crop", "--crop-size", "64",
+                    "--steps-per-epoch", "1", "--validation-steps", "1", "--folds", "3",
+                    "--max-gt-instances", "32", "--anchor-scales", "8,16,32,64,128"]
+
+
+def cell_readme_commands(marker):
+    """The command lines of the ```bash block after <!-- marker --> in samples/cell/README.md,
+    each split into words."""
+    import re
+    import shlex
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "samples", "cell", "README.md"), encoding="utf-8").read()
+    assert f"<!-- {marker} -->" in text, f"samples/cell/README.md lost <!-- {marker} -->"
+    block = re.search(r"```bash\n(.*?)```", text.split(f"<!-- {marker} -->", 1)[1], re.S).group(1)
+    return [shlex.split(line) for line in block.splitlines() if line.strip()]
+
+
+def write_livecell(folder, n_train=3, size=64):
+    """LIVECell-like COCO json files (train, val; one 'cell' category, rectangle polygons)
+    over generated grayscale images in one folder per cell line, as the README's
+    `--coco livecell_coco_train.json livecell_coco_val.json livecell/images/...` expects."""
+    import json
+
+    from PIL import Image
+
+    images = folder / "livecell" / "images" / "livecell_train_val_images" / "A172"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, ids in (("train", range(n_train)), ("val", range(n_train, n_train + 1))):
+        data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cell"}]}
+        for i in ids:
+            pixels = np.full((size, size), 40, np.uint8)
+            for k in range(3):
+                y, x = (int(v) for v in rng.integers(4, size - 20, 2))
+                pixels[y:y + 14, x:x + 12] = 200
+                data["annotations"].append({
+                    "id": 100 * i + k, "image_id": i, "category_id": 1, "iscrowd": 0,
+                    "segmentation": [[x, y, x + 12, y, x + 12, y + 14, x, y + 14]]})
+            Image.fromarray(pixels).save(images / f"A172_{i}.png")
+            data["images"].append({"id": i, "file_name": f"A172_{i}.png", "height": size,
+                                   "width": size})
+        (folder / f"livecell_coco_{split}.json").write_text(json.dumps(data))

@@ -566,78 +566,53 @@ def test_train_refuses_ambiguous_weight_flags():
         train.load_data(parse(["--data", "x", "--coco", "a.json", "b.json", "img"]))
 
 
-def _tiny_livecell(folder, n_images=4, size=64):
-    """COCO json files (train, val) of one 'cell' category over generated grayscale images,
-    laid out as LIVECell's (one folder per cell line under the image folder)."""
-    import json
-
-    import numpy as np
-    from PIL import Image
-
-    images = folder / "livecell" / "images" / "livecell_train_val_images" / "A172"
-    images.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, ids in (("train", range(n_images)), ("val", range(n_images, n_images + 2))):
-        data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cell"}]}
-        for i in ids:
-            pixels = np.full((size, size), 40, np.uint8)
-            for k in range(3):
-                y, x = rng.integers(4, size - 20, 2)
-                pixels[y:y + 14, x:x + 12] = 200
-                data["annotations"].append({
-                    "id": 100 * i + k, "image_id": i, "category_id": 1, "iscrowd": 0,
-                    "segmentation": [[float(x), float(y), float(x + 12), float(y),
-                                      float(x + 12), float(y + 14), float(x), float(y + 14)]]})
-            Image.fromarray(pixels).save(images / f"A172_{i}.png")
-            data["images"].append({"id": i, "file_name": f"A172_{i}.png", "height": size,
-                                   "width": size})
-        (folder / f"livecell_coco_{split}.json").write_text(json.dumps(data))
-
-
 @pytest.mark.slow
-def test_readme_livecell_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
+def test_readme_livecell_recipe_runs_as_written(tmp_path, monkeypatch, capsys,
+                                               livecell_pretrain):
     """Pretrain on a tiny LIVECell-format set, then --init a Sartorius run from it: a new run
     folder, epoch 0 with the whole --epochs ahead, the pretrained run untouched."""
     import shlex
 
+    from helpers import CELL_SMALL_FLAGS
     from mrcnn.datasets.synthetic_cells import ensure_synthetic_sartorius
     from mrcnn.weights import h5
 
     train = load_script("train")
     monkeypatch.chdir(tmp_path)
-    _tiny_livecell(tmp_path)
     data = ensure_synthetic_sartorius(str(tmp_path / "sartorius"), n_images=6, seed=0)
     monkeypatch.setenv("DATA", data)
-    small = ["--backbone", "small-cnn", "--init", "none", "--image-mode", "crop",
-             "--crop-size", "64", "--steps-per-epoch", "1", "--validation-steps", "1",
-             "--folds", "3", "--max-gt-instances", "32", "--epochs", "2", "--anchor-scales",
-             "8,16,32,64,128"]
+    small = CELL_SMALL_FLAGS + ["--init", "none", "--epochs", "1"]
     pretrain, finetune = [line for line in _readme_blocks("cell-livecell", "bash").splitlines()
                           if line.strip()]
     argv = shlex.split(pretrain)
     assert argv[:2] == ["python", "samples/cell/train.py"] and "--coco" in argv
-    train.main(argv[2:] + small)                      # the documented flags, then small sizes
+    # The documented flags, then small sizes. The whole recipe (test_whole_recipe.py) starts
+    # with the same command: the livecell_pretrain fixture (conftest) runs it once for both,
+    # in a folder copied here.
+    assert livecell_pretrain.argv == argv[2:] + small
+    livecell_pretrain.copy_to(tmp_path)
     pre_run, = os.listdir(tmp_path / "logs_livecell")
     pre_dir = tmp_path / "logs_livecell" / pre_run
     pre_files = sorted(os.listdir(pre_dir))
     pre_config = (pre_dir / "config.json").read_text()
-    assert "mask_rcnn_cell_0002.h5" in pre_files
+    assert "mask_rcnn_cell_0001.h5" in pre_files
 
     argv = [os.path.expandvars(a) for a in shlex.split(finetune)]
     init = argv.index("--init") + 1
     assert argv[init] == "logs_livecell/cell20261129T1200/mask_rcnn_cell_0020.h5"
-    argv[init] = f"logs_livecell/{pre_run}/mask_rcnn_cell_0002.h5"      # the step-1 run
+    argv[init] = f"logs_livecell/{pre_run}/mask_rcnn_cell_0001.h5"      # the step-1 run
     small_init = [a for a in small if a not in ("--init", "none")]
     train.main(argv[2:] + small_init + ["--epochs", "1"])
     run, = os.listdir(tmp_path / "logs")
     files = os.listdir(tmp_path / "logs" / run)
-    # a new run trained from epoch 0 (the 2-epoch pretraining did not count) ...
+    # a new run trained from epoch 0 (the 1-epoch pretraining did not count: continuing its
+    # run would leave nothing to train for --epochs 1) ...
     assert "mask_rcnn_cell_0001.h5" in files and "config.json" in files
     # ... and the pretrained run is as it was
     assert sorted(os.listdir(pre_dir)) == pre_files
     assert (pre_dir / "config.json").read_text() == pre_config
     # the backbone came from the pretraining, the 4-class heads did not (1 class there)
-    pre, _ = h5.read_named_weights(str(pre_dir / "mask_rcnn_cell_0002.h5"))
+    pre, _ = h5.read_named_weights(str(pre_dir / "mask_rcnn_cell_0001.h5"))
     tuned, _ = h5.read_named_weights(str(tmp_path / "logs" / run / "mask_rcnn_cell_0001.h5"))
     assert pre["mrcnn_class_logits"][0][1].shape != tuned["mrcnn_class_logits"][0][1].shape
     out = capsys.readouterr().out

@@ -104,19 +104,35 @@ TINY = dict(TOP_DOWN_PYRAMID_SIZE=32, MASK_HEAD_CHANNELS=32, FPN_CLASSIF_FC_LAYE
             DETECTION_MIN_CONFIDENCE=0.0, IMAGE_SCALE=2.0)
 
 
-def test_inference_on_every_dsb_size_with_x2_upscaling(nucleus, tmp_path):
+@pytest.fixture(scope="module")
+def dsb_model(nucleus, tmp_path_factory):
+    """The sample's inference model for every DSB size: a 512x512 input, x2, in tiles."""
     config = nucleus.inference_config(TINY, 512)                # tiles of 256 original px
-    model = nucleus.inference_model(config, str(tmp_path))
+    model = nucleus.inference_model(config, str(tmp_path_factory.mktemp("nucleus")))
     assert isinstance(model, TiledModel) and default_tile(config) == (256, 256)
-    for k, (h, w) in enumerate(DSB_SIZES):
-        image = _nuclei_image(h, w, k)
-        t0 = time.time()
-        r = model.detect([image], sparse=True)[0]
-        n = r["masks"].count
-        print(f"{h}x{w}: {n} detections in {time.time() - t0:.1f}s")
-        assert isinstance(r["masks"], SparseMasks) and r["masks"].shape == (h, w)
-        assert r["rois"].shape == (n, 4) and r["scores"].shape == (n,)
-        assert (r["rois"][:, :2] >= 0).all() and (r["rois"][:, 2] <= h).all()
-        assert (r["rois"][:, 3] <= w).all()
-    dense = model.detect([_nuclei_image(256, 320, 9)])[0]
+    return model
+
+
+# Every size runs the same 512x512 model input, tile after tile; only the tiling (NumPy)
+# differs. The two large sizes (12 and 42 tiles, ~4 min of PyTorch's eager inference on
+# 2 cores) are slow tests: the TensorFlow pass runs them, the JAX and PyTorch passes run
+# the two small sizes (2 and 6 tiles), which already put several tiles through the backend.
+@pytest.mark.parametrize("k", [
+    pytest.param(k, marks=pytest.mark.slow) if h * w > 360 * 640 else k
+    for k, (h, w) in enumerate(DSB_SIZES)], ids=[f"{h}x{w}" for h, w in DSB_SIZES])
+def test_inference_on_every_dsb_size_with_x2_upscaling(dsb_model, k):
+    h, w = DSB_SIZES[k]
+    image = _nuclei_image(h, w, k)
+    t0 = time.time()
+    r = dsb_model.detect([image], sparse=True)[0]
+    n = r["masks"].count
+    print(f"{h}x{w}: {n} detections in {time.time() - t0:.1f}s")
+    assert isinstance(r["masks"], SparseMasks) and r["masks"].shape == (h, w)
+    assert r["rois"].shape == (n, 4) and r["scores"].shape == (n,)
+    assert (r["rois"][:, :2] >= 0).all() and (r["rois"][:, 2] <= h).all()
+    assert (r["rois"][:, 3] <= w).all()
+
+
+def test_dense_masks_of_a_tiled_dsb_image(dsb_model):
+    dense = dsb_model.detect([_nuclei_image(256, 320, 9)])[0]
     assert dense["masks"].shape[:2] == (256, 320) and dense["masks"].dtype == bool

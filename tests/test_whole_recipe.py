@@ -13,18 +13,13 @@ import csv
 import json
 import os
 import re
-import shlex
 
 import numpy as np
 import pytest
-from helpers import load_sample_script
+from helpers import CELL_SMALL_FLAGS, cell_readme_commands, load_sample_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER = "<!-- cell-whole-recipe -->"
 H, W = 128, 192                                   # the generated Sartorius images
-SMALL = ["--backbone", "small-cnn", "--image-mode", "crop", "--crop-size", "64",
-         "--steps-per-epoch", "1", "--validation-steps", "1", "--folds", "3",
-         "--max-gt-instances", "32", "--anchor-scales", "8,16,32,64,128"]
+SMALL = CELL_SMALL_FLAGS
 
 
 load_script = load_sample_script
@@ -32,34 +27,7 @@ load_script = load_sample_script
 
 def recipe_commands():
     """The command lines of the bash block after <!-- cell-whole-recipe -->, split into words."""
-    text = open(os.path.join(ROOT, "samples", "cell", "README.md"), encoding="utf-8").read()
-    assert MARKER in text, f"samples/cell/README.md lost {MARKER}"
-    block = re.search(r"```bash\n(.*?)```", text.split(MARKER, 1)[1], re.S).group(1)
-    return [shlex.split(line) for line in block.splitlines() if line.strip()]
-
-
-def write_livecell(folder, n_train=3, size=64):
-    """LIVECell-like COCO json files (train, val; one 'cell' category, rectangle polygons)
-    over generated grayscale images in one folder per cell line."""
-    from PIL import Image
-
-    images = folder / "livecell" / "images" / "livecell_train_val_images" / "A172"
-    images.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, ids in (("train", range(n_train)), ("val", range(n_train, n_train + 1))):
-        data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cell"}]}
-        for i in ids:
-            pixels = np.full((size, size), 40, np.uint8)
-            for k in range(3):
-                y, x = (int(v) for v in rng.integers(4, size - 20, 2))
-                pixels[y:y + 14, x:x + 12] = 200
-                data["annotations"].append({
-                    "id": 100 * i + k, "image_id": i, "category_id": 1, "iscrowd": 0,
-                    "segmentation": [[x, y, x + 12, y, x + 12, y + 14, x, y + 14]]})
-            Image.fromarray(pixels).save(images / f"A172_{i}.png")
-            data["images"].append({"id": i, "file_name": f"A172_{i}.png", "height": size,
-                                   "width": size})
-        (folder / f"livecell_coco_{split}.json").write_text(json.dumps(data))
+    return cell_readme_commands("cell-whole-recipe")
 
 
 def write_unlabelled(folder, seed, n):
@@ -136,14 +104,13 @@ def test_recipe_block_is_the_five_steps_with_their_flags():
 
 
 @pytest.mark.slow
-def test_whole_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
+def test_whole_recipe_runs_as_written(tmp_path, monkeypatch, capsys, livecell_pretrain):
     from mrcnn.data.rle import rle_decode
     from mrcnn.datasets.sartorius import read_sartorius_csv
     from mrcnn.datasets.synthetic_cells import write_synthetic_sartorius
     from mrcnn.inference import validate_submission
 
     monkeypatch.chdir(tmp_path)
-    write_livecell(tmp_path)
     data = tmp_path / "data"
     write_synthetic_sartorius(data, n_images=6, height=H, width=W)
     semi_ids = write_unlabelled(data / "train_semi_supervised", seed=7, n=2)
@@ -153,8 +120,11 @@ def test_whole_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
     pretrain, finetune, label, refine, submit = (
         [os.path.expandvars(w) for w in words[2:]] for words in recipe_commands())
 
-    # 1. pretrain on the COCO json (no ImageNet file offline: --init none)
-    train.main(pretrain + SMALL + ["--init", "none", "--epochs", "1"])
+    # 1. pretrain on the COCO json (no ImageNet file offline: --init none). The README's
+    #    LIVECell section starts with the same command: the livecell_pretrain fixture (conftest)
+    #    runs it once for both tests, in a folder copied here.
+    assert livecell_pretrain.argv == pretrain + SMALL + ["--init", "none", "--epochs", "1"]
+    livecell_pretrain.copy_to(tmp_path)
     pre_run, = os.listdir(tmp_path / "logs_livecell")
     pre_dir = tmp_path / "logs_livecell" / pre_run
     assert checkpoints(pre_dir) == ["mask_rcnn_cell_0001.h5"]
