@@ -74,3 +74,28 @@ def pin_loaded_models(monkeypatch, predict_module, **kwargs):
         return confident_heads(original(args, path), **kwargs)
 
     monkeypatch.setattr(predict_module, "_load_model", load)
+
+
+def fixed_roi_sampling():
+    """DetectionTargetLayer draws 1 - index / M instead of uniform noise: a per-image order.
+
+    For comparing data-parallel TensorFlow runs with one device
+    (tests/distribute/dp_equivalence.py, multiprocess_job.py): each replica
+    would draw its own random numbers; a fixed order gives every image the
+    same ROIs in both runs.
+    """
+    import types
+
+    import keras
+    from keras import ops
+
+    from mrcnn.layers import detection_targets
+
+    def uniform(shape, seed=None):
+        order = 1.0 - ops.arange(shape[1], dtype="float32") / shape[1]
+        return ops.broadcast_to(order[None, :], shape)
+
+    names = {n: getattr(keras, n) for n in dir(keras) if not n.startswith("__")}
+    names["random"] = types.SimpleNamespace(SeedGenerator=keras.random.SeedGenerator,
+                                            uniform=uniform)
+    detection_targets.keras = types.SimpleNamespace(**names)

@@ -63,24 +63,6 @@ def dp_tiny(inputs, *, first_stride=2, **options):
     return outputs
 
 
-def fixed_roi_sampling():
-    """DetectionTargetLayer draws 1 - index / M instead of uniform noise: a per-image order."""
-    import types
-
-    from keras import ops
-
-    from mrcnn.layers import detection_targets
-
-    def uniform(shape, seed=None):
-        order = 1.0 - ops.arange(shape[1], dtype="float32") / shape[1]
-        return ops.broadcast_to(order[None, :], shape)
-
-    names = {n: getattr(keras, n) for n in dir(keras) if not n.startswith("__")}
-    names["random"] = types.SimpleNamespace(SeedGenerator=keras.random.SeedGenerator,
-                                            uniform=uniform)
-    detection_targets.keras = types.SimpleNamespace(**names)
-
-
 def train(distribution, initial, model_dir, train_bn):
     config = make_config(BACKBONE="dp-tiny", GPU_COUNT=2, IMAGES_PER_GPU=1,
                          DISTRIBUTION=distribution, TRAIN_BN=train_bn, STEPS_PER_EPOCH=STEPS,
@@ -132,6 +114,8 @@ def main():
     if BACKEND == "tensorflow":
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
+        from model_helpers import fixed_roi_sampling
+
         fixed_roi_sampling()
     result = {"devices": DEVICES}
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import time
-import types
 
 STARTED = time.time()
 
@@ -66,22 +65,6 @@ def mp_tiny(inputs, *, first_stride=2, **options):
     return outputs
 
 
-def fixed_roi_sampling():
-    """DetectionTargetLayer draws 1 - index / M instead of uniform noise: a per-image order."""
-    from keras import ops
-
-    from mrcnn.layers import detection_targets
-
-    def uniform(shape, seed=None):
-        order = 1.0 - ops.arange(shape[1], dtype="float32") / shape[1]
-        return ops.broadcast_to(order[None, :], shape)
-
-    names = {n: getattr(keras, n) for n in dir(keras) if not n.startswith("__")}
-    names["random"] = types.SimpleNamespace(SeedGenerator=keras.random.SeedGenerator,
-                                            uniform=uniform)
-    detection_targets.keras = types.SimpleNamespace(**names)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -96,6 +79,8 @@ def main():
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
     if args.fixed_rois:
+        from model_helpers import fixed_roi_sampling
+
         fixed_roi_sampling()
     index = cluster.process_index()
     os.makedirs(args.out, exist_ok=True)
