@@ -80,10 +80,12 @@ def test_cache_rename_kill_leaves_the_complete_entry_under_its_temporary_name(tm
 
     rc, fault, out = run_child(CACHE_PUTS, "cache:1:rename", tmp_path)
     assert rc == KILLED and fault["fault"] == "cache:1:rename", out
-    cache = SampleCache(tmp_path / "cache")
-    assert fault["target"] == cache.path("key0") and not os.path.exists(fault["target"])
-    with open(fault["path"], "rb") as f:
+    assert not os.path.exists(fault["target"])
+    with open(fault["path"], "rb") as f:              # read before a SampleCache opens the folder:
         assert f.read() == encode_entry(cache_arrays(0), "key0")[0]
+    cache = SampleCache(tmp_path / "cache")           # ... it removes a dead writer's temp file
+    assert fault["target"] == cache.path("key0")
+    assert not os.path.exists(fault["path"])
     assert cache.get("key0") is None and cache.stats().entries == 0
 
 
