@@ -11,8 +11,20 @@ Settings: ``GPU_COUNT`` devices x ``IMAGES_PER_GPU`` images = ``BATCH_SIZE``,
 the global batch of one training step. Inference models stay on one device.
 """
 
-from mrcnn.distribute.devices import training_devices, use_devices
-from mrcnn.distribute.strategy import DISTRIBUTIONS, TrainingPlan, model_plan, training_plan
+import importlib
 
-__all__ = ["DISTRIBUTIONS", "TrainingPlan", "model_plan", "training_plan", "training_devices",
-           "use_devices"]
+# Loaded on first use, so that `python -m mrcnn.launch` (which reads `cluster`
+# only) starts its processes without importing Keras first.
+_HOMES = {"training_devices": "devices", "use_devices": "devices",
+          "DISTRIBUTIONS": "strategy", "TrainingPlan": "strategy", "model_plan": "strategy",
+          "training_plan": "strategy"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'mrcnn.distribute' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mrcnn.distribute.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

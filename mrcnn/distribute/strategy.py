@@ -158,14 +158,24 @@ def training_plan(config, backend=None):
     """The `TrainingPlan` of the training model of `config` on this process's backend.
 
     Raises:
-        ValueError: a bad DISTRIBUTION; GPU_COUNT larger than the devices
+        ValueError: a bad DISTRIBUTION; one device asked for in a job of
+            several processes; GPU_COUNT larger than the devices
             present (listing them, and how to get virtual CPU devices); the
             PyTorch backend asked for several devices (naming the
             alternatives).
     """
-    if resolve_kind(config) == "none":
-        return one_device_plan(config)
     backend = backend or keras.backend.backend()
+    if resolve_kind(config) == "none":
+        processes = cluster.describe(backend).process_count if backend != "torch" else 1
+        if processes > 1:
+            raise ValueError(
+                f"this process is one of {processes} of a job (launched by "
+                f"mrcnn.launch, or KERAS_DISTRIBUTION_NUM_PROCESSES / TF_CONFIG set) but the "
+                f"config trains on one device (GPU_COUNT={config.GPU_COUNT}, DISTRIBUTION="
+                f"{getattr(config, 'DISTRIBUTION', 'auto')!r}): every process would train a "
+                f"model of its own. Set GPU_COUNT to the number of devices of all processes "
+                f"(e.g. --devices N in samples/cell/train.py), or run one process")
+        return one_device_plan(config)
     if backend == "torch":
         raise ValueError(
             f"GPU_COUNT={config.GPU_COUNT} asks for data-parallel training, which the PyTorch "

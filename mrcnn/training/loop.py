@@ -84,6 +84,8 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, *,
                          f"epochs; pass the epoch number to train until (e.g. "
                          f"{model.epoch + 1})")
     cfg = model.config
+    if not cluster.is_chief():
+        verbose = 0         # one progress bar per job: the chief's (mrcnn.distribute.cluster)
     if monitor is None and (keep == "best" or patience):
         monitor = "val_map_iou" if epoch_metrics else "val_loss"
     checkpoint = run_callbacks.Checkpoint(

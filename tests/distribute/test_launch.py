@@ -199,3 +199,13 @@ def test_bad_arguments_are_named(tmp_path):
     assert f"script {str(tmp_path / 'missing.py')!r} not found" in done.stderr
     done = run_launcher(["--processes", "0", str(tmp_path / "missing.py")])
     assert done.returncode == 2 and "--processes must be >= 1, got 0" in done.stderr
+
+
+def test_the_launcher_starts_without_importing_keras():
+    # Every process of a job imports Keras itself; the launcher reads the cluster only.
+    code = ("import sys, mrcnn.launch, mrcnn.distribute.cluster; "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                             os.path.abspath(__file__)))))
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -48,6 +48,24 @@ def test_distribution_none_keeps_the_batch_on_one_device_on_every_backend():
             pass
 
 
+@pytest.mark.parametrize("distribution, gpus", [("auto", 1), ("none", 2)])
+def test_one_device_in_a_job_of_several_processes_is_refused(monkeypatch, distribution, gpus):
+    from mrcnn.distribute import cluster
+
+    monkeypatch.delenv(cluster.ENV_TF_CONFIG, raising=False)
+    monkeypatch.setenv(cluster.ENV_ADDRESSES, "127.0.0.1:1234,127.0.0.1:1235")
+    monkeypatch.setenv(cluster.ENV_NUM_PROCESSES, "2")
+    monkeypatch.setenv(cluster.ENV_PROCESS_ID, "1")
+    config = make_config(DISTRIBUTION=distribution, GPU_COUNT=gpus, IMAGES_PER_GPU=1)
+    with pytest.raises(ValueError) as error:
+        training_plan(config, backend="jax")
+    message = str(error.value)
+    for part in ("one of 2", f"GPU_COUNT={gpus}", f"DISTRIBUTION={distribution!r}",
+                 "--devices N", "run one process"):
+        assert part in message, (part, message)
+    assert model_plan("inference", config).kind == "none"      # inference: one device anywhere
+
+
 def test_pytorch_refuses_several_devices_and_names_the_alternatives():
     config = make_config(GPU_COUNT=2, IMAGES_PER_GPU=3)
     with pytest.raises(ValueError) as error:
