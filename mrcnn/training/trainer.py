@@ -81,8 +81,12 @@ def loss_counts(x, y_pred):
     return ops.stack([ops.sum(ops.cast(c, "float32")) for c in counts])
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MaskRCNNTrainer(MaskRCNNModel):
     """Functional training graph with the weighted Mask R-CNN loss.
+
+    Saved whole (``keras_model.save("x.keras")``) it loads back with its loss
+    weights (`get_config` / `from_config`).
 
     Args:
         inputs, outputs: as for a functional ``keras.Model``; outputs is a
@@ -91,11 +95,23 @@ class MaskRCNNTrainer(MaskRCNNModel):
             names weigh 1.
     """
 
-    def __init__(self, inputs, outputs, loss_weights=None, **kwargs):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+    def __init__(self, *args, loss_weights=None, **kwargs):
+        # (*args, **kwargs): Keras revives such a subclass as a functional model.
+        super().__init__(*args, **kwargs)
         weights = dict(loss_weights or {})
         self.loss_weights_ = {n: float(weights.get(n, 1.0)) for n in LOSS_NAMES}
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in LOSS_NAMES]
+
+    def get_config(self):
+        return {**super().get_config(), "loss_weights": dict(self.loss_weights_)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        loss_weights = config.pop("loss_weights", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.loss_weights_ = {n: float((loss_weights or {}).get(n, 1.0)) for n in LOSS_NAMES}
+        return model
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The weighted sum of the five losses (this replica's part of it under tf.distribute).
