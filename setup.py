@@ -37,7 +37,7 @@ setup(
         "albumentations": ["albumentations"],
         # Exported models: ONNX export (TensorFlow backend) and ONNX Runtime.
         "export": ["onnx", "onnxruntime", "tf2onnx"],
-        "test": ["pytest", "tensorflow>=2.16", "jax", "nbclient", "nbformat", "ipykernel",
+        "test": ["pytest", "pytest-xdist", "tensorflow>=2.16", "jax", "nbclient", "nbformat", "ipykernel",
                  "albumentations", "onnx", "onnxruntime", "tf2onnx"],
     },
     classifiers=[
