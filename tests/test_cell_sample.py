@@ -486,6 +486,12 @@ def test_train_flags_set_the_config():
         train.make_config(parse(["--lr-decay-epochs", "5"]), CELL_CLASSES)
     with pytest.raises(SystemExit, match=r"--max-gt-instances must be a positive number, got 0"):
         train.make_config(parse(["--max-gt-instances", "0"]), CELL_CLASSES)
+    config, infer = train.make_config(parse(["--images-per-gpu", "2", "--devices", "2"]),
+                                      CELL_CLASSES)
+    assert (config.IMAGES_PER_GPU, config.GPU_COUNT, config.BATCH_SIZE) == (2, 2, 4)
+    assert (infer.IMAGES_PER_GPU, infer.GPU_COUNT, infer.BATCH_SIZE) == (1, 1, 1)
+    with pytest.raises(SystemExit, match=r"--images-per-gpu must be a positive number, got 0"):
+        train.make_config(parse(["--images-per-gpu", "0"]), CELL_CLASSES)
     for bad in ("25,20", "x", "0,3"):
         with pytest.raises(SystemExit):
             parse(["--lr-decay-epochs", bad])

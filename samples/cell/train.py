@@ -104,6 +104,9 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=8, help="epochs to train (default 8)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="training steps per epoch (default 60)")
+    p.add_argument("--images-per-gpu", type=int, default=None, metavar="N",
+                   help="images per training step on each device (Config.IMAGES_PER_GPU; "
+                        "default 1)")
     p.add_argument("--validation-steps", type=int, default=None,
                    help="validation batches after each epoch (default 4)")
     p.add_argument("--backbone", default=None,
@@ -278,6 +281,11 @@ def make_config(args, class_names):
         attrs["BACKBONE"] = "resnet50"
     if args.mixed_precision:
         attrs["MIXED_PRECISION"] = "float16" if _has_gpu() else "bfloat16"
+    if args.images_per_gpu is not None:
+        if args.images_per_gpu < 1:
+            raise SystemExit(f"--images-per-gpu must be a positive number, got "
+                             f"{args.images_per_gpu}")
+        attrs["IMAGES_PER_GPU"] = args.images_per_gpu
     if args.steps_per_epoch:
         attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
     if args.validation_steps is not None:
@@ -294,7 +302,8 @@ def make_config(args, class_names):
     if args.image_mode == "pad":
         attrs["IMAGE_SHAPE"] = scaled_shape
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
-    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3], GPU_COUNT=1)
+    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3], GPU_COUNT=1,
+                       IMAGES_PER_GPU=1)
     infer_attrs["IMAGE_SHAPE"] = scaled_shape
     infer_config = type("CellInferenceConfig", (CellConfig,), infer_attrs)()
     return train_config, infer_config
