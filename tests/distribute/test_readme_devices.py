@@ -40,7 +40,7 @@ def test_devices_flag_sets_gpu_count_for_training_only():
     train = load_sample_script("train")
     args = train.build_parser().parse_args(["--devices", "3"])
     config, infer_config = train.make_config(args, ["BG", "astro", "cort", "shsy5y"])
-    assert (config.GPU_COUNT, config.IMAGES_PER_GPU, config.BATCH_SIZE) == (3, 1, 3)
+    assert (config.GPU_COUNT, config.IMAGES_PER_GPU, config.BATCH_SIZE) == (3, 2, 6)
     assert (infer_config.GPU_COUNT, infer_config.BATCH_SIZE) == (1, 1)
     default, _ = train.make_config(train.build_parser().parse_args([]), ["BG", "cell"])
     assert default.GPU_COUNT == 1
@@ -59,7 +59,7 @@ def test_readme_devices_command_runs_as_written(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-5000:]
-    assert "Devices: data-parallel over 2 devices (" in out and "2 x 1 images per step" in out
+    assert "Devices: data-parallel over 2 devices (" in out and "2 x 2 images per step" in out
     if "GPU" not in out.split("Devices:")[1].splitlines()[0]:
         assert "the CPU is split into 2 virtual" in out
     assert re.search(r"validation mAP-IoU=\d\.\d{4} \(untrained model: \d\.\d{4}\)", out), out
