@@ -85,3 +85,27 @@ def livecell_pretrain(tmp_path_factory):
         return run
 
     return types.SimpleNamespace(command=command, argv=argv, copy_to=copy_to)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Files with slow tests first, each file's tests in their own order.
+
+    With two test processes (``-n 2 --dist loadfile``) the longest files then
+    start early instead of being the last one process runs alone while the
+    other has finished. The order is the same in every process (xdist checks).
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item):
+        name = item.path.name
+        if name in _LONGEST_FILES:
+            return _LONGEST_FILES.index(name)
+        return len(_LONGEST_FILES) + (item.path not in slow_files)
+
+    items.sort(key=rank)                  # stable: each file's tests keep their order
+
+
+# The longest files on the TensorFlow pass (--durations, 2 cores), longest first.
+_LONGEST_FILES = ("test_learning.py", "test_multiprocess.py", "test_data_parallel.py",
+                  "test_readme_several_machines.py", "test_whole_recipe.py",
+                  "test_cell_scale.py", "test_pseudo_labels.py", "test_cell_sample.py")
