@@ -166,7 +166,7 @@ def training_plan(config, backend=None):
     """
     backend = backend or keras.backend.backend()
     if resolve_kind(config) == "none":
-        processes = cluster.describe(backend).process_count if backend != "torch" else 1
+        processes = cluster.describe(backend).process_count  # PyTorch: refuses several itself
         if processes > 1:
             raise ValueError(
                 f"this process is one of {processes} of a job (launched by "

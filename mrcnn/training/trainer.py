@@ -81,6 +81,12 @@ def loss_counts(x, y_pred):
     return ops.stack([ops.sum(ops.cast(c, "float32")) for c in counts])
 
 
+def _all_loss_weights(weights):
+    """dict loss name -> weight for every name of LOSS_NAMES (missing names weigh 1)."""
+    weights = dict(weights or {})
+    return {name: float(weights.get(name, 1.0)) for name in LOSS_NAMES}
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class MaskRCNNTrainer(MaskRCNNModel):
     """Functional training graph with the weighted Mask R-CNN loss.
@@ -98,8 +104,7 @@ class MaskRCNNTrainer(MaskRCNNModel):
     def __init__(self, *args, loss_weights=None, **kwargs):
         # (*args, **kwargs): Keras revives such a subclass as a functional model.
         super().__init__(*args, **kwargs)
-        weights = dict(loss_weights or {})
-        self.loss_weights_ = {n: float(weights.get(n, 1.0)) for n in LOSS_NAMES}
+        self.loss_weights_ = _all_loss_weights(loss_weights)
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in LOSS_NAMES]
 
     def get_config(self):
@@ -110,7 +115,7 @@ class MaskRCNNTrainer(MaskRCNNModel):
         config = dict(config)
         loss_weights = config.pop("loss_weights", None)
         model = super().from_config(config, custom_objects=custom_objects)
-        model.loss_weights_ = {n: float((loss_weights or {}).get(n, 1.0)) for n in LOSS_NAMES}
+        model.loss_weights_ = _all_loss_weights(loss_weights)
         return model
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
