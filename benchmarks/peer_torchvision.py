@@ -1,12 +1,19 @@
 """torchvision's maskrcnn_resnet50_fpn timed like benchmarks/train_detect.py times ours.
 
 Run in an environment that has torch + torchvision (not a dependency of mrcnn):
-    python benchmarks/peer_torchvision.py --size 512 --steps 5
-Prints one JSON line: {"train_step_s": ..., "detect_s": ..., "detections": ...}.
+    python benchmarks/peer_torchvision.py --size 512 --steps 5 [--precision bfloat16] [--phase train]
+Prints one JSON line: {"train_step_s": ..., "detect_s": ..., "detections": ...,
+"train_rss_mib"/"detect_rss_mib": ...}. --precision bfloat16/float16 runs the
+forward passes under torch.autocast (CPU or CUDA), torchvision's own mixed
+precision; the backward pass follows autocast's dtypes. --phase runs only the
+training or only the detect timing, so the peak resident memory is that
+phase's.
 """
 
 import argparse
+import contextlib
 import json
+import resource
 import statistics
 import time
 
@@ -37,6 +44,8 @@ def main():
     p.add_argument("--instances", type=int, default=10)
     p.add_argument("--num-classes", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32")
+    p.add_argument("--phase", choices=("train", "detect", "both"), default="both")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -48,30 +57,48 @@ def main():
         box_batch_size_per_image=512, box_detections_per_img=100, box_score_thresh=0.0)
     image = torch.rand(3, args.size, args.size)
     target = synthetic_target(args.size, args.instances, rng, args.num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
-    times = []
-    for i in range(args.steps + 1):
-        t = time.perf_counter()
-        losses = model([image], [target])
-        loss = sum(losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i:
-            times.append(time.perf_counter() - t)
-    model.eval()
-    dtimes, n = [], 0
-    with torch.no_grad():
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.precision == "float32":
+        autocast = contextlib.nullcontext
+    else:
+        dtype = getattr(torch, args.precision)
+        autocast = lambda: torch.autocast(device, dtype=dtype)  # noqa: E731
+    result = {"precision": args.precision, "torch": torch.__version__,
+              "torchvision": torchvision.__version__}
+    if args.phase in ("train", "both"):
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        model.train()
+        times = []
         for i in range(args.steps + 1):
             t = time.perf_counter()
-            out = model([image])
+            with autocast():
+                losses = model([image], [target])
+                loss = sum(losses.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
             if i:
-                dtimes.append(time.perf_counter() - t)
-            n = int(out[0]["boxes"].shape[0])
-    print(json.dumps({"train_step_s": statistics.median(times),
-                      "detect_s": statistics.median(dtimes), "detections": n,
-                      "torch": torch.__version__, "torchvision": torchvision.__version__}))
+                times.append(time.perf_counter() - t)
+        result.update(train_step_s=statistics.median(times), train_rss_mib=peak_rss_mib())
+    if args.phase in ("detect", "both"):
+        model.eval()
+        dtimes, n = [], 0
+        with torch.no_grad():
+            for i in range(args.steps + 1):
+                t = time.perf_counter()
+                with autocast():
+                    out = model([image])
+                if i:
+                    dtimes.append(time.perf_counter() - t)
+                n = int(out[0]["boxes"].shape[0])
+        result.update(detect_s=statistics.median(dtimes), detections=n,
+                      detect_rss_mib=peak_rss_mib())
+    print(json.dumps(result))
+
+
+def peak_rss_mib():
+    """This process's peak resident memory so far, in MiB (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python benchmarks/train_detect.py                       # ResNet50-FPN, 512x512, batch 1
     python benchmarks/train_detect.py --backbone efficientnetv2-b0
     python benchmarks/train_detect.py --peer-python /path/to/venv/bin/python
+    python benchmarks/train_detect.py --precision bfloat16 --peer-python ...   # both in bf16
 
 Random weights, matched settings (torchvision's defaults scaled to the image:
 2000 proposals kept for training, 1000 for inference, 512 sampled ROIs with
@@ -13,11 +14,19 @@ unmolding (full-resolution masks). Median over --steps after a warm-up
 (compilation excluded). The peer runs in a separate Python that has torch and
 torchvision (they are not dependencies of mrcnn); without one the peer
 columns are empty.
+
+--precision (default: the library's default, Config.MIXED_PRECISION) is
+resolved on this machine ("auto" -> what mrcnn.training.precision.resolve
+picks) and the peer runs in the same precision: torch.autocast on the CPU (or
+GPU) for bfloat16/float16. Training and detect each run in a process of their
+own (ours and the peer's), so the peak resident memory (ru_maxrss) of each is
+its own.
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,33 +40,41 @@ from mrcnn.config import Config
 from mrcnn.data.generator import DataGenerator
 from mrcnn.dataset import Dataset
 import mrcnn.model as modellib
+from mrcnn.training.precision import resolve
 
 
 class BoxesDataset(Dataset):
-    """Random rectangles on noise; `instances` per image."""
+    """Random rectangles on noise; `instances` per image of `size` (N or (H, W))."""
 
     def __init__(self, count, size, instances, seed=0):
         super().__init__()
         self.add_class("bench", 1, "thing")
-        self.size, self.instances = size, instances
+        self.shape = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        self.size, self.instances = min(self.shape), instances
         for i in range(count):
             self.add_image("bench", image_id=i, path=None, seed=seed + i)
 
     def load_image(self, image_id):
         rng = np.random.default_rng(self.image_info[image_id]["seed"])
-        return rng.integers(0, 255, (self.size, self.size, 3), dtype=np.uint8)
+        return rng.integers(0, 255, self.shape + (3,), dtype=np.uint8)
 
     def load_mask(self, image_id):
         rng = np.random.default_rng(self.image_info[image_id]["seed"] + 1)
-        m = np.zeros((self.size, self.size, self.instances), bool)
+        m = np.zeros(self.shape + (self.instances,), bool)
         for k in range(self.instances):
             h, w = rng.integers(16, self.size // 4, 2)
-            y, x = rng.integers(0, self.size - h), rng.integers(0, self.size - w)
+            y, x = rng.integers(0, self.shape[0] - h), rng.integers(0, self.shape[1] - w)
             m[y:y + h, x:x + w, k] = True
         return m, np.ones(self.instances, np.int32)
 
 
 def bench_config(backbone, size, fc, mixed=None, rpn_channels=512):
+    """The benchmark's config; `size` N (square, "square" resizing) or (H, W) (no resizing)."""
+    shape = {}
+    if isinstance(size, (tuple, list)):
+        shape = {"IMAGE_RESIZE_MODE": "none", "IMAGE_SHAPE": [size[0], size[1], 3]}
+        size = max(size)
+
     class BenchConfig(Config):
         NAME = "bench"
         NUM_CLASSES = 2
@@ -76,14 +93,21 @@ def bench_config(backbone, size, fc, mixed=None, rpn_channels=512):
         TRAIN_BN = False
         MIXED_PRECISION = mixed
         RPN_CONV_CHANNELS = rpn_channels
-    return BenchConfig()
+    return type("BenchConfig", (BenchConfig,), shape)()
 
 
-def time_ours(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels=512):
+def peak_rss_mib():
+    """This process's peak resident memory so far, in MiB (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels=512,
+                weights="/tmp/mrcnn_bench/bench.h5"):
+    """Median seconds per training step; saves the weights for detect_phase."""
     config = bench_config(backbone, size, fc, mixed, rpn_channels)
     data = BoxesDataset(4, size, 10)
     data.prepare()
-    model = modellib.MaskRCNN("training", config, "/tmp/mrcnn_bench")
+    model = modellib.MaskRCNN("training", config, os.path.dirname(weights))
     model.set_trainable(layers)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM, 1000)
     batch = DataGenerator(data, config, seed=0)[0]
@@ -95,10 +119,18 @@ def time_ours(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels=
         t = time.perf_counter()
         model.keras_model.train_on_batch(batch)
         times.append(time.perf_counter() - t)
-    weights = "/tmp/mrcnn_bench/bench.h5"
     model.save_weights(weights)
+    return {"train_step_s": statistics.median(times), "compile_s": compile_s,
+            "params": model.keras_model.count_params(), "train_rss_mib": peak_rss_mib()}
 
-    infer = modellib.MaskRCNN("inference", config, "/tmp/mrcnn_bench")
+
+def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels=512,
+                 weights="/tmp/mrcnn_bench/bench.h5"):
+    """Median seconds per detect() call on one image, with the weights train_phase saved."""
+    config = bench_config(backbone, size, fc, mixed, rpn_channels)
+    data = BoxesDataset(1, size, 10)
+    data.prepare()
+    infer = modellib.MaskRCNN("inference", config, os.path.dirname(weights))
     infer.load_weights(weights)
     image = data.load_image(0)
     infer.detect([image])
@@ -108,20 +140,38 @@ def time_ours(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels=
         r = infer.detect([image])[0]
         dtimes.append(time.perf_counter() - t)
         n = r["rois"].shape[0]
-    return {"train_step_s": statistics.median(times), "detect_s": statistics.median(dtimes),
-            "detections": int(n), "compile_s": compile_s,
-            "params": model.keras_model.count_params()}
+    return {"detect_s": statistics.median(dtimes), "detections": int(n),
+            "detect_rss_mib": peak_rss_mib()}
 
 
-def time_peer(python, size, steps):
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_torchvision.py")
-    proc = subprocess.run([python, script, "--size", str(size), "--steps", str(steps)],
-                          capture_output=True, text=True)
+def run_phase(phase, args, precision):
+    """Runs train_phase or detect_phase in a fresh process; returns its result dict."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase,
+           "--backbone", args.backbone, "--size", str(args.size), "--steps", str(args.steps),
+           "--fc", str(args.fc), "--rpn-channels", str(args.rpn_channels),
+           "--precision", precision]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode or not lines:
-        print(f"peer failed: {proc.stderr[-2000:]}", file=sys.stderr)
-        return None
+        raise SystemExit(f"the {phase} phase failed (exit {proc.returncode}):\n"
+                         f"{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def time_peer(python, size, steps, precision):
+    """The peer's train and detect figures, each phase in a process of its own."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_torchvision.py")
+    result = {}
+    for phase in ("train", "detect"):
+        proc = subprocess.run([python, script, "--size", str(size), "--steps", str(steps),
+                               "--precision", precision, "--phase", phase],
+                              capture_output=True, text=True)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+        if proc.returncode or not lines:
+            print(f"peer failed ({phase}): {proc.stderr[-2000:]}", file=sys.stderr)
+            return None
+        result.update(json.loads(lines[-1]))
+    return result
 
 
 def main():
@@ -131,21 +181,39 @@ def main():
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--fc", type=int, default=1024, help="FPN_CLASSIF_FC_LAYERS_SIZE")
-    p.add_argument("--mixed-precision", default=None, choices=("bfloat16", "float16"),
-                   help="Config.MIXED_PRECISION for ours (default float32)")
+    p.add_argument("--precision", default=None,
+                   choices=("float32", "bfloat16", "float16", "auto"),
+                   help="Config.MIXED_PRECISION for ours, and the peer's precision (default: "
+                        "the library's default, Config.MIXED_PRECISION)")
     p.add_argument("--rpn-channels", type=int, default=512,
                    help="RPN_CONV_CHANNELS for ours (512 Matterport, 256 as torchvision)")
     p.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"),
                    help="a Python with torch+torchvision for the peer (default $PEER_PYTHON)")
+    p.add_argument("--phase", choices=("train", "detect"), default=None,
+                   help=argparse.SUPPRESS)   # internal: one phase in this process
     args = p.parse_args()
-    ours = time_ours(args.backbone, args.size, args.steps, args.fc,
-                     mixed=args.mixed_precision, rpn_channels=args.rpn_channels)
-    peer = time_peer(args.peer_python, args.size, args.steps) if args.peer_python else None
+    setting = Config.MIXED_PRECISION if args.precision is None else \
+        {"float32": None}.get(args.precision, args.precision)
+    precision = resolve(setting, args.backbone) or "float32"
+    if args.phase:
+        mixed = None if precision == "float32" else precision
+        fn = train_phase if args.phase == "train" else detect_phase
+        extra = {"layers": "all"} if args.phase == "train" else {}
+        print(json.dumps(fn(args.backbone, args.size, args.steps, args.fc, mixed=mixed,
+                            rpn_channels=args.rpn_channels, **extra)))
+        return
+    ours = run_phase("train", args, precision)
+    ours.update(run_phase("detect", args, precision))
+    peer = time_peer(args.peer_python, args.size, args.steps, precision) \
+        if args.peer_python else None
     print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size} "
-          f"precision={args.mixed_precision or 'float32'} rpn_channels={args.rpn_channels} "
-          f"batch=1 params={ours['params']:,} first-step(compile)={ours['compile_s']:.1f}s")
+          f"precision={precision} (asked: {args.precision or f'default {setting!r}'}) "
+          f"rpn_channels={args.rpn_channels} batch=1 params={ours['params']:,} "
+          f"first-step(compile)={ours['compile_s']:.1f}s")
     print(f"{'':22}{'mrcnn':>10}{'torchvision':>14}{'ratio peer/ours':>18}")
-    for key, label in (("train_step_s", "train step (s)"), ("detect_s", "detect (s)")):
+    rows = (("train_step_s", "train step (s)"), ("detect_s", "detect (s)"),
+            ("train_rss_mib", "train peak RSS (MiB)"), ("detect_rss_mib", "detect peak RSS (MiB)"))
+    for key, label in rows:
         theirs = peer[key] if peer else float("nan")
         print(f"{label:22}{ours[key]:10.3f}{theirs:14.3f}{theirs / ours[key]:18.2f}")
     print(f"{'detections':22}{ours['detections']:10d}"

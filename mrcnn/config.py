@@ -458,8 +458,8 @@ class Config:
         if isinstance(self.RPN_CONV_CHANNELS, bool) or not isinstance(
                 self.RPN_CONV_CHANNELS, int) or self.RPN_CONV_CHANNELS < 1:
             fail(f"RPN_CONV_CHANNELS must be a positive int, got {self.RPN_CONV_CHANNELS!r}")
-        if self.MIXED_PRECISION not in (None, False, "bfloat16", "float16"):
-            fail(f"MIXED_PRECISION must be None, 'bfloat16' or 'float16', got "
+        if self.MIXED_PRECISION not in (None, False, "auto", "bfloat16", "float16"):
+            fail(f"MIXED_PRECISION must be None, 'auto', 'bfloat16' or 'float16', got "
                  f"{self.MIXED_PRECISION!r}")
         if not isinstance(self.OPTIMIZER, str) or self.OPTIMIZER.lower() not in ("sgd", "adamw"):
             fail(f"OPTIMIZER must be 'SGD' or 'AdamW', got {self.OPTIMIZER!r}")

@@ -32,7 +32,7 @@ from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.image_meta import ActiveClassIds, NormalizedWindow, ZeroOutsideWindow
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
-from mrcnn.training.precision import compute_dtype
+from mrcnn.training.precision import compute_dtype, resolve
 from mrcnn.training.trainer import MaskRCNNTrainer
 
 #: Names of the inference model's outputs, in order (Matterport's).
@@ -78,7 +78,7 @@ class GraphSpec:
     detection_max_instances: int    # DETECTION_MAX_INSTANCES
     detection_min_confidence: float  # DETECTION_MIN_CONFIDENCE
     detection_nms_threshold: float  # DETECTION_NMS_THRESHOLD
-    mixed_precision: object         # MIXED_PRECISION
+    mixed_precision: object         # MIXED_PRECISION resolved: None, bfloat16 or float16
     loss_weights: dict              # LOSS_WEIGHTS
 
     @property
@@ -123,7 +123,7 @@ def spec_from_config(config):
         detection_max_instances=int(config.DETECTION_MAX_INSTANCES),
         detection_min_confidence=float(config.DETECTION_MIN_CONFIDENCE),
         detection_nms_threshold=float(config.DETECTION_NMS_THRESHOLD),
-        mixed_precision=config.MIXED_PRECISION or None,
+        mixed_precision=resolve(config.MIXED_PRECISION, config.BACKBONE),
         loss_weights=dict(config.LOSS_WEIGHTS),
     )
 
@@ -201,14 +201,18 @@ def build_training_graph(spec):
     with compute_dtype(spec.mixed_precision):
         class_logits, _, bbox = build_box_head(pooled, spec.train_rois_per_image,
                                                spec.num_classes, spec.fc_layers_size)
-    # The mask loss uses positive ROIs only; they come first.
+    # The mask loss uses positive ROIs only; they come first. Where sizes may vary
+    # (not JAX) and the head allows it, the mask head sees only the step's positives.
     p = spec.positive_rois
-    mask_rois = LeadingRois(p, name="mask_rois")(rois)
-    mask_class_ids = LeadingRois(p, name="mask_class_ids")(target_class_ids)
-    target_mask = LeadingRois(p, name="mask_targets")(target_mask)
+    varying = keras.backend.backend() != "jax" and \
+        getattr(get_mask_head(spec.mask_head), "varying_rois", False)
+    ids = target_class_ids if varying else None
+    mask_rois = LeadingRois(p, name="mask_rois")(rois, ids)
+    mask_class_ids = LeadingRois(p, name="mask_class_ids")(target_class_ids, ids)
+    target_mask = LeadingRois(p, name="mask_targets")(target_mask, ids)
     pooled_mask = PyramidROIAlign((spec.mask_pool_size,) * 2, (h, w),
                                   name="roi_align_mask")([mask_rois] + t["head_maps"])
-    mask_logits = _mask_head(spec, pooled_mask, p)
+    mask_logits = _mask_head(spec, pooled_mask, None if varying else p)
     outputs = {
         "rpn_class_logits": t["rpn_class_logits"], "rpn_bbox": t["rpn_bbox"],
         "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,

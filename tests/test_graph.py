@@ -2,11 +2,19 @@
 
 import dataclasses
 
+import types
+
+import keras
 import numpy as np
 import pytest
 
-from model_helpers import make_config
+from model_helpers import make_config, shapes
 from mrcnn import graph
+from mrcnn.data.generator import DataGenerator
+from mrcnn.heads.mask import build_mask_head
+from mrcnn.heads.registry import register_mask_head, unregister_mask_head
+from mrcnn.layers import batching, detection_targets
+from mrcnn.training.trainer import compute_losses
 
 
 def test_spec_holds_the_config_values():
@@ -44,7 +52,10 @@ def test_training_and_inference_graphs():
         "input_gt_class_ids", "input_gt_boxes", "input_gt_masks"])
     n_anchors = train.get_layer("anchors").num_anchors
     assert tuple(train.input["input_rpn_match"].shape) == (2, n_anchors)
-    assert tuple(train.output["mrcnn_mask_logits"].shape) == (2, spec.positive_rois, 28, 28, 4)
+    # the mask head's ROI count: the step's positives where sizes may vary (TF, torch), the
+    # padded count on JAX (test_mask_head_sees_the_steps_positive_rois_only)
+    varying = None if keras.backend.backend() != "jax" else spec.positive_rois
+    assert tuple(train.output["mrcnn_mask_logits"].shape) == (2, varying, 28, 28, 4)
     infer = graph.build("inference", spec)
     assert len(infer.outputs) == len(graph.INFERENCE_OUTPUTS)
     assert tuple(infer.outputs[0].shape) == (2, spec.detection_max_instances, 6)
@@ -53,3 +64,65 @@ def test_training_and_inference_graphs():
     assert counts["total"] == infer.count_params()
     with pytest.raises(ValueError, match="mode must be 'training' or 'inference', got 'test'"):
         graph.build("test", spec)
+
+
+def _ordered_roi_sampling(monkeypatch):
+    """DetectionTargetLayer draws a fixed order instead of noise: every call samples alike."""
+    def uniform(shape, seed=None):
+        order = 1.0 - keras.ops.arange(shape[1], dtype="float32") / shape[1]
+        return keras.ops.broadcast_to(order[None, :], shape)
+
+    names = {n: getattr(keras, n) for n in dir(keras) if not n.startswith("__")}
+    names["random"] = types.SimpleNamespace(SeedGenerator=keras.random.SeedGenerator,
+                                            uniform=uniform)
+    monkeypatch.setattr(detection_targets, "keras", types.SimpleNamespace(**names))
+
+
+def _losses(model, x):
+    out = model(x, training=False)
+    return out, {k: float(keras.ops.convert_to_numpy(v))
+                 for k, v in compute_losses(x, out).items()}
+
+
+def test_mask_head_sees_the_steps_positive_rois_only(monkeypatch):
+    """The standard head runs on the positives of the step where sizes may vary; the
+    losses are those of the padded, static head (the padding has weight 0)."""
+    _ordered_roi_sampling(monkeypatch)
+    config = make_config(TRAIN_ROIS_PER_IMAGE=48, TRAIN_BN=False)
+    spec = graph.spec_from_config(config)
+    p = spec.positive_rois
+    model = graph.build("training", spec)
+    x = DataGenerator(shapes(4), config, seed=0)[0]
+    x = x[0] if isinstance(x, tuple) else x
+    out, varying = _losses(model, x)
+    ids = keras.ops.convert_to_numpy(out["target_class_ids"])[:, :p]
+    n = max(1, int((ids > 0).sum(axis=1).max()))
+    assert 1 <= n < p, (n, p)              # the case that matters: fewer positives than p
+    monkeypatch.setattr(batching, "dynamic_shapes_available", lambda: False)
+    padded_out, padded = _losses(model, x)
+    assert padded_out["mrcnn_mask_logits"].shape[1] == p
+    if keras.backend.backend() == "jax":   # static shapes: always the padded count
+        assert out["mrcnn_mask_logits"].shape[1] == p
+    else:
+        assert out["mrcnn_mask_logits"].shape[1] == n
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(out["mrcnn_mask_logits"]),
+            keras.ops.convert_to_numpy(padded_out["mrcnn_mask_logits"])[:, :n],
+            rtol=1e-5, atol=1e-5)
+    assert varying["mrcnn_mask_loss"] > 0
+    for name, value in padded.items():
+        np.testing.assert_allclose(varying[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_a_head_without_varying_rois_gets_the_static_count():
+    @register_mask_head("static-standard")
+    def static_head(pooled, *, num_rois, num_classes, mask_size, channels):
+        assert num_rois is not None
+        return build_mask_head(pooled, num_rois, num_classes, mask_size, channels)
+
+    try:
+        spec = graph.spec_from_config(make_config(MASK_HEAD="static-standard"))
+        train = graph.build("training", spec)
+        assert train.output["mrcnn_mask_logits"].shape[1] == spec.positive_rois
+    finally:
+        unregister_mask_head("static-standard")

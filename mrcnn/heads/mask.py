@@ -36,7 +36,8 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
 
     Args:
         pooled: ROIAlign output [B, N, p, p, C] (p = MASK_POOL_SIZE, 14 by default).
-        num_rois: N (static).
+        num_rois: N, or None when the count varies between steps (the
+            training graph on TensorFlow and PyTorch: the positive ROIs).
         num_classes: classes including background.
         mask_size: 2p * 2**k: 28, 56 or 112 for p = 14.
         channels: width of the conv stages (256 in Matterport; smaller heads
@@ -63,4 +64,9 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
                                    name=f"mrcnn_mask_deconv{j + 2}")(x)
     # Mask logits in float32 also under a mixed-precision policy (mrcnn.training.precision).
     x = layers.Conv2D(num_classes, 1, name="mrcnn_mask", dtype="float32")(x)
-    return SplitRoiBatch(num_rois, name="mrcnn_mask_logits", dtype="float32")(x)
+    return SplitRoiBatch(num_rois, batch_size=pooled.shape[0], name="mrcnn_mask_logits",
+                         dtype="float32")(x)
+
+
+# The standard head takes num_rois=None (a varying ROI count; mrcnn.heads.registry).
+build_mask_head.varying_rois = True

@@ -25,6 +25,13 @@ Contract of a builder:
   skips it for another NUM_CLASSES). Layer names must be unique within the
   head.
 
+A builder marked ``builder.varying_rois = True`` is called with
+``num_rois=None`` by the training graph where sizes may vary between steps
+(TensorFlow without XLA, PyTorch): ``pooled`` is then ``[B, None, p, p, C]``,
+the positive ROIs of the step (see `mrcnn.layers.batching.LeadingRois`), and
+it splits its output with ``SplitRoiBatch(None, batch_size=B)``. Other
+builders always get the static N (padding included).
+
 The registry is filled when `mrcnn.heads` is imported (the standard head
 registers itself in `mrcnn.heads.mask`).
 """

@@ -57,6 +57,7 @@ import numpy as np
 from keras import ops
 
 from mrcnn.config import jsonable
+from mrcnn.training.precision import resolve
 
 #: Export formats, in the order of preference.
 FORMATS = ("tf_saved_model", "onnx", "keras")
@@ -146,9 +147,10 @@ def check_export(model, path, format, overwrite=False):
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise FileExistsError(f"{os.fspath(path)!r} is a folder that holds no SavedModel; "
                               f"overwrite replaces only an earlier export: choose a new path")
-    if model.config.MIXED_PRECISION and format == "onnx":
+    if format == "onnx" and resolve(model.config.MIXED_PRECISION, model.config.BACKBONE):
         raise ValueError(f"ONNX export needs a float32 model; this one has MIXED_PRECISION="
-                         f"{model.config.MIXED_PRECISION!r}: build the inference model with "
+                         f"{model.config.MIXED_PRECISION!r} (here "
+                         f"{resolve(model.config.MIXED_PRECISION, model.config.BACKBONE)}): build the inference model with "
                          f"MIXED_PRECISION=None (the weights load unchanged)")
 
 

@@ -28,6 +28,17 @@ def native_available():
     return not control_flow_util.GraphOrParentsInXlaContext(graph)
 
 
+def dynamic_shapes_available():
+    """True where a tensor's size may vary from step to step without a recompilation.
+
+    TensorFlow outside an XLA trace (its graph executor takes any size) and
+    PyTorch (eager); not JAX, whose jitted steps have static shapes (a new
+    size is a new compilation), nor TensorFlow under ``jit_compile=True``.
+    """
+    backend = keras.backend.backend()
+    return backend == "torch" or (backend == "tensorflow" and native_available())
+
+
 def resolve_method(method):
     if method not in METHODS:
         raise ValueError(

@@ -2,6 +2,7 @@
 
 import keras
 
+from mrcnn.training.precision import resolve
 from mrcnn.training.schedule import schedule_from_config
 
 
@@ -32,6 +33,6 @@ def build_optimizer(config, learning_rate, momentum, total_steps):
         optimizer = keras.optimizers.SGD(momentum=momentum, **common)
     if config.WEIGHT_DECAY:
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    if config.MIXED_PRECISION == "float16":
+    if resolve(config.MIXED_PRECISION, config.BACKBONE) == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
