@@ -44,7 +44,7 @@ PARTS = (
     ("detection targets", r"^(proposal_targets|mask_rois|mask_class_ids|mask_targets)$"),
     ("ROIAlign", r"^roi_align_"),
     ("box head", r"^(mrcnn_class|mrcnn_bbox|pool_squeeze)"),
-    ("mask head", r"^mrcnn_mask"),
+    ("mask head", r"^(mrcnn_mask|mask_positive_)"),
 )
 OTHER = ("losses", "optimizer update", "other")
 OP_EVENT = re.compile(r"^[^:]+:\w+$")

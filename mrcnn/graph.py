@@ -26,7 +26,7 @@ from mrcnn.heads.registry import get_mask_head
 from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.keras_model import MaskRCNNModel
 from mrcnn.layers.anchors import AnchorsLayer
-from mrcnn.layers.batching import DetectionBoxes, FixedBatch, LeadingRois
+from mrcnn.layers.batching import DetectionBoxes, FixedBatch, LeadingRois, PositiveRois
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.image_meta import ActiveClassIds, NormalizedWindow, ZeroOutsideWindow
@@ -202,16 +202,20 @@ def build_training_graph(spec):
         class_logits, _, bbox = build_box_head(pooled, spec.train_rois_per_image,
                                                spec.num_classes, spec.fc_layers_size)
     # The mask loss uses positive ROIs only; they come first. Where sizes may vary
-    # (not JAX) and the head allows it, the mask head sees only the step's positives.
+    # (not JAX) and the head allows it, the mask head runs on the batch's positives only.
     p = spec.positive_rois
-    varying = keras.backend.backend() != "jax" and \
-        getattr(get_mask_head(spec.mask_head), "varying_rois", False)
-    ids = target_class_ids if varying else None
-    mask_rois = LeadingRois(p, name="mask_rois")(rois, ids)
-    mask_class_ids = LeadingRois(p, name="mask_class_ids")(target_class_ids, ids)
-    target_mask = LeadingRois(p, name="mask_targets")(target_mask, ids)
+    mask_rois = LeadingRois(p, name="mask_rois")(rois)
+    mask_class_ids = LeadingRois(p, name="mask_class_ids")(target_class_ids)
+    target_mask = LeadingRois(p, name="mask_targets")(target_mask)
     pooled_mask = PyramidROIAlign((spec.mask_pool_size,) * 2, (h, w),
                                   name="roi_align_mask")([mask_rois] + t["head_maps"])
+    varying = keras.backend.backend() != "jax" and \
+        getattr(get_mask_head(spec.mask_head), "varying_rois", False)
+    if varying:
+        pooled_mask = PositiveRois(name="mask_positive_features")(pooled_mask, mask_class_ids)
+        target_mask = PositiveRois(name="mask_positive_targets")(target_mask, mask_class_ids)
+        mask_class_ids = PositiveRois(name="mask_positive_class_ids")(mask_class_ids,
+                                                                      mask_class_ids)
     mask_logits = _mask_head(spec, pooled_mask, None if varying else p)
     outputs = {
         "rpn_class_logits": t["rpn_class_logits"], "rpn_bbox": t["rpn_bbox"],

@@ -52,10 +52,10 @@ def test_training_and_inference_graphs():
         "input_gt_class_ids", "input_gt_boxes", "input_gt_masks"])
     n_anchors = train.get_layer("anchors").num_anchors
     assert tuple(train.input["input_rpn_match"].shape) == (2, n_anchors)
-    # the mask head's ROI count: the step's positives where sizes may vary (TF, torch), the
-    # padded count on JAX (test_mask_head_sees_the_steps_positive_rois_only)
-    varying = None if keras.backend.backend() != "jax" else spec.positive_rois
-    assert tuple(train.output["mrcnn_mask_logits"].shape) == (2, varying, 28, 28, 4)
+    # the mask head's ROIs: the batch's positives where sizes may vary (TF, torch), the
+    # padded count on JAX (test_mask_head_sees_the_batchs_positive_rois_only)
+    mask_rois = (1, None) if keras.backend.backend() != "jax" else (2, spec.positive_rois)
+    assert tuple(train.output["mrcnn_mask_logits"].shape) == mask_rois + (28, 28, 4)
     infer = graph.build("inference", spec)
     assert len(infer.outputs) == len(graph.INFERENCE_OUTPUTS)
     assert tuple(infer.outputs[0].shape) == (2, spec.detection_max_instances, 6)
@@ -84,8 +84,8 @@ def _losses(model, x):
                  for k, v in compute_losses(x, out).items()}
 
 
-def test_mask_head_sees_the_steps_positive_rois_only(monkeypatch):
-    """The standard head runs on the positives of the step where sizes may vary; the
+def test_mask_head_sees_the_batchs_positive_rois_only(monkeypatch):
+    """The standard head runs on the positives of the batch where sizes may vary; the
     losses are those of the padded, static head (the padding has weight 0)."""
     _ordered_roi_sampling(monkeypatch)
     config = make_config(TRAIN_ROIS_PER_IMAGE=48, TRAIN_BN=False)
@@ -96,19 +96,19 @@ def test_mask_head_sees_the_steps_positive_rois_only(monkeypatch):
     x = x[0] if isinstance(x, tuple) else x
     out, varying = _losses(model, x)
     ids = keras.ops.convert_to_numpy(out["target_class_ids"])[:, :p]
-    n = max(1, int((ids > 0).sum(axis=1).max()))
-    assert 1 <= n < p, (n, p)              # the case that matters: fewer positives than p
+    positive = ids > 0
+    assert 1 <= positive.sum() < positive.size    # the case that matters: padding rows
     monkeypatch.setattr(batching, "dynamic_shapes_available", lambda: False)
     padded_out, padded = _losses(model, x)
-    assert padded_out["mrcnn_mask_logits"].shape[1] == p
+    padded_logits = keras.ops.convert_to_numpy(padded_out["mrcnn_mask_logits"])
+    logits = keras.ops.convert_to_numpy(out["mrcnn_mask_logits"])
     if keras.backend.backend() == "jax":   # static shapes: always the padded count
-        assert out["mrcnn_mask_logits"].shape[1] == p
+        assert logits.shape[:2] == padded_logits.shape[:2] == (2, p)
     else:
-        assert out["mrcnn_mask_logits"].shape[1] == n
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(out["mrcnn_mask_logits"]),
-            keras.ops.convert_to_numpy(padded_out["mrcnn_mask_logits"])[:, :n],
-            rtol=1e-5, atol=1e-5)
+        assert padded_logits.shape[:2] == (1, 2 * p)         # every row, padding included
+        assert logits.shape[:2] == (1, positive.sum())       # the positives, in order
+        np.testing.assert_allclose(logits[0], padded_logits[0][positive.reshape(-1)],
+                                   rtol=1e-5, atol=1e-5)
     assert varying["mrcnn_mask_loss"] > 0
     for name, value in padded.items():
         np.testing.assert_allclose(varying[name], value, rtol=1e-5, atol=1e-7, err_msg=name)

@@ -37,7 +37,8 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
     Args:
         pooled: ROIAlign output [B, N, p, p, C] (p = MASK_POOL_SIZE, 14 by default).
         num_rois: N, or None when the count varies between steps (the
-            training graph on TensorFlow and PyTorch: the positive ROIs).
+            training graph on TensorFlow and PyTorch: the batch's positive
+            ROIs as [1, M, p, p, C], see mrcnn.layers.batching.PositiveRois).
         num_classes: classes including background.
         mask_size: 2p * 2**k: 28, 56 or 112 for p = 14.
         channels: width of the conv stages (256 in Matterport; smaller heads

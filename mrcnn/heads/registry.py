@@ -26,11 +26,12 @@ Contract of a builder:
   head.
 
 A builder marked ``builder.varying_rois = True`` is called with
-``num_rois=None`` by the training graph where sizes may vary between steps
-(TensorFlow without XLA, PyTorch): ``pooled`` is then ``[B, None, p, p, C]``,
-the positive ROIs of the step (see `mrcnn.layers.batching.LeadingRois`), and
-it splits its output with ``SplitRoiBatch(None, batch_size=B)``. Other
-builders always get the static N (padding included).
+``num_rois=None`` by the training graph on TensorFlow and PyTorch: ``pooled``
+is then ``[1, None, p, p, C]``, the positive ROIs of the whole batch (see
+`mrcnn.layers.batching.PositiveRois`), and it splits its output with
+``SplitRoiBatch(None, batch_size=pooled.shape[0])``. Other builders (and
+every builder on JAX) get ``[B, N, p, p, C]`` with the static N, padding
+included.
 
 The registry is filled when `mrcnn.heads` is imported (the standard head
 registers itself in `mrcnn.heads.mask`).

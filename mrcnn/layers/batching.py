@@ -39,39 +39,53 @@ class LeadingRois(layers.Layer):
     The detection-target layer orders its ROIs positives first and draws at
     most int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO) positives, so the mask
     head (whose loss uses positives only) runs on that many ROIs instead of
-    all of them.
-
-    Called as ``layer(x, class_ids)`` (``class_ids`` [B, N] int, > 0 for
-    positives), it keeps only as many ROIs as the image of the batch with the
-    most positives has (at least 1, at most `count`) where sizes may vary
-    between steps (`mrcnn.ops.dispatch.dynamic_shapes_available`: TensorFlow
-    without XLA, PyTorch); on JAX it keeps `count`. Early in training, and on
-    images with few objects, an image has far fewer positives than `count`
-    (10 of 128 in benchmarks/train_detect.py), and the mask head's work (the
-    largest part of a ResNet50 training step, benchmarks/RESULTS.md) shrinks
-    with them. The rows dropped are padding the mask loss gives weight 0.
+    all of them (and on fewer still, see `PositiveRois`).
     """
 
     def __init__(self, count, **kwargs):
         super().__init__(**kwargs)
         self.count = int(count)
 
-    def call(self, x, class_ids=None):
-        x = x[:, :self.count]
-        if class_ids is None or not dynamic_shapes_available():
-            return x
-        positives = ops.sum(ops.cast(class_ids[:, :self.count] > 0, "int32"), axis=1)
-        n = ops.clip(ops.max(positives), 1, self.count)
-        if keras.backend.backend() == "torch":
-            return x[:, :int(n)]
-        return x[:, :n]
+    def call(self, x):
+        return x[:, :self.count]
 
-    def compute_output_shape(self, x_shape, class_ids_shape=None):
-        varies = class_ids_shape is not None and keras.backend.backend() != "jax"
-        return (x_shape[0], None if varies else self.count) + tuple(x_shape[2:])
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count) + tuple(input_shape[2:])
 
     def get_config(self):
         return {**super().get_config(), "count": self.count}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PositiveRois(layers.Layer):
+    """[B, N, ...] -> [1, M, ...]: the rows of the batch whose class id is > 0.
+
+    ``layer(x, class_ids)`` with ``class_ids`` [B, N] int. M is the number of
+    positive ROIs of the whole batch (at least 1: with none, the first row,
+    which the mask loss weighs 0). The mask head then runs on exactly the
+    ROIs its loss uses, as torchvision's does: early in training and on
+    images with few objects far fewer than the padded N (10 of 128 in
+    benchmarks/train_detect.py, where the mask head was the largest part of
+    a ResNet50 training step; benchmarks/RESULTS.md), and its BatchNorm
+    statistics hold no padding rows.
+
+    M varies from step to step, so the rows are picked only where sizes may
+    vary (`mrcnn.ops.dispatch.dynamic_shapes_available`: TensorFlow without
+    XLA, PyTorch); elsewhere all B * N rows are kept, in the same layout.
+    """
+
+    def call(self, x, class_ids):
+        rows = ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+        if dynamic_shapes_available():
+            positive = ops.reshape(class_ids, (-1,)) > 0
+            first = ops.arange(ops.shape(positive)[0]) == 0
+            keep = ops.logical_or(positive, ops.logical_and(first, ops.logical_not(
+                ops.any(positive))))
+            rows = ops.take(rows, ops.nonzero(keep)[0], axis=0)
+        return ops.expand_dims(rows, 0)
+
+    def compute_output_shape(self, x_shape, class_ids_shape):
+        return (1, None) + tuple(x_shape[2:])
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

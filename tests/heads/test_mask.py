@@ -61,8 +61,8 @@ def test_mask_head_trains_and_detects_at_image_resolution(size, tmp_path):
     model = modellib.MaskRCNN("training", config, str(tmp_path))
     outputs = model.keras_model.output
     positives = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
-    # the positive ROIs of each step where sizes may vary (TF, torch); padded to a static
-    # count on JAX (tests/layers/test_batching.py checks the count)
+    # the batch's positive ROIs where sizes may vary (TF, torch: [1, M]); padded to a static
+    # count on JAX (tests/test_graph.py checks the count)
     positives = positives if keras.backend.backend() == "jax" else None
     assert tuple(outputs["mrcnn_mask_logits"].shape) == (1, positives, size, size,
                                                          config.NUM_CLASSES)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from helpers import run_layer_test
-from mrcnn.layers.batching import DetectionBoxes, FixedBatch, LeadingRois
+from mrcnn.layers.batching import DetectionBoxes, FixedBatch, LeadingRois, PositiveRois
 
 
 def test_leading_rois():
@@ -16,29 +16,28 @@ def test_leading_rois():
     np.testing.assert_array_equal(out, x[:, :3])
 
 
-def test_leading_rois_keep_the_positives_of_the_fullest_image():
+def test_positive_rois_are_the_rows_with_a_class():
     x = np.arange(2 * 5 * 3, dtype="float32").reshape(2, 5, 3)
     ids = np.array([[3, 1, 0, 0, 0], [2, 0, 0, 0, 0]], "int32")
-    out = np.asarray(keras.ops.convert_to_numpy(LeadingRois(4)(x, ids)))
-    expected = 4 if keras.backend.backend() == "jax" else 2    # JAX: static shapes
-    np.testing.assert_array_equal(out, x[:, :expected])
-    none = np.asarray(keras.ops.convert_to_numpy(LeadingRois(4)(x, np.zeros_like(ids))))
-    assert none.shape[1] == (4 if keras.backend.backend() == "jax" else 1)   # at least one
-    many = np.asarray(keras.ops.convert_to_numpy(LeadingRois(2)(x, np.ones_like(ids))))
-    np.testing.assert_array_equal(many, x[:, :2])                            # at most count
-    assert LeadingRois(4).compute_output_shape((2, 5, 3), (2, 5)) == \
-        (2, 4 if keras.backend.backend() == "jax" else None, 3)
+    out = np.asarray(keras.ops.convert_to_numpy(PositiveRois()(x, ids)))
+    if keras.backend.backend() == "jax":        # static shapes: every row, same layout
+        np.testing.assert_array_equal(out, x.reshape(1, 10, 3))
+    else:
+        np.testing.assert_array_equal(out, np.stack([x[0, 0], x[0, 1], x[1, 0]])[None])
+        none = np.asarray(keras.ops.convert_to_numpy(PositiveRois()(x, np.zeros_like(ids))))
+        np.testing.assert_array_equal(none, x[:1, :1])   # at least one row (weight 0)
+    assert PositiveRois().compute_output_shape((2, 5, 3), (2, 5)) == (1, None, 3)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA")
-def test_leading_rois_keep_the_static_count_under_xla():
+def test_positive_rois_keep_every_row_under_xla():
     import tensorflow as tf
 
     x = np.arange(2 * 5 * 3, dtype="float32").reshape(2, 5, 3)
     ids = np.array([[3, 1, 0, 0, 0], [2, 0, 0, 0, 0]], "int32")
-    layer = LeadingRois(4)
+    layer = PositiveRois()
     out = tf.function(lambda a, b: layer(a, b), jit_compile=True)(x, ids)
-    np.testing.assert_array_equal(out.numpy(), x[:, :4])
+    np.testing.assert_array_equal(out.numpy(), x.reshape(1, 10, 3))
 
 
 def test_fixed_batch_keeps_values():
