@@ -207,9 +207,10 @@ class Config:
     DETECTION_MASK_THRESHOLD = 0.5
 
     # Mixed precision (mrcnn.training.precision): None (float32), "bfloat16" (GPUs from
-    # Ampere on, TPUs, CPUs with AVX512-BF16) or "float16" (older GPUs, e.g.
-    # Kaggle's T4 and P100; with loss scaling). Convolutions run in 16 bits;
-    # boxes, scores and losses stay float32.
+    # Ampere on, TPUs, CPUs with AMX or AMD's AVX512-BF16), "float16" (older GPUs,
+    # e.g. Kaggle's T4 and P100; with loss scaling) or "auto" (whichever of these is
+    # free on the machine the model is built on; float32 where none was measured
+    # faster). Convolutions run in 16 bits; boxes, scores and losses stay float32.
     MIXED_PRECISION = None
 
     # Optimiser: "SGD" (with momentum LEARNING_MOMENTUM, as in Matterport) or

@@ -19,11 +19,13 @@ built on (``resolve``): bfloat16 on GPUs with native bfloat16 (compute
 capability 8.0 on: A100, L4, H100) and on TPUs; float16 with loss scaling on
 older GPUs (compute capability 6.0-7.5: P100, V100, T4, Kaggle's GPUs);
 float32 on anything else. On a CPU it picks bfloat16 only where it was
-measured faster (benchmarks/RESULTS.md): the TensorFlow backend, a CPU with
-native bfloat16 instructions (AVX512-BF16 or AMX-BF16) and a large backbone
-(ResNet, EfficientNetV2). Small convolutions gain nothing there (``small-cnn``
-at 256x256: 1.06 s a step in bfloat16, 0.64 s in float32), and XLA's CPU
-bfloat16 convolutions (JAX) were not measured faster.
+measured faster (benchmarks/RESULTS.md): the TensorFlow backend, a large
+backbone (ResNet, EfficientNetV2) and a CPU whose bfloat16 is fast, AMX-BF16
+(Intel's matrix unit) or AMD's AVX512-BF16 (Zen 4: a ResNet50 training step
+2.60 s in bfloat16, 6.58 s in float32). AVX512-BF16 alone on an Intel Xeon
+without AMX made the same step slower (5.5 s vs 3.3 s), small convolutions
+gain nothing (``small-cnn`` at 256x256: 1.06 s a step in bfloat16, 0.64 s in
+float32), and XLA's CPU bfloat16 convolutions (JAX) were not measured faster.
 """
 
 import contextlib
@@ -53,7 +55,7 @@ def resolve(setting, backbone=None, backend=None, device=None):
         backend: the Keras backend (default: the current one).
         device: for tests and tools, the device to decide for instead of this
             machine's: ``("gpu", (major, minor))``, ``("tpu", None)`` or
-            ``("cpu", has_native_bfloat16)``.
+            ``("cpu", bfloat16_is_fast)``.
 
     Raises:
         ValueError: for any other setting.
@@ -78,7 +80,7 @@ def resolve(setting, backbone=None, backend=None, device=None):
 
 
 def _device(backend):
-    """("gpu", compute capability or None) / ("tpu", None) / ("cpu", native bfloat16?)."""
+    """("gpu", compute capability or None) / ("tpu", None) / ("cpu", fast bfloat16?)."""
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -102,22 +104,31 @@ def _device(backend):
 
         if torch.cuda.is_available():
             return "gpu", torch.cuda.get_device_capability(0)
-    return "cpu", cpu_has_native_bfloat16()
+    return "cpu", cpu_bfloat16_is_fast()
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bfloat16(cpuinfo="/proc/cpuinfo"):
-    """Whether this CPU computes in bfloat16 natively (x86 AVX512-BF16 or AMX-BF16; Linux)."""
+@functools.lru_cache(maxsize=4)
+def cpu_bfloat16_is_fast(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU's bfloat16 convolutions were measured faster than float32 (Linux).
+
+    True for AMX-BF16 (Intel Sapphire Rapids and later, where the hypervisor
+    exposes it) and for AMD CPUs with AVX512-BF16 (Zen 4 and later); False
+    otherwise, also for Intel CPUs with AVX512-BF16 but no AMX (measured
+    slower) and where /proc/cpuinfo cannot be read.
+    """
     try:
         with open(cpuinfo) as f:
             text = f.read()
     except OSError:
         return False
-    flags = set()
+    flags, vendor = set(), ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+        elif key.strip() == "vendor_id":
+            vendor = value.strip()
+    return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
 
 
 def policy_name(setting):

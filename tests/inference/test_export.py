@@ -278,7 +278,8 @@ def test_export_names_the_backend_and_the_alternatives(model, tmp_path, monkeypa
 def test_onnx_needs_a_float32_model(tmp_path, monkeypatch):
     monkeypatch.setattr(export_lib, "_backend", lambda: "tensorflow")
     stub = types.SimpleNamespace(mode="inference", keras_model=None,
-                                 config=types.SimpleNamespace(MIXED_PRECISION="bfloat16"))
+                                 config=types.SimpleNamespace(MIXED_PRECISION="bfloat16",
+                                                              BACKBONE="resnet50"))
     with pytest.raises(ValueError, match="ONNX export needs a float32 model; this one has "
                                          "MIXED_PRECISION='bfloat16'"):
         export_model(stub, tmp_path / "m.onnx", format="onnx")

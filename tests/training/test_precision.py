@@ -9,7 +9,9 @@ import pytest
 import mrcnn.model as modellib
 from model_helpers import make_config, shapes
 from mrcnn.data.image_meta import compose_image_meta
-from mrcnn.training.precision import compute_dtype, policy_name
+from mrcnn.training import precision
+from mrcnn.training.precision import (compute_dtype, cpu_bfloat16_is_fast, policy_name,
+                                     resolve)
 from mrcnn.training.trainer import LOSS_NAMES
 
 # Layers that hold coordinates, scores or targets: always float32.
@@ -111,3 +113,68 @@ def test_bfloat16_features_track_float32():
         outs.append(keras.ops.convert_to_numpy(keras.ops.cast(p2, "float32")))
     err = np.abs(outs[0] - outs[1]).max() / np.abs(outs[0]).max()
     assert 0 < err < 0.05, err
+
+
+# ------------------------------------------------------------------- MIXED_PRECISION = "auto"
+@pytest.mark.parametrize("device, backbone, backend, expected", [
+    (("gpu", (9, 0)), "small-cnn", "jax", "bfloat16"),        # H100
+    (("gpu", (8, 0)), "resnet50", "tensorflow", "bfloat16"),  # A100
+    (("gpu", (7, 5)), "resnet50", "torch", "float16"),        # T4 (Kaggle)
+    (("gpu", (6, 0)), "efficientnetv2-b0", "jax", "float16"),  # P100 (Kaggle)
+    (("gpu", (5, 2)), "resnet50", "tensorflow", None),        # Maxwell: no fast 16 bits
+    (("gpu", None), "resnet50", "tensorflow", None),          # capability unknown
+    (("tpu", None), "small-cnn", "jax", "bfloat16"),
+    (("cpu", True), "resnet50", "tensorflow", "bfloat16"),
+    (("cpu", True), "resnet101", "tensorflow", "bfloat16"),
+    (("cpu", True), "efficientnetv2-b0", "tensorflow", "bfloat16"),
+    (("cpu", True), "small-cnn", "tensorflow", None),         # measured slower in bf16
+    (("cpu", True), "resnet50", "jax", None),                 # XLA:CPU not measured faster
+    (("cpu", False), "resnet50", "tensorflow", None),
+])
+def test_auto_picks_the_precision_that_is_free_on_the_device(device, backbone, backend,
+                                                             expected):
+    assert resolve("auto", backbone, backend=backend, device=device) == expected
+
+
+def test_auto_on_a_cpu_with_a_user_backbone_is_float32():
+    assert resolve("auto", lambda x: x, backend="tensorflow", device=("cpu", True)) is None
+
+
+@pytest.mark.parametrize("setting, expected", [
+    (None, None), (False, None), ("bfloat16", "bfloat16"), ("float16", "float16")])
+def test_explicit_settings_resolve_to_themselves(setting, expected):
+    assert resolve(setting, "resnet50") == expected
+
+
+@pytest.mark.parametrize("setting", ["fp16", "AUTO", True, 16])
+def test_unknown_settings_are_refused_with_the_choices(setting):
+    with pytest.raises(ValueError, match="must be None, 'auto', 'bfloat16' or 'float16'"):
+        resolve(setting, "resnet50")
+
+
+@pytest.mark.parametrize("vendor, flags, expected", [
+    ("GenuineIntel", "fpu avx512f avx512_bf16 amx_bf16 amx_tile", True),   # Sapphire Rapids
+    ("GenuineIntel", "fpu avx512f avx512_bf16 avx512_fp16", False),        # AMX hidden
+    ("AuthenticAMD", "fpu avx512f avx512_bf16", True),                      # Zen 4
+    ("AuthenticAMD", "fpu avx2", False),                                    # Zen 3
+    ("GenuineIntel", "fpu avx2", False),
+])
+def test_fast_cpu_bfloat16_is_read_from_cpuinfo(tmp_path, vendor, flags, expected):
+    path = tmp_path / "cpuinfo"
+    path.write_text("".join(f"processor\t: {i}\nvendor_id\t: {vendor}\nflags\t\t: {flags}\n\n"
+                            for i in range(2)))
+    assert cpu_bfloat16_is_fast(str(path)) is expected
+    assert cpu_bfloat16_is_fast(str(tmp_path / "missing")) is False
+
+
+@pytest.mark.parametrize("device, policy", [(("gpu", (8, 6)), "mixed_bfloat16"),
+                                            (("cpu", False), "float32")])
+def test_an_auto_model_builds_in_the_resolved_precision(monkeypatch, device, policy):
+    monkeypatch.setattr(precision, "_device", lambda backend: device)
+    config = make_config(MIXED_PRECISION="auto")
+    assert config.MIXED_PRECISION == "auto"          # kept as asked: resolved per machine
+    model = modellib.MaskRCNN("inference", config, "unused")
+    policies = {model.keras_model.get_layer(name).dtype_policy.name
+                for name in ("fpn_c2p2", "fpn_p2", "mrcnn_mask_conv1")}
+    assert policies == {policy}
+    assert model.keras_model.get_layer("mrcnn_mask").dtype_policy.name == "float32"
