@@ -147,7 +147,7 @@ def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels=512,
 def run_phase(phase, args, precision):
     """Runs train_phase or detect_phase in a fresh process; returns its result dict."""
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase,
-           "--backbone", args.backbone, "--size", str(args.size), "--steps", str(args.steps),
+           "--backbone", args.backbone, "--size", args.size_text, "--steps", str(args.steps),
            "--fc", str(args.fc), "--rpn-channels", str(args.rpn_channels),
            "--precision", precision]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -156,6 +156,15 @@ def run_phase(phase, args, precision):
         raise SystemExit(f"the {phase} phase failed (exit {proc.returncode}):\n"
                          f"{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def parse_size(text):
+    """--size: N (a square image, "square" resizing) or H,W (no resizing), multiples of 64."""
+    values = [int(v) for v in str(text).split(",")]
+    if len(values) not in (1, 2) or min(values) < 64 or any(v % 64 for v in values):
+        raise argparse.ArgumentTypeError(f"--size must be N or H,W in multiples of 64, got "
+                                         f"{text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def time_peer(python, size, steps, precision):
@@ -178,7 +187,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="resnet50")
-    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--size", type=parse_size, default=512,
+                   help="N (square) or H,W (no resizing; the peer runs square only)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--fc", type=int, default=1024, help="FPN_CLASSIF_FC_LAYERS_SIZE")
     p.add_argument("--precision", default=None,
@@ -192,6 +202,10 @@ def main():
     p.add_argument("--phase", choices=("train", "detect"), default=None,
                    help=argparse.SUPPRESS)   # internal: one phase in this process
     args = p.parse_args()
+    args.size_text = ",".join(map(str, args.size)) if isinstance(args.size, tuple) \
+        else str(args.size)
+    if args.peer_python and isinstance(args.size, tuple):
+        raise SystemExit("the peer runs square images only: --size N with --peer-python")
     setting = Config.MIXED_PRECISION if args.precision is None else \
         {"float32": None}.get(args.precision, args.precision)
     precision = resolve(setting, args.backbone) or "float32"
@@ -206,7 +220,7 @@ def main():
     ours.update(run_phase("detect", args, precision))
     peer = time_peer(args.peer_python, args.size, args.steps, precision) \
         if args.peer_python else None
-    print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size} "
+    print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size_text} "
           f"precision={precision} (asked: {args.precision or f'default {setting!r}'}) "
           f"rpn_channels={args.rpn_channels} batch=1 params={ours['params']:,} "
           f"first-step(compile)={ours['compile_s']:.1f}s")

@@ -30,7 +30,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
-from train_detect import BoxesDataset, bench_config  # noqa: E402
+from train_detect import BoxesDataset, bench_config, parse_size  # noqa: E402
 from mrcnn.data.generator import DataGenerator  # noqa: E402
 import mrcnn.model as modellib  # noqa: E402
 from mrcnn.training.precision import resolve  # noqa: E402
@@ -114,10 +114,9 @@ def classify(name, parts):
 
 
 def profile(args, precision):
-    size = args.size_hw if args.size_hw[0] != args.size_hw[1] else args.size_hw[0]
-    config = bench_config(args.backbone, size, args.fc,
+    config = bench_config(args.backbone, args.size, args.fc,
                           None if precision == "float32" else precision, args.rpn_channels)
-    data = BoxesDataset(4, args.size_hw, 10)
+    data = BoxesDataset(4, args.size, 10)
     data.prepare()
     model = modellib.MaskRCNN("training", config, "/tmp/mrcnn_bench")
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM, 1000)
@@ -145,18 +144,11 @@ def profile(args, precision):
     return totals, wall
 
 
-def parse_size(text):
-    values = [int(v) for v in text.split(",")]
-    if len(values) not in (1, 2) or min(values) < 64 or any(v % 64 for v in values):
-        raise argparse.ArgumentTypeError(f"--size must be N or H,W, multiples of 64, got {text!r}")
-    return tuple(values * 2)[:2] if len(values) == 1 else tuple(values)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="resnet50")
-    p.add_argument("--size", type=parse_size, default=(512, 512), dest="size_hw")
+    p.add_argument("--size", type=parse_size, default=512, help="N or H,W")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--fc", type=int, default=1024)
     p.add_argument("--rpn-channels", type=int, default=512)
@@ -168,7 +160,7 @@ def main():
                         args.backbone) or "float32"
     totals, wall = profile(args, precision)
     op_sum = sum(totals.values())
-    print(f"\nbackbone={args.backbone} size={args.size_hw[0]}x{args.size_hw[1]} "
+    print(f"\nbackbone={args.backbone} size={args.size} "
           f"precision={precision} rpn_channels={args.rpn_channels}: wall {wall:.3f} s/step, "
           f"sum of op times {op_sum:.3f} s/step")
     print(f"{'part':24}{'forward s':>11}{'backward s':>12}{'total s':>10}{'share':>8}")
