@@ -26,7 +26,8 @@ from mrcnn.heads.registry import get_mask_head
 from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.keras_model import MaskRCNNModel
 from mrcnn.layers.anchors import AnchorsLayer
-from mrcnn.layers.batching import DetectionBoxes, FixedBatch, LeadingRois, PositiveRois
+from mrcnn.layers.batching import (DetectionBoxes, DetectionClassIds, FixedBatch, LeadingRois,
+                                   PositiveRois, UnpackRois)
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.image_meta import ActiveClassIds, NormalizedWindow, ZeroOutsideWindow
@@ -164,6 +165,12 @@ def _mask_head(spec, pooled, num_rois):
                        mask_size=spec.mask_size, channels=spec.mask_head_channels)
 
 
+def _varying_rois(spec):
+    """Whether the mask head runs on a varying ROI count: not on JAX, and if the head allows it."""
+    return keras.backend.backend() != "jax" and \
+        getattr(get_mask_head(spec.mask_head), "varying_rois", False)
+
+
 def build_training_graph(spec):
     """The training model: inputs and targets in, head outputs and detection targets out.
 
@@ -209,8 +216,7 @@ def build_training_graph(spec):
     target_mask = LeadingRois(p, name="mask_targets")(target_mask)
     pooled_mask = PyramidROIAlign((spec.mask_pool_size,) * 2, (h, w),
                                   name="roi_align_mask")([mask_rois] + t["head_maps"])
-    varying = keras.backend.backend() != "jax" and \
-        getattr(get_mask_head(spec.mask_head), "varying_rois", False)
+    varying = _varying_rois(spec)
     if varying:
         pooled_mask = PositiveRois(name="mask_positive_features")(pooled_mask, mask_class_ids)
         target_mask = PositiveRois(name="mask_positive_targets")(target_mask, mask_class_ids)
@@ -251,7 +257,13 @@ def build_inference_graph(spec):
     det_boxes = DetectionBoxes(name="detection_boxes")(detections)
     pooled_mask = PyramidROIAlign((spec.mask_pool_size,) * 2, (h, w),
                                   name="roi_align_mask")([det_boxes] + t["head_maps"])
-    mask_logits = _mask_head(spec, pooled_mask, spec.detection_max_instances)
+    if _varying_rois(spec):     # the mask head on the detections only, not the padding
+        det_class_ids = DetectionClassIds(name="detection_class_ids")(detections)
+        packed = PositiveRois(name="mask_detected_features")(pooled_mask, det_class_ids)
+        mask_logits = UnpackRois(name="mask_detected_logits")(
+            _mask_head(spec, packed, None), det_class_ids)
+    else:
+        mask_logits = _mask_head(spec, pooled_mask, spec.detection_max_instances)
     masks = keras.layers.Activation("sigmoid", name="mrcnn_mask_probs")(mask_logits)
     return MaskRCNNModel(
         inputs=[t["input_image"], t["input_image_meta"]],

@@ -11,6 +11,7 @@ import pytest
 from model_helpers import make_config, shapes
 from mrcnn import graph
 from mrcnn.data.generator import DataGenerator
+from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.heads.mask import build_mask_head
 from mrcnn.heads.registry import register_mask_head, unregister_mask_head
 from mrcnn.layers import batching, detection_targets
@@ -126,3 +127,26 @@ def test_a_head_without_varying_rois_gets_the_static_count():
         assert train.output["mrcnn_mask_logits"].shape[1] == spec.positive_rois
     finally:
         unregister_mask_head("static-standard")
+
+
+def test_inference_masks_come_from_the_detections_only(monkeypatch):
+    """The mask head runs on the detections (not the padding up to the maximum): the masks
+    of the detections are those of the padded head, the padding rows are 0.5 (logit 0)."""
+    config = make_config(IMAGES_PER_GPU=1, DETECTION_MAX_INSTANCES=8)
+    model = graph.build("inference", graph.spec_from_config(config))
+    image = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype("float32")
+    meta = compose_image_meta(0, (64, 64, 3), (64, 64, 3), (0, 0, 64, 64), 1.0,
+                              np.ones(config.NUM_CLASSES))[None].astype("float32")
+    scores = keras.ops.convert_to_numpy(model([image, meta])[0])[0, :, 5]
+    # a threshold between the scores of the untrained model: some detections, some padding
+    model.get_layer("mrcnn_detection").min_confidence = float(np.median(scores[scores > 0]))
+    detections, _, _, masks = (keras.ops.convert_to_numpy(v)
+                               for v in model([image, meta])[:4])
+    valid = detections[0, :, 4] > 0
+    assert 0 < valid.sum() < len(valid), valid       # the case that matters: padding rows
+    monkeypatch.setattr(batching, "dynamic_shapes_available", lambda: False)
+    padded = keras.ops.convert_to_numpy(model([image, meta])[3])
+    np.testing.assert_allclose(masks[0, valid], padded[0, valid], rtol=1e-5, atol=1e-6)
+    if keras.backend.backend() != "jax":
+        assert model.get_layer("mask_detected_features") is not None
+        np.testing.assert_array_equal(masks[0, ~valid], 0.5)

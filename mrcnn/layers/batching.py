@@ -77,15 +77,41 @@ class PositiveRois(layers.Layer):
     def call(self, x, class_ids):
         rows = ops.reshape(x, (-1,) + tuple(x.shape[2:]))
         if dynamic_shapes_available():
-            positive = ops.reshape(class_ids, (-1,)) > 0
-            first = ops.arange(ops.shape(positive)[0]) == 0
-            keep = ops.logical_or(positive, ops.logical_and(first, ops.logical_not(
-                ops.any(positive))))
-            rows = ops.take(rows, ops.nonzero(keep)[0], axis=0)
+            rows = ops.take(rows, kept_rows(class_ids), axis=0)
         return ops.expand_dims(rows, 0)
 
     def compute_output_shape(self, x_shape, class_ids_shape):
         return (1, None) + tuple(x_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class UnpackRois(layers.Layer):
+    """The inverse of `PositiveRois`: [1, M, ...] -> [B, N, ...], zeros in the other rows.
+
+    ``layer(packed, class_ids)`` with the ``class_ids`` [B, N] that
+    `PositiveRois` picked the rows by. The inference graph runs the mask head
+    on the detections only (not on the zero padding up to
+    DETECTION_MAX_INSTANCES) and puts the masks back in place.
+    """
+
+    def call(self, packed, class_ids):
+        b, n = class_ids.shape[0], class_ids.shape[1]
+        tail = tuple(packed.shape[2:])
+        rows = packed[0]
+        if dynamic_shapes_available():
+            rows = ops.scatter(ops.expand_dims(kept_rows(class_ids), 1), rows, (b * n,) + tail)
+        return ops.reshape(rows, (b, n) + tail)
+
+    def compute_output_shape(self, packed_shape, class_ids_shape):
+        return tuple(class_ids_shape[:2]) + tuple(packed_shape[2:])
+
+
+def kept_rows(class_ids):
+    """Indices into the flattened [B * N] rows of `class_ids` > 0; [0] when there are none."""
+    positive = ops.reshape(class_ids, (-1,)) > 0
+    first = ops.arange(ops.shape(positive)[0]) == 0
+    keep = ops.logical_or(positive, ops.logical_and(first, ops.logical_not(ops.any(positive))))
+    return ops.nonzero(keep)[0]
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -97,3 +123,14 @@ class DetectionBoxes(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (4,)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class DetectionClassIds(layers.Layer):
+    """detections [B, N, 6] -> int32 class ids [B, N] (0 in the zero padding)."""
+
+    def call(self, detections):
+        return ops.cast(detections[..., 4], "int32")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
