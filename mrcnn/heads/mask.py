@@ -15,6 +15,7 @@ from keras import layers
 
 from mrcnn.heads.registry import register_mask_head
 from mrcnn.heads.roi_reshape import MergeRoiBatch, SplitRoiBatch
+from mrcnn.heads.upsample import UpsampleConv2DTranspose
 
 
 def mask_upsampling_stages(mask_size, pool_size=14):
@@ -54,15 +55,15 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
         x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = layers.BatchNormalization(name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
-    x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
-                               name="mrcnn_mask_deconv")(x)
+    x = UpsampleConv2DTranspose(channels, 2, strides=2, activation="relu",
+                                name="mrcnn_mask_deconv")(x)
     for j in range(extra_stages):
         k = 5 + j
         x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
         x = layers.BatchNormalization(name=f"mrcnn_mask_bn{k}")(x)
         x = layers.Activation("relu")(x)
-        x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
-                                   name=f"mrcnn_mask_deconv{j + 2}")(x)
+        x = UpsampleConv2DTranspose(channels, 2, strides=2, activation="relu",
+                                    name=f"mrcnn_mask_deconv{j + 2}")(x)
     # Mask logits in float32 also under a mixed-precision policy (mrcnn.training.precision).
     x = layers.Conv2D(num_classes, 1, name="mrcnn_mask", dtype="float32")(x)
     return SplitRoiBatch(num_rois, batch_size=pooled.shape[0], name="mrcnn_mask_logits",
