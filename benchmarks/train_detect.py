@@ -62,7 +62,7 @@ class BoxesDataset(Dataset):
         rng = np.random.default_rng(self.image_info[image_id]["seed"] + 1)
         m = np.zeros(self.shape + (self.instances,), bool)
         for k in range(self.instances):
-            h, w = rng.integers(16, self.size // 4, 2)
+            h, w = rng.integers(min(16, self.size // 8), self.size // 4, 2)
             y, x = rng.integers(0, self.shape[0] - h), rng.integers(0, self.shape[1] - w)
             m[y:y + h, x:x + w, k] = True
         return m, np.ones(self.instances, np.int32)

@@ -1,0 +1,56 @@
+"""benchmarks/train_detect.py and train_profile.py at tiny sizes: they run, and print what
+RESULTS.md quotes (the last line of train_detect, the profile's parts)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+TINY = ["--backbone", "small-cnn", "--size", "64", "--steps", "1", "--fc", "32"]
+
+
+def run(script, *args):
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, script), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900,
+                          env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_train_detect_prints_both_phases_and_the_last_line():
+    out = run("train_detect.py", *TINY, "--precision", "float32")
+    assert "precision=float32 (asked: float32)" in out
+    for label in ("train step (s)", "detect (s)", "train peak RSS (MiB)",
+                  "detect peak RSS (MiB)"):
+        value = float(re.search(re.escape(label) + r"\s+([0-9.]+)", out).group(1))
+        assert value > 0, label
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"train_step_s=[0-9.]+ detect_s=[0-9.]+ peer_train_step_s=nan "
+                        r"peer_detect_s=nan", last), last
+
+
+def test_train_detect_refuses_a_peer_on_non_square_images():
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "train_detect.py"),
+                           "--size", "64,128", "--peer-python", sys.executable],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "square images only" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow profiler")
+def test_train_profile_assigns_the_op_time_to_the_parts():
+    out = run("train_profile.py", *TINY, "--size", "128,64")
+    rows = dict(re.findall(r"^(backbone|FPN|RPN head|box head|mask head|optimizer update)"
+                           r"\s+[0-9.]+\s+[0-9.]+\s+([0-9.]+)", out, re.MULTILINE))
+    assert set(rows) == {"backbone", "FPN", "RPN head", "box head", "mask head",
+                         "optimizer update"}, out
+    assert all(float(v) > 0 for v in rows.values()), rows
+    total = float(re.search(r"^sum\s+([0-9.]+)", out, re.MULTILINE).group(1))
+    shares = [float(v) for v in re.findall(r"([0-9.]+)%$", out, re.MULTILINE)[:-1]]
+    assert abs(sum(shares) - 100) < 1.0 and total > 0, out
