@@ -39,6 +39,7 @@ from mrcnn.distribute import cluster, use_devices
 from mrcnn.evaluation import evaluate
 from mrcnn.evaluation.epoch_score import EpochScore
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig
+from mrcnn.training.precision import resolve
 import mrcnn.model as modellib
 
 DEFAULT_CACHE = os.path.join(os.environ.get("MRCNN_CACHE_DIR", os.path.expanduser("~/.cache/mrcnn")),
@@ -179,8 +180,9 @@ def build_parser():
     p.add_argument("--synthetic-images", type=int, default=40,
                    help="size of the generated default data set")
     p.add_argument("--mixed-precision", action="store_true",
-                   help="16-bit convolutions (Config.MIXED_PRECISION): float16 on a GPU, "
-                        "bfloat16 on a CPU")
+                   help="16-bit convolutions (Config.MIXED_PRECISION): bfloat16 on GPUs of "
+                        "compute capability >= 8.0 and on CPUs, float16 (with loss scaling) "
+                        "on older GPUs (T4, P100)")
     p.add_argument("--score-every", type=int, default=None, metavar="N",
                    help="score the validation fold after every N epochs (mAP-IoU with the "
                         "post-processing of the final evaluation, COCO mask AP: val_map_iou, "
@@ -283,8 +285,8 @@ def make_config(args, class_names):
         attrs["BACKBONE"] = args.backbone
     elif args.data:
         attrs["BACKBONE"] = "resnet50"
-    if args.mixed_precision:
-        attrs["MIXED_PRECISION"] = "float16" if _has_gpu() else "bfloat16"
+    if args.mixed_precision:   # what "auto" picks for a GPU; bfloat16 where it picks none
+        attrs["MIXED_PRECISION"] = resolve("auto", "resnet50") or "bfloat16"
     if args.images_per_gpu is not None:
         if args.images_per_gpu < 1:
             raise SystemExit(f"--images-per-gpu must be a positive number, got "
@@ -451,21 +453,6 @@ def augmentation(name, config):
     crop = config.IMAGE_RESIZE_MODE == "crop"
     square = crop or config.IMAGE_SHAPE[0] == config.IMAGE_SHAPE[1]
     return Compose([Fliplr(), Flipud(), Rot90((0, 1, 2, 3) if square else (0, 2))])
-
-
-def _has_gpu():
-    import keras
-    try:
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-            return bool(tf.config.list_physical_devices("GPU"))
-        if keras.backend.backend() == "jax":
-            import jax
-            return jax.default_backend() != "cpu"
-        import torch
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
 
 
 if __name__ == "__main__":
