@@ -120,8 +120,13 @@ def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channel
         model.keras_model.train_on_batch(batch)
         times.append(time.perf_counter() - t)
     model.save_weights(weights)
+    rss = peak_rss_mib()
+    # rows the mask head ran on: 128 padded positives, or only the positive ones
+    mask_rows = model.keras_model(batch[0] if isinstance(batch, tuple) else batch)[
+        "mrcnn_mask_logits"].shape[1]
     return {"train_step_s": statistics.median(times), "compile_s": compile_s,
-            "params": model.keras_model.count_params(), "train_rss_mib": peak_rss_mib()}
+            "params": model.keras_model.count_params(), "train_rss_mib": rss,
+            "mask_rows": int(mask_rows)}
 
 
 def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels=512,
@@ -149,7 +154,7 @@ def run_phase(phase, args, precision):
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase,
            "--backbone", args.backbone, "--size", args.size_text, "--steps", str(args.steps),
            "--fc", str(args.fc), "--rpn-channels", str(args.rpn_channels),
-           "--precision", precision]
+           "--precision", precision] + (["--padded-mask-head"] if args.padded_mask_head else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode or not lines:
@@ -199,6 +204,9 @@ def main():
                    help="RPN_CONV_CHANNELS for ours (512 Matterport, 256 as torchvision)")
     p.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"),
                    help="a Python with torch+torchvision for the peer (default $PEER_PYTHON)")
+    p.add_argument("--padded-mask-head", action="store_true",
+                   help="run the mask head on all padded ROI rows, as on JAX (static shapes), "
+                        "instead of on the positives / detections only")
     p.add_argument("--phase", choices=("train", "detect"), default=None,
                    help=argparse.SUPPRESS)   # internal: one phase in this process
     args = p.parse_args()
@@ -210,6 +218,9 @@ def main():
         {"float32": None}.get(args.precision, args.precision)
     precision = resolve(setting, args.backbone) or "float32"
     if args.phase:
+        if args.padded_mask_head:   # the layout JAX gets: every row, no varying sizes
+            import mrcnn.layers.batching as batching
+            batching.dynamic_shapes_available = lambda: False
         mixed = None if precision == "float32" else precision
         fn = train_phase if args.phase == "train" else detect_phase
         extra = {"layers": "all"} if args.phase == "train" else {}
@@ -222,7 +233,8 @@ def main():
         if args.peer_python else None
     print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size_text} "
           f"precision={precision} (asked: {args.precision or f'default {setting!r}'}) "
-          f"rpn_channels={args.rpn_channels} batch=1 params={ours['params']:,} "
+          f"rpn_channels={args.rpn_channels}"
+          f"{' padded-mask-head' if args.padded_mask_head else ''} batch=1 params={ours['params']:,} "
           f"first-step(compile)={ours['compile_s']:.1f}s")
     print(f"{'':22}{'mrcnn':>10}{'torchvision':>14}{'ratio peer/ours':>18}")
     rows = (("train_step_s", "train step (s)"), ("detect_s", "detect (s)"),

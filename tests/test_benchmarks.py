@@ -35,6 +35,19 @@ def test_train_detect_prints_both_phases_and_the_last_line():
                         r"peer_detect_s=nan", last), last
 
 
+@pytest.mark.slow
+def test_train_detect_padded_mask_head_runs_every_positive_row():
+    """--padded-mask-head: the mask head on all int(512 * 0.25) rows, as on JAX (the JAX/TF
+    comparison of the same graph in jax_vs_tf.py); by default on the positives only."""
+    import json
+    rows = {}
+    for flags in ((), ("--padded-mask-head",)):
+        out = run("train_detect.py", *TINY, "--precision", "float32", "--phase", "train", *flags)
+        rows[flags] = json.loads(out.strip().splitlines()[-1])["mask_rows"]
+    assert rows[("--padded-mask-head",)] == 128, rows
+    assert 1 <= rows[()] < 128, rows
+
+
 def test_train_detect_refuses_a_peer_on_non_square_images():
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "train_detect.py"),
                            "--size", "64,128", "--peer-python", sys.executable],

@@ -496,6 +496,13 @@ def test_train_flags_set_the_config():
         with pytest.raises(SystemExit):
             parse(["--lr-decay-epochs", bad])
     assert train.parse_epochs("3, 7") == (3, 7)
+    mini = {flags: train.make_config(parse(flags), CELL_CLASSES)[0] for flags in (
+        (), ("--mini-mask", "none"), ("--mini-mask", "112"), ("--mask-shape", "56"))}
+    assert [(c.USE_MINI_MASK, tuple(c.MINI_MASK_SHAPE)) for c in mini.values()] == [
+        (True, (56, 56)), (False, (56, 56)), (True, (112, 112)), (True, (56, 56))]
+    for bad in ("x", "0"):
+        with pytest.raises(SystemExit):
+            parse(["--mini-mask", bad])
     assert train.score_every(parse([])) == 0                       # the embedded demo data
     assert train.score_every(parse(["--data", "d"])) == 1
     assert train.score_every(parse(["--coco", "a", "b", "c"])) == 1

@@ -163,6 +163,10 @@ def build_parser():
                    help="detections kept per image (Config.DETECTION_MAX_INSTANCES; default 400)")
     p.add_argument("--mask-shape", type=int, choices=(28, 56, 112), default=28,
                    help="mask head output size (28N x 28N; seed 000 used 56)")
+    p.add_argument("--mini-mask", type=parse_mini_mask, default=None, metavar="SIZE|none",
+                   help="store ground-truth masks as SIZE x SIZE mini masks in their boxes "
+                        "(Matterport; default max(56, --mask-shape)) or 'none': full-resolution "
+                        "masks, the mask targets cut from them (torchvision)")
     p.add_argument("--anchor-scales", default=None,
                    help="anchor sizes per pyramid level P2..P6, comma-separated; several sizes "
                         "per level joined by ':' (default 16:23,32:45,64:91,128:181,256:362; "
@@ -241,6 +245,20 @@ def parse_scale_range(text):
     return low, high
 
 
+def parse_mini_mask(text):
+    """'56' -> 56, 'none' -> 'none' for --mini-mask."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a mini-mask size like 56 or 'none', got {text!r}") from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"the mini-mask size must be positive, got {text!r}")
+    return size
+
+
 def parse_anchor_scales(text):
     """'16:23,32:45,...' -> ((16, 23), (32, 45), ...); '8,16,...' -> (8, 16, ...)."""
     if not text:
@@ -257,7 +275,9 @@ def parse_anchor_scales(text):
 def make_config(args, class_names):
     attrs = {"NUM_CLASSES": len(class_names), "CLASS_NAMES": list(class_names), "BACKBONE_FIRST_STRIDE": args.first_stride,
              "MASK_SHAPE": [args.mask_shape] * 2,
-             "MINI_MASK_SHAPE": (max(56, args.mask_shape),) * 2,
+             "USE_MINI_MASK": args.mini_mask != "none",
+             "MINI_MASK_SHAPE": ((max(56, args.mask_shape),) * 2 if args.mini_mask in (None, "none")
+                                 else (args.mini_mask,) * 2),
              "RPN_ANCHOR_SCALES": parse_anchor_scales(args.anchor_scales),
              "OPTIMIZER": {"adamw": "AdamW", "sgd": "SGD"}[args.optimizer],
              "LEARNING_RATE": args.lr or (0.002 if args.optimizer == "adamw" else 0.01),
