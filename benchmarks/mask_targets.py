@@ -10,14 +10,18 @@ their ROI as inference does (`mrcnn.data.masks.mini.paste_masks`) and scores the
 against the true instance mask (IoU), for ROIs equal to the ground-truth boxes and
 for jittered ROIs (a random positive: IoU with the box >= 0.5). The full-resolution
 target is the best a ``MASK_SHAPE`` head can learn; the difference is what the mini
-mask loses. Also the plain round trip of a mini mask (`minimize_mask` then
+mask loses: with Matterport's rule (the ROI in the GT box's normalized frame) the
+mini mask's pixel centres are misplaced by up to a mini pixel; mapped by the image
+positions (`mask_targets` with the image shape, the graph's default) the loss is
+the mini mask's own resolution. Also the plain round trip of a mini mask (`minimize_mask` then
 `expand_mask`).
 
     python benchmarks/mask_targets.py                 # 6 images per cell type
     python benchmarks/mask_targets.py --images 2 --mask-shape 56
 
 Prints one table (mean IoU per cell type) and, last,
-``full_iou=… mini56_iou=… mini112_iou=…`` over all instances at jittered ROIs.
+``full_iou=… matterport56_iou=… mini56_iou=… mini112_iou=…`` over all instances
+at jittered ROIs.
 """
 
 import argparse
@@ -62,7 +66,7 @@ def jitter(rng, boxes, shape, min_iou=0.5):
     return out
 
 
-def targets(rois, boxes, gt_masks, mask_shape, mini_shape, shape):
+def targets(rois, boxes, gt_masks, mask_shape, mini_shape, shape, matterport=False):
     """The graph's mask targets for each ROI (ROI i assigned to GT i), bool [MH, MW, N]."""
     from mrcnn.layers.detection_targets import mask_targets
     import keras
@@ -74,13 +78,15 @@ def targets(rois, boxes, gt_masks, mask_shape, mini_shape, shape):
         masks = minimize_mask(boxes, gt_masks, mini_shape)
     assigned = np.arange(len(boxes), dtype=np.int32)[None]
     out = mask_targets(norm_rois, norm_gt, masks[None].astype(np.float32), assigned,
-                       mask_shape, use_mini_mask=mini_shape is not None)
+                       mask_shape, use_mini_mask=mini_shape is not None,
+                       image_shape=None if matterport else shape)
     return np.moveaxis(keras.ops.convert_to_numpy(out)[0], 0, -1)
 
 
 def measure(images, mask_shape, seed):
     rng = np.random.default_rng(seed)
-    variants = [("full", None), ("mini56", (56, 56)), ("mini112", (112, 112))]
+    variants = [("full", None, False), ("mp56", (56, 56), True), ("mini56", (56, 56), False),
+                ("mini112", (112, 112), False)]
     rows = []
     for index in range(images * len(CELL_TYPES)):
         _, cell_type, _, masks = synthetic_sartorius_image(seed, index)
@@ -90,9 +96,9 @@ def measure(images, mask_shape, seed):
         rois = jitter(rng, boxes, shape)
         row = {"type": cell_type, "n": masks.shape[2],
                "area": masks.sum(axis=(0, 1)).astype(float)}
-        for name, mini in variants:
+        for name, mini, matterport in variants:
             for roi_name, r in (("box", boxes), ("jit", rois)):
-                t = targets(r, boxes, masks, mask_shape, mini, shape)
+                t = targets(r, boxes, masks, mask_shape, mini, shape, matterport)
                 pasted = paste_masks(np.moveaxis(t, -1, 0).astype(np.float32), r, shape)
                 row[f"{name}_{roi_name}"] = iou(pasted, masks)
             if mini is not None:
@@ -114,18 +120,21 @@ def main(argv=None):
         vals = [r[key] for r in rows if kind in (None, r["type"])]
         return float(np.concatenate(vals).mean())
 
-    cols = ["mini56_roundtrip", "mini112_roundtrip", "full_box", "mini56_box", "mini112_box",
-            "full_jit", "mini56_jit", "mini112_jit"]
+    cols = ["mini56_roundtrip", "full_box", "mp56_box", "mini56_box", "mini112_box",
+            "full_jit", "mp56_jit", "mini56_jit", "mini112_jit"]
     print(f"mask targets at MASK_SHAPE {args.mask_shape}x{args.mask_shape}, "
           f"{args.images} synthetic image(s) per cell type, mean IoU with the true mask")
-    print(f"{'cell type':10s} {'cells':>6s} {'area':>6s} " + " ".join(f"{c:>17s}" for c in cols))
+    print(f"{'cell type':10s} {'cells':>6s} {'area':>6s} " + " ".join(f"{c:>16s}" for c in cols))
     for kind in list(CELL_TYPES) + [None]:
         n = sum(r["n"] for r in rows if kind in (None, r["type"]))
         area = mean("area", kind)
         print(f"{kind or 'all':10s} {n:6d} {area:6.0f} "
-              + " ".join(f"{mean(c, kind):17.4f}" for c in cols))
-    print(f"full_iou={mean('full_jit'):.4f} mini56_iou={mean('mini56_jit'):.4f} "
-          f"mini112_iou={mean('mini112_jit'):.4f}")
+              + " ".join(f"{mean(c, kind):16.4f}" for c in cols))
+    print("box: ROI = the GT box; jit: a random ROI of IoU >= 0.5 with it; full: targets cut "
+          "from the full mask; mp56: 56x56 mini masks, Matterport's rule (no image shape); "
+          "mini56/112: mini masks mapped by the image positions (the graph's default)")
+    print(f"full_iou={mean('full_jit'):.4f} matterport56_iou={mean('mp56_jit'):.4f} "
+          f"mini56_iou={mean('mini56_jit'):.4f} mini112_iou={mean('mini112_jit'):.4f}")
 
 
 if __name__ == "__main__":

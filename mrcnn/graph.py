@@ -202,7 +202,7 @@ def build_training_graph(spec):
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
         spec.train_rois_per_image, spec.roi_positive_ratio, spec.bbox_std_dev,
         (spec.mask_size, spec.mask_size), use_mini_mask=spec.use_mini_mask,
-        name="proposal_targets")([t["rpn_rois"]] + gt)
+        image_shape=(h, w), name="proposal_targets")([t["rpn_rois"]] + gt)
     pooled = PyramidROIAlign((spec.pool_size,) * 2, (h, w),
                              name="roi_align_classifier")([rois] + t["head_maps"])
     with compute_dtype(spec.mixed_precision):

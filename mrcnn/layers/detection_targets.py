@@ -9,13 +9,29 @@ from mrcnn.ops.crop_and_resize import crop_and_resize
 
 
 def mask_targets(rois, gt_boxes, gt_masks, assigned, mask_shape,
-                 use_mini_mask=True):
+                 use_mini_mask=True, image_shape=None):
     """Crops the mask of each ROI's assigned GT to ``mask_shape``.
 
-    With mini masks, each GT mask covers exactly its own box, so the ROI is
-    first expressed in the GT box's normalized frame
-    (``y1' = (roi_y1 - gt_y1) / gt_h`` ...); parts of the ROI outside the GT
-    box sample 0. With full-image masks the ROI crops the mask directly.
+    Normalized boxes follow `mrcnn.data.boxes.norm_boxes`: 0 and 1 are the
+    centres of the first and last pixel, so a ROI of pixel rows ``[r1, r2)``
+    samples the mask from the centre of row ``r1`` to that of row ``r2 - 1``
+    (``MH`` evenly spaced rows), the grid on which ROIAlign samples the ROI's
+    features. With full-image masks the ROI crops the mask directly.
+
+    With mini masks each GT mask covers its own box: `minimize_mask` resized
+    the box's ``h`` pixel rows to ``mh`` with pixel centres aligned (mini row
+    ``j`` lies at image row ``gt_y1 + (j + 0.5) * h / mh - 0.5``), so image
+    row ``y`` is mini row ``(y - gt_y1 + 0.5) * mh / h - 0.5``; the ROI is
+    mapped into the mini mask (given a border of zeros) by that rule and the
+    targets sample the same image positions as from the full mask (equal
+    when ``mh == h``). That
+    needs the image size, ``image_shape``; without it (Matterport's rule)
+    the ROI is expressed in the GT box's normalized frame
+    (``(roi_y1 - gt_y1) / gt_h``), which puts the mini mask's first and last
+    pixel centres on the box's and so shrinks masks smaller than the mini
+    mask and stretches larger ones by up to a mini pixel
+    (benchmarks/mask_targets.py). Parts of the ROI outside the GT box
+    sample 0.
 
     Args:
         rois: float ``[B, T, (y1, x1, y2, x2)]`` normalized ROIs.
@@ -24,6 +40,8 @@ def mask_targets(rois, gt_boxes, gt_masks, assigned, mask_shape,
         assigned: int32 ``[B, T]`` GT index in ``[0, G)`` of each ROI.
         mask_shape: ``(MH, MW)`` python ints.
         use_mini_mask: whether ``gt_masks`` are mini masks.
+        image_shape: ``(H, W)`` of the image the boxes are normalized to
+            (mini masks only; None: Matterport's rule, above).
 
     Returns:
         float32 ``[B, T, MH, MW]`` masks of 0/1 (bilinear sample >= 0.5).
@@ -47,14 +65,39 @@ def mask_targets(rois, gt_boxes, gt_masks, assigned, mask_shape,
         gt_w = gt[..., 3] - gt[..., 1]
         # Padding GT (zero size) is only ever assigned to rows the caller
         # discards; keep them finite.
-        gt_h = ops.where(gt_h > 0, gt_h, ops.ones_like(gt_h))
-        gt_w = ops.where(gt_w > 0, gt_w, ops.ones_like(gt_w))
-        boxes = ops.stack([
-            (rois[..., 0] - gt[..., 0]) / gt_h,
-            (rois[..., 1] - gt[..., 1]) / gt_w,
-            (rois[..., 2] - gt[..., 0]) / gt_h,
-            (rois[..., 3] - gt[..., 1]) / gt_w,
-        ], axis=-1)
+        if image_shape is None:
+            gt_h = ops.where(gt_h > 0, gt_h, ops.ones_like(gt_h))
+            gt_w = ops.where(gt_w > 0, gt_w, ops.ones_like(gt_w))
+            boxes = ops.stack([
+                (rois[..., 0] - gt[..., 0]) / gt_h,
+                (rois[..., 1] - gt[..., 1]) / gt_w,
+                (rois[..., 2] - gt[..., 0]) / gt_h,
+                (rois[..., 3] - gt[..., 1]) / gt_w,
+            ], axis=-1)
+        else:
+            span_y, span_x = (float(int(v) - 1) for v in image_shape[:2])
+            # The GT box's pixel size (rows y1..y2-1: (y2n - y1n) * (H - 1) + 1);
+            # padding GT (zero size) gives 1 and is discarded by the caller.
+            pixels_h = ops.maximum(gt_h * span_y + 1.0, 1.0)
+            pixels_w = ops.maximum(gt_w * span_x + 1.0, 1.0)
+
+            def mini_coord(roi, gt_start, span, pixels, mini):
+                # image row (normalized) -> mini row -> normalized in the mini mask
+                # with its border of zeros (below): row + 1 of mini + 2 rows
+                row = ((roi - gt_start) * span + 0.5) * (mini / pixels) - 0.5
+                return (row + 1.0) / float(mini + 1)
+
+            # One pixel of zeros around each mini mask: samples between the box's
+            # edge pixel and the outside interpolate with 0, as in a full mask
+            # (crop_and_resize gives 0 to any sample outside the image instead).
+            masks = ops.pad(masks, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+            boxes = ops.stack([
+                mini_coord(rois[..., 0], gt[..., 0], span_y, pixels_h, mask_h),
+                mini_coord(rois[..., 1], gt[..., 1], span_x, pixels_w, mask_w),
+                mini_coord(rois[..., 2], gt[..., 0], span_y, pixels_h, mask_h),
+                mini_coord(rois[..., 3], gt[..., 1], span_x, pixels_w, mask_w),
+            ], axis=-1)
     batch = ops.shape(rois)[0]
     image_index = (ops.arange(batch, dtype="int32")[:, None] * num_gt
                    + assigned)
@@ -105,6 +148,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         mask_shape: ``(MH, MW)`` mask target size, e.g. ``(28, 28)``.
         use_mini_mask: True when ``gt_masks`` are mini masks (each GT's mask
             resized to its own bounding box); False for full-image masks.
+        image_shape: ``(H, W)`` of the training images: mini-mask targets
+            then sample the image positions a full mask would give (see
+            `mask_targets`); None keeps Matterport's rule.
         include_gt_boxes: add the GT boxes to the candidate ROIs.
         seed: int seed of the layer's random sampling (None: random).
         **kwargs: standard Keras layer arguments (``name``, ...).
@@ -128,7 +174,7 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, train_rois_per_image, roi_positive_ratio,
                  bbox_std_dev, mask_shape, use_mini_mask=True,
-                 include_gt_boxes=True, seed=None, **kwargs):
+                 include_gt_boxes=True, seed=None, image_shape=None, **kwargs):
         super().__init__(**kwargs)
         if int(train_rois_per_image) != train_rois_per_image or \
                 train_rois_per_image < 1:
@@ -152,6 +198,13 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.bbox_std_dev = [float(v) for v in std]
         self.mask_shape = tuple(int(v) for v in mask_shape)
         self.use_mini_mask = bool(use_mini_mask)
+        if image_shape is not None:
+            image_shape = tuple(int(v) for v in image_shape[:2])
+            if len(image_shape) != 2 or min(image_shape) < 2:
+                raise ValueError(
+                    f"image_shape must be (height, width) of at least 2 pixels; got "
+                    f"{image_shape!r}.")
+        self.image_shape = image_shape
         self.include_gt_boxes = bool(include_gt_boxes)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -254,7 +307,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         deltas = ops.where(pos_rows[..., None], deltas, 0.0)
 
         masks = mask_targets(rois, gt_boxes, gt_masks, assigned,
-                             self.mask_shape, self.use_mini_mask)
+                             self.mask_shape, self.use_mini_mask, self.image_shape)
         masks = ops.where(pos_rows[..., None, None], masks, 0.0)
 
         return [ops.stop_gradient(rois),
@@ -283,5 +336,6 @@ class DetectionTargetLayer(keras.layers.Layer):
             "use_mini_mask": self.use_mini_mask,
             "include_gt_boxes": self.include_gt_boxes,
             "seed": self.seed,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
         })
         return config

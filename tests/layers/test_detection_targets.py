@@ -112,6 +112,61 @@ def test_full_image_mask_targets():
     np.testing.assert_array_equal(masks[0, 1], expected)
 
 
+def _mask_crop_values(rois, gt_boxes, gt_masks, assigned, mask_shape, use_mini_mask,
+                      image_shape=None):
+    """The bilinear samples before mask_targets' 0.5 threshold (its own code path)."""
+    import mrcnn.layers.detection_targets as dt
+    real = dt.crop_and_resize
+    seen = []
+
+    def keep(*args, **kwargs):
+        seen.append(ops.convert_to_numpy(real(*args, **kwargs)))
+        return real(*args, **kwargs)
+
+    dt.crop_and_resize = keep
+    try:
+        ops.convert_to_numpy(mask_targets(rois, gt_boxes, gt_masks, assigned, mask_shape,
+                                          use_mini_mask, image_shape))
+    finally:
+        dt.crop_and_resize = real
+    return seen[0].reshape((rois.shape[0], rois.shape[1]) + tuple(mask_shape))
+
+
+def test_mini_mask_targets_sample_the_full_mask_positions():
+    """A mini mask the size of its box (mh = h: minimize_mask is then the crop itself) gives,
+    with the image shape, exactly the samples of the full-image mask, for ROIs inside,
+    around and across the box; Matterport's rule (no image shape) does not."""
+    from mrcnn.data.boxes import norm_boxes
+    from mrcnn.data.masks.mini import minimize_mask
+    rng = np.random.default_rng(0)
+    height, width = 60, 80
+    full = np.zeros((height, width, 2), bool)
+    boxes = np.array([[10, 12, 27, 35], [30, 40, 47, 63]])      # both 17 x 23 pixels
+    for g, (y1, x1, y2, x2) in enumerate(boxes):
+        full[y1:y2, x1:x2, g] = rng.random((y2 - y1, x2 - x1)) < 0.6
+    mini = minimize_mask(boxes, full, (17, 23))
+    np.testing.assert_array_equal(mini[:, :, 0], full[10:27, 12:35, 0])
+    pixel_rois = np.array([[10, 12, 27, 35], [8, 9, 25, 30], [14, 15, 40, 44],
+                           [30, 40, 47, 63], [33, 37, 45, 66], [25, 30, 50, 70]])
+    rois = norm_boxes(pixel_rois, (height, width))[None]
+    gt = norm_boxes(boxes, (height, width))[None]
+    assigned = np.array([[0, 0, 0, 1, 1, 1]], np.int32)
+    expected = _mask_crop_values(rois, gt, full[None], assigned, (14, 14), False)
+    got = _mask_crop_values(rois, gt, mini[None], assigned, (14, 14), True, (height, width))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    matterport = _mask_crop_values(rois, gt, mini[None], assigned, (14, 14), True)
+    assert np.abs(matterport - expected).max() > 0.2
+
+
+def test_layer_passes_the_image_shape_to_the_mask_targets():
+    layer = DetectionTargetLayer(4, 0.5, STD, (28, 28), image_shape=(64, 96))
+    assert layer.get_config()["image_shape"] == [64, 96]
+    assert DetectionTargetLayer.from_config(layer.get_config()).image_shape == (64, 96)
+    assert DetectionTargetLayer(4, 0.5, STD, (28, 28)).image_shape is None
+    with pytest.raises(ValueError, match=r"image_shape must be \(height, width\)"):
+        DetectionTargetLayer(4, 0.5, STD, (28, 28), image_shape=(1, 5))
+
+
 def test_positive_roi_mask_in_layer_is_partial():
     """ROI = GT box extended 40% downwards (IoU 1/1.4): top rows are ones."""
     gt_boxes = np.array([[[0.2, 0.2, 0.4, 0.4]]], np.float32)
