@@ -79,6 +79,18 @@ def evaluate(model, dataset, config, limit=None):
     return float(np.mean(aps))
 
 
+def run_config(args):
+    """The ShapesConfig of the command line's --steps-per-epoch, --backbone, --precision."""
+    attrs = {}
+    if args.steps_per_epoch:
+        attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
+    if args.backbone:
+        attrs["BACKBONE"] = args.backbone
+    if args.precision:
+        attrs["MIXED_PRECISION"] = None if args.precision == "float32" else args.precision
+    return type("RunConfig", (ShapesConfig,), attrs)()
+
+
 def main(argv=None):
     """Train, then evaluate; returns {"mask_map50", "train_s", "steps"}."""
     p = argparse.ArgumentParser(description=__doc__,
@@ -95,17 +107,14 @@ def main(argv=None):
     p.add_argument("--max-overlap", type=float, default=0.3,
                    help="leave out shapes whose box overlaps an earlier one by more than "
                         "this IoU, as Matterport's shapes do (default 0.3; 1 keeps all)")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"),
+                   default=None, help="Config.MIXED_PRECISION (default: the Config's, float32)")
     p.add_argument("--seed", type=int, default=0, help="seed of data and initial weights")
     p.add_argument("--verbose", type=int, default=1, help="Keras progress output (0, 1, 2)")
     args = p.parse_args(argv)
     keras.utils.set_random_seed(args.seed)
 
-    attrs = {}
-    if args.steps_per_epoch:
-        attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
-    if args.backbone:
-        attrs["BACKBONE"] = args.backbone
-    config = type("RunConfig", (ShapesConfig,), attrs)()
+    config = run_config(args)
     train = ShapesDataset()
     train.load_shapes(args.train_images, 128, 128, seed=args.seed,
                       max_overlap=args.max_overlap)
