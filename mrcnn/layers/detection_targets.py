@@ -24,8 +24,8 @@ def mask_targets(rois, gt_boxes, gt_masks, assigned, mask_shape,
     row ``y`` is mini row ``(y - gt_y1 + 0.5) * mh / h - 0.5``; the ROI is
     mapped into the mini mask (given a border of zeros) by that rule and the
     targets sample the same image positions as from the full mask (equal
-    when ``mh == h``). That
-    needs the image size, ``image_shape``; without it (Matterport's rule)
+    when ``mh == h``). That needs the image size, ``image_shape``; without
+    it (Matterport's rule)
     the ROI is expressed in the GT box's normalized frame
     (``(roi_y1 - gt_y1) / gt_h``), which puts the mini mask's first and last
     pixel centres on the box's and so shrinks masks smaller than the mini
