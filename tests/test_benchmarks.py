@@ -48,6 +48,20 @@ def test_train_detect_padded_mask_head_runs_every_positive_row():
     assert 1 <= rows[()] < 128, rows
 
 
+@pytest.mark.slow
+def test_mask_targets_benchmark_prints_its_table_and_last_line():
+    """benchmarks/mask_targets.py on one image per cell type: full-mask targets score at
+    least as well as Matterport's mini-mask rule, the image-position rule in between."""
+    out = run("mask_targets.py", "--images", "1")
+    last = out.strip().splitlines()[-1]
+    match = re.fullmatch(r"full_iou=([0-9.]+) matterport56_iou=([0-9.]+) mini56_iou=([0-9.]+) "
+                         r"mini112_iou=([0-9.]+)", last)
+    assert match, last
+    full, matterport, mini56, mini112 = (float(v) for v in match.groups())
+    assert 0.5 < matterport < mini56 <= full <= 1.0 and mini112 <= 1.0, last
+    assert re.search(r"^all\s+\d+\s+\d+(\s+0\.\d+){9}$", out, re.MULTILINE), out
+
+
 def test_train_detect_refuses_a_peer_on_non_square_images():
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "train_detect.py"),
                            "--size", "64,128", "--peer-python", sys.executable],
