@@ -43,6 +43,7 @@ def test_shapes_from_scratch_reach_mask_map_0_8(tmp_path):
     assert result["mask_map50"] >= 0.8, result
 
 
+@pytest.mark.backend_independent
 def test_precision_flag_sets_the_config():
     """--precision (the bf16 vs f32 comparison in benchmarks/RESULTS.md) reaches
     Config.MIXED_PRECISION; float32 is the Config's None."""
