@@ -124,8 +124,7 @@ def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channel
     model.save_weights(weights)
     rss = peak_rss_mib()
     # rows the mask head ran on: 128 padded positives, or only the positive ones
-    mask_rows = model.keras_model(batch[0] if isinstance(batch, tuple) else batch)[
-        "mrcnn_mask_logits"].shape[1]
+    mask_rows = model.keras_model(batch)["mrcnn_mask_logits"].shape[1]
     return {"train_step_s": statistics.median(times), "compile_s": compile_s,
             "params": model.keras_model.count_params(), "train_rss_mib": rss,
             "mask_rows": int(mask_rows)}
