@@ -33,6 +33,7 @@ from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.image_meta import ActiveClassIds, NormalizedWindow, ZeroOutsideWindow
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
+from mrcnn.layers.row_buckets import BucketedRows
 from mrcnn.training.precision import compute_dtype, resolve
 from mrcnn.training.trainer import MaskRCNNTrainer
 
@@ -165,6 +166,20 @@ def _mask_head(spec, pooled, num_rois):
                        mask_size=spec.mask_size, channels=spec.mask_head_channels)
 
 
+def _bucketed_mask_head(spec, pooled, class_ids, name):
+    """JAX: the mask head on the leading rows at a bucketed size (mrcnn.layers.row_buckets)."""
+    rows = keras.Input(batch_shape=(pooled.shape[0], None) + tuple(pooled.shape[2:]),
+                       dtype=pooled.dtype, name=name + "_rows")
+    head = keras.Model(rows, _mask_head(spec, rows, None), name="mrcnn_mask_head")
+    return BucketedRows(head, pooled.shape[1], name=name)(pooled, class_ids)
+
+
+def _bucketed_rois(spec):
+    """Whether the mask head runs at bucketed sizes: on JAX, if the head allows a varying count."""
+    return keras.backend.backend() == "jax" and \
+        getattr(get_mask_head(spec.mask_head), "varying_rois", False)
+
+
 def _varying_rois(spec):
     """Whether the mask head runs on a varying ROI count: not on JAX, and if the head allows it."""
     return keras.backend.backend() != "jax" and \
@@ -222,7 +237,10 @@ def build_training_graph(spec):
         target_mask = PositiveRois(name="mask_positive_targets")(target_mask, mask_class_ids)
         mask_class_ids = PositiveRois(name="mask_positive_class_ids")(mask_class_ids,
                                                                       mask_class_ids)
-    mask_logits = _mask_head(spec, pooled_mask, None if varying else p)
+    if _bucketed_rois(spec):
+        mask_logits = _bucketed_mask_head(spec, pooled_mask, mask_class_ids, "mrcnn_mask_buckets")
+    else:
+        mask_logits = _mask_head(spec, pooled_mask, None if varying else p)
     outputs = {
         "rpn_class_logits": t["rpn_class_logits"], "rpn_bbox": t["rpn_bbox"],
         "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,
@@ -262,6 +280,9 @@ def build_inference_graph(spec):
         packed = PositiveRois(name="mask_detected_features")(pooled_mask, det_class_ids)
         mask_logits = UnpackRois(name="mask_detected_logits")(
             _mask_head(spec, packed, None), det_class_ids)
+    elif _bucketed_rois(spec):  # JAX: the mask head on a bucket holding the detections
+        det_class_ids = DetectionClassIds(name="detection_class_ids")(detections)
+        mask_logits = _bucketed_mask_head(spec, pooled_mask, det_class_ids, "mrcnn_mask_buckets")
     else:
         mask_logits = _mask_head(spec, pooled_mask, spec.detection_max_instances)
     masks = keras.layers.Activation("sigmoid", name="mrcnn_mask_probs")(mask_logits)

@@ -14,6 +14,7 @@ import os
 
 import keras
 
+from mrcnn.layers.walk import leaf_layers
 from mrcnn.weights import load_weights_file, save_weights
 
 
@@ -34,6 +35,25 @@ def _check_suffix(filepath):
 @keras.saving.register_keras_serializable(package="mrcnn")
 class MaskRCNNModel(keras.Model):
     """A functional Keras model whose ``save_weights`` / ``load_weights`` also take ``*.h5``."""
+
+    def get_layer(self, name=None, index=None):
+        """Keras' ``get_layer``; a name not found at the top level is looked up inside nested models.
+
+        Matterport's graph was flat but for the RPN; here the RPN (``rpn_model``),
+        an EfficientNetV2 backbone and, on JAX, the mask head
+        (``mrcnn_mask_buckets``, mrcnn.layers.row_buckets) hold their layers
+        inside, and ``get_layer("rpn_conv_shared")`` or ``get_layer("mrcnn_mask")``
+        still find them.
+        """
+        if name is None or index is not None:
+            return super().get_layer(name=name, index=index)
+        try:
+            return super().get_layer(name=name)
+        except ValueError:
+            for layer in leaf_layers(self):
+                if layer.name == name:
+                    return layer
+            raise
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
         """Save the weights: ``*.h5`` by layer name (Matterport), ``*.weights.h5`` by Keras.

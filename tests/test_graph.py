@@ -100,11 +100,18 @@ def test_mask_head_sees_the_batchs_positive_rois_only(monkeypatch):
     positive = ids > 0
     assert 1 <= positive.sum() < positive.size    # the case that matters: padding rows
     monkeypatch.setattr(batching, "dynamic_shapes_available", lambda: False)
+    if keras.backend.backend() == "jax":    # the bucketed head, then forced to every row
+        buckets = model.get_layer("mrcnn_mask_buckets")
+        assert buckets.buckets == [8, p] and positive.sum(axis=1).max() <= 8
+        monkeypatch.setattr(buckets, "buckets", [p])
     padded_out, padded = _losses(model, x)
     padded_logits = keras.ops.convert_to_numpy(padded_out["mrcnn_mask_logits"])
     logits = keras.ops.convert_to_numpy(out["mrcnn_mask_logits"])
-    if keras.backend.backend() == "jax":   # static shapes: always the padded count
+    if keras.backend.backend() == "jax":   # static shapes: the padded count, zero past the bucket
         assert logits.shape[:2] == padded_logits.shape[:2] == (2, p)
+        np.testing.assert_array_equal(logits[:, 8:], 0.0)
+        np.testing.assert_allclose(logits[positive], padded_logits[positive],
+                                   rtol=1e-5, atol=1e-5)
     else:
         assert padded_logits.shape[:2] == (1, 2 * p)         # every row, padding included
         assert logits.shape[:2] == (1, positive.sum())       # the positives, in order
@@ -133,7 +140,7 @@ def test_inference_masks_come_from_the_detections_only(monkeypatch):
     """The mask head runs on the detections (not the padding up to the maximum): the masks
     of the detections are those of the padded head, the padding rows are 0.5 (logit 0)."""
     keras.utils.set_random_seed(3)
-    config = make_config(IMAGES_PER_GPU=1, DETECTION_MAX_INSTANCES=8)
+    config = make_config(IMAGES_PER_GPU=1, DETECTION_MAX_INSTANCES=32)
     model = graph.build("inference", graph.spec_from_config(config))
     image = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype("float32")
     meta = compose_image_meta(0, (64, 64, 3), (64, 64, 3), (0, 0, 64, 64), 1.0,
@@ -145,13 +152,18 @@ def test_inference_masks_come_from_the_detections_only(monkeypatch):
     scores = keras.ops.convert_to_numpy(model([image, meta])[0])[0, :, 5]
     distinct = np.unique(scores[scores > 0])
     assert len(distinct) >= 2, scores
-    middle = len(distinct) // 2
-    detection.min_confidence = float(distinct[middle - 1] + distinct[middle]) / 2
+    keep = min(4, len(distinct) - 1)       # a few detections: the smallest bucket on JAX
+    detection.min_confidence = float(distinct[-keep - 1] + distinct[-keep]) / 2
     detections, _, _, masks = (keras.ops.convert_to_numpy(v)
                                for v in model([image, meta])[:4])
     valid = detections[0, :, 4] > 0
     assert 0 < valid.sum() < len(valid), valid       # the case that matters: padding rows
     monkeypatch.setattr(batching, "dynamic_shapes_available", lambda: False)
+    if keras.backend.backend() == "jax":    # buckets of 8, 16, 32 rows: forced to all 32
+        buckets = model.get_layer("mrcnn_mask_buckets")
+        assert buckets.buckets == [8, 16, 32] and valid.sum() <= 8
+        monkeypatch.setattr(buckets, "buckets", [32])
+        np.testing.assert_array_equal(masks[0, 8:], 0.5)
     padded = keras.ops.convert_to_numpy(model([image, meta])[3])
     np.testing.assert_allclose(masks[0, valid], padded[0, valid], rtol=1e-5, atol=1e-6)
     if keras.backend.backend() != "jax":

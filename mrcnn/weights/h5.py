@@ -409,10 +409,10 @@ def load_weights_file(model, filepath, by_name=False, exclude=None,
         if excluded(layer.name):
             report["excluded"].append(layer.name)
             continue
-        if layer.name in groups:
-            try_layer(layer.name, [v for _, v in _named_weights(layer)],
-                      [a for _, a in groups[layer.name]])
-        elif is_container(layer):
+        if is_container(layer):
+            # leaf by leaf also when the file holds the container's group: an excluded or
+            # mismatched inner layer (the class-specific mrcnn_mask inside the JAX mask
+            # head) then skips that layer only
             for sub in leaf_layers(layer):
                 if not sub.weights:
                     continue
@@ -425,6 +425,9 @@ def load_weights_file(model, filepath, by_name=False, exclude=None,
                     report["missing"].append(sub.name)
                 else:
                     try_layer(sub.name, [v for _, v in _named_weights(sub)], arrays)
+        elif layer.name in groups:
+            try_layer(layer.name, [v for _, v in _named_weights(layer)],
+                      [a for _, a in groups[layer.name]])
         elif layer.name in inner:
             try_layer(layer.name, [v for _, v in _named_weights(layer)], inner[layer.name])
         else:
