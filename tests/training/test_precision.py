@@ -9,6 +9,7 @@ import pytest
 import mrcnn.model as modellib
 from model_helpers import make_config, shapes
 from mrcnn.data.image_meta import compose_image_meta
+from mrcnn.layers.walk import is_container
 from mrcnn.training import precision
 from mrcnn.training.precision import (compute_dtype, cpu_bfloat16_is_fast, policy_name,
                                      resolve)
@@ -50,7 +51,7 @@ def policies(model):
     def walk(m):
         for layer in m.layers:
             found[layer.name] = layer.dtype_policy.name
-            if isinstance(layer, keras.Model):
+            if is_container(layer):     # the RPN, the JAX mask head's buckets
                 walk(layer)
     walk(model.keras_model)
     return found
