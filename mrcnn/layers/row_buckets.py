@@ -14,7 +14,10 @@ last), so the head runs on ``x[:, :k]`` for the smallest bucket ``k`` of
 ``buckets`` (N, N/2, N/4, ... down to `min_rows`) that holds every image's
 rows, and its output is zero padded back to N rows. The choice is a
 ``keras.ops.switch`` (``jax.lax.switch``): every bucket is compiled once,
-in the same program, and a step runs one of them. Rows past each image's
+in the same program, and a step runs one of them. Training steps bucket on
+an accelerator only: on XLA:CPU a convolution's kernel gradient inside a
+conditional is ~50x slower (`mrcnn.ops.dispatch.switch_trains_fast`), so
+there only inference does. Rows past each image's
 count are computed on whatever ROIs lie there and are ignored by the mask
 loss (it weighs positives only) and by ``detect()`` (padding).
 
@@ -27,6 +30,7 @@ import keras
 from keras import ops
 
 from mrcnn.layers.walk import leaf_layers
+from mrcnn.ops import dispatch
 
 
 def bucket_sizes(n, min_rows=8):
@@ -79,7 +83,9 @@ class BucketedRows(keras.layers.Layer):
     freeze by their own names, as in a nested model). When a BatchNormalization
     inside the head trains (Config.TRAIN_BN with the head trainable), its
     moving statistics cannot leave a ``switch`` branch, so the head then runs
-    on all N rows.
+    on all N rows; so it does in training on XLA:CPU, where gradients inside a
+    conditional are slow (`mrcnn.ops.dispatch.switch_trains_fast`).
+    Inference (no gradients) always runs on the bucket.
     """
 
     def __init__(self, head, num_rows, min_rows=8, **kwargs):
@@ -105,7 +111,8 @@ class BucketedRows(keras.layers.Layer):
             raise ValueError(f"BucketedRows(num_rows={self.num_rows}) got {x.shape[1]} rows "
                              f"(x of shape {tuple(x.shape)})")
         n = self.num_rows
-        if len(self.buckets) == 1 or (training and self._bn_trains()):
+        if len(self.buckets) == 1 or (training and (self._bn_trains()
+                                                     or not dispatch.switch_trains_fast())):
             return self.head(x, training=training)
 
         def branch(k):

@@ -39,6 +39,22 @@ def dynamic_shapes_available():
     return backend == "torch" or (backend == "tensorflow" and native_available())
 
 
+def switch_trains_fast():
+    """Whether a training step may run the mask head inside a ``keras.ops.switch`` branch.
+
+    True on JAX with an accelerator. False on XLA:CPU, where the gradient of a
+    convolution's kernel inside a conditional takes another code path: 16
+    rows of the mask head's four 3x3 convolutions took 18.8 s for that
+    gradient in a ``lax.cond`` against 2.8 s for all 128 rows outside one
+    (forward and input gradient were fast; benchmarks/RESULTS.md). Also False
+    off JAX (TensorFlow and PyTorch run the head on the varying count instead).
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+    return jax.default_backend() != "cpu"
+
+
 def resolve_method(method):
     if method not in METHODS:
         raise ValueError(

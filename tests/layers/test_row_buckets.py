@@ -6,6 +6,7 @@ import pytest
 
 from mrcnn.layers.row_buckets import BucketedRows, bucket_index, bucket_sizes
 from mrcnn.layers.walk import leaf_layers
+from mrcnn.ops import dispatch
 
 
 def test_bucket_sizes_halve_down_to_the_smallest():
@@ -83,18 +84,27 @@ def test_gradients_reach_the_head_through_the_chosen_bucket():
     np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-5)
 
 
-def test_a_training_batch_norm_inside_runs_every_row():
-    """Moving statistics cannot leave a switch branch: a training BN means all N rows."""
+def test_training_runs_every_row_on_a_cpu_or_with_a_training_batch_norm(monkeypatch):
+    """Gradients inside a conditional are slow on XLA:CPU, and moving statistics cannot
+    leave a switch branch: training there, or with a training BN, runs all N rows."""
     head = _dense_head(1, batch_norm=True)
     layer = BucketedRows(head, 16)
     x = np.random.default_rng(3).normal(size=(1, 16, 4)).astype("float32")
     ids = np.zeros((1, 16), "int32")
     ids[0, :2] = 1
-    out = keras.ops.convert_to_numpy(layer(x, ids, training=True))
-    assert np.all(np.abs(out[0, 8:]).sum(-1) > 0)      # past the smallest bucket: computed
+
+    def past_the_bucket(training):
+        out = keras.ops.convert_to_numpy(layer(x, ids, training=training))
+        return np.abs(out[0, 8:]).sum(-1)
+
     head.get_layer("inner_bn").trainable = False
-    frozen = keras.ops.convert_to_numpy(layer(x, ids, training=True))
-    np.testing.assert_array_equal(frozen[0, 8:], 0.0)
+    assert dispatch.switch_trains_fast() is False     # no accelerator here
+    assert np.all(past_the_bucket(True) > 0)          # computed: every row
+    np.testing.assert_array_equal(past_the_bucket(False), 0.0)   # inference: the bucket
+    monkeypatch.setattr(dispatch, "switch_trains_fast", lambda: True)   # an accelerator
+    np.testing.assert_array_equal(past_the_bucket(True), 0.0)
+    head.get_layer("inner_bn").trainable = True
+    assert np.all(past_the_bucket(True) > 0)
 
 
 def test_the_heads_layers_are_reached_and_the_layer_round_trips():
