@@ -62,6 +62,31 @@ def test_mask_targets_benchmark_prints_its_table_and_last_line():
     assert re.search(r"^all\s+\d+\s+\d+(\s+0\.\d+){9}$", out, re.MULTILINE), out
 
 
+@pytest.mark.slow
+def test_mask_buckets_benchmark_times_both_variants_on_jax():
+    """benchmarks/mask_buckets.py: the same detections bucketed and on all rows, the bucket
+    the smallest that holds them; refused on another backend."""
+    cmd = [sys.executable, os.path.join(BENCH, "mask_buckets.py"), "--backbone", "small-cnn",
+           "--size", "64", "--fc", "32", "--shifts=10,-1000", "--calls", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env=dict(os.environ, KERAS_BACKEND="jax"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    buckets = [int(v) for v in re.search(r"buckets=\[([0-9, ]+)\]", proc.stdout).group(1)
+               .split(",")]
+    assert buckets == [13, 25, 50, 100]
+    lines = re.findall(r"^shift=(\S+) detections=(\d+) bucketed_s=([0-9.]+) "
+                       r"all_rows_s=([0-9.]+)$", proc.stdout, re.MULTILINE)
+    assert [shift for shift, *_ in lines] == ["10", "-1000"], proc.stdout
+    assert int(lines[1][1]) == 0                       # no object wins: no detections
+    for shift, n, bucketed, full in lines:
+        assert float(bucketed) > 0 and float(full) > 0
+        k = next(b for b in buckets if b >= int(n))
+        assert re.search(rf"^\s+{float(shift):.1f}\s+{n}\s+{k}\s", proc.stdout, re.MULTILINE)
+    refused = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                             env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+    assert refused.returncode != 0 and "KERAS_BACKEND=jax" in refused.stderr
+
+
 def test_train_detect_refuses_a_peer_on_non_square_images():
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "train_detect.py"),
                            "--size", "64,128", "--peer-python", sys.executable],
