@@ -29,9 +29,10 @@ A builder marked ``builder.varying_rois = True`` is called with
 ``num_rois=None`` by the training graph on TensorFlow and PyTorch: ``pooled``
 is then ``[1, None, p, p, C]``, the positive ROIs of the whole batch (see
 `mrcnn.layers.batching.PositiveRois`), and it splits its output with
-``SplitRoiBatch(None, batch_size=pooled.shape[0])``. Other builders (and
-every builder on JAX) get ``[B, N, p, p, C]`` with the static N, padding
-included.
+``SplitRoiBatch(None, batch_size=pooled.shape[0])``. On JAX it is built once
+on ``[B, None, p, p, C]`` as a nested model and run on the leading ``k`` rows
+of a few static bucket sizes (`mrcnn.layers.row_buckets.BucketedRows`).
+Other builders get ``[B, N, p, p, C]`` with the static N, padding included.
 
 The registry is filled when `mrcnn.heads` is imported (the standard head
 registers itself in `mrcnn.heads.mask`).
