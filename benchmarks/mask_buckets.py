@@ -21,7 +21,6 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 
 def parse_shifts(text):
@@ -35,6 +34,8 @@ def time_detect(backbone, size, fc, shift, all_rows, calls):
     import keras
 
     import mrcnn.model as modellib
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
     from train_detect import BoxesDataset, bench_config
 
     keras.utils.set_random_seed(0)

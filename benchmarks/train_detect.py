@@ -253,6 +253,7 @@ def main():
         print(f"{label:22}{ours[key]:10.3f}{theirs:14.3f}{theirs / ours[key]:18.2f}")
     print(f"{'detections':22}{ours['detections']:10d}"
           f"{(peer['detections'] if peer else 0):14d}")
+    print(f"{'mask head rows':22}{ours['mask_rows']:10d}")
     print(f"train_step_s={ours['train_step_s']:.3f} detect_s={ours['detect_s']:.3f} "
           f"peer_train_step_s={(peer or {}).get('train_step_s', float('nan')):.3f} "
           f"peer_detect_s={(peer or {}).get('detect_s', float('nan')):.3f}")
