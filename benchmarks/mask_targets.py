@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mrcnn.data.masks.mini import (expand_mask, minimize_mask, paste_masks,  # noqa: E402
-                                   paste_values)
+from mrcnn.data.masks.mini import expand_mask, minimize_mask, paste_masks  # noqa: E402
+from mrcnn.inference.molding import unmold_result  # noqa: E402
 from mrcnn.datasets.synthetic_cells import CELL_TYPES, synthetic_sartorius_image  # noqa: E402
 from mrcnn.data.boxes import extract_bboxes, norm_boxes  # noqa: E402
 
@@ -68,20 +68,18 @@ def jitter(rng, boxes, shape, min_iou=0.5):
 
 
 def paste_on_grid(masks, rois, shape):
-    """Paste [N, M, M] masks with mask row i at image row r1 + i * (h - 1) / (M - 1): the
-    grid the targets (and ROIAlign) sample, instead of `paste_masks`' pixel-centre
-    alignment. As a fractional box for `paste_values`: half a cell beyond the first and
-    last sampled pixel centres. bool [H, W, N]."""
-    size = masks.shape[1]
-    first = rois[:, :2].astype(np.float64)            # centres of the first row / column
-    last = rois[:, 2:4].astype(np.float64) - 1.0      # centres of the last
-    cell = (last - first) / (size - 1)
-    boxes = np.concatenate([first + 0.5 - cell / 2, last + 0.5 + cell / 2], axis=1)
-    inst, ys, xs, values = paste_values(masks, boxes, shape)
-    out = np.zeros(tuple(shape) + (masks.shape[0],), bool)
-    on = values >= 0.5
-    out[ys[on], xs[on], inst[on]] = True
-    return out
+    """Paste [N, M, M] masks at their pixel ROIs as ``detect()`` does with
+    ``DETECTION_MASK_PASTE = "grid"`` (`mrcnn.inference.molding.unmold_result`): mask row i
+    on the pixel where the targets (and ROIAlign) sampled row i. bool [H, W, N]."""
+    n, size = masks.shape[0], masks.shape[1]
+    detections = np.zeros((n, 6), np.float32)
+    detections[:, :4] = norm_boxes(rois, shape)
+    detections[:, 4:] = 1.0
+    probs = np.zeros((n, size, size, 2), np.float32)
+    probs[..., 1] = masks
+    full = tuple(shape[:2]) + (3,)
+    return unmold_result(detections, probs, full, full, (0, 0) + tuple(shape[:2]),
+                         paste="grid")["masks"]
 
 
 def targets(rois, boxes, gt_masks, mask_shape, mini_shape, shape, matterport=False):
@@ -152,8 +150,8 @@ def main(argv=None):
     print("box: ROI = the GT box; jit: a random ROI of IoU >= 0.5 with it; full: targets cut "
           "from the full mask; mp56: 56x56 mini masks, Matterport's rule (no image shape); "
           "mini56/112: mini masks mapped by the image positions (the graph's default)")
-    print("pasted on the targets' grid (paste_on_grid) instead of with pixel centres aligned, "
-          "at jittered ROIs:")
+    print("pasted on the targets' grid (detect()'s DETECTION_MASK_PASTE='grid', the default) "
+          "instead of with pixel centres aligned ('centers'), at jittered ROIs:")
     for kind in list(CELL_TYPES) + [None]:
         print(f"{kind or 'all':10s} " + " ".join(
             f"{name}={mean(name + '_jit_grid', kind):.4f}"

@@ -205,6 +205,11 @@ class Config:
     DETECTION_NMS_THRESHOLD = 0.3
     # Probability above which a mask pixel belongs to the instance.
     DETECTION_MASK_THRESHOLD = 0.5
+    # How each predicted mask is placed in its box (mrcnn.inference.molding.MASK_PASTES):
+    # "grid" puts mask row i on the pixel where ROIAlign sampled row i, where this
+    # library's training cut the targets; "centers" resizes the mask to the box with
+    # pixel centres aligned (Matterport's unmold_mask; for Matterport-trained weights).
+    DETECTION_MASK_PASTE = "grid"
 
     # Mixed precision (mrcnn.training.precision): None (float32), "bfloat16" (GPUs from
     # Ampere on, TPUs, CPUs with AMX or AMD's AVX512-BF16), "float16" (older GPUs,
@@ -459,6 +464,9 @@ class Config:
         if isinstance(self.RPN_CONV_CHANNELS, bool) or not isinstance(
                 self.RPN_CONV_CHANNELS, int) or self.RPN_CONV_CHANNELS < 1:
             fail(f"RPN_CONV_CHANNELS must be a positive int, got {self.RPN_CONV_CHANNELS!r}")
+        if self.DETECTION_MASK_PASTE not in ("grid", "centers"):
+            fail(f"DETECTION_MASK_PASTE must be 'grid' or 'centers', got "
+                 f"{self.DETECTION_MASK_PASTE!r}")
         if self.MIXED_PRECISION not in (None, False, "auto", "bfloat16", "float16"):
             fail(f"MIXED_PRECISION must be None, 'auto', 'bfloat16' or 'float16', got "
                  f"{self.MIXED_PRECISION!r}")

@@ -229,7 +229,8 @@ class MaskRCNN:
         """One image's padded detections -> boxes, class ids, scores, full-size bool masks."""
         return molding.unmold_detections(detections, mrcnn_mask, original_image_shape,
                                          image_shape, window,
-                                         self.config.DETECTION_MASK_THRESHOLD)
+                                         self.config.DETECTION_MASK_THRESHOLD,
+                                         self.config.DETECTION_MASK_PASTE)
 
     def detect(self, images, verbose=0, soft_masks=False, sparse=False):
         """Detect instances in images (run in batches of Config.BATCH_SIZE).
@@ -280,7 +281,8 @@ class MaskRCNN:
         shapes = [molded.shape[1:]] * len(molded_images) if original_shapes is None \
             else original_shapes
         return molding.unmold_batch(detections, masks, shapes, molded.shape[1:], windows,
-                                    self.config.DETECTION_MASK_THRESHOLD, soft_masks, sparse)
+                                    self.config.DETECTION_MASK_THRESHOLD, soft_masks, sparse,
+                                    self.config.DETECTION_MASK_PASTE)
 
     def get_anchors(self, image_shape=None):
         """Normalized anchors [A, (y1, x1, y2, x2)] of the model input (Matterport's API)."""

@@ -145,7 +145,8 @@ class ExportedModel:
                 detections, masks = self._as_graph_outputs(out, i)
                 results.append(unmold_result(
                     detections, masks, np.shape(image), fitted.shape[1:], windows[i],
-                    self.config.DETECTION_MASK_THRESHOLD, soft_masks, sparse))
+                    self.config.DETECTION_MASK_THRESHOLD, soft_masks, sparse,
+                    getattr(self.config, "DETECTION_MASK_PASTE", "centers")))
         return results
 
     def _as_graph_outputs(self, out, i):

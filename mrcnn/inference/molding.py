@@ -53,7 +53,7 @@ def pad_batch(molded_images, image_metas, batch_size):
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window,
-                      mask_threshold=0.5):
+                      mask_threshold=0.5, paste="centers"):
     """One image's padded detections -> boxes, class ids, scores, full-size masks.
 
     Args:
@@ -64,18 +64,19 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
         window: (y1, x1, y2, x2) of the real image in the molded one (pixels).
         mask_threshold: probability from which a mask pixel is on
             (Config.DETECTION_MASK_THRESHOLD).
+        paste: "centers" or "grid" (Config.DETECTION_MASK_PASTE; `unmold_result`).
 
     Returns:
         boxes int32 [n, (y1, x1, y2, x2)] original pixels, class_ids int32
         [n], scores float32 [n], masks bool [H, W, n].
     """
     r = unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, window,
-                      mask_threshold)
+                      mask_threshold, paste=paste)
     return r["rois"], r["class_ids"], r["scores"], r["masks"]
 
 
 def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, window,
-                  mask_threshold=0.5, soft_masks=False, sparse=False):
+                  mask_threshold=0.5, soft_masks=False, sparse=False, paste="centers"):
     """One image's padded detections -> a ``detect()`` result dict.
 
     The mask of each detection (its class's channel of ``mrcnn_mask``) is
@@ -93,17 +94,23 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
             :class:`~mrcnn.data.masks.sparse.SparseMasks` instead of dense
             arrays: memory proportional to the boxes' area, not ``H * W * n``
             (soft values of 0 are not stored, as ``SparseMasks.from_dense``).
+        paste: "centers" (Matterport's: the mask resized to the rounded box,
+            pixel centres aligned) or "grid" (mask row i on the pixel where
+            ROIAlign sampled row i, `grid_paste_boxes`, on the pixels of the
+            rounded box, the mask's edges repeated past the outer samples);
+            see `MASK_PASTES`.
 
     Returns:
         dict with ``rois`` int32 [n, (y1, x1, y2, x2)] original pixels,
         ``class_ids`` int32 [n], ``scores`` float32 [n], ``masks`` bool
         [H, W, n] (or SparseMasks) and, with `soft_masks`, ``soft_masks``.
     """
-    boxes, class_ids, scores, probs = _unmold_boxes(detections, mrcnn_mask,
-                                                    original_image_shape, image_shape, window)
+    boxes, class_ids, scores, probs, norm = _unmold_boxes(
+        detections, mrcnn_mask, original_image_shape, image_shape, window)
     oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
     n = class_ids.size
-    inst, ys, xs, values = paste_values(probs, boxes, (oh, ow))
+    inst, ys, xs, values = _paste_entries(probs, boxes, norm, image_shape, window,
+                                          original_image_shape, paste)
     on = values >= mask_threshold
     result = {"rois": boxes, "class_ids": class_ids, "scores": scores}
     if sparse:
@@ -122,23 +129,88 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
 
 
 def unmold_batch(detections, mrcnn_mask, original_shapes, image_shape, windows,
-                 mask_threshold=0.5, soft_masks=False, sparse=False):
+                 mask_threshold=0.5, soft_masks=False, sparse=False, paste="centers"):
     """`unmold_result` of each image of a batch (``len(original_shapes)`` images).
 
     Args:
         detections: [B, N, 6] padded detections; mrcnn_mask: [B, N, mh, mw,
             num_classes]; original_shapes: per image ``(H, W, ...)`` (a list
             of up to B); image_shape: the molded shape; windows: [B, 4].
-        mask_threshold, soft_masks, sparse: see `unmold_result`.
+        mask_threshold, soft_masks, sparse, paste: see `unmold_result`.
     """
     return [unmold_result(detections[i], mrcnn_mask[i], shape, image_shape, windows[i],
-                          mask_threshold, soft_masks, sparse)
+                          mask_threshold, soft_masks, sparse, paste)
             for i, shape in enumerate(original_shapes)]
+
+
+#: How a detection's mask is placed in its box (Config.DETECTION_MASK_PASTE): "grid",
+#: mask row i on ROIAlign's sample i, where the training targets were cut; "centers",
+#: the mask resized to the box with pixel centres aligned (Matterport's unmold_mask).
+MASK_PASTES = ("grid", "centers")
+
+
+def grid_paste_boxes(norm_boxes, image_shape, window, original_image_shape, mask_size):
+    """Fractional paste boxes that put mask row i where ROIAlign sampled row i of the ROI.
+
+    ROIAlign (and the mask targets, `mrcnn.layers.detection_targets.mask_targets`)
+    samples an ROI with normalized corners (y1, x1, y2, x2) at the molded
+    image's pixel-index coordinates ``y1 * (h - 1) + i * (y2 - y1) * (h - 1) / (M - 1)``,
+    i = 0..M-1: the first and last samples on the ROI's first and last pixel
+    centres. Mapped to the original image (pixel centres, the per-axis factor
+    ``original size / window size`` of `mrcnn.data.fit.undo_resize_boxes`),
+    those are the centres ``first`` and ``last``; `paste_values` puts mask row
+    i on ``first + i * cell`` (cell = (last - first) / (M - 1)) when given the
+    box ``[first + 0.5 - cell / 2, last + 0.5 + cell / 2)`` (its edges half a
+    cell beyond the outer sample centres).
+
+    Args:
+        norm_boxes: [n, (y1, x1, y2, x2)] normalized detection boxes.
+        image_shape: (h, w, ...) of the molded image.
+        window: (y1, x1, y2, x2) of the image inside the molded one (pixels).
+        original_image_shape: (H, W, ...) of the original image.
+        mask_size: (M_h, M_w) of the predicted masks.
+
+    Returns:
+        float64 [n, (y1, x1, y2, x2)] paste boxes in original pixels (edge
+        coordinates, y2/x2 exclusive; not clipped).
+    """
+    norm_boxes = np.asarray(norm_boxes, np.float64).reshape(-1, 4)
+    h, w = float(image_shape[0]), float(image_shape[1])
+    wy1, wx1, wy2, wx2 = (float(v) for v in window)
+    oh, ow = float(original_image_shape[0]), float(original_image_shape[1])
+    if wy2 <= wy1 or wx2 <= wx1:
+        raise ValueError(f"window {tuple(window)} has no area")
+    shift = np.array([wy1, wx1])
+    factor = np.array([oh / (wy2 - wy1), ow / (wx2 - wx1)])
+    extent = np.array([h - 1, w - 1])
+    cells = np.array([mask_size[0] - 1, mask_size[1] - 1], np.float64)
+    # sample centres, molded pixel index -> original pixel index (centres map as
+    # (m + 0.5 - shift) * factor - 0.5)
+    first = (norm_boxes[:, :2] * extent + 0.5 - shift) * factor - 0.5
+    last = (norm_boxes[:, 2:] * extent + 0.5 - shift) * factor - 0.5
+    # a one-pixel ROI still covers its pixel (a cell of 1 / M)
+    cell = np.maximum((last - first) / np.maximum(cells, 1.0), 1.0 / (cells + 1.0))
+    return np.concatenate([first + 0.5 - cell / 2, last + 0.5 + cell / 2], axis=1)
+
+
+def _paste_entries(probs, boxes, norm_boxes, image_shape, window, original_image_shape,
+                   paste):
+    """`paste_values` of the kept detections' masks by the `paste` geometry, inside their boxes."""
+    oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
+    if paste not in MASK_PASTES:
+        raise ValueError(f"mask paste must be one of {MASK_PASTES}, got {paste!r}")
+    if paste == "centers" or not len(boxes):
+        return paste_values(probs, boxes, (oh, ow))
+    grid = grid_paste_boxes(norm_boxes, image_shape, window, original_image_shape,
+                            probs.shape[1:3])
+    # the pixels of the detection's own (rounded) box, as with "centers"; those past
+    # the outer samples repeat the mask's edge
+    return paste_values(probs, grid, (oh, ow), cover=boxes)
 
 
 def _unmold_boxes(detections, mrcnn_mask, original_image_shape, image_shape, window):
     """Kept detections: boxes int32 [n, 4] original pixels, class ids, scores, and
-    float32 [n, mh, mw] probabilities of each one's class."""
+    float32 [n, mh, mw] probabilities of each one's class, and the normalized boxes."""
     class_ids = detections[:, 4].astype(np.int32)
     keep = np.flatnonzero(class_ids > 0)
     class_ids = class_ids[keep]
@@ -154,4 +226,4 @@ def _unmold_boxes(detections, mrcnn_mask, original_image_shape, image_shape, win
     boxes, class_ids, scores, keep = boxes[ok], class_ids[ok], scores[ok], keep[ok]
     probs = mrcnn_mask[keep, :, :, class_ids] if keep.size else \
         np.zeros((0,) + mrcnn_mask.shape[1:3], np.float32)
-    return boxes, class_ids, scores, np.asarray(probs, np.float32)
+    return boxes, class_ids, scores, np.asarray(probs, np.float32), detections[keep, :4]

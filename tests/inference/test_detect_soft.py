@@ -73,7 +73,11 @@ def _reference_soft(probs, box, shape):
     return out
 
 
-def test_soft_masks_are_the_pasted_probabilities_and_the_binary_masks_threshold_them(low, images):
+def test_soft_masks_are_the_pasted_probabilities_and_the_binary_masks_threshold_them(
+        low, images, monkeypatch):
+    # Matterport's paste, against skimage; the default "grid" paste is checked against its
+    # brute force in tests/inference/test_molding.py
+    monkeypatch.setattr(low.config, "DETECTION_MASK_PASTE", "centers")
     image = images[0]
     r = low.detect([image], soft_masks=True)[0]
     n = r["class_ids"].size

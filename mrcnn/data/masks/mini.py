@@ -99,7 +99,7 @@ def minimize_mask(bbox, mask, mini_shape):
     return np.ascontiguousarray(np.moveaxis(mini, 0, -1))
 
 
-def paste_values(masks, boxes, image_shape):
+def paste_values(masks, boxes, image_shape, cover=None):
     """Bilinear values of box-sized masks pasted into the image, as sparse triplets.
 
     Each mask is resized (bilinear, pixel centres aligned as in
@@ -117,6 +117,11 @@ def paste_values(masks, boxes, image_shape):
             exclusive, used as given (not rounded; see `paste_masks`). Boxes
             of zero area cover nothing.
         image_shape: ``(H, W, ...)`` of the target image.
+        cover: optional ``[N, (y1, x1, y2, x2)]`` boxes whose pixels (centres
+            inside) are the ones pasted, instead of those of `boxes`; `boxes`
+            then only place the mask (pixels beyond its edge rows and columns
+            repeat them). Used by the "grid" paste of `detect()`
+            (`mrcnn.inference.molding.grid_paste_boxes`).
 
     Returns:
         ``(instance, y, x, value)``: int64, int64, int64, float32 arrays, one
@@ -126,7 +131,7 @@ def paste_values(masks, boxes, image_shape):
     """
     flat, offsets, heights, widths = _ragged(masks)
     return _paste(flat, offsets, heights, widths, _float_boxes(boxes, heights.size),
-                  image_shape)
+                  image_shape, None if cover is None else _float_boxes(cover, heights.size))
 
 
 def paste_masks(masks, boxes, image_shape, threshold=0.5):
@@ -222,7 +227,7 @@ def _concat_ranges(counts, starts):
     return owner, np.arange(total) - first[owner] + starts[owner], first
 
 
-def _paste(flat, offsets, heights, widths, boxes, image_shape):
+def _paste(flat, offsets, heights, widths, boxes, image_shape, cover=None):
     """`paste_values` on ragged masks stored back to back in ``flat``."""
     height, width = (int(v) for v in image_shape[:2])
     n = boxes.shape[0]
@@ -231,12 +236,13 @@ def _paste(flat, offsets, heights, widths, boxes, image_shape):
         return empty, empty, empty, np.zeros(0, np.float32)
     y1, x1, y2, x2 = boxes.T
     bh, bw = y2 - y1, x2 - x1
-    # Image rows/columns whose centres lie in each box, clipped to the image
-    # (for integer boxes: [y1, y2) and [x1, x2)).
-    cy1 = np.clip(np.ceil(y1 - 0.5), 0, height).astype(np.int64)
-    cy2 = np.clip(np.ceil(y2 - 0.5), 0, height).astype(np.int64)
-    cx1 = np.clip(np.ceil(x1 - 0.5), 0, width).astype(np.int64)
-    cx2 = np.clip(np.ceil(x2 - 0.5), 0, width).astype(np.int64)
+    # Image rows/columns whose centres lie in each covered box, clipped to the
+    # image (for integer boxes: [y1, y2) and [x1, x2)).
+    oy1, ox1, oy2, ox2 = (boxes if cover is None else cover).T
+    cy1 = np.clip(np.ceil(oy1 - 0.5), 0, height).astype(np.int64)
+    cy2 = np.clip(np.ceil(oy2 - 0.5), 0, height).astype(np.int64)
+    cx1 = np.clip(np.ceil(ox1 - 0.5), 0, width).astype(np.int64)
+    cx2 = np.clip(np.ceil(ox2 - 0.5), 0, width).astype(np.int64)
     keep = (bh > 0) & (bw > 0) & (cy2 > cy1) & (cx2 > cx1)
     n_rows = np.where(keep, cy2 - cy1, 0)
     n_cols = np.where(keep, cx2 - cx1, 0)
