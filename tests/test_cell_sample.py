@@ -15,6 +15,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 load_script = load_sample_script
 
 
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(
+        f"benchmark_{name}", os.path.join(ROOT, "benchmarks", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_train_then_predict_writes_valid_submission(tmp_path, monkeypatch):
     monkeypatch.setenv("MRCNN_CACHE_DIR", str(tmp_path / "cache"))
@@ -26,6 +34,14 @@ def test_train_then_predict_writes_valid_submission(tmp_path, monkeypatch):
     run = [d for d in os.listdir(model_dir)][0]
     files = os.listdir(model_dir / run)
     assert "mask_rcnn_cell_0001.h5" in files and "config.json" in files
+
+    # benchmarks/mask_paste.py scores the run's validation fold with both mask pastes
+    paste = load_benchmark("mask_paste")
+    pasted = paste.main([str(model_dir / run), "--", "--synthetic-images", "6", "--folds", "3"])
+    assert set(pasted[str(model_dir / run)]) == {"centers", "grid"}
+    assert all(0.0 <= v <= 1.0 for v in pasted[str(model_dir / run)].values())
+    with pytest.raises(SystemExit, match="not a folder"):
+        paste.main([str(tmp_path / "no-such-run")])
 
     images = tmp_path / "test"
     shutil.copytree(tmp_path / "cache" / "synthetic_sartorius" / "train", images)
