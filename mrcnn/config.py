@@ -40,6 +40,13 @@ NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIE
 # Settings where None means "off" / "not used".
 NONE_ALLOWED = frozenset({"IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "CACHE_MAX_BYTES",
                           "GRADIENT_CLIP_NORM", "WEIGHT_DECAY", "IMAGE_MIN_SCALE"})
+# Settings that take one of a few values: (name, values, how the error names them).
+CHOICES = (("CACHE", (False, True, "disk", "memory", None), "False, True (in memory) or 'disk'"),
+           ("DETECTION_MASK_PASTE", ("grid", "centers"), "'grid' or 'centers'"),
+           ("MIXED_PRECISION", (None, False, "auto", "bfloat16", "float16"),
+            "None, 'auto', 'bfloat16' or 'float16'"),
+           ("LR_SCHEDULE", (False, True, None, "cosine", "exponential", "step"),
+            "False, True/'cosine', 'exponential' or 'step'"))
 # Values of DISTRIBUTION (mrcnn.distribute.strategy.DISTRIBUTIONS).
 DISTRIBUTIONS = ("auto", "none", "data-parallel")
 NAME_RULE = ("NAME must be None or a plain folder name (letters, digits, '_', '-' and '.', "
@@ -205,10 +212,8 @@ class Config:
     DETECTION_NMS_THRESHOLD = 0.3
     # Probability above which a mask pixel belongs to the instance.
     DETECTION_MASK_THRESHOLD = 0.5
-    # How each predicted mask is placed in its box (mrcnn.inference.molding.MASK_PASTES):
-    # "grid" puts mask row i on the pixel where ROIAlign sampled row i, where this
-    # library's training cut the targets; "centers" resizes the mask to the box with
-    # pixel centres aligned (Matterport's unmold_mask; for Matterport-trained weights).
+    # Mask placement in its box: "grid" (where ROIAlign sampled the training targets) or
+    # "centers" (Matterport's resize; for Matterport-trained weights). inference.molding
     DETECTION_MASK_PASTE = "grid"
 
     # Mixed precision (mrcnn.training.precision): None (float32), "bfloat16" (GPUs from
@@ -457,24 +462,16 @@ class Config:
         if unknown:
             fail(f"LOSS_WEIGHTS has unknown keys {sorted(unknown)}; expected "
                  f"{sorted(expected)}")
-        if self.CACHE not in (False, True, "disk", "memory", None):
-            fail(f"CACHE must be False, True (in memory) or 'disk', got {self.CACHE!r}")
         if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
             fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
         if isinstance(self.RPN_CONV_CHANNELS, bool) or not isinstance(
                 self.RPN_CONV_CHANNELS, int) or self.RPN_CONV_CHANNELS < 1:
             fail(f"RPN_CONV_CHANNELS must be a positive int, got {self.RPN_CONV_CHANNELS!r}")
-        if self.DETECTION_MASK_PASTE not in ("grid", "centers"):
-            fail(f"DETECTION_MASK_PASTE must be 'grid' or 'centers', got "
-                 f"{self.DETECTION_MASK_PASTE!r}")
-        if self.MIXED_PRECISION not in (None, False, "auto", "bfloat16", "float16"):
-            fail(f"MIXED_PRECISION must be None, 'auto', 'bfloat16' or 'float16', got "
-                 f"{self.MIXED_PRECISION!r}")
+        for name, allowed, said in CHOICES:
+            if getattr(self, name) not in allowed:
+                fail(f"{name} must be {said}, got {getattr(self, name)!r}")
         if not isinstance(self.OPTIMIZER, str) or self.OPTIMIZER.lower() not in ("sgd", "adamw"):
             fail(f"OPTIMIZER must be 'SGD' or 'AdamW', got {self.OPTIMIZER!r}")
-        if self.LR_SCHEDULE not in (False, True, None, "cosine", "exponential", "step"):
-            fail(f"LR_SCHEDULE must be False, True/'cosine', 'exponential' or 'step', got "
-                 f"{self.LR_SCHEDULE!r}")
         self._validate_step_decay(fail)
 
     def _validate_step_decay(self, fail):
@@ -560,24 +557,15 @@ def save_config(config, path):
     must be given again when loading.
     """
     import json
-    import os
-    import tempfile
+
+    from mrcnn.data.tempfiles import write_text_atomically
     data = {}
     for key, value in config.to_dict().items():
         if callable(value):
             value = {"callable": getattr(value, "__name__", repr(value))}
         data[key] = jsonable(value)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-config-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_text_atomically(path, json.dumps(data, indent=1, sort_keys=True),
+                                 prefix=".tmp-config-", suffix=".json")
 
 
 DERIVED = ("BATCH_SIZE", "IMAGE_META_SIZE", "RPN_ANCHORS_PER_LOCATION", "BACKBONE_STRIDES")

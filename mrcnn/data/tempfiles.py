@@ -10,6 +10,7 @@ tidied with `remove_stale` when they next start.
 import glob
 import logging
 import os
+import tempfile
 import time
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,28 @@ log = logging.getLogger(__name__)
 # write in progress: another process may be writing into the same folder right
 # now. $MRCNN_PARTIAL_SAVE_GRACE_S overrides it (the fault-injection tests use 0).
 GRACE_S = 600.0
+
+
+def write_text_atomically(path, text, prefix=".tmp-", suffix=""):
+    """Write `text` to `path` through a temporary file in its folder and a rename.
+
+    The folder is created. The temporary file is named ``<prefix>*<suffix>``
+    (the writers' `remove_stale` patterns) and removed if the write fails.
+
+    Returns:
+        `path`.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def grace_s():
