@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 GRACE_S = 600.0
 
 
-def write_text_atomically(path, text, prefix=".tmp-", suffix=""):
+def write_text_atomically(path, text, prefix=".tmp-", suffix="", newline=None):
     """Write `text` to `path` through a temporary file in its folder and a rename.
 
     The folder is created. The temporary file is named ``<prefix>*<suffix>``
     (the writers' `remove_stale` patterns) and removed if the write fails.
+    `newline` is ``open``'s (``""`` for CSV text that holds its own line ends).
 
     Returns:
         `path`.
@@ -34,7 +35,7 @@ def write_text_atomically(path, text, prefix=".tmp-", suffix=""):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", newline=newline) as f:
             f.write(text)
         os.replace(tmp, path)
     finally:

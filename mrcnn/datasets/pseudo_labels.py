@@ -23,13 +23,14 @@ cells): the higher-scoring instance keeps the shared pixels.
 """
 
 import csv
+import io
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
 from mrcnn.data.rle import rle_encode_instances
+from mrcnn.data.tempfiles import write_text_atomically
 from mrcnn.datasets.sartorius import CSV_COLUMNS, read_sartorius_csv
 
 __all__ = ["select_pseudo_labels", "image_cell_type", "pseudo_label_rows",
@@ -193,17 +194,11 @@ def write_pseudo_labels(path, rows, append=False):
             if again:
                 raise ValueError(f"{path} already holds pseudo-labels of image(s) "
                                  f"{again[:5]}; write another file or leave them out")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-pseudo-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(CSV_COLUMNS)
-            writer.writerows(old)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(old)
+    writer.writerows(rows)
+    write_text_atomically(path, text.getvalue(), prefix=".tmp-pseudo-", suffix=".csv",
+                          newline="")
     return len(old) + len(rows)

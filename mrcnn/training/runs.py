@@ -35,11 +35,11 @@ given up. `prune_checkpoints` applies a keep policy ("all", "best", "last").
 
 import csv
 import datetime
+import io
 import json
 import logging
 import os
 import re
-import tempfile
 
 from mrcnn.data import tempfiles
 from mrcnn.distribute import cluster
@@ -227,17 +227,12 @@ def read_history(path):
 
 def write_history(path, header, rows):
     """Write a ``history.csv`` atomically (a temporary file renamed over it)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-history-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    tempfiles.write_text_atomically(path, text.getvalue(), prefix=".tmp-history-",
+                                    suffix=".csv", newline="")
 
 
 def history_epoch(row, header):
@@ -322,14 +317,9 @@ def write_best(log_dir, epoch, monitor, mode, value, checkpoint):
     """Record (atomically) that `checkpoint` of `epoch` is the run's best by `monitor`."""
     record = {"epoch": int(epoch), "monitor": monitor, "mode": mode, "value": float(value),
               "checkpoint": os.path.basename(os.fspath(checkpoint))}
-    fd, tmp = tempfile.mkstemp(dir=os.fspath(log_dir), prefix=".tmp-best-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, os.path.join(os.fspath(log_dir), BEST_FILE))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    tempfiles.write_text_atomically(os.path.join(os.fspath(log_dir), BEST_FILE),
+                                    json.dumps(record, indent=1), prefix=".tmp-best-",
+                                    suffix=".json")
     return record
 
 
