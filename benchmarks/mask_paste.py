@@ -15,19 +15,10 @@ configured mask threshold). Prints a table and, last, one line
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_train_script():
-    spec = importlib.util.spec_from_file_location(
-        "cell_train", os.path.join(ROOT, "samples", "cell", "train.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def last_checkpoint(run):
@@ -70,7 +61,11 @@ def main(argv=None):
     for run in args.runs:
         if not os.path.isdir(run):
             raise SystemExit(f"{run}: not a folder (give samples/cell/train.py run folders)")
-    train = load_train_script()
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    from peer_cell import load_train_module
+
+    train = load_train_module()
     train_args = train.build_parser().parse_args(data_flags)
     _, val = train.load_data(train_args)
     rows = [(run, score_run(train, train_args, val, run)) for run in args.runs]

@@ -316,16 +316,20 @@ def readme_block(marker, path=None):
     return re.search(r"```python\n(.*?)```", block, re.S).group(1)
 
 
-def load_sample_script(name, sample="cell"):
-    """`samples/<sample>/<name>.py` as a fresh module (its `main(argv)`, `build_parser()`)."""
+def load_file_module(name, path):
+    """The Python file at `path` (relative to the repository root) as a fresh module `name`."""
     import importlib.util
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "samples", sample, name + ".py")
-    spec = importlib.util.spec_from_file_location(f"{sample}_{name}", path)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(root, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_sample_script(name, sample="cell"):
+    """`samples/<sample>/<name>.py` as a fresh module (its `main(argv)`, `build_parser()`)."""
+    return load_file_module(f"{sample}_{name}", os.path.join("samples", sample, name + ".py"))
 
 
 # ----------------------------------------------- samples/cell/README.md recipes at tiny sizes

@@ -7,20 +7,12 @@ import shutil
 import tempfile
 
 import pytest
-from helpers import load_sample_script
+from helpers import load_file_module, load_sample_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 load_script = load_sample_script
-
-
-def load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(
-        f"benchmark_{name}", os.path.join(ROOT, "benchmarks", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -36,7 +28,7 @@ def test_train_then_predict_writes_valid_submission(tmp_path, monkeypatch):
     assert "mask_rcnn_cell_0001.h5" in files and "config.json" in files
 
     # benchmarks/mask_paste.py scores the run's validation fold with both mask pastes
-    paste = load_benchmark("mask_paste")
+    paste = load_file_module("benchmark_mask_paste", "benchmarks/mask_paste.py")
     pasted = paste.main([str(model_dir / run), "--", "--synthetic-images", "6", "--folds", "3"])
     assert set(pasted[str(model_dir / run)]) == {"centers", "grid"}
     assert all(0.0 <= v <= 1.0 for v in pasted[str(model_dir / run)].values())

@@ -5,7 +5,6 @@ need only NumPy. The end-to-end run with torchvision is the last test, skipped u
 $PEER_PYTHON names a Python with torch and torchvision.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import load_file_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 generated images, 2 folds: 2 training, 2 validation images; 2 epochs x 3 steps x 2 crops.
@@ -20,11 +20,7 @@ ARGV = ["--synthetic-images", "4", "--folds", "2", "--epochs", "2", "--steps-per
         "--images-per-gpu", "2", "--crop-size", "128", "--max-gt-instances", "2"]
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_load = load_file_module
 
 
 @pytest.fixture(scope="module")
