@@ -18,6 +18,11 @@ skipped. Cases, in order of importance:
   full-resolution masks.
 - ``peer``: torchvision's maskrcnn_resnet50_fpn (when torch + torchvision import)
   at the same sizes and batch, float32 and its own bf16 autocast.
+- the same cases under another switch (``CASE_ENV``): ``b0-bf16-allrows``
+  trains the mask head on every ROI row instead of the smallest bucket that
+  holds the positives (``MRCNN_TRAIN_MASK_BUCKETS=off``); ``*-noautotune``
+  turn XLA's convolution autotuning off, to tell its scratch memory from the
+  steady state's peak.
 
 A training step is one optimizer step on one prepared batch: the data
 pipeline is measured by benchmarks/data_pipeline.py. Random weights;
@@ -54,6 +59,18 @@ FULL = {
     "detect-r50-f32": ("detect", "resnet50", 1024, 1024, 1, None),
     "peer-r50-f32": ("peer", "resnet50", 1024, 1024, 2, None),
     "peer-r50-bf16": ("peer", "resnet50", 1024, 1024, 2, "bfloat16"),
+    # The same cases under other switches (CASE_ENV): the mask head on every
+    # training row instead of the bucket, and XLA without convolution
+    # autotuning (to tell its scratch memory from the steady state's).
+    "b0-bf16-allrows": ("train", "efficientnetv2-b0", 576, 704, 8, "bfloat16"),
+    "r50-f32-noautotune": ("train", "resnet50", 1024, 1024, 2, None),
+    "detect-r50-f32-noautotune": ("detect", "resnet50", 1024, 1024, 1, None),
+}
+NO_AUTOTUNE = {"XLA_FLAGS": "--xla_gpu_autotune_level=0"}
+CASE_ENV = {
+    "b0-bf16-allrows": {"MRCNN_TRAIN_MASK_BUCKETS": "off"},
+    "r50-f32-noautotune": NO_AUTOTUNE,
+    "detect-r50-f32-noautotune": NO_AUTOTUNE,
 }
 SMOKE_SIZE = (128, 192)
 
@@ -168,6 +185,8 @@ def run_ours(what, backbone, height, width, batch, precision, steps, smoke):
             logs = model.keras_model.train_on_batch(batch_data, return_dict=True)
             times.append(time.perf_counter() - t)
         step = statistics.median(times)
+        from mrcnn.ops.dispatch import switch_trains_fast
+        out["train_mask_buckets"] = switch_trains_fast()
         out.update(step_s=step, images_per_s=batch / step,
                    mpx_per_s=batch * height * width / 1e6 / step,
                    loss=float(logs["loss"]), params=model.keras_model.count_params())
@@ -265,6 +284,14 @@ def run_case(spec, steps, smoke):
     return run_ours(what, backbone, h, w, batch, precision, steps, smoke)
 
 
+def case_env(name):
+    """The environment a case runs in: ours, plus its CASE_ENV switches (XLA_FLAGS appended)."""
+    env = dict(os.environ)
+    for key, value in CASE_ENV.get(name, {}).items():
+        env[key] = f"{env[key]} {value}" if key == "XLA_FLAGS" and env.get(key) else value
+    return env
+
+
 # ---------------------------------------------------------------- the table
 
 def fmt(value, spec="{:.2f}"):
@@ -272,18 +299,18 @@ def fmt(value, spec="{:.2f}"):
 
 
 def table(rows, all_cases):
-    head = (f"{'case':16}{'backend':>14}{'batch':>6}{'size':>10}{'precision':>10}"
+    head = (f"{'case':26}{'backend':>14}{'batch':>6}{'size':>10}{'precision':>10}"
             f"{'step s':>8}{'img/s':>8}{'Mpx/s':>8}{'606-img epoch s':>16}"
             f"{'detect s':>9}{'peak GiB':>9}{'compile s':>10}")
     lines = [head, "-" * len(head)]
     for name, res in rows.items():
         what, backbone, h, w, batch, precision = all_cases[name]
         if "error" in res:
-            lines.append(f"{name:16}  {res['error']}")
+            lines.append(f"{name:26}  {res['error']}")
             continue
         ips = res.get("images_per_s")
         lines.append(
-            f"{name:16}{res['backend'][:13]:>14}{batch:>6}{f'{h}x{w}':>10}"
+            f"{name:26}{res['backend'][:13]:>14}{batch:>6}{f'{h}x{w}':>10}"
             f"{precision or 'float32':>10}{fmt(res.get('step_s'), '{:.3f}'):>8}"
             f"{fmt(ips, '{:.1f}'):>8}{fmt(res.get('mpx_per_s'), '{:.1f}'):>8}"
             f"{fmt(SARTORIUS_EPOCH / ips if ips else None, '{:.1f}'):>16}"
@@ -326,9 +353,10 @@ def main():
         cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--steps", str(steps)]
         cmd += ["--smoke"] if args.smoke else []
         cmd += ["--batch", str(args.batch)] if args.batch else []
+        env = case_env(name)
         t = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env,
                                   timeout=min(args.case_timeout_s, left))
         except subprocess.TimeoutExpired:
             rows[name] = {"error": f"timed out after {time.perf_counter() - t:.0f} s"}

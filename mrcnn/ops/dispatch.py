@@ -5,9 +5,12 @@ tf.image.crop_and_resize) are faster when not compiled with XLA; they have no
 XLA lowering, so inside a jit_compile trace the generic path is used.
 """
 
+import os
+
 import keras
 
 METHODS = (None, "native", "generic")
+TRAIN_MASK_BUCKETS = ("auto", "on", "off")
 
 
 def native_available():
@@ -48,9 +51,20 @@ def switch_trains_fast():
     gradient in a ``lax.cond`` against 2.8 s for all 128 rows outside one
     (forward and input gradient were fast; benchmarks/RESULTS.md). Also False
     off JAX (TensorFlow and PyTorch run the head on the varying count instead).
+
+    The environment variable ``MRCNN_TRAIN_MASK_BUCKETS`` overrides the
+    choice on JAX: ``on`` / ``off`` (``auto``, the default, is the rule
+    above); benchmarks/gpu_suite.py measures both on a GPU this way.
     """
     if keras.backend.backend() != "jax":
         return False
+    override = os.environ.get("MRCNN_TRAIN_MASK_BUCKETS", "auto").strip().lower()
+    if override not in TRAIN_MASK_BUCKETS:
+        raise ValueError(
+            f"MRCNN_TRAIN_MASK_BUCKETS must be one of {TRAIN_MASK_BUCKETS}; got {override!r}."
+        )
+    if override != "auto":
+        return override == "on"
     import jax
     return jax.default_backend() != "cpu"
 

@@ -107,6 +107,21 @@ def test_training_runs_every_row_on_a_cpu_or_with_a_training_batch_norm(monkeypa
     assert np.all(past_the_bucket(True) > 0)
 
 
+def test_the_training_bucket_switch_follows_the_environment(monkeypatch):
+    on_jax = keras.backend.backend() == "jax"
+    monkeypatch.delenv("MRCNN_TRAIN_MASK_BUCKETS", raising=False)
+    assert dispatch.switch_trains_fast() is False   # TF/torch always; JAX on this CPU too
+    for value, want in [("on", True), ("OFF", False), (" auto ", False)]:
+        monkeypatch.setenv("MRCNN_TRAIN_MASK_BUCKETS", value)
+        assert dispatch.switch_trains_fast() is (want and on_jax)
+    monkeypatch.setenv("MRCNN_TRAIN_MASK_BUCKETS", "yes")
+    if on_jax:
+        with pytest.raises(ValueError, match=r"MRCNN_TRAIN_MASK_BUCKETS must be one of .*'yes'"):
+            dispatch.switch_trains_fast()
+    else:
+        assert dispatch.switch_trains_fast() is False   # nothing to switch off JAX
+
+
 def test_the_heads_layers_are_reached_and_the_layer_round_trips():
     head = _dense_head(2)
     layer = BucketedRows(head, 24, min_rows=6, name="buckets")
