@@ -70,7 +70,7 @@ class BoxesDataset(Dataset):
         return m, np.ones(self.instances, np.int32)
 
 
-def bench_config(backbone, size, fc, mixed=None, rpn_channels=512):
+def bench_config(backbone, size, fc, mixed=None, rpn_channels="auto"):
     """The benchmark's config; `size` N (square, "square" resizing) or (H, W) (no resizing)."""
     shape = {}
     if isinstance(size, (tuple, list)):
@@ -103,7 +103,7 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels=512,
+def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels="auto",
                 weights="/tmp/mrcnn_bench/bench.h5"):
     """Median seconds per training step; saves the weights for detect_phase."""
     config = bench_config(backbone, size, fc, mixed, rpn_channels)
@@ -130,7 +130,7 @@ def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channel
             "mask_rows": int(mask_rows)}
 
 
-def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels=512,
+def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto",
                  weights="/tmp/mrcnn_bench/bench.h5"):
     """Median seconds per detect() call on one image, with the weights train_phase saved."""
     config = bench_config(backbone, size, fc, mixed, rpn_channels)
@@ -181,6 +181,20 @@ def parse_size(text):
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def rpn_width(text):
+    """--rpn-channels: "auto" (the library's default: 256, as torchvision) or a positive int."""
+    if str(text) == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--rpn-channels must be 'auto' or a positive int, "
+                                         f"got {text!r}")
+    return value
+
+
 def time_peer(python, size, steps, precision):
     """The peer's train and detect figures, each phase in a process of its own."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_torchvision.py")
@@ -209,8 +223,9 @@ def main():
                    choices=("float32", "bfloat16", "float16", "auto"),
                    help="Config.MIXED_PRECISION for ours, and the peer's precision (default: "
                         "the library's default, Config.MIXED_PRECISION)")
-    p.add_argument("--rpn-channels", type=int, default=512,
-                   help="RPN_CONV_CHANNELS for ours (512 Matterport, 256 as torchvision)")
+    p.add_argument("--rpn-channels", type=rpn_width, default="auto",
+                   help="RPN_CONV_CHANNELS for ours: 'auto' (the default, 256 as torchvision) "
+                        "or an int (512: Matterport's)")
     p.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON"),
                    help="a Python with torch+torchvision for the peer (default $PEER_PYTHON)")
     p.add_argument("--padded-mask-head", action="store_true",

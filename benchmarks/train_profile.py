@@ -30,7 +30,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
-from train_detect import BoxesDataset, bench_config, parse_size  # noqa: E402
+from train_detect import BoxesDataset, bench_config, parse_size, rpn_width  # noqa: E402
 from mrcnn.data.generator import DataGenerator  # noqa: E402
 import mrcnn.model as modellib  # noqa: E402
 from mrcnn.training.precision import resolve  # noqa: E402
@@ -151,7 +151,7 @@ def main():
     p.add_argument("--size", type=parse_size, default=512, help="N or H,W")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--fc", type=int, default=1024)
-    p.add_argument("--rpn-channels", type=int, default=512)
+    p.add_argument("--rpn-channels", type=rpn_width, default="auto")
     p.add_argument("--verbose", action="store_true", help="list the largest unassigned ops")
     p.add_argument("--precision", default="float32",
                    choices=("float32", "bfloat16", "float16", "auto"))

@@ -31,7 +31,7 @@ INTEGER_SETTINGS = {
     "RPN_TRAIN_ANCHORS_PER_IMAGE": 1, "RPN_ANCHOR_STRIDE": 1, "FPN_CLASSIF_FC_LAYERS_SIZE": 1,
     "TOP_DOWN_PYRAMID_SIZE": 1, "N_WARMUP_STEPS": 0, "WORKERS": 0, "MAX_QUEUE_SIZE": 1,
     "CACHE_MAX_BYTES": None, "MASK_HEAD_CHANNELS": None, "POOL_SIZE": None,
-    "MASK_POOL_SIZE": None, "RPN_CONV_CHANNELS": None, "BACKBONE_FIRST_STRIDE": None,
+    "MASK_POOL_SIZE": None, "BACKBONE_FIRST_STRIDE": None,
 }
 NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIENT_CLIP_NORM",
                    "LR_DECAY_GAMMA",
@@ -113,10 +113,13 @@ class Config:
     RPN_ANCHOR_RATIOS = [0.5, 1, 2]
     # Anchor stride on the feature map (1 = an anchor at every cell).
     RPN_ANCHOR_STRIDE = 1
-    # Width of the RPN's shared 3x3 conv: 512 as in Matterport (its weights
-    # load by name), 256 as in torchvision (half the RPN's cost, which at
-    # 512x512 exceeds ResNet50's; benchmarks/RESULTS.md).
-    RPN_CONV_CHANNELS = 512
+    # Width of the RPN's shared 3x3 conv. "auto": 256 as in torchvision (half
+    # the cost of Matterport's 512, which at 512x512 exceeds ResNet50's;
+    # benchmarks/RESULTS.md), until load_weights meets a file whose RPN is
+    # wider (Matterport's COCO weights, a 512-channel checkpoint): the model is
+    # then rebuilt at the file's width (and this setting becomes that int).
+    # An int fixes the width.
+    RPN_CONV_CHANNELS = "auto"
 
     # IoU threshold of the NMS that filters RPN proposals.
     RPN_NMS_THRESHOLD = 0.7
@@ -464,9 +467,10 @@ class Config:
                  f"{sorted(expected)}")
         if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
             fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
-        if isinstance(self.RPN_CONV_CHANNELS, bool) or not isinstance(
-                self.RPN_CONV_CHANNELS, int) or self.RPN_CONV_CHANNELS < 1:
-            fail(f"RPN_CONV_CHANNELS must be a positive int, got {self.RPN_CONV_CHANNELS!r}")
+        width = self.RPN_CONV_CHANNELS
+        if width != "auto" and (isinstance(width, bool) or not isinstance(
+                width, (int, np.integer)) or width < 1):
+            fail(f"RPN_CONV_CHANNELS must be 'auto' or a positive int, got {width!r}")
         for name, allowed, said in CHOICES:
             if getattr(self, name) not in allowed:
                 fail(f"{name} must be {said}, got {getattr(self, name)!r}")

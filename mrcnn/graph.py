@@ -23,7 +23,7 @@ from mrcnn.heads.box import build_box_head
 from mrcnn.heads.fpn import build_fpn
 from mrcnn.heads.names import part_of
 from mrcnn.heads.registry import get_mask_head
-from mrcnn.heads.rpn import apply_rpn, build_rpn_model
+from mrcnn.heads.rpn import apply_rpn, build_rpn_model, conv_channels
 from mrcnn.keras_model import MaskRCNNModel
 from mrcnn.layers.anchors import AnchorsLayer
 from mrcnn.layers.batching import (DetectionBoxes, DetectionClassIds, FixedBatch, LeadingRois,
@@ -104,7 +104,7 @@ def spec_from_config(config):
         anchor_ratios=floats(config.RPN_ANCHOR_RATIOS),
         anchor_stride=int(config.RPN_ANCHOR_STRIDE),
         anchors_per_location=int(config.RPN_ANCHORS_PER_LOCATION),
-        rpn_conv_channels=int(config.RPN_CONV_CHANNELS),
+        rpn_conv_channels=conv_channels(config.RPN_CONV_CHANNELS),
         rpn_nms_threshold=float(config.RPN_NMS_THRESHOLD),
         pre_nms_limit=int(config.PRE_NMS_LIMIT),
         post_nms_rois_training=int(config.POST_NMS_ROIS_TRAINING),
@@ -307,4 +307,13 @@ def parameter_counts(keras_model):
     for layer in keras_model.layers:
         counts[part_of(layer.name)] += sum(int(np.prod(v.shape)) for v in layer.weights)
     counts["total"] = sum(counts.values())
+    return counts
+
+
+def print_parameter_counts(keras_model, print_fn=print):
+    """Print `parameter_counts` as a two-column table; return them."""
+    counts = parameter_counts(keras_model)
+    print_fn(f"{'part':10} {'parameters':>14}")
+    for k, v in counts.items():
+        print_fn(f"{k:10} {v:14,d}")
     return counts

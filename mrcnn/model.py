@@ -14,7 +14,6 @@ helpers are here too: `load_image_gt`, `data_generator`, `log`, `mold_image`,
 `unmold_image`, `compose_image_meta`, `parse_image_meta`.
 """
 
-import keras
 import numpy as np
 
 from mrcnn import distribute, graph, probe, weights
@@ -29,6 +28,7 @@ from mrcnn.inference.export import export_model
 from mrcnn.probe import data_generator, log  # noqa: F401
 from mrcnn.training import loop, runs, trainable
 from mrcnn.training.optimizer import build_optimizer
+from mrcnn.weights import adapt, transfer
 
 __all__ = ["MaskRCNN", "load_image_gt", "data_generator", "log", "mold_image", "unmold_image",
            "compose_image_meta", "parse_image_meta"]
@@ -62,6 +62,7 @@ class MaskRCNN:
         self.plan = distribute.model_plan(mode, config)
         self.spec = self.plan.graph_spec(graph.spec_from_config(config))
         self.backbone = self.spec.backbone
+        self.rpn_width_auto = config.RPN_CONV_CHANNELS == "auto"    # see load_weights
         self.set_log_dir()
         self.keras_model = self.build(mode, config)
 
@@ -95,7 +96,9 @@ class MaskRCNN:
         (and the run folder) so that training resumes after it, with the
         optimizer state saved beside it (Matterport's behaviour, made exact).
         ``init=True`` (or `init_from`) only initialises from the file: a new
-        run folder, epoch 0, the whole schedule ahead. "last" takes the
+        run folder, epoch 0, the whole schedule ahead. With RPN_CONV_CHANNELS
+        "auto" a file of another RPN width (Matterport's 512) rebuilds the
+        model at its width first (`mrcnn.weights.adapt`). "last" takes the
         newest checkpoint that is intact: a damaged newer one (truncated,
         checksum mismatch, NaN weights) is skipped with a RuntimeWarning.
         "best" is the best checkpoint of the newest run that ranked them
@@ -108,12 +111,20 @@ class MaskRCNN:
         """
         if isinstance(filepath, str) and filepath.lower() == "best":
             filepath = runs.find_best(self.model_dir, self.config.NAME)
-        report = weights.load_weights(
+        report = adapt.load_adapting_rpn_width(self, lambda log_report: weights.load_weights(
             self.keras_model, filepath, backbone=self.backbone, find_last=self.find_last,
             checkpoints=lambda: runs.list_checkpoints(self.model_dir, self.config.NAME),
-            by_name=by_name, exclude=exclude, allow_download=allow_download, verify=verify)
+            by_name=by_name, exclude=exclude, allow_download=allow_download, verify=verify,
+            log_report=log_report))
         self.set_log_dir(None if init else report["path"])
         return report
+
+    def rebuild(self):
+        """Build the Keras model again from ``self.config``, keeping the weights of unchanged layers."""
+        previous, self.spec = self.keras_model, self.plan.graph_spec(
+            graph.spec_from_config(self.config))
+        self.keras_model = self.build(self.mode, self.config)
+        transfer.copy_weights_by_name(previous, self.keras_model)
 
     def init_from(self, filepath, by_name=True, exclude=None, allow_download=False,
                   verify=True):
@@ -272,17 +283,9 @@ class MaskRCNN:
         pixels) and ``windows`` to those in the metas; `soft_masks`, `sparse`
         as in `detect`.
         """
-        molded, metas = molding.pad_batch(molded_images, image_metas, self.config.BATCH_SIZE)
-        if verbose:
-            log("molded_images", molded), log("image_metas", metas)
-        outputs = self.keras_model.predict_on_batch([molded, metas])
-        detections, masks = (keras.ops.convert_to_numpy(outputs[i]) for i in (0, 3))
-        windows = parse_image_meta(image_metas)["window"] if windows is None else windows
-        shapes = [molded.shape[1:]] * len(molded_images) if original_shapes is None \
-            else original_shapes
-        return molding.unmold_batch(detections, masks, shapes, molded.shape[1:], windows,
-                                    self.config.DETECTION_MASK_THRESHOLD, soft_masks, sparse,
-                                    self.config.DETECTION_MASK_PASTE)
+        return molding.detect_molded(self.keras_model, self.config, molded_images, image_metas,
+                                     original_shapes, windows, soft_masks, sparse,
+                                     log=log if verbose else None)
 
     def get_anchors(self, image_shape=None):
         """Normalized anchors [A, (y1, x1, y2, x2)] of the model input (Matterport's API)."""
@@ -323,11 +326,7 @@ class MaskRCNN:
     def show_summary(self, print_fn=print):
         """Print the Keras summary and the parameter count of each part."""
         self.keras_model.summary(print_fn=print_fn)
-        counts = self.parameter_counts()
-        print_fn(f"{'part':10} {'parameters':>14}")
-        for k, v in counts.items():
-            print_fn(f"{k:10} {v:14,d}")
-        return counts
+        return graph.print_parameter_counts(self.keras_model, print_fn)
 
     def plot_lr_schedule(self, epochs, **kwargs):
         """Plot the learning rate over `epochs` epochs (see `mrcnn.visualize.plot_lr_schedule`)."""

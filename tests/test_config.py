@@ -187,7 +187,7 @@ INTEGER_SETTINGS = ["NUM_CLASSES", "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPO
                     "RPN_TRAIN_ANCHORS_PER_IMAGE", "RPN_ANCHOR_STRIDE", "IMAGE_CHANNEL_COUNT",
                     "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE", "N_WARMUP_STEPS",
                     "WORKERS", "MAX_QUEUE_SIZE", "CACHE_MAX_BYTES", "MASK_HEAD_CHANNELS",
-                    "POOL_SIZE", "MASK_POOL_SIZE", "RPN_CONV_CHANNELS"]
+                    "POOL_SIZE", "MASK_POOL_SIZE"]
 
 
 @pytest.mark.parametrize("name", INTEGER_SETTINGS)
@@ -198,6 +198,16 @@ def test_integer_settings_of_the_wrong_type_name_the_setting(name, value):
     C = type("Bad", (Small,), {name: value})
     with pytest.raises(TypeError, match=rf"Bad: {name} must be an int, got {re.escape(repr(value))} "
                                         rf"\({type(value).__name__}\)"):
+        C()
+
+
+@pytest.mark.parametrize("value", ["wide", "4", 4.0, True, None, 0, -256])
+def test_rpn_conv_channels_take_auto_or_a_positive_int(value):
+    assert Small().RPN_CONV_CHANNELS == "auto"          # the default
+    assert type("C", (Small,), {"RPN_CONV_CHANNELS": np.int64(512)})().RPN_CONV_CHANNELS == 512
+    C = type("Bad", (Small,), {"RPN_CONV_CHANNELS": value})
+    with pytest.raises(ValueError, match=rf"Bad: RPN_CONV_CHANNELS must be 'auto' or a "
+                                         rf"positive int, got {re.escape(repr(value))}"):
         C()
 
 

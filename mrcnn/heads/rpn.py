@@ -8,6 +8,33 @@ Matterport's weights load into it by name.
 import keras
 from keras import layers, ops
 
+#: The shared conv's width for RPN_CONV_CHANNELS = "auto" (torchvision's; Matterport's is 512).
+AUTO_CONV_CHANNELS = 256
+
+
+def conv_channels(setting):
+    """The shared conv's width for a RPN_CONV_CHANNELS setting ("auto" or an int)."""
+    return AUTO_CONV_CHANNELS if setting == "auto" else int(setting)
+
+
+def file_conv_channels(shape_mismatch):
+    """The shared conv's width in a weight file, from a load report's ``shape_mismatch``.
+
+    Args:
+        shape_mismatch: [(layer name, model shapes, file shapes)] as
+            `mrcnn.weights.h5.load_weights_file` reports them.
+
+    Returns:
+        the output channels of the file's ``rpn_conv_shared`` kernel
+        ``[3, 3, depth, channels]`` where its shape differs from the model's
+        in that width only, else None.
+    """
+    for name, want, got in shape_mismatch:
+        if name == "rpn_conv_shared" and len(want) == len(got) and want and \
+                len(want[0]) == len(got[0]) == 4 and want[0][:3] == got[0][:3]:
+            return int(got[0][3])
+    return None
+
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class FlattenAnchors(layers.Layer):
@@ -43,8 +70,8 @@ def build_rpn_model(anchors_per_location, depth, anchor_stride=1, channels=512):
         anchors_per_location: anchors per feature-map cell (sizes per level x ratios).
         depth: channels of the pyramid levels.
         anchor_stride: stride of the shared 3x3 conv (RPN_ANCHOR_STRIDE).
-        channels: width of the shared 3x3 conv (RPN_CONV_CHANNELS; 512 in
-            Matterport, 256 in torchvision).
+        channels: width of the shared 3x3 conv (`conv_channels` of
+            RPN_CONV_CHANNELS; 512 in Matterport, 256 in torchvision).
 
     Returns:
         keras.Model mapping a feature map [B, h, w, depth] to

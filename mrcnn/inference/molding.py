@@ -1,10 +1,11 @@
 """Images into the model and detections back out (Matterport's ``mold_inputs`` / ``unmold_detections``)."""
 
+import keras
 import numpy as np
 
 from mrcnn.data.fit import fit_image, undo_resize_boxes
 from mrcnn.data.image import mold_image
-from mrcnn.data.image_meta import compose_image_meta
+from mrcnn.data.image_meta import compose_image_meta, parse_image_meta
 from mrcnn.data.masks.mini import paste_values
 from mrcnn.data.masks.sparse import SparseMasks
 
@@ -50,6 +51,34 @@ def pad_batch(molded_images, image_metas, batch_size):
     metas = np.zeros((batch_size, np.shape(image_metas)[1]), np.float32)
     molded[:n], metas[:n] = molded_images, image_metas
     return molded, metas
+
+
+def detect_molded(keras_model, config, molded_images, image_metas, original_shapes=None,
+                  windows=None, soft_masks=False, sparse=False, log=None):
+    """Run the inference model on molded images; their `unmold_result` dicts.
+
+    Args:
+        keras_model: the inference ``keras.Model`` ([images, metas] ->
+            detections, ..., masks as its outputs 0 and 3).
+        config: its Config (BATCH_SIZE, DETECTION_MASK_THRESHOLD, DETECTION_MASK_PASTE).
+        molded_images, image_metas: up to BATCH_SIZE molded images and metas.
+        original_shapes: per image ``(H, W, ...)``; default the molded shape
+            (results in molded pixels).
+        windows: per image window; default those in the metas.
+        soft_masks, sparse: as `unmold_result`.
+        log: ``log(name, array)`` to print the inputs (Matterport's verbose).
+    """
+    molded, metas = pad_batch(molded_images, image_metas, config.BATCH_SIZE)
+    if log is not None:
+        log("molded_images", molded), log("image_metas", metas)
+    outputs = keras_model.predict_on_batch([molded, metas])
+    detections, masks = (np.asarray(keras.ops.convert_to_numpy(outputs[i])) for i in (0, 3))
+    windows = parse_image_meta(image_metas)["window"] if windows is None else windows
+    shapes = [molded.shape[1:]] * len(molded_images) if original_shapes is None \
+        else original_shapes
+    return unmold_batch(detections, masks, shapes, molded.shape[1:], windows,
+                        config.DETECTION_MASK_THRESHOLD, soft_masks, sparse,
+                        config.DETECTION_MASK_PASTE)
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window,

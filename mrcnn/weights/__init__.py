@@ -12,6 +12,7 @@
   `is_keras3_weights_file`.
 * ``integrity``: a SHA-256 per stored array and the NaN / inf checks:
   `WeightsFileError` (a file that cannot be used as it is),
+  `WeightsMismatchError` (a file whose layers do not fit the model),
   `NonFiniteWeightsError` (weights not written).
 * ``backbone``: a backbone's pretrained file into the backbone part:
   `pretrained_path`, `load_backbone_weights`, `backbone_weight_layers`.
@@ -31,11 +32,13 @@ from mrcnn.weights.files import (WEIGHTS_DIR_ENV, check_local_file, download_tra
                                  download_weights, find_weights, locate_weights, verify_file)
 from mrcnn.weights.h5 import (is_keras3_weights_file, load_weights_file, read_named_weights,
                               save_weights)
-from mrcnn.weights.integrity import NonFiniteWeightsError, WeightsFileError
+from mrcnn.weights.integrity import (NonFiniteWeightsError, WeightsFileError,
+                                     WeightsMismatchError)
 from mrcnn.weights.loading import load_weights
 
 __all__ = [
-    "NonFiniteWeightsError", "WEIGHTS_DIR_ENV", "WeightsFileError", "backbone_weight_layers",
+    "NonFiniteWeightsError", "WEIGHTS_DIR_ENV", "WeightsFileError", "WeightsMismatchError",
+    "backbone_weight_layers",
     "check_local_file", "download_trained_weights", "download_weights", "find_weights",
     "get_entry", "is_keras3_weights_file", "load_backbone_weights", "load_weights",
     "load_weights_file", "locate_weights", "manifest", "pretrained_path", "read_named_weights",

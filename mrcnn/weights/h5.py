@@ -38,7 +38,7 @@ import numpy as np
 from mrcnn.heads.names import CLASS_SPECIFIC_LAYERS
 from mrcnn.layers.walk import is_container, leaf_layers
 from mrcnn.weights import integrity
-from mrcnn.weights.integrity import NonFiniteWeightsError, WeightsFileError
+from mrcnn.weights.integrity import NonFiniteWeightsError, WeightsFileError, WeightsMismatchError
 
 # Root attribute ``mrcnn_format``: "by-name-2" files hold a SHA-256 per array.
 FORMAT = "by-name-2"
@@ -340,10 +340,10 @@ def _mismatch_error(filepath, report):
     if report["shape_mismatch"]:
         details.append("different shapes: " + ", ".join(
             f"{n} (model {w}, file {g})" for n, w, g in report["shape_mismatch"][:5]))
-    return ValueError(
+    return WeightsMismatchError(
         f"{filepath} does not match the model ({'; '.join(details)}). Use by_name=True "
         f"to load the layers that match, and exclude=[...] to skip layers on purpose "
-        f"(e.g. exclude='heads' for a different NUM_CLASSES)")
+        f"(e.g. exclude='heads' for a different NUM_CLASSES)", report)
 
 
 def load_weights_file(model, filepath, by_name=False, exclude=None,
@@ -371,8 +371,9 @@ def load_weights_file(model, filepath, by_name=False, exclude=None,
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: with by_name=False, a layer is missing or of another
-            shape; a Keras 3 file with by_name=True or an exclude.
+        WeightsMismatchError (a ValueError): with by_name=False, a layer is
+            missing or of another shape (its ``report`` says which).
+        ValueError: a Keras 3 file with by_name=True or an exclude.
         WeightsFileError (a ValueError): the file is unreadable or truncated,
             an array does not match its SHA-256, or a layer to load holds NaN
             or inf; the message names the file and the layers.

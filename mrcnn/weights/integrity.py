@@ -33,6 +33,19 @@ class WeightsFileError(ValueError):
         self.path = path
 
 
+class WeightsMismatchError(ValueError):
+    """A file whose layers do not all fit the model, loaded with ``by_name=False``.
+
+    Attributes:
+        report: the load report (``loaded``, ``excluded``, ``missing``,
+            ``shape_mismatch``) of what would have loaded; nothing was assigned.
+    """
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = dict(report or {})
+
+
 class NonFiniteWeightsError(FloatingPointError):
     """Weights holding NaN or infinite values, found before they were written.
 

@@ -31,7 +31,7 @@ NAMED_SPECS = ("coco", "imagenet", "last")
 
 def load_weights(keras_model, spec, *, backbone, find_last=None, checkpoints=None,
                  by_name=False, exclude=None, allow_download=False, verify=True,
-                 class_specific_layers=CLASS_SPECIFIC_LAYERS):
+                 class_specific_layers=CLASS_SPECIFIC_LAYERS, log_report=True):
     """Load weights into `keras_model` from a named file, the newest checkpoint or a path.
 
     Args:
@@ -58,6 +58,7 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, checkpoints=Non
             the manifest before loading it; False skips that check (the
             per-array checksums and the NaN check of every file stay).
         class_specific_layers: the layers whose shapes depend on NUM_CLASSES.
+        log_report: log the load (`log_load_report`); False leaves it to the caller.
 
     Returns:
         the report of `h5.load_weights_file` (``loaded``, ``excluded``,
@@ -77,12 +78,18 @@ def load_weights(keras_model, spec, *, backbone, find_last=None, checkpoints=Non
     """
     report = _load(keras_model, spec, backbones.get(backbone), find_last, checkpoints,
                    by_name, exclude, allow_download, verify, class_specific_layers)
+    if log_report:
+        log_load_report(report)
+    return report
+
+
+def log_load_report(report):
+    """Log what a load did (info) and each layer skipped for its shape (warning)."""
     log.info("loaded %d layers from %s (excluded %d, missing %d, shape mismatch %d)",
              len(report["loaded"]), report["path"], len(report["excluded"]),
              len(report["missing"]), len(report["shape_mismatch"]))
     for name, want, got in report["shape_mismatch"]:
         log.warning("skipped %s: model shapes %s, file shapes %s", name, want, got)
-    return report
 
 
 def _load(keras_model, spec, backbone, find_last, checkpoints, by_name, exclude,

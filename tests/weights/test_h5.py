@@ -46,6 +46,8 @@ def test_matterport_coco_layout_loads_by_name(tmp_path):
     model = modellib.MaskRCNN("inference", coco, str(tmp_path))
     report = model.load_weights(str(path))
     assert not report["missing"] and not report["shape_mismatch"]
+    # RPN_CONV_CHANNELS "auto" built 256 channels; the file's 512 rebuilt the model
+    assert report["rpn_rebuilt"] == 512 == coco.RPN_CONV_CHANNELS
     assert model.keras_model.count_params() == layout["total_params"]
     layer = model.keras_model.get_layer("res4w_branch2c")
     assert np.all(layer.get_weights()[0] == values["res4w_branch2c"])
