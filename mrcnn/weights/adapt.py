@@ -33,20 +33,30 @@ def load_adapting_rpn_width(model, load):
     try:
         report = load(log_report=False)
     except WeightsMismatchError as exc:     # by_name=False: nothing was assigned
-        if not _adopt_width(model, exc.report):
+        width = _file_width(model, exc.report)
+        if width is None:
             raise
-        return dict(load(log_report=True), rpn_rebuilt=model.config.RPN_CONV_CHANNELS)
-    if _adopt_width(model, report):
-        return dict(load(log_report=True), rpn_rebuilt=model.config.RPN_CONV_CHANNELS)
-    log_load_report(report)
-    return report
+        return _load_rebuilt(model, load, width)
+    width = _file_width(model, report)
+    if width is None:
+        log_load_report(report)
+        return report
+    return _load_rebuilt(model, load, width)
 
 
-def _adopt_width(model, report):
-    """Rebuild `model` at the RPN width of the file behind `report`; True if it did."""
+def _file_width(model, report):
+    """The file's RPN width where the model should adopt it, else None."""
     width = file_conv_channels(report.get("shape_mismatch", ()))
-    if width is None or not model.rpn_width_auto:
-        return False
+    return width if model.rpn_width_auto else None
+
+
+def _load_rebuilt(model, load, width):
+    """Rebuild `model` at RPN `width` and load; a load that fails leaves the model as it was."""
+    before = model.keras_model, model.spec, model.config.RPN_CONV_CHANNELS
     model.config.RPN_CONV_CHANNELS = width        # what the run's config.json records
     model.rebuild()
-    return True
+    try:
+        return dict(load(log_report=True), rpn_rebuilt=width)
+    except Exception:
+        model.keras_model, model.spec, model.config.RPN_CONV_CHANNELS = before
+        raise

@@ -95,3 +95,18 @@ def test_a_training_model_rebuilt_at_512_trains_and_its_run_records_the_width(tm
     infer = modellib.MaskRCNN("inference", saved, str(tmp_path / "logs"))
     report = infer.load_weights(model.find_last())
     assert "rpn_rebuilt" not in report and rpn_width(infer) == 512
+
+
+def test_a_load_that_fails_after_the_rebuild_leaves_the_model_as_it_was(tmp_path):
+    _, path = saved_wide_model(tmp_path)       # NUM_CLASSES 4 in the file
+    config = make_config(IMAGES_PER_GPU=1, NUM_CLASSES=3)
+    model = modellib.MaskRCNN("inference", config, str(tmp_path / "logs"))
+    keras_model = model.keras_model
+    with pytest.raises(WeightsMismatchError, match="mrcnn_class_logits"):
+        model.load_weights(path)               # strict: the class heads do not fit
+    assert model.keras_model is keras_model and rpn_width(model) == 256
+    assert config.RPN_CONV_CHANNELS == "auto" and model.spec.rpn_conv_channels == 256
+    # Matterport's recipe for another NUM_CLASSES: the heads excluded, the RPN loads
+    report = model.load_weights(path, by_name=True, exclude=["mrcnn_class_logits",
+                                                             "mrcnn_bbox_fc", "mrcnn_mask"])
+    assert report["rpn_rebuilt"] == 512 and not report["shape_mismatch"]
