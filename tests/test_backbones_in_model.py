@@ -112,10 +112,12 @@ def fpn_params(channels, p):
     return sum(c * p + p for c in channels) + 4 * (9 * p * p + p)
 
 
-def rpn_params(p, anchors_per_location=3):
-    """Shared 3x3 conv p -> 512, then 1x1 convs to 2 and 4 values per anchor."""
-    return (9 * p * 512 + 512) + (512 * 2 * anchors_per_location + 2 * anchors_per_location) \
-        + (512 * 4 * anchors_per_location + 4 * anchors_per_location)
+def rpn_params(p, anchors_per_location=3, width=256):
+    """Shared 3x3 conv p -> width (256: RPN_CONV_CHANNELS "auto"), then 1x1 convs to 2
+    and 4 values per anchor."""
+    return (9 * p * width + width) \
+        + (width * 2 * anchors_per_location + 2 * anchors_per_location) \
+        + (width * 4 * anchors_per_location + 4 * anchors_per_location)
 
 
 def head_params(p, fc, classes, mask_stages=0):

@@ -53,9 +53,9 @@ def _file_width(model, report):
 def _load_rebuilt(model, load, width):
     """Rebuild `model` at RPN `width` and load; a load that fails leaves the model as it was."""
     before = model.keras_model, model.spec, model.config.RPN_CONV_CHANNELS
-    model.config.RPN_CONV_CHANNELS = width        # what the run's config.json records
-    model.rebuild()
     try:
+        model.config.RPN_CONV_CHANNELS = width    # what the run's config.json records
+        model.rebuild()
         return dict(load(log_report=True), rpn_rebuilt=width)
     except Exception:
         model.keras_model, model.spec, model.config.RPN_CONV_CHANNELS = before
