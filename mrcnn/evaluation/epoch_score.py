@@ -41,7 +41,7 @@ from mrcnn.config import DERIVED
 from mrcnn.distribute import cluster
 from mrcnn.evaluation.coco import DEFAULT_MAX_DETS
 from mrcnn.evaluation.report import evaluate
-from mrcnn.layers.walk import leaf_layers
+from mrcnn.weights.transfer import shared_variables
 
 __all__ = ["EpochScore", "attach", "inference_config", "shared_variables", "log_entries"]
 
@@ -61,34 +61,6 @@ def inference_config(config):
     attrs = {k: v for k, v in config.to_dict().items() if k not in DERIVED}
     attrs.update(IMAGES_PER_GPU=1, GPU_COUNT=1)
     return type(f"{type(config).__name__}Inference", (type(config),), attrs)()
-
-
-def shared_variables(source_model, target_model):
-    """``[(source variable, target variable)]`` of layers with the same name, for copying.
-
-    Every weight-holding leaf layer of `target_model` (nested models
-    entered) must have a namesake in `source_model` with weights of the same
-    shapes: the training and inference graphs share layer names.
-
-    Raises:
-        ValueError: naming a layer without namesake or with other shapes.
-    """
-    source = {layer.name: layer.weights for layer in leaf_layers(source_model) if layer.weights}
-    pairs = []
-    for layer in leaf_layers(target_model):
-        if not layer.weights:
-            continue
-        if layer.name not in source:
-            raise ValueError(f"layer {layer.name!r} of the inference model has no namesake in "
-                             f"the training model; they must be built from the same config")
-        mine, theirs = layer.weights, source[layer.name]
-        if [tuple(v.shape) for v in mine] != [tuple(v.shape) for v in theirs]:
-            raise ValueError(f"layer {layer.name!r}: training weights "
-                             f"{[tuple(v.shape) for v in theirs]}, inference weights "
-                             f"{[tuple(v.shape) for v in mine]}; the inference config must "
-                             f"match the training config (NUM_CLASSES, BACKBONE, MASK_SHAPE, ...)")
-        pairs += list(zip(theirs, mine))
-    return pairs
 
 
 def _key(name):
