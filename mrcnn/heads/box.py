@@ -7,6 +7,7 @@ Layer names: ``mrcnn_class_conv1``, ``mrcnn_class_bn1``, ``mrcnn_class_conv2``,
 from keras import layers
 
 from mrcnn.heads.roi_reshape import MergeRoiBatch, SplitRoiBatch
+from mrcnn.heads.window_conv import WindowConv2D
 
 
 def build_box_head(pooled, num_rois, num_classes, fc_layers_size=1024):
@@ -17,7 +18,9 @@ def build_box_head(pooled, num_rois, num_classes, fc_layers_size=1024):
         num_rois: N (static).
         num_classes: classes including background.
         fc_layers_size: width of the two "fully connected" layers
-            (FPN_CLASSIF_FC_LAYERS_SIZE); the first is a pool x pool conv.
+            (FPN_CLASSIF_FC_LAYERS_SIZE); the first is a pool x pool conv,
+            the second a 1x1 conv, as Matterport's (same variables), computed
+            as matrix products (`mrcnn.heads.window_conv.WindowConv2D`).
 
     Returns:
         class_logits [B, N, num_classes], class_probs [B, N, num_classes],
@@ -26,10 +29,10 @@ def build_box_head(pooled, num_rois, num_classes, fc_layers_size=1024):
     """
     pool = pooled.shape[2]
     x = MergeRoiBatch(name="mrcnn_class_merge")(pooled)
-    x = layers.Conv2D(fc_layers_size, pool, padding="valid", name="mrcnn_class_conv1")(x)
+    x = WindowConv2D(fc_layers_size, pool, padding="valid", name="mrcnn_class_conv1")(x)
     x = layers.BatchNormalization(name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
+    x = WindowConv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
     x = layers.BatchNormalization(name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
