@@ -28,7 +28,8 @@ def test_output_and_gradients_equal_the_convolution(kernel, channels):
     x = np.random.default_rng(1).standard_normal(shape).astype("float32")
     want, got = keras.ops.convert_to_numpy(ref(x)), keras.ops.convert_to_numpy(ours(x))
     assert got.shape == want.shape == (6, 1, 1, 4)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # float32 sums of up to 392 products of N(0, 1) values (outputs up to ~50): rounding ~1e-5
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     # Gradients by central differences of the layer's own output (any backend):
     # d sum(y * g) / d x equals the Conv2D's, checked on a few input entries.
     g = np.random.default_rng(2).standard_normal(want.shape).astype("float32")
