@@ -21,8 +21,8 @@ from keras import layers, ops
 class WindowConv2D(layers.Conv2D):
     """`keras.layers.Conv2D` for inputs [N, kh, kw, C] with kernel_size (kh, kw), 'valid'.
 
-    Output [N, 1, 1, filters], as the Conv2D gives. Other input sizes, strides,
-    dilations or channels_first fall back to the convolution.
+    Output [N, 1, 1, filters], as the Conv2D gives (at any stride: one window). Other
+    input sizes, dilations or channels_first fall back to the convolution.
     """
 
     def _is_whole_window(self, inputs):
