@@ -94,7 +94,7 @@ def test_non_chief_callbacks_and_run_folder(tmp_path, monkeypatch):
     assert not log_dir.exists()
     callbacks = loop.standard_callbacks(str(log_dir), str(log_dir / "m_{epoch:04d}.h5"))
     kinds = [type(c).__name__ for c in callbacks]
-    assert kinds == ["NanGuard", "Checkpoint"]           # no history.csv, no TensorBoard
+    assert kinds == ["AllocatorThresholds", "NanGuard", "Checkpoint"]  # no history.csv, no TensorBoard
 
     # a continued run's later checkpoints are moved by the chief only
     log_dir.mkdir()
@@ -107,8 +107,8 @@ def test_chief_callbacks_keep_history_and_tensorboard(tmp_path, monkeypatch):
     Job(monkeypatch, chief=True)
     callbacks = loop.standard_callbacks(str(tmp_path), str(tmp_path / "m_{epoch:04d}.h5"))
     kinds = [type(c).__name__ for c in callbacks]
-    assert kinds[:3] == ["NanGuard", "HistoryCSV", "Checkpoint"]
-    assert kinds[3:] == (["TensorBoard"] if run_callbacks.tensorboard_available() else [])
+    assert kinds[:4] == ["AllocatorThresholds", "NanGuard", "HistoryCSV", "Checkpoint"]
+    assert kinds[4:] == (["TensorBoard"] if run_callbacks.tensorboard_available() else [])
 
 
 def test_a_non_chief_epoch_score_takes_the_chiefs_entries(monkeypatch):
