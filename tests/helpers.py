@@ -378,3 +378,19 @@ def write_livecell(folder, n_train=3, size=64):
             data["images"].append({"id": i, "file_name": f"A172_{i}.png", "height": size,
                                    "width": size})
         (folder / f"livecell_coco_{split}.json").write_text(json.dumps(data))
+
+
+def without_device_count(env):
+    """`env` (a dict, changed in place and returned) without XLA_FLAGS' host device count.
+
+    A subprocess that sets up its own devices (``mrcnn.distribute.use_devices``)
+    must not inherit a count; the other XLA flags (tests/conftest.py's
+    optimisation level) stay.
+    """
+    flags = [f for f in env.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    else:
+        env.pop("XLA_FLAGS", None)
+    return env

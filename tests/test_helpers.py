@@ -274,3 +274,12 @@ def test_rejects_non_layers_and_non_numpy_inputs():
         run_layer_test(lambda x: x, X)
     with pytest.raises(TypeError, match="NumPy"):
         run_layer_test(Scale(), X.tolist())
+
+
+@pytest.mark.backend_independent
+def test_without_device_count_keeps_the_other_xla_flags():
+    from helpers import without_device_count
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"}
+    assert without_device_count(env) == {"XLA_FLAGS": "--xla_backend_optimization_level=0"}
+    assert without_device_count({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) == {}
+    assert without_device_count({"A": "1"}) == {"A": "1"}

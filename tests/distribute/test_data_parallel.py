@@ -21,6 +21,7 @@ import sys
 
 import keras
 import pytest
+from helpers import without_device_count
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -43,7 +44,7 @@ def equivalence(backend, train_bn, tmp_path_factory):
         out = tmp_path_factory.mktemp("dp") / "result.json"
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        env.pop("XLA_FLAGS", None)
+        without_device_count(env)
         proc = subprocess.run([sys.executable, WORKER, backend, str(out), *modes], env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
