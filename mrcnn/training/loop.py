@@ -28,9 +28,9 @@ from mrcnn.config import save_config
 from mrcnn.data.generator import make_generators
 from mrcnn.distribute import cluster
 from mrcnn.training import callbacks as run_callbacks
-from mrcnn.training.allocator import AllocatorThresholds
 from mrcnn.training import runs
 from mrcnn.training import state as train_state
+from mrcnn.training.allocator import AllocatorThresholds
 from mrcnn.training.trainer import LOSS_NAMES
 
 log = logging.getLogger(__name__)
