@@ -6,6 +6,8 @@ weight files load by name.
 
 from keras import layers
 
+from mrcnn.heads.same_conv import SameConv2D
+
 
 def build_fpn(c2, c3, c4, c5, pyramid_size=256):
     """Top-down pathway with lateral 1x1 connections.
@@ -29,9 +31,9 @@ def build_fpn(c2, c3, c4, c5, pyramid_size=256):
     p2 = layers.Add(name="fpn_p2add")([
         layers.UpSampling2D(2, name="fpn_p3upsampled")(p3),
         layers.Conv2D(pyramid_size, 1, name="fpn_c2p2")(c2)])
-    p2 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
-    p3 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
-    p4 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
-    p5 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
+    p2 = SameConv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
+    p3 = SameConv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
+    p4 = SameConv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
+    p5 = SameConv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
     p6 = layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
     return [p2, p3, p4, p5, p6]

@@ -15,6 +15,7 @@ from keras import layers
 
 from mrcnn.heads.registry import register_mask_head
 from mrcnn.heads.roi_reshape import MergeRoiBatch, SplitRoiBatch
+from mrcnn.heads.same_conv import SameConv2D
 from mrcnn.heads.upsample import UpsampleConv2DTranspose
 
 
@@ -52,14 +53,14 @@ def build_mask_head(pooled, num_rois, num_classes, mask_size=28, channels=256):
     extra_stages = mask_upsampling_stages(mask_size, pooled.shape[2])
     x = MergeRoiBatch(name="mrcnn_mask_merge")(pooled)
     for i in range(1, 5):
-        x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = SameConv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = layers.BatchNormalization(name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
     x = UpsampleConv2DTranspose(channels, 2, strides=2, activation="relu",
                                 name="mrcnn_mask_deconv")(x)
     for j in range(extra_stages):
         k = 5 + j
-        x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
+        x = SameConv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
         x = layers.BatchNormalization(name=f"mrcnn_mask_bn{k}")(x)
         x = layers.Activation("relu")(x)
         x = UpsampleConv2DTranspose(channels, 2, strides=2, activation="relu",

@@ -8,6 +8,8 @@ Matterport's weights load into it by name.
 import keras
 from keras import layers, ops
 
+from mrcnn.heads.same_conv import SameConv2D
+
 #: The shared conv's width for RPN_CONV_CHANNELS = "auto" (torchvision's; Matterport's is 512).
 AUTO_CONV_CHANNELS = 256
 
@@ -79,7 +81,7 @@ def build_rpn_model(anchors_per_location, depth, anchor_stride=1, channels=512):
         rpn_bbox [B, h*w*A, 4] (dy, dx, log dh, log dw) deltas].
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(channels, 3, padding="same", activation="relu",
+    shared = SameConv2D(channels, 3, padding="same", activation="relu",
                            strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     # Scores and deltas in float32 also under a mixed-precision policy.
     f32 = "float32"
