@@ -11,7 +11,9 @@ Random weights, matched settings (torchvision's defaults scaled to the image:
 classifier's bias favours the object class, so that our argmax-class
 detections reach 100 as the peer's do). A training step
 is one optimizer step on one prepared batch (the data pipeline is measured
-separately by benchmarks/data_pipeline.py); detect() includes molding and
+separately by benchmarks/data_pipeline.py); the "model.train step" row times a
+step of MaskRCNN.train as a user runs it (generator, fit, callbacks; no peer
+counterpart); detect() includes molding and
 unmolding (full-resolution masks). Median over --steps after a warm-up
 (compilation excluded). The peer runs in a separate Python that has torch and
 torchvision (they are not dependencies of mrcnn); without one the peer
@@ -32,6 +34,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -127,7 +130,39 @@ def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channel
     mask_rows = model.keras_model(batch)["mrcnn_mask_logits"].shape[1]
     return {"train_step_s": statistics.median(times), "compile_s": compile_s,
             "params": model.keras_model.count_params(), "train_rss_mib": rss,
-            "mask_rows": int(mask_rows)}
+            "mask_rows": int(mask_rows), "fit_step_s": fit_step(model, data, steps, layers)}
+
+
+class _BatchTimes(keras.callbacks.Callback):
+    """Wall time of each training batch inside fit."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._t)
+
+
+def fit_step(model, data, steps, layers, warmup=2):
+    """Median seconds per step of `model.train` (what a user runs: the data generator, Keras'
+    fit and the library's callbacks), after `warmup` steps that include its compilation.
+
+    Unlike train_on_batch above, this path goes through TensorFlow's tf.data generator,
+    which changes the process's malloc settings (mrcnn/training/allocator.py).
+    """
+    model.config.STEPS_PER_EPOCH = steps + warmup
+    model.config.VALIDATION_STEPS = 1
+    timer = _BatchTimes()
+    with tempfile.TemporaryDirectory(prefix="mrcnn_bench_fit_") as run_dir:  # its checkpoint
+        model.model_dir = run_dir
+        model.set_log_dir()
+        model.train(data, data, model.config.LEARNING_RATE, model.epoch + 1, layers,
+                    custom_callbacks=[timer])
+    return statistics.median(timer.times[warmup:])
 
 
 def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto",
@@ -266,12 +301,14 @@ def main():
     for key, label in rows:
         theirs = peer[key] if peer else float("nan")
         print(f"{label:22}{ours[key]:10.3f}{theirs:14.3f}{theirs / ours[key]:18.2f}")
+    print(f"{'model.train step (s)':22}{ours['fit_step_s']:10.3f}{'-':>14}")
     print(f"{'detections':22}{ours['detections']:10d}"
           f"{(peer['detections'] if peer else 0):14d}")
     print(f"{'mask head rows':22}{ours['mask_rows']:10d}")
     print(f"train_step_s={ours['train_step_s']:.3f} detect_s={ours['detect_s']:.3f} "
           f"peer_train_step_s={(peer or {}).get('train_step_s', float('nan')):.3f} "
-          f"peer_detect_s={(peer or {}).get('detect_s', float('nan')):.3f}")
+          f"peer_detect_s={(peer or {}).get('detect_s', float('nan')):.3f} "
+          f"fit_step_s={ours['fit_step_s']:.3f}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def test_train_detect_prints_both_phases_and_the_last_line():
         assert value > 0, label
     last = out.strip().splitlines()[-1]
     assert re.fullmatch(r"train_step_s=[0-9.]+ detect_s=[0-9.]+ peer_train_step_s=nan "
-                        r"peer_detect_s=nan", last), last
+                        r"peer_detect_s=nan fit_step_s=[0-9.]+", last), last
+    assert float(re.search(r"model\.train step \(s\)\s+([0-9.]+)", out).group(1)) > 0
     # by default the mask head runs on the batch's positives only (TensorFlow)
     rows = int(re.search(r"^mask head rows\s+(\d+)$", out, re.MULTILINE).group(1))
     assert 1 <= rows < 128, out
