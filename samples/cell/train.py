@@ -53,7 +53,8 @@ class CellConfig(Config):
     # Two crops per step (Matterport's default too). On the embedded data, at
     # equal images seen, 2 per step learn more than 1 (validation mAP-IoU,
     # seed 0: 6 epochs x 60 steps x 2 images 0.278, 12 x 60 x 1 image 0.249),
-    # and a step of 2 takes 1.9x a step of 1 on 2 CPU cores (1.21 s / 0.64 s).
+    # and a step of 2 takes 1.9x a step of 1 on 2 CPU cores (Intel Xeon, 256 mask-head
+    # channels: 1.21 s / 0.64 s).
     IMAGES_PER_GPU = 2
     BACKBONE = "small-cnn"
     # Two sizes per level, 4-6x the level's stride: 72% of the synthetic cells
@@ -73,6 +74,11 @@ class CellConfig(Config):
     DETECTION_NMS_THRESHOLD = 0.3
     MASK_SHAPE = [28, 28]
     MINI_MASK_SHAPE = (56, 56)
+    # Half Matterport's 256 mask-head channels: the head's four 3x3 convolutions were
+    # three quarters of a training step's time on 2 CPU cores (2-core AMD EPYC: 2.07 ->
+    # 1.06 s per step of 2 crops), at -0.02..-0.025 validation mAP-IoU (seeds 0 and 1:
+    # 0.289 / 0.341 against 0.309 / 0.366); --mask-channels 256 for Matterport's head.
+    MASK_HEAD_CHANNELS = 128
     TOP_DOWN_PYRAMID_SIZE = 128
     FPN_CLASSIF_FC_LAYERS_SIZE = 256
     MEAN_PIXEL = np.array([128.0, 128.0, 128.0])
@@ -163,6 +169,9 @@ def build_parser():
                    help="detections kept per image (Config.DETECTION_MAX_INSTANCES; default 400)")
     p.add_argument("--mask-shape", type=int, choices=(28, 56, 112), default=28,
                    help="mask head output size (28N x 28N; seed 000 used 56)")
+    p.add_argument("--mask-channels", type=int, default=None, metavar="N",
+                   help="channels of the mask head's convolutions (Config.MASK_HEAD_CHANNELS; "
+                        "default 128, Matterport's 256 trains at half the speed on a CPU)")
     p.add_argument("--mini-mask", type=parse_mini_mask, default=None, metavar="SIZE|none",
                    help="store ground-truth masks as SIZE x SIZE mini masks in their boxes "
                         "(Matterport; default max(56, --mask-shape)) or 'none': full-resolution "
@@ -314,6 +323,11 @@ def make_config(args, class_names):
         attrs["IMAGES_PER_GPU"] = args.images_per_gpu
     if args.steps_per_epoch:
         attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
+    if args.mask_channels is not None:
+        if args.mask_channels < 1:
+            raise SystemExit(f"--mask-channels must be a positive number, got "
+                             f"{args.mask_channels}")
+        attrs["MASK_HEAD_CHANNELS"] = args.mask_channels
     if args.validation_steps is not None:
         attrs["VALIDATION_STEPS"] = args.validation_steps
     if args.devices:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mrcnn.model as modellib
+from mrcnn.weights.integrity import WeightsMismatchError
 from model_helpers import make_config, shapes
 
 
@@ -110,6 +111,13 @@ def test_init_from_a_checkpoint_starts_a_new_run_and_resume_sets_aside_later_one
     with pytest.raises(ValueError, match=r"cannot resume from .*weights\.h5.*init_from"):
         back.save_weights(str(tmp_path / "weights.h5"))
         back.resume(str(tmp_path / "weights.h5"))
+    # a model of another shape (other mask-head channels) cannot resume the run: it would
+    # restart those layers from random weights while the rest continues
+    narrow = build(make_config(STEPS_PER_EPOCH=1, VALIDATION_STEPS=1,
+                               MASK_HEAD_CHANNELS=config.MASK_HEAD_CHANNELS // 2), tmp_path / "pre")
+    with pytest.raises(WeightsMismatchError, match=r"mask_rcnn_tiny_0002\.h5 does not match "
+                                                   r"the model \(different shapes: mrcnn_mask_conv1"):
+        narrow.resume("last")
 
 
 def test_keep_best_by_val_loss_and_load_best(tmp_path):
