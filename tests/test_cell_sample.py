@@ -500,6 +500,11 @@ def test_train_flags_set_the_config():
     assert (infer.IMAGES_PER_GPU, infer.GPU_COUNT, infer.BATCH_SIZE) == (1, 1, 1)
     with pytest.raises(SystemExit, match=r"--images-per-gpu must be a positive number, got 0"):
         train.make_config(parse(["--images-per-gpu", "0"]), CELL_CLASSES)
+    assert config.MASK_HEAD_CHANNELS == infer.MASK_HEAD_CHANNELS == 128     # the sample's
+    config, infer = train.make_config(parse(["--mask-channels", "256"]), CELL_CLASSES)
+    assert config.MASK_HEAD_CHANNELS == infer.MASK_HEAD_CHANNELS == 256     # Matterport's
+    with pytest.raises(SystemExit, match=r"--mask-channels must be a positive number, got 0"):
+        train.make_config(parse(["--mask-channels", "0"]), CELL_CLASSES)
     for bad in ("25,20", "x", "0,3"):
         with pytest.raises(SystemExit):
             parse(["--lr-decay-epochs", bad])
