@@ -76,8 +76,8 @@ class CellConfig(Config):
     MINI_MASK_SHAPE = (56, 56)
     # Half Matterport's 256 mask-head channels: the head's four 3x3 convolutions were
     # three quarters of a training step's time on 2 CPU cores (2-core AMD EPYC: 2.07 ->
-    # 1.06 s per step of 2 crops), at -0.02..-0.025 validation mAP-IoU (seeds 0 and 1:
-    # 0.289 / 0.341 against 0.309 / 0.366); --mask-channels 256 for Matterport's head.
+    # 1.06 s per step of 2 crops) for validation mAP-IoU 0.289 vs 0.292 (seed 0, same
+    # machine) and 0.341 vs 0.366 (seed 1); --mask-channels 256 for Matterport's head.
     MASK_HEAD_CHANNELS = 128
     TOP_DOWN_PYRAMID_SIZE = 128
     FPN_CLASSIF_FC_LAYERS_SIZE = 256
