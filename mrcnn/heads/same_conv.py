@@ -23,23 +23,35 @@ import keras
 from keras import layers
 
 
-def _tf_conv_with_forward_input_grad(inputs, kernel):
-    """TensorFlow: conv(inputs, kernel, 'same'), its input gradient as conv(dy, W')."""
+def _forward_conv_grads(x, w, dy):
+    """(dx, dW) of conv(x, w, 'same', stride 1) for the output gradient dy, as forward convs."""
     import tensorflow as tf
+
+    turned = tf.transpose(tf.reverse(w, [0, 1]), (0, 1, 3, 2))   # W': [kh, kw, F, C]
+    dx = tf.nn.conv2d(dy, turned, 1, "SAME")
+    # dW[i, j, c, f] = sum over n, p of x_padded[n, p + (i, j), c] * dy[n, p, f]: a 'valid'
+    # convolution of the images' channels (as a batch) with dy as the kernel
+    kh, kw = w.shape[0], w.shape[1]
+    padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
+    dw = tf.nn.conv2d(tf.transpose(padded, (3, 1, 2, 0)),        # [C, H+kh-1, W+kw-1, N]
+                      tf.transpose(dy, (1, 2, 0, 3)), 1,          # [H, W, N, F]
+                      "VALID")                                     # [C, kh, kw, F]
+    return dx, tf.transpose(dw, (1, 2, 0, 3))
+
+
+def _tf_conv_with_forward_grads(inputs, kernel):
+    """TensorFlow: conv(inputs, kernel, 'same'), both gradients by `_forward_conv_grads`."""
+    import tensorflow as tf
+
+    # The gradient's ops would be made outside any name scope; give them the layer's, under
+    # gradient_tape/ as TensorFlow's own gradients (benchmarks/train_profile.py reads them).
+    scope = "gradient_tape/" + tf.get_current_name_scope().rstrip("/") + "/"
 
     @tf.custom_gradient
     def conv(x, w):
         def grad(dy):
-            turned = tf.transpose(tf.reverse(w, [0, 1]), (0, 1, 3, 2))   # W': [kh, kw, F, C]
-            dx = tf.nn.conv2d(dy, turned, 1, "SAME")
-            # dW[i, j, c, f] = sum over n, p of x_padded[n, p + (i, j), c] * dy[n, p, f]: a
-            # 'valid' convolution of the images' channels (as a batch) with dy as the kernel
-            kh, kw = w.shape[0], w.shape[1]
-            padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
-            dw = tf.nn.conv2d(tf.transpose(padded, (3, 1, 2, 0)),     # [C, H+kh-1, W+kw-1, N]
-                              tf.transpose(dy, (1, 2, 0, 3)), 1,       # [H, W, N, F]
-                              "VALID")                                  # [C, kh, kw, F]
-            return dx, tf.transpose(dw, (1, 2, 0, 3))
+            with tf.name_scope(scope):
+                return _forward_conv_grads(x, w, dy)
         return tf.nn.conv2d(x, w, 1, "SAME"), grad
 
     # Read the kernel variable outside the custom gradient: its gradient flows through the read.
@@ -64,4 +76,4 @@ class SameConv2D(layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         if not self._takes_forward_grad():
             return super().convolution_op(inputs, kernel)
-        return _tf_conv_with_forward_input_grad(inputs, kernel)
+        return _tf_conv_with_forward_grads(inputs, kernel)
