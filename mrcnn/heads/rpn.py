@@ -82,7 +82,7 @@ def build_rpn_model(anchors_per_location, depth, anchor_stride=1, channels=512):
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
     shared = SameConv2D(channels, 3, padding="same", activation="relu",
-                           strides=anchor_stride, name="rpn_conv_shared")(feature_map)
+                        strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     # Scores and deltas in float32 also under a mixed-precision policy.
     f32 = "float32"
     x = layers.Conv2D(2 * anchors_per_location, 1, padding="valid",

@@ -1,4 +1,4 @@
-"""A stride-1 'same' Conv2D whose input gradient is a forward convolution.
+"""A stride-1 'same' Conv2D whose TensorFlow gradients are forward convolutions.
 
 For stride 1, dilation 1, an odd kernel and 'same' padding, the gradient of
 ``y = conv(x, W)`` with respect to ``x`` is ``conv(dy, W')``, where ``W'`` is the
@@ -45,7 +45,7 @@ def _tf_conv_with_forward_grads(inputs, kernel):
 
     # The gradient's ops would be made outside any name scope; give them the layer's, under
     # gradient_tape/ as TensorFlow's own gradients (benchmarks/train_profile.py reads them).
-    scope = "gradient_tape/" + tf.get_current_name_scope().rstrip("/") + "/"
+    scope = "/".join(filter(None, ["gradient_tape", tf.get_current_name_scope().strip("/")])) + "/"
 
     @tf.custom_gradient
     def conv(x, w):
@@ -62,8 +62,8 @@ def _tf_conv_with_forward_grads(inputs, kernel):
 class SameConv2D(layers.Conv2D):
     """`keras.layers.Conv2D` (channels_last, stride 1, odd kernel, 'same').
 
-    Inputs [N, H, W, C] -> [N, H, W, filters], as the Conv2D. On TensorFlow the
-    input gradient is computed as a forward convolution (module docstring); other
+    Inputs [N, H, W, C] -> [N, H, W, filters], as the Conv2D. On TensorFlow both
+    gradients are computed as forward convolutions (module docstring); other
     settings or backends are the plain Conv2D.
     """
 
