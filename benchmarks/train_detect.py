@@ -47,6 +47,9 @@ from mrcnn.dataset import Dataset
 import mrcnn.model as modellib
 from mrcnn.training.precision import resolve
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_cell import StepTimer  # noqa: E402  (seconds of each training batch)
+
 
 class BoxesDataset(Dataset):
     """Random rectangles on noise; `instances` per image of `size` (N or (H, W))."""
@@ -133,20 +136,6 @@ def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channel
             "mask_rows": int(mask_rows), "fit_step_s": fit_step(model, data, steps, layers)}
 
 
-class _BatchTimes(keras.callbacks.Callback):
-    """Wall time of each training batch inside fit."""
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._t = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self._t)
-
-
 def fit_step(model, data, steps, layers, warmup=2):
     """Median seconds per step of `model.train` (what a user runs: the data generator, Keras'
     fit and the library's callbacks), after `warmup` steps that include its compilation.
@@ -156,7 +145,7 @@ def fit_step(model, data, steps, layers, warmup=2):
     """
     model.config.STEPS_PER_EPOCH = steps + warmup
     model.config.VALIDATION_STEPS = 1
-    timer = _BatchTimes()
+    timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="mrcnn_bench_fit_") as run_dir:  # its checkpoint
         model.model_dir = run_dir
         model.set_log_dir()
