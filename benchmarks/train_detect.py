@@ -154,6 +154,20 @@ def fit_step(model, data, steps, layers, warmup=2):
     return statistics.median(timer.times[warmup:])
 
 
+def force_detections(infer):
+    """Make the object class win every ROI, so that detect() keeps DETECTION_MAX_INSTANCES.
+
+    Random weights classify most ROIs as background (Matterport keeps each ROI's
+    argmax class), which would leave a few dozen detections against the peer's 100
+    (torchvision scores every class of every ROI): raising the object classes' logit
+    bias makes both paste DETECTION_MAX_INSTANCES = 100 masks.
+    """
+    logits = infer.keras_model.get_layer("mrcnn_class_logits")
+    bias = keras.ops.convert_to_numpy(logits.bias).copy()
+    bias[1:] += 10.0
+    logits.bias.assign(bias)
+
+
 def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto",
                  weights="/tmp/mrcnn_bench/bench.h5"):
     """Median seconds per detect() call on one image, with the weights train_phase saved."""
@@ -162,14 +176,7 @@ def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto",
     data.prepare()
     infer = modellib.MaskRCNN("inference", config, os.path.dirname(weights))
     infer.load_weights(weights)
-    # Random weights classify most ROIs as background (Matterport keeps each ROI's
-    # argmax class), which would leave a few dozen detections against the peer's 100
-    # (torchvision scores every class of every ROI): make the object class win so that
-    # both paste DETECTION_MAX_INSTANCES = 100 masks.
-    logits = infer.keras_model.get_layer("mrcnn_class_logits")
-    bias = keras.ops.convert_to_numpy(logits.bias).copy()
-    bias[1:] += 10.0
-    logits.bias.assign(bias)
+    force_detections(infer)
     image = data.load_image(0)
     infer.detect([image])
     dtimes, n = [], 0

@@ -3,6 +3,7 @@
     python benchmarks/train_profile.py                          # ResNet50-FPN, 512x512, float32
     python benchmarks/train_profile.py --precision bfloat16
     python benchmarks/train_profile.py --backbone efficientnetv2-b0 --fc 128 --size 576,704
+    python benchmarks/train_profile.py --detect --precision bfloat16   # detect() instead
 
 The model and batch of benchmarks/train_detect.py (random weights, 2000
 proposals, 512 sampled ROIs, batch 1). After two warm-up steps, --steps
@@ -13,6 +14,12 @@ name scope), forward and backward apart (backward ops live under
 Times are summed over the ops' own durations on the executor's threads
 (two cores run ops in parallel, so the sum can exceed the wall time; the
 table also gives each part's share of the sum) and divided by --steps.
+
+--detect profiles ``MaskRCNN.detect`` on one image instead (train_detect.py's
+detect phase: weights saved by a training step, the object class forced to
+win so that 100 detections are masked); its parts add the detection layer,
+and the wall time includes what runs outside TensorFlow (molding the image,
+pasting the masks back).
 """
 
 import argparse
@@ -30,7 +37,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
-from train_detect import BoxesDataset, bench_config, parse_size, rpn_width  # noqa: E402
+from train_detect import (BoxesDataset, bench_config, force_detections, parse_size,  # noqa: E402
+                          rpn_width)
 from mrcnn.data.generator import DataGenerator  # noqa: E402
 import mrcnn.model as modellib  # noqa: E402
 from mrcnn.training.precision import resolve  # noqa: E402
@@ -42,9 +50,10 @@ PARTS = (
     ("RPN head", r"^rpn_"),
     ("anchors + proposals", r"^(anchors|ROI)$"),
     ("detection targets", r"^(proposal_targets|mask_rois|mask_class_ids|mask_targets)$"),
+    ("detection layer", r"^(mrcnn_detection|detection_boxes|detection_class_ids|norm_window)$"),
     ("ROIAlign", r"^roi_align_"),
     ("box head", r"^(mrcnn_class|mrcnn_bbox|pool_squeeze)"),
-    ("mask head", r"^(mrcnn_mask|mask_positive_)"),
+    ("mask head", r"^(mrcnn_mask|mask_positive_|mask_detected_)"),
 )
 OTHER = ("losses", "optimizer update", "other")
 OP_EVENT = re.compile(r"^[^:]+:\w+$")
@@ -102,7 +111,8 @@ def op_events(logdir):
 def classify(name, parts):
     """(part, direction) of an op named like ``gradient_tape/<model>/<layer>/<op>``."""
     backward = "gradient_tape/" in name
-    if re.search(r"(^|/)(SGD|AdamW?|sgd|adamw?)(/|_)|Apply|AssignSub|AssignAdd", name):
+    if (re.search(r"(^|/)(SGD|AdamW?|sgd|adamw?)(/|_)|Apply|AssignSub|AssignAdd", name)
+            and "/ArithmeticOptimizer/" not in name):   # grappler's AddN accumulators
         return "optimizer update", ""
     for segment in name.partition(":")[0].split("/"):
         part = parts.get(segment) or parts.get(re.sub(r"_\d+$", "", segment))
@@ -123,12 +133,23 @@ def profile(args, precision):
     batch = DataGenerator(data, config, seed=0)[0]
     for _ in range(2):
         model.keras_model.train_on_batch(batch)
+    step = lambda: model.keras_model.train_on_batch(batch)   # noqa: E731
+    if args.detect:
+        weights = os.path.join(tempfile.mkdtemp(prefix="mrcnn_profile_"), "weights.h5")
+        model.keras_model.save_weights(weights)
+        model = modellib.MaskRCNN("inference", config, os.path.dirname(weights))
+        model.load_weights(weights)
+        force_detections(model)
+        image = data.load_image(0)
+        step = lambda: model.detect([image])                  # noqa: E731
+        for _ in range(2):
+            step()
     parts = layer_parts(model.keras_model)
     logdir = tempfile.mkdtemp(prefix="mrcnn_profile_")
     t0 = time.perf_counter()
     tf.profiler.experimental.start(logdir)
     for _ in range(args.steps):
-        model.keras_model.train_on_batch(batch)
+        step()
     tf.profiler.experimental.stop()
     wall = (time.perf_counter() - t0) / args.steps
     totals = collections.defaultdict(float)
@@ -153,6 +174,8 @@ def main():
     p.add_argument("--fc", type=int, default=1024)
     p.add_argument("--rpn-channels", type=rpn_width, default="auto")
     p.add_argument("--verbose", action="store_true", help="list the largest unassigned ops")
+    p.add_argument("--detect", action="store_true",
+                   help="profile detect() on one image (100 detections) instead of training")
     p.add_argument("--precision", default="float32",
                    choices=("float32", "bfloat16", "float16", "auto"))
     args = p.parse_args()
@@ -160,7 +183,7 @@ def main():
                         args.backbone) or "float32"
     totals, wall = profile(args, precision)
     op_sum = sum(totals.values())
-    print(f"\nbackbone={args.backbone} size={args.size} "
+    print(f"\n{'detect' if args.detect else 'train step'}: backbone={args.backbone} size={args.size} "
           f"precision={precision} rpn_channels={args.rpn_channels}: wall {wall:.3f} s/step, "
           f"sum of op times {op_sum:.3f} s/step")
     print(f"{'part':24}{'forward s':>11}{'backward s':>12}{'total s':>10}{'share':>8}")

@@ -219,12 +219,13 @@ class Config:
     # "centers" (Matterport's resize; for Matterport-trained weights). inference.molding
     DETECTION_MASK_PASTE = "grid"
 
-    # Mixed precision (mrcnn.training.precision): None (float32), "bfloat16" (GPUs from
-    # Ampere on, TPUs, CPUs with AMX or AMD's AVX512-BF16), "float16" (older GPUs,
-    # e.g. Kaggle's T4 and P100; with loss scaling) or "auto" (whichever of these is
-    # free on the machine the model is built on; float32 where none was measured
-    # faster). Convolutions run in 16 bits; boxes, scores and losses stay float32.
-    MIXED_PRECISION = None
+    # Mixed precision (mrcnn.training.precision): "auto" (the default: whichever of the
+    # following is free on the machine the model is built on, float32 where none was
+    # measured faster), None (float32), "bfloat16" (GPUs from Ampere on, TPUs, CPUs
+    # with AMX or AMD's AVX512-BF16) or "float16" (older GPUs, e.g. Kaggle's T4 and
+    # P100; with loss scaling). Convolutions run in 16 bits; variables, boxes, scores
+    # and losses stay float32, so weights load and save the same in every precision.
+    MIXED_PRECISION = "auto"
 
     # Optimiser: "SGD" (with momentum LEARNING_MOMENTUM, as in Matterport) or
     # "AdamW" (beta_1 = LEARNING_MOMENTUM; converges much faster when training

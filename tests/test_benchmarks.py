@@ -112,3 +112,17 @@ def test_train_profile_assigns_the_op_time_to_the_parts():
     total = float(re.search(r"^sum\s+([0-9.]+)", out, re.MULTILINE).group(1))
     shares = [float(v) for v in re.findall(r"([0-9.]+)%$", out, re.MULTILINE)[:-1]]
     assert abs(sum(shares) - 100) < 1.0 and total > 0, out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow profiler")
+def test_train_profile_detect_mode_profiles_inference_only():
+    out = run("train_profile.py", *TINY, "--size", "128,64", "--detect")
+    assert "\ndetect: backbone=small-cnn" in out, out
+    rows = {part: (float(fwd), float(bwd)) for part, fwd, bwd in re.findall(
+        r"^(backbone|FPN|RPN head|ROIAlign|box head|mask head|detection layer|"
+        r"optimizer update)\s+([0-9.]+)\s+([0-9.]+)\s+[0-9.]+", out, re.MULTILINE)}
+    assert {"backbone", "FPN", "RPN head", "ROIAlign", "box head", "mask head"} <= set(rows), out
+    assert "optimizer update" not in rows                      # no training step ran
+    assert all(fwd > 0 and bwd == 0 for part, (fwd, bwd) in rows.items()
+               if part != "detection layer"), rows

@@ -46,13 +46,13 @@ def test_shapes_from_scratch_reach_mask_map_0_8(tmp_path):
 @pytest.mark.backend_independent
 def test_precision_flag_sets_the_config():
     """--precision (the bf16 vs f32 comparison in benchmarks/RESULTS.md) reaches
-    Config.MIXED_PRECISION; float32 is the Config's None."""
+    Config.MIXED_PRECISION; float32 is None, no flag keeps the Config's "auto"."""
     import argparse
     sample = load_sample()
     base = dict(steps_per_epoch=None, backbone=None)
     got = {p: sample.run_config(argparse.Namespace(precision=p, **base)).MIXED_PRECISION
            for p in (None, "float32", "bfloat16", "auto")}
-    assert got == {None: None, "float32": None, "bfloat16": "bfloat16", "auto": "auto"}
+    assert got == {None: "auto", "float32": None, "bfloat16": "bfloat16", "auto": "auto"}
     config = sample.run_config(argparse.Namespace(precision=None, steps_per_epoch=7,
                                                   backbone="resnet50"))
     assert (config.STEPS_PER_EPOCH, config.BACKBONE) == (7, "resnet50")

@@ -45,9 +45,14 @@ becomes Bitcast/BitwiseAnd, which tf2onnx leaves unconverted). Should a graph
 ValueError naming it (`unsupported_onnx_ops`) instead of writing a file ONNX
 Runtime refuses. The other backend/format pairs raise a
 ValueError naming the backend and the formats that work there.
+
+ONNX graphs are float32: a model whose ``MIXED_PRECISION = "auto"`` (the
+default) chose 16 bits on this machine is exported as its float32 twin
+(`float32_twin`); an explicit "bfloat16"/"float16" model is refused.
 """
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -147,11 +152,26 @@ def check_export(model, path, format, overwrite=False):
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise FileExistsError(f"{os.fspath(path)!r} is a folder that holds no SavedModel; "
                               f"overwrite replaces only an earlier export: choose a new path")
-    if format == "onnx" and resolve(model.config.MIXED_PRECISION, model.config.BACKBONE):
+    if (format == "onnx" and model.config.MIXED_PRECISION != "auto"
+            and resolve(model.config.MIXED_PRECISION, model.config.BACKBONE)):
         raise ValueError(f"ONNX export needs a float32 model; this one has MIXED_PRECISION="
                          f"{model.config.MIXED_PRECISION!r} (here "
                          f"{resolve(model.config.MIXED_PRECISION, model.config.BACKBONE)}): build the inference model with "
                          f"MIXED_PRECISION=None (the weights load unchanged)")
+
+
+def float32_twin(model):
+    """`model` rebuilt in float32 with its weights (MIXED_PRECISION keeps variables float32).
+
+    An exported ONNX graph must be float32 whatever the machine that exports it;
+    ``MIXED_PRECISION = "auto"`` (the default) is a choice of the machine, so
+    `export_model` exports this twin instead of refusing.
+    """
+    config = copy.copy(model.config)
+    config.MIXED_PRECISION = None
+    twin = type(model)("inference", config, model.model_dir)
+    twin.keras_model.set_weights(model.keras_model.get_weights())
+    return twin
 
 
 def export_model(model, path, format="tf_saved_model", class_names=None, overwrite=False,
@@ -171,6 +191,8 @@ def export_model(model, path, format="tf_saved_model", class_names=None, overwri
         the metadata dict (also written beside the model, `metadata_path`).
     """
     check_export(model, path, format, overwrite)
+    if format == "onnx" and resolve(model.config.MIXED_PRECISION, model.config.BACKBONE):
+        model = float32_twin(model)      # "auto" chose 16 bits here; ONNX gets float32
     path = os.fspath(path)
     if format == "keras" and not path.endswith(".keras"):
         raise ValueError(f"a '.keras' export needs a path ending in '.keras', got {path!r}")

@@ -108,7 +108,8 @@ def main(argv=None):
                    help="leave out shapes whose box overlaps an earlier one by more than "
                         "this IoU, as Matterport's shapes do (default 0.3; 1 keeps all)")
     p.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"),
-                   default=None, help="Config.MIXED_PRECISION (default: the Config's, float32)")
+                   default=None, help="Config.MIXED_PRECISION (default: the Config's, 'auto': "
+                                      "float32 for small-cnn on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of data and initial weights")
     p.add_argument("--verbose", type=int, default=1, help="Keras progress output (0, 1, 2)")
     args = p.parse_args(argv)

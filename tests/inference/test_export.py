@@ -285,6 +285,43 @@ def test_onnx_needs_a_float32_model(tmp_path, monkeypatch):
         export_model(stub, tmp_path / "m.onnx", format="onnx")
 
 
+def test_float32_twin_holds_the_weights_in_float32(model, images, tmp_path):
+    half = modellib.MaskRCNN("inference", _config(MIXED_PRECISION="bfloat16"), str(tmp_path))
+    half.keras_model.set_weights(model.keras_model.get_weights())
+    assert half.keras_model.get_layer("mrcnn_mask_conv1").compute_dtype == "bfloat16"
+    twin = export_lib.float32_twin(half)
+    assert twin.config.MIXED_PRECISION is None and half.config.MIXED_PRECISION == "bfloat16"
+    assert {layer.compute_dtype for layer in twin.keras_model.layers
+            if layer.weights} == {"float32"}
+    for a, b in zip(twin.keras_model.get_weights(), model.keras_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    _assert_same_detections(model.detect(images[:2], soft_masks=True),
+                            twin.detect(images[:2], soft_masks=True))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="ONNX export is measured on TensorFlow only")
+def test_onnx_export_of_an_auto_model_that_chose_16_bits_is_float32(model, images, tmp_path,
+                                                                     monkeypatch):
+    """MIXED_PRECISION = "auto" (the default) picks bfloat16 on some machines; ONNX export
+    then writes the float32 twin instead of refusing (an explicit 16-bit setting still
+    raises: test_onnx_needs_a_float32_model)."""
+    pytest.importorskip("tf2onnx", reason="ONNX export needs tf2onnx (pip install tf2onnx)")
+    pytest.importorskip("onnxruntime", reason="running ONNX needs onnxruntime")
+    auto = modellib.MaskRCNN("inference", _config(MIXED_PRECISION="auto"), str(tmp_path))
+    auto.keras_model.set_weights(model.keras_model.get_weights())
+    built = []
+    real_twin = export_lib.float32_twin
+    monkeypatch.setattr(export_lib, "resolve",
+                        lambda setting, backbone=None: "bfloat16" if setting == "auto"
+                        else setting or None)
+    monkeypatch.setattr(export_lib, "float32_twin",
+                        lambda m: built.append((m, real_twin(m))) or built[-1][1])
+    path = tmp_path / "auto.onnx"
+    export_model(auto, path, format="onnx")
+    assert [m for m, _ in built] == [auto] and built[0][1].config.MIXED_PRECISION is None
+    _check_export(model, images, path)
+
+
 def test_load_exported_refuses_what_is_not_an_export(model, images, tmp_path):
     with pytest.raises(FileNotFoundError, match="no exported model at"):
         load_exported(tmp_path / "missing.onnx")

@@ -179,3 +179,19 @@ def test_an_auto_model_builds_in_the_resolved_precision(monkeypatch, device, pol
                 for name in ("fpn_c2p2", "fpn_p2", "mrcnn_mask_conv1")}
     assert policies == {policy}
     assert model.keras_model.get_layer("mrcnn_mask").dtype_policy.name == "float32"
+
+
+def test_auto_is_the_default_and_a_matterport_config_gets_it():
+    """A Matterport-style subclass that never names MIXED_PRECISION gets "auto": 16 bits
+    where the device runs them natively (here a pretended A100), float32 elsewhere."""
+    from mrcnn.config import Config
+
+    class MatterportStyle(Config):
+        NAME = "shapes"
+        NUM_CLASSES = 4
+
+    assert Config.MIXED_PRECISION == "auto" and MatterportStyle().MIXED_PRECISION == "auto"
+    assert resolve(MatterportStyle.MIXED_PRECISION, "resnet101",
+                   backend="tensorflow", device=("gpu", (8, 0))) == "bfloat16"
+    assert resolve(MatterportStyle.MIXED_PRECISION, "resnet101",
+                   backend="tensorflow", device=("cpu", False)) is None
