@@ -129,6 +129,7 @@ def profile(args, precision):
     data = BoxesDataset(4, args.size, 10)
     data.prepare()
     model = modellib.MaskRCNN("training", config, "/tmp/mrcnn_bench")
+    model.set_trainable("all")     # as train_detect.py and MaskRCNN.train: frozen batch norms
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM, 1000)
     batch = DataGenerator(data, config, seed=0)[0]
     for _ in range(2):

@@ -13,14 +13,40 @@ layer gives TensorFlow the forward convolution for that gradient, and computes
 the kernel gradient as a forward convolution too (the images' channels as the
 batch, the output gradient as the kernel): 149 ms against
 ``Conv2DBackpropFilter``'s 270 ms for the FPN's [1, 128, 128, 256] -> 256 level,
-133 vs 148 ms for the mask head's shape. JAX and PyTorch derive their
-gradients as before. The variables, their shapes and the layer's name are those of the
+133 vs 148 ms for the mask head's shape. On CPUs with AVX-512 the opposite
+holds (a 2-core AMD EPYC with AVX512-BF16: TensorFlow's input gradient as fast
+as the forward convolution, its kernel gradient 1.0-2.3x faster than the
+forward-convolution form, in float32 and bfloat16; the whole ResNet50-FPN
+step 2% slower with this layer's gradients), so they are taken only where
+they were measured faster (`forward_grads_pay`: TensorFlow on a CPU without
+AVX-512, no GPU). JAX and PyTorch derive their gradients as before. The variables, their shapes and the layer's name are those of the
 Conv2D, so Matterport's and earlier checkpoints load unchanged and saved models
 built with plain Conv2D layers still load.
 """
 
+import functools
+
 import keras
 from keras import layers
+
+from mrcnn.cpuinfo import cpu_features
+
+
+@functools.lru_cache(maxsize=1)
+def forward_grads_pay():
+    """Whether TensorFlow's own 3x3 conv gradients are the slow ones on this machine.
+
+    True on a CPU without AVX-512 (AVX2 only: oneDNN's ``Conv2DBackpropInput``
+    ran at half the forward convolution's speed), with no GPU visible to
+    TensorFlow; False with AVX-512 (measured: the native gradients are as fast
+    or faster) or a GPU (cuDNN's gradients).
+    """
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return False
+    _, flags = cpu_features()
+    return bool(flags) and "avx512f" not in flags
 
 
 def _forward_conv_grads(x, w, dy):
@@ -62,16 +88,18 @@ def _tf_conv_with_forward_grads(inputs, kernel):
 class SameConv2D(layers.Conv2D):
     """`keras.layers.Conv2D` (channels_last, stride 1, odd kernel, 'same').
 
-    Inputs [N, H, W, C] -> [N, H, W, filters], as the Conv2D. On TensorFlow both
-    gradients are computed as forward convolutions (module docstring); other
-    settings or backends are the plain Conv2D.
+    Inputs [N, H, W, C] -> [N, H, W, filters], as the Conv2D. On TensorFlow, on a
+    CPU where it pays (`forward_grads_pay`), both gradients are computed as forward
+    convolutions (module docstring); other machines, settings or backends are the
+    plain Conv2D.
     """
 
     def _takes_forward_grad(self):
         return (keras.backend.backend() == "tensorflow"
                 and self.data_format == "channels_last" and self.padding == "same"
                 and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-                and self.groups == 1 and all(k % 2 == 1 for k in self.kernel_size))
+                and self.groups == 1 and all(k % 2 == 1 for k in self.kernel_size)
+                and forward_grads_pay())
 
     def convolution_op(self, inputs, kernel):
         if not self._takes_forward_grad():

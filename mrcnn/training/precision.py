@@ -29,10 +29,11 @@ float32), and XLA's CPU bfloat16 convolutions (JAX) were not measured faster.
 """
 
 import contextlib
-import functools
 import re
 
 import keras
+
+from mrcnn.cpuinfo import cpu_features
 
 POLICIES = {None: None, False: None, "bfloat16": "mixed_bfloat16",
             "float16": "mixed_float16"}
@@ -107,7 +108,6 @@ def _device(backend):
     return "cpu", cpu_bfloat16_is_fast()
 
 
-@functools.lru_cache(maxsize=4)
 def cpu_bfloat16_is_fast(cpuinfo="/proc/cpuinfo"):
     """Whether this CPU's bfloat16 convolutions were measured faster than float32 (Linux).
 
@@ -116,18 +116,7 @@ def cpu_bfloat16_is_fast(cpuinfo="/proc/cpuinfo"):
     otherwise, also for Intel CPUs with AVX512-BF16 but no AMX (measured
     slower) and where /proc/cpuinfo cannot be read.
     """
-    try:
-        with open(cpuinfo) as f:
-            text = f.read()
-    except OSError:
-        return False
-    flags, vendor = set(), ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            flags.update(value.split())
-        elif key.strip() == "vendor_id":
-            vendor = value.strip()
+    vendor, flags = cpu_features(cpuinfo)
     return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
 
 

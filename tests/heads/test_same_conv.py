@@ -5,7 +5,40 @@ import keras
 import pytest
 from keras import layers
 
-from mrcnn.heads.same_conv import SameConv2D
+from mrcnn.heads import same_conv
+from mrcnn.heads.same_conv import SameConv2D, forward_grads_pay
+
+MEASURED = forward_grads_pay.__wrapped__     # the machine check itself, not its cached answer
+
+
+@pytest.fixture(autouse=True)
+def forward_grads_here(monkeypatch):
+    """The tests below check the forward-convolution gradients on every machine, also
+    where `forward_grads_pay` would leave TensorFlow's own (CPUs with AVX-512)."""
+    monkeypatch.setattr(same_conv, "forward_grads_pay", lambda: True)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"fma", "avx2"}, True),                       # AMD EPYC without AVX-512: measured faster
+    ({"fma", "avx2", "avx512f", "avx512_bf16"}, False),   # AVX-512: TensorFlow's own are faster
+    (set(), False),                                # /proc/cpuinfo unreadable: TensorFlow's own
+])
+def test_forward_grads_only_on_cpus_where_they_were_measured_faster(monkeypatch, flags,
+                                                                     expected):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("a TensorFlow gradient path")
+    monkeypatch.setattr(same_conv, "cpu_features", lambda: ("AuthenticAMD", frozenset(flags)))
+    assert MEASURED() is expected
+    import tensorflow as tf
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu:0"])
+    assert MEASURED() is False                     # a GPU: cuDNN's gradients
+
+
+def test_where_they_do_not_pay_the_layer_is_the_plain_convolution(monkeypatch):
+    monkeypatch.setattr(same_conv, "forward_grads_pay", lambda: False)
+    layer = SameConv2D(3, 3, padding="same")
+    layer.build((1, 6, 6, 2))
+    assert not layer._takes_forward_grad()
 
 
 def _numpy_input_grad(g, kernel):
