@@ -219,12 +219,11 @@ class Config:
     # "centers" (Matterport's resize; for Matterport-trained weights). inference.molding
     DETECTION_MASK_PASTE = "grid"
 
-    # Mixed precision (mrcnn.training.precision): "auto" (the default: whichever of the
-    # following is free on the machine the model is built on, float32 where none was
-    # measured faster), None (float32), "bfloat16" (GPUs from Ampere on, TPUs, CPUs
-    # with AMX or AMD's AVX512-BF16) or "float16" (older GPUs, e.g. Kaggle's T4 and
-    # P100; with loss scaling). Convolutions run in 16 bits; variables, boxes, scores
-    # and losses stay float32, so weights load and save the same in every precision.
+    # Mixed precision (mrcnn.training.precision): "auto" (default: whichever of these is
+    # free on the machine the model is built on, else float32), None (float32),
+    # "bfloat16" (GPUs from Ampere on, TPUs, CPUs with AMX or AMD's AVX512-BF16) or
+    # "float16" (older GPUs, e.g. Kaggle's T4/P100; loss scaling). Convolutions run in
+    # 16 bits; variables, boxes, scores and losses stay float32 (weights load alike).
     MIXED_PRECISION = "auto"
 
     # Optimiser: "SGD" (with momentum LEARNING_MOMENTUM, as in Matterport) or
