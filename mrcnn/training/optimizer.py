@@ -2,6 +2,7 @@
 
 import keras
 
+from mrcnn.training.fused_sgd import FusedSGD
 from mrcnn.training.precision import resolve
 from mrcnn.training.schedule import schedule_from_config
 
@@ -9,8 +10,9 @@ from mrcnn.training.schedule import schedule_from_config
 def build_optimizer(config, learning_rate, momentum, total_steps):
     """The optimizer Config asks for.
 
-    * ``Config.OPTIMIZER``: "SGD" (momentum ``momentum``, Matterport's) or
-      "AdamW" (``beta_1 = momentum``);
+    * ``Config.OPTIMIZER``: "SGD" (momentum ``momentum``, Matterport's;
+      `mrcnn.training.fused_sgd.FusedSGD`, Keras' SGD with fused TensorFlow
+      updates) or "AdamW" (``beta_1 = momentum``);
     * the learning rate follows `mrcnn.training.schedule.schedule_from_config`
       (``WarmupDecay``, or ``WarmupStepDecay`` for ``LR_SCHEDULE = "step"``;
       ``N_WARMUP_STEPS``) over ``total_steps``;
@@ -30,7 +32,7 @@ def build_optimizer(config, learning_rate, momentum, total_steps):
         common["weight_decay"] = float(config.WEIGHT_DECAY or 0.0)  # AdamW needs a float
         optimizer = keras.optimizers.AdamW(beta_1=momentum, **common)
     else:
-        optimizer = keras.optimizers.SGD(momentum=momentum, **common)
+        optimizer = FusedSGD(momentum=momentum, **common)
     if config.WEIGHT_DECAY:
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     if resolve(config.MIXED_PRECISION, config.BACKBONE) == "float16":
