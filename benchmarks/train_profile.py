@@ -184,7 +184,8 @@ def main():
                         args.backbone) or "float32"
     totals, wall = profile(args, precision)
     op_sum = sum(totals.values())
-    print(f"\n{'detect' if args.detect else 'train step'}: backbone={args.backbone} size={args.size} "
+    what = "detect" if args.detect else "train step"
+    print(f"\n{what}: backbone={args.backbone} size={args.size} "
           f"precision={precision} rpn_channels={args.rpn_channels}: wall {wall:.3f} s/step, "
           f"sum of op times {op_sum:.3f} s/step")
     print(f"{'part':24}{'forward s':>11}{'backward s':>12}{'total s':>10}{'share':>8}")

@@ -16,12 +16,13 @@ batch, the output gradient as the kernel): 149 ms against
 133 vs 148 ms for the mask head's shape. On CPUs with AVX-512 the opposite
 holds (a 2-core AMD EPYC with AVX512-BF16: TensorFlow's input gradient as fast
 as the forward convolution, its kernel gradient 1.0-2.3x faster than the
-forward-convolution form, in float32 and bfloat16; the whole ResNet50-FPN
-step 2% slower with this layer's gradients), so they are taken only where
+forward-convolution form; the whole ResNet50-FPN step 10% slower in float32,
+2% in bfloat16, with this layer's gradients), so they are taken only where
 they were measured faster (`forward_grads_pay`: TensorFlow on a CPU without
-AVX-512, no GPU). JAX and PyTorch derive their gradients as before. The variables, their shapes and the layer's name are those of the
-Conv2D, so Matterport's and earlier checkpoints load unchanged and saved models
-built with plain Conv2D layers still load.
+AVX-512, no GPU). JAX and PyTorch derive their gradients as before. The
+variables, their shapes and the layer's name are those of the Conv2D, so
+Matterport's and earlier checkpoints load unchanged and saved models built with
+plain Conv2D layers still load.
 """
 
 import functools
