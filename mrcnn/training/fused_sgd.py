@@ -40,9 +40,9 @@ class FusedSGD(keras.optimizers.SGD):
         m = self.momentums[self._get_variable_index(variable)]
         dtype = variable.dtype
         tf.raw_ops.ResourceApplyKerasMomentum(
-            var=_handle(variable), accum=_handle(m), lr=tf.cast(learning_rate, dtype),
-            grad=tf.cast(gradient, dtype), momentum=tf.cast(self.momentum, dtype),
-            use_locking=False, use_nesterov=False)
+            var=_tf_variable(variable).handle, accum=_tf_variable(m).handle,
+            lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
+            momentum=tf.cast(self.momentum, dtype), use_locking=False, use_nesterov=False)
 
     def _apply_weight_decay(self, variables):
         """Decoupled weight decay, ``v -= v * (wd * lr)``: one pass over each variable."""
@@ -53,12 +53,12 @@ class FusedSGD(keras.optimizers.SGD):
         for variable in variables:
             if not self._use_weight_decay(variable):
                 continue
-            tf_var = variable.value if isinstance(variable, keras.Variable) else variable
+            tf_var = _tf_variable(variable)
             rate = tf.cast(self.weight_decay, tf_var.dtype) * tf.cast(self.learning_rate,
                                                                        tf_var.dtype)
             tf_var.assign_sub(tf_var * rate)
 
 
-def _handle(variable):
-    """The resource handle of a Keras or TensorFlow variable."""
-    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+def _tf_variable(variable):
+    """The TensorFlow variable of a Keras variable (a TensorFlow one as it is)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
