@@ -329,8 +329,8 @@ class StoredDetections:
         return out
 
 
-def read_predictions(work, n_val, num_classes):
-    """The peer's detections as detect() results (sparse masks, rois from its boxes).
+def read_predictions(work, n_val, num_classes, folder="peer"):
+    """A peer's detections (WORK/FOLDER/) as detect() results (sparse masks, rois from boxes).
 
     Returns:
         (results, keys): lists in validation order.
@@ -343,7 +343,7 @@ def read_predictions(work, n_val, num_classes):
 
     results, keys = [], []
     for index in range(n_val):
-        path = os.path.join(work, "peer", f"{index:06d}.npz")
+        path = os.path.join(work, folder, f"{index:06d}.npz")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} is missing: the peer wrote no detections for "
                                     f"validation image {index} (run the peer again)")
@@ -368,11 +368,11 @@ def read_predictions(work, n_val, num_classes):
     return results, keys
 
 
-def score_peer(work, val, postprocess, num_classes, verbose=1):
-    """mrcnn.evaluation.evaluate of the stored peer detections on the validation dataset."""
+def score_peer(work, val, postprocess, num_classes, verbose=1, folder="peer"):
+    """mrcnn.evaluation.evaluate of a peer's stored detections on the validation dataset."""
     from mrcnn.evaluation import evaluate
 
-    results, keys = read_predictions(work, val.num_images, num_classes)
+    results, keys = read_predictions(work, val.num_images, num_classes, folder)
     return evaluate(StoredDetections(results, keys), val, postprocess=postprocess,
                     verbose=verbose)
 
@@ -442,7 +442,7 @@ def main(argv=None):
           f"{settings['steps_per_epoch']} steps x {settings['batch']})", flush=True)
     if args.export_only:
         return settings
-    post = module.postprocess_config(val.class_names)
+    post = module.postprocess_config(val.class_names, targs.min_area)
     rows = []
     if not args.skip_ours:
         ours = run_ours(module, work, train_argv)

@@ -522,6 +522,13 @@ def test_train_flags_set_the_config():
     assert train.score_every(parse(["--score-every", "3"])) == 3
     with pytest.raises(SystemExit, match=r"--score-every must be 0 .* got -1"):
         train.score_every(parse(["--score-every", "-1"]))
+    post = train.postprocess_config(CELL_CLASSES)          # Sartorius minimums per type
+    assert post.min_area == {"astro": 150, "cort": 75, "shsy5y": 75}
+    assert train.postprocess_config(["BG", "cell"]).min_area == 75
+    args = parse(["--min-area", "15"])
+    assert train.postprocess_config(CELL_CLASSES, args.min_area).min_area == 15
+    with pytest.raises(SystemExit, match=r"--min-area must be 0 or more pixels, got -1"):
+        train.postprocess_config(CELL_CLASSES, -1)
 
 
 def test_train_augment_flag_builds_the_augmenter():

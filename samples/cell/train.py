@@ -217,6 +217,9 @@ def build_parser():
                         "CPU is split into virtual devices (mrcnn.distribute.use_devices): "
                         "checks the mechanics, not faster")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-area", type=int, default=None, metavar="PIXELS",
+                   help="evaluation drops instances smaller than this (default: the Sartorius "
+                        "minimum per cell type, 75 for other classes; e.g. 15 for nuclei)")
     p.add_argument("--pseudo-labels", default=None, metavar="CSV",
                    help="also train on these pseudo-labels (pseudo_label.py; train.csv format) "
                         "of the images in <data>/train_semi_supervised/")
@@ -384,7 +387,16 @@ def load_data(args):
     return train, val
 
 
-def postprocess_config(class_names):
+def postprocess_config(class_names, min_area=None):
+    """Evaluation's post-processing: score >= 0.5, overlaps removed, small instances dropped.
+
+    ``min_area`` (pixels, all classes) replaces the Sartorius minimum per cell
+    type (75 for classes of other names).
+    """
+    if min_area is not None:
+        if min_area < 0:
+            raise SystemExit(f"--min-area must be 0 or more pixels, got {min_area}")
+        return PostprocessConfig(min_score=0.5, min_area=int(min_area))
     min_area = {n: a for n, a in SARTORIUS_MIN_AREA.items() if n in class_names}
     return PostprocessConfig(min_score=0.5, min_area=min_area or 75)
 
@@ -402,7 +414,7 @@ def main(argv=None):
     model = modellib.MaskRCNN("training", config, args.model_dir)
     print(f"model dir: {os.path.abspath(args.model_dir)}")
     start(model, args)
-    post = postprocess_config(val.class_names)
+    post = postprocess_config(val.class_names, args.min_area)
     if model.epoch >= args.epochs:
         print(f"already trained {model.epoch} epochs (>= --epochs {args.epochs}); evaluating")
     else:
