@@ -196,3 +196,27 @@ def test_bad_flags_are_named(real_nuclei, tmp_path):
         real_nuclei.main(["--methods", "ours", "--folds-run", "4", "--image", "a", "--mask", "b"])
     with pytest.raises(SystemExit, match="--image needs --mask"):
         real_nuclei.main(["--methods", "ours", "--image", "a", "--work", str(tmp_path)])
+
+
+def _peer_has_cellpose():
+    python = os.environ.get("PEER_PYTHON")
+    if not python:
+        return False
+    import subprocess
+    return subprocess.run([python, "-c", "import cellpose, torchvision"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _peer_has_cellpose(),
+                    reason="$PEER_PYTHON (a Python with torch, torchvision and cellpose 3) "
+                           "is not set")
+def test_all_three_methods_run_end_to_end(real_nuclei, tmp_path, capsys):
+    (img, mask), _, _ = _write_pair(str(tmp_path / "src"), size=128)
+    results = real_nuclei.main(["--image", img, "--mask", mask, "--smoke",
+                                "--peer-python", os.environ["PEER_PYTHON"],
+                                "--work", str(tmp_path / "work")])
+    assert [r["method"].split()[0] for r in results] == ["mrcnn", "torchvision", "cellpose"]
+    assert results[2]["images_seen"] >= results[0]["images_seen"]
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("ours=") and "torchvision=" in last and "cellpose=" in last
