@@ -40,8 +40,9 @@ class DetectionLayer(keras.layers.Layer):
     Per image and ROI: the top class (argmax of the probabilities) and its
     score; the ROI refined with that class's deltas (times
     ``bbox_std_dev``) and clipped to the window. A ROI is kept when its
-    class is not background, its score is ``>= min_confidence`` and it is
-    not padding (all-zero ROI). Non-maximum suppression runs per class at
+    class is not background, its score is ``>= min_confidence``, it is
+    not padding (all-zero ROI) and its clipped box is not empty (a box wholly
+    outside the window, in the input's padding, is no detection). Non-maximum suppression runs per class at
     ``nms_threshold`` (in one call: each class's boxes are shifted by
     ``2 * class_id`` so different classes never overlap), and the
     ``max_instances`` best survivors are returned.
@@ -107,9 +108,13 @@ class DetectionLayer(keras.layers.Layer):
             window[:, None, :])
 
         not_padding = ops.any(ops.not_equal(rois, 0.0), axis=-1)
+        # A box clipped to nothing lay wholly outside the image window (in the padding
+        # of a small image in a large input): no detection, and no slot among
+        # max_instances taken from the image's own.
+        inside = ops.logical_and(boxes[..., 2] > boxes[..., 0], boxes[..., 3] > boxes[..., 1])
         keep = ops.logical_and(
             ops.logical_and(class_ids > 0, scores >= self.min_confidence),
-            not_padding)
+            ops.logical_and(not_padding, inside))
         # Rejected ROIs get score -1: NMS ranks them after every kept one, so
         # they can neither suppress a kept box nor take its place; the score
         # threshold lets NMS skip them (and stop early); any left are dropped

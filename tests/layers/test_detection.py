@@ -29,6 +29,8 @@ def _np_detections(rois, probs, deltas, windows, max_instances, min_conf,
             y1, x1, y2, x2 = np_apply_delta(rois[b, n], deltas[b, n, c] * STD)
             box = [min(max(y1, wy1), wy2), min(max(x1, wx1), wx2),
                    min(max(y2, wy1), wy2), min(max(x2, wx1), wx2)]
+            if box[2] <= box[0] or box[3] <= box[1]:     # wholly outside the window
+                continue
             candidates.append((score, c, box))
         kept = []
         for c in range(1, num_classes):
@@ -92,6 +94,20 @@ def test_overlapping_boxes_of_different_classes_are_both_kept():
                                             [0.2, 0.2, 0.5, 0.5, 2, 0.8]],
                                atol=1e-6)
     assert np.all(out[0, 2:] == 0)
+
+
+def test_boxes_outside_the_window_give_no_detection_nor_take_a_slot():
+    """A small image in a large input: ROIs in the padding are dropped before the top-k."""
+    window = np.array([[0, 0, 0.5, 0.5]], np.float32)       # the image: the top-left quarter
+    rois = np.array([[[0.6, 0.6, 0.8, 0.8],                 # in the padding, most confident
+                      [0.7, 0.1, 0.9, 0.3],                 # below the image
+                      [0.4, 0.4, 0.6, 0.6],                 # across the corner: clipped
+                      [0.1, 0.1, 0.3, 0.3]]], np.float32)   # inside
+    probs = np.array([[[0.01, 0.99], [0.02, 0.98], [0.1, 0.9], [0.2, 0.8]]], np.float32)
+    out = run_compiled(DetectionLayer(2, 0.5, 0.3, STD),
+                       [rois, probs, np.zeros((1, 4, 2, 4), np.float32), window])
+    np.testing.assert_allclose(out[0], [[0.4, 0.4, 0.5, 0.5, 1, 0.9],
+                                        [0.1, 0.1, 0.3, 0.3, 1, 0.8]], atol=1e-6)
 
 
 def test_background_and_low_confidence_give_no_detection():
