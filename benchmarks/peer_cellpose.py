@@ -115,8 +115,14 @@ def main(argv=None):
         raise SystemExit(str(error)) from None
 
     import torch
+    import logging
+
     import cellpose
     from cellpose import models, train
+    # train_seg reports its loss every 10 epochs through logging
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    for name in ("cellpose.models", "cellpose.core", "cellpose.dynamics"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     version = getattr(cellpose, "version", "?")
     version = getattr(version, "version", version)     # a module in some releases
 

@@ -174,8 +174,16 @@ def run_cellpose(python, work, threads, sgd=False):
 def run_fold(peer_cell, data, work, fold, k, train_argv, args):
     """One held-out tile: the chosen methods trained and scored; rows for the table."""
     argv = ["--data", data, "--folds", str(k), "--fold", str(fold)] + train_argv
-    settings, val, module, targs = peer_cell.export(work, argv, args.threads, args.peer_optimizer,
-                                                    args.peer_lr)
+    if args.methods == ["ours"]:       # no peer: any train.py flags (e.g. --augment cell)
+        module = peer_cell.load_train_module()
+        targs = module.build_parser().parse_args(argv)
+        _, val = module.load_data(targs)
+        config = module.make_config(targs, val.class_names)[0]
+        settings = {"images_seen": int(targs.epochs) * int(config.STEPS_PER_EPOCH)
+                    * int(config.BATCH_SIZE), "ours": {"backbone": config.BACKBONE}}
+    else:
+        settings, val, module, targs = peer_cell.export(work, argv, args.threads,
+                                                        args.peer_optimizer, args.peer_lr)
     post = module.postprocess_config(val.class_names, targs.min_area)
     base = {"images_seen": settings["images_seen"]}
     rows = []
