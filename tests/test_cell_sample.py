@@ -529,6 +529,16 @@ def test_train_flags_set_the_config():
     assert train.postprocess_config(CELL_CLASSES, args.min_area).min_area == 15
     with pytest.raises(SystemExit, match=r"--min-area must be 0 or more pixels, got -1"):
         train.postprocess_config(CELL_CLASSES, -1)
+    assert list(train.make_config(parse([]), CELL_CLASSES)[0].MEAN_PIXEL) == [128.0] * 3
+    config, infer = train.make_config(parse(["--mean-pixel", "30"]), CELL_CLASSES)
+    assert list(config.MEAN_PIXEL) == list(infer.MEAN_PIXEL) == [30.0] * 3
+    config = train.make_config(parse(["--mean-pixel", "30,20,10"]), CELL_CLASSES)[0]
+    assert list(config.MEAN_PIXEL) == [30.0, 20.0, 10.0]
+    with pytest.raises(SystemExit, match="load_data"):
+        train.make_config(parse(["--mean-pixel", "auto"]), CELL_CLASSES)
+    for bad in ("x", "1,2", "300"):
+        with pytest.raises(SystemExit):
+            parse(["--mean-pixel", bad])
 
 
 def test_train_augment_flag_builds_the_augmenter():

@@ -220,3 +220,18 @@ def test_all_three_methods_run_end_to_end(real_nuclei, tmp_path, capsys):
     assert results[2]["images_seen"] >= results[0]["images_seen"]
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("ours=") and "torchvision=" in last and "cellpose=" in last
+
+
+def test_mean_pixel_auto_is_the_training_tiles_mean(real_nuclei, tmp_path):
+    (img, mask), _, _ = _write_pair(str(tmp_path / "src"))
+    parts = real_nuclei.tiles(*real_nuclei.read_pair(img, mask), 2)
+    data = real_nuclei.write_sartorius(str(tmp_path / "data"), parts)
+    train = load_file_module("cell_train", "samples/cell/train.py")
+    args = train.build_parser().parse_args(["--data", data, "--classes", "single", "--folds",
+                                            "4", "--fold", "0", "--mean-pixel", "auto"])
+    training, val = train.load_data(args)
+    held = val.image_info[0]["id"]
+    expected = np.mean([p[1].astype(np.float64) for p in parts if p[0] != held])
+    np.testing.assert_allclose(args.mean_pixel, [expected] * 3, rtol=1e-9)
+    config = train.make_config(args, training.class_names)[0]
+    np.testing.assert_allclose(config.MEAN_PIXEL, [expected] * 3, rtol=1e-9)

@@ -28,6 +28,46 @@ def unmold_image(normalized_images, config):
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
+def dataset_mean_pixel(dataset, max_images=200, seed=0):
+    """Per-channel mean of a dataset's images (Config.MEAN_PIXEL for data like them).
+
+    Every image counts by its pixels; with more than ``max_images`` images a
+    random sample of that many (``seed``) is read.
+
+    Args:
+        dataset: a prepared `mrcnn.utils.Dataset` whose ``load_image`` gives
+            ``[H, W, C]`` images.
+        max_images: how many images to read at most (None: all).
+        seed: of the sample.
+
+    Returns:
+        float64 ``[C]``.
+
+    Raises:
+        ValueError: an empty dataset, or images of different channel counts.
+    """
+    ids = np.asarray(dataset.image_ids)
+    if ids.size == 0:
+        raise ValueError("dataset_mean_pixel: the dataset has no images (call prepare() "
+                         "after loading them)")
+    if max_images is not None and ids.size > max_images:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, max_images, replace=False))
+    total, count, channels = None, 0, None
+    for image_id in ids:
+        image = np.asarray(dataset.load_image(int(image_id)))
+        if image.ndim != 3:
+            raise ValueError(f"dataset_mean_pixel: image {int(image_id)} has shape "
+                             f"{image.shape}, expected [H, W, C]")
+        if channels is not None and image.shape[-1] != channels:
+            raise ValueError(f"dataset_mean_pixel: image {int(image_id)} has "
+                             f"{image.shape[-1]} channels, the others {channels}")
+        channels = image.shape[-1]
+        sums = image.reshape(-1, channels).sum(0, dtype=np.float64)
+        total = sums if total is None else total + sums
+        count += image.shape[0] * image.shape[1]
+    return total / count
+
+
 PERCENTILES = (0.5, 99.5)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from mrcnn.config import Config
 from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90, cell_augmentation
+from mrcnn.data.image import dataset_mean_pixel
 from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.sartorius import SartoriusDataset, read_sartorius_csv
@@ -217,6 +218,11 @@ def build_parser():
                         "CPU is split into virtual devices (mrcnn.distribute.use_devices): "
                         "checks the mechanics, not faster")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mean-pixel", type=parse_mean_pixel, default=None,
+                   metavar="auto|V|R,G,B",
+                   help="pixel value subtracted from the images (Config.MEAN_PIXEL): auto, the "
+                        "training images' per-channel mean (e.g. dark fluorescence images), "
+                        "one gray value or R,G,B; default 128, the Sartorius images' gray")
     p.add_argument("--min-area", type=int, default=None, metavar="PIXELS",
                    help="evaluation drops instances smaller than this (default: the Sartorius "
                         "minimum per cell type, 75 for other classes; e.g. 15 for nuclei)")
@@ -255,6 +261,21 @@ def parse_scale_range(text):
     if not 0 < low <= high:
         raise argparse.ArgumentTypeError(f"needs 0 < LO <= HI, got {text!r}")
     return low, high
+
+
+def parse_mean_pixel(text):
+    """'auto' -> 'auto', '30' -> (30.0,), '30,20,10' -> (30.0, 20.0, 10.0) for --mean-pixel."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, one value or R,G,B (e.g. 30 or 30,30,30), got {text!r}") from None
+    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected one value or three (R,G,B) in [0, 255], got {text!r}")
+    return values
 
 
 def parse_mini_mask(text):
@@ -313,6 +334,12 @@ def make_config(args, class_names):
                 raise SystemExit(f"--{flag.replace('_', '-')} must be a positive number, "
                                  f"got {value}")
             attrs[name] = value
+    mean_pixel = getattr(args, "mean_pixel", None)
+    if mean_pixel == "auto":
+        raise SystemExit("--mean-pixel auto: load_data(args) computes it from the training "
+                         "images; call it before make_config")
+    if mean_pixel is not None:
+        attrs["MEAN_PIXEL"] = np.resize(np.asarray(mean_pixel, np.float64), 3)
     if args.backbone:
         attrs["BACKBONE"] = args.backbone
     elif args.data:
@@ -363,6 +390,7 @@ def load_data(args):
         val.load_coco(val_json, images)
         train.prepare()
         val.prepare()
+        resolve_mean_pixel(args, train)
         return train, val
     data_dir = args.data
     if data_dir is None:
@@ -384,7 +412,16 @@ def load_data(args):
                                  os.path.join(data_dir, "train_semi_supervised"), class_mode=mode)
     train.prepare()
     val.prepare()
+    resolve_mean_pixel(args, train)
     return train, val
+
+
+def resolve_mean_pixel(args, train):
+    """--mean-pixel auto -> the training images' per-channel mean (in `args`)."""
+    if getattr(args, "mean_pixel", None) == "auto":
+        args.mean_pixel = tuple(float(v) for v in dataset_mean_pixel(train))
+        print("mean pixel of the training images: "
+              + ", ".join(f"{v:.1f}" for v in args.mean_pixel))
 
 
 def postprocess_config(class_names, min_area=None):

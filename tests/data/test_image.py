@@ -5,7 +5,7 @@ import pytest
 from data_helpers import smooth_image
 
 from mrcnn.config import Config
-from mrcnn.data.image import mold_image, to_rgb_uint8, unmold_image
+from mrcnn.data.image import dataset_mean_pixel, mold_image, to_rgb_uint8, unmold_image
 
 # Backend-independent: NumPy molding, RGB conversion and image headers; no Keras op.
 pytestmark = pytest.mark.backend_independent
@@ -156,3 +156,36 @@ def test_bad_bit_depth_names_the_value_and_the_choices(bad):
     with pytest.raises((ValueError, TypeError), match=r"bit_depth must be None, an int 8\.\.16 "
                                                       r"or 'percentile'"):
         to_rgb_uint8(np.zeros((2, 2), np.uint16), bit_depth=bad)
+
+
+class _Images:
+    """A stand-in dataset: image_ids and load_image over a list of arrays."""
+
+    def __init__(self, images):
+        self.images = images
+        self.image_ids = np.arange(len(images))
+
+    def load_image(self, image_id):
+        return self.images[image_id]
+
+
+def test_dataset_mean_pixel_weighs_every_pixel():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+              for h, w in ((20, 30), (64, 8), (5, 5))]
+    expected = np.concatenate([im.reshape(-1, 3) for im in images]).astype(np.float64).mean(0)
+    np.testing.assert_allclose(dataset_mean_pixel(_Images(images)), expected, rtol=1e-12)
+    # a sample of 2 of the 3 images: the mean of those two, whichever they are
+    sample = dataset_mean_pixel(_Images(images), max_images=2, seed=1)
+    pairs = [np.concatenate([images[a].reshape(-1, 3), images[b].reshape(-1, 3)]).mean(0)
+             for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert any(np.allclose(sample, p) for p in pairs)
+
+
+def test_dataset_mean_pixel_refuses_empty_and_mixed_inputs():
+    with pytest.raises(ValueError, match="no images"):
+        dataset_mean_pixel(_Images([]))
+    with pytest.raises(ValueError, match="image 1 has 1 channels, the others 3"):
+        dataset_mean_pixel(_Images([np.zeros((4, 4, 3)), np.zeros((4, 4, 1))]))
+    with pytest.raises(ValueError, match=r"shape \(4, 4\), expected \[H, W, C\]"):
+        dataset_mean_pixel(_Images([np.zeros((4, 4))]))
