@@ -235,3 +235,12 @@ def test_mean_pixel_auto_is_the_training_tiles_mean(real_nuclei, tmp_path):
     np.testing.assert_allclose(args.mean_pixel, [expected] * 3, rtol=1e-9)
     config = train.make_config(args, training.class_names)[0]
     np.testing.assert_allclose(config.MEAN_PIXEL, [expected] * 3, rtol=1e-9)
+    # with --data, auto is the default; an explicit value stays
+    default = train.build_parser().parse_args(["--data", data, "--classes", "single",
+                                               "--folds", "4", "--fold", "0"])
+    train.load_data(default)
+    np.testing.assert_allclose(default.mean_pixel, [expected] * 3, rtol=1e-9)
+    fixed = train.build_parser().parse_args(["--data", data, "--classes", "single",
+                                             "--folds", "4", "--mean-pixel", "128"])
+    train.load_data(fixed)
+    assert fixed.mean_pixel == (128.0,)
