@@ -244,3 +244,22 @@ def test_mean_pixel_auto_is_the_training_tiles_mean(real_nuclei, tmp_path):
                                              "--folds", "4", "--mean-pixel", "128"])
     train.load_data(fixed)
     assert fixed.mean_pixel == (128.0,)
+
+
+def test_readme_nuclei_command_runs_as_written(real_nuclei, tmp_path, monkeypatch):
+    """samples/cell/README.md's nuclei command on a Sartorius-format folder of real-format
+    tiles, then small sizes; the run's config.json carries the tiles' mean pixel."""
+    from helpers import CELL_SMALL_FLAGS, cell_readme_commands
+
+    (img, mask), _, _ = _write_pair(str(tmp_path / "src"))
+    monkeypatch.chdir(tmp_path)
+    real_nuclei.write_sartorius("nuclei", real_nuclei.tiles(*real_nuclei.read_pair(img, mask), 2))
+    line, = cell_readme_commands("cell-nuclei")
+    assert line[:2] == ["python", "samples/cell/train.py"]
+    train = load_file_module("cell_train", "samples/cell/train.py")
+    scores = train.main(line[2:] + CELL_SMALL_FLAGS + ["--epochs", "1"])
+    assert 0.0 <= scores["map_iou"] <= 1.0
+    run, = os.listdir(tmp_path / "logs")
+    saved = json.load(open(tmp_path / "logs" / run / "config.json"))
+    gray = real_nuclei.read_pair(img, mask)[0]
+    assert saved["MEAN_PIXEL"][0] < 128 and abs(saved["MEAN_PIXEL"][0] - gray.mean()) < 40
