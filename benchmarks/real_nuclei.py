@@ -20,8 +20,9 @@ per fold (``--folds-run``, k = the number of tiles) and the others train.
 All three methods see the same training tiles and as many training images:
 ours runs ``samples/cell/train.py`` with ResNet50-FPN and this task's
 settings (``DEFAULT_TRAIN_ARGV``: 192px crops with flips and 90-degree turns,
-10 epochs x 60 steps x 2 crops = 1200 crops, anchors 8-128 px, no per-epoch
-scoring: the held-out tile never chooses a checkpoint); the peers get the
+10 epochs x 60 steps x 2 crops = 1200 crops, anchors 8-128 px, the training
+tiles' mean pixel (train.py's default with --data), no per-epoch scoring: the
+held-out tile never chooses a checkpoint); the peers get the
 work folder ``benchmarks/peer_cell.py`` exports from those flags: torchvision
 (``peer_torchvision_cell.py``, ``maskrcnn_resnet50_fpn``, ours' crops in
 ours' order; SGD lr 0.01 by default, its best from scratch in our
