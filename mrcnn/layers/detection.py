@@ -42,7 +42,8 @@ class DetectionLayer(keras.layers.Layer):
     ``bbox_std_dev``) and clipped to the window. A ROI is kept when its
     class is not background, its score is ``>= min_confidence``, it is
     not padding (all-zero ROI) and its clipped box is not empty (a box wholly
-    outside the window, in the input's padding, is no detection). Non-maximum suppression runs per class at
+    outside the window, in the input's padding, is no detection).
+    Non-maximum suppression runs per class at
     ``nms_threshold`` (in one call: each class's boxes are shifted by
     ``2 * class_id`` so different classes never overlap), and the
     ``max_instances`` best survivors are returned.
