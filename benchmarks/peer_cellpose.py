@@ -177,7 +177,7 @@ def main(argv=None):
               f"{times[-1]:.1f}s", flush=True)
     run = {"train_s": train_s, "steps": epochs * math.ceil(n_train / batch),
            "images_seen": epochs * n_train, "epochs": epochs,
-           "step_s_median": train_s / max(1, epochs * math.ceil(n_train / batch)),
+           "step_s_mean": train_s / max(1, epochs * math.ceil(n_train / batch)),
            "steps_total_s": train_s, "predict_s_per_image": statistics.median(times),
            "diameter": diameter, "losses": [float(v) for v in train_losses],
            "cellpose": str(version), "torch": torch.__version__, "threads": threads,

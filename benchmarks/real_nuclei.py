@@ -208,7 +208,7 @@ def run_fold(peer_cell, data, work, fold, k, train_argv, args):
         rows.append(dict(base, method=f"cellpose {cp['cellpose']} {cp['optimizer']['name']}",
                          backbone=cp["backbone"], images_seen=cp["images_seen"],
                          train_s=cp["train_s"], steps_total_s=cp["steps_total_s"],
-                         step_s=cp["step_s_median"], scores=scores))
+                         step_s=cp["step_s_mean"], scores=scores))
     return rows, val
 
 
