@@ -49,6 +49,9 @@ import zipfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:            # mrcnn from this checkout without `pip install -e .`
+    sys.path.insert(0, ROOT)
 STARDIST_IMAGE = "stardist/data/images/img2d.tif"
 STARDIST_MASK = "stardist/data/images/mask2d.tif"
 DEFAULT_TRAIN_ARGV = ["--backbone", "resnet50", "--classes", "single", "--crop-size", "192",

@@ -36,7 +36,8 @@ INTEGER_SETTINGS = {
 NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIENT_CLIP_NORM",
                    "LR_DECAY_GAMMA",
                    "RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
-                   "DETECTION_MASK_THRESHOLD", "ROI_POSITIVE_RATIO", "IMAGE_MIN_SCALE")
+                   "DETECTION_MASK_THRESHOLD", "ROI_POSITIVE_RATIO", "IMAGE_MIN_SCALE",
+                   "MASK_BOX_SCALE")
 # Settings where None means "off" / "not used".
 NONE_ALLOWED = frozenset({"IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "CACHE_MAX_BYTES",
                           "GRADIENT_CLIP_NORM", "WEIGHT_DECAY", "IMAGE_MIN_SCALE"})
@@ -56,9 +57,8 @@ NAME_RULE = ("NAME must be None or a plain folder name (letters, digits, '_', '-
 class Config:
     """Base configuration. Subclass it and override what your task needs."""
 
-    # Name of the configuration. Used in checkpoint folder and file names
-    # (<model_dir>/<name><timestamp>/), so it must be a plain folder name:
-    # letters, digits, "_", "-" and "." (not "." or "..").
+    # Name of the configuration, in run folder and checkpoint names (<model_dir>/<name>
+    # <timestamp>/): a plain folder name, letters, digits, "_", "-", "." (not "." or "..").
     NAME = None
 
     # Number of devices and images per device (Matterport's meaning): their
@@ -90,17 +90,14 @@ class Config:
     # feature resolution for small objects; strides and anchors follow).
     BACKBONE_FIRST_STRIDE = 2
 
-    # Strides of the FPN pyramid levels P2..P6 (and of the anchors). Derived
-    # in __init__ from the backbone and BACKBONE_FIRST_STRIDE (the backbone's
-    # C2..C5 strides, then twice the last for P6): leave it alone.
+    # Strides of P2..P6 (and the anchors), derived in __init__ from the backbone and
+    # BACKBONE_FIRST_STRIDE (C2..C5's, then twice the last for P6): leave it alone.
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
 
     # Width of the fully connected layers of the classification head.
     FPN_CLASSIF_FC_LAYERS_SIZE = 1024
-
     # Channels of the top-down FPN layers.
     TOP_DOWN_PYRAMID_SIZE = 256
-
     # Number of classes, background included.
     NUM_CLASSES = 1
 
@@ -113,12 +110,10 @@ class Config:
     RPN_ANCHOR_RATIOS = [0.5, 1, 2]
     # Anchor stride on the feature map (1 = an anchor at every cell).
     RPN_ANCHOR_STRIDE = 1
-    # Width of the RPN's shared 3x3 conv. "auto": 256 as in torchvision (half
-    # the cost of Matterport's 512, which at 512x512 exceeds ResNet50's;
-    # benchmarks/RESULTS.md), until load_weights meets a file whose RPN is
-    # wider (Matterport's COCO weights, a 512-channel checkpoint): the model is
-    # then rebuilt at the file's width (and this setting becomes that int).
-    # An int fixes the width.
+    # Width of the RPN's shared 3x3 conv. "auto": 256 as in torchvision (half the cost
+    # of Matterport's 512; benchmarks/RESULTS.md), until load_weights meets a file whose
+    # RPN is wider (Matterport's COCO weights, a 512-channel checkpoint): the model is
+    # then rebuilt at the file's width (this setting becomes it). An int fixes it.
     RPN_CONV_CHANNELS = "auto"
 
     # IoU threshold of the NMS that filters RPN proposals.
@@ -199,6 +194,9 @@ class Config:
     # Channels of the mask head's conv stages (Matterport: 256). A narrower
     # head (e.g. 64) trains several times faster on a CPU.
     MASK_HEAD_CHANNELS = 256
+    # The mask head sees each ROI / detection box grown this many times about its centre
+    # (>= 1): masks reach past too-small boxes (mrcnn.layers.mask_boxes). 1.0: Matterport's.
+    MASK_BOX_SCALE = 1.0
 
     # Most ground-truth instances used per image (the largest ones are kept).
     MAX_GT_INSTANCES = 100
@@ -456,6 +454,8 @@ class Config:
             fail(f"POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING}) and "
                  f"POST_NMS_ROIS_INFERENCE ({self.POST_NMS_ROIS_INFERENCE}) must not "
                  f"exceed PRE_NMS_LIMIT ({self.PRE_NMS_LIMIT})")
+        if not 1 <= self.MASK_BOX_SCALE < np.inf:
+            fail(f"MASK_BOX_SCALE must be a finite number >= 1, got {self.MASK_BOX_SCALE!r}")
         if self.TRAIN_ROIS_PER_IMAGE > self.POST_NMS_ROIS_TRAINING:
             fail(f"TRAIN_ROIS_PER_IMAGE ({self.TRAIN_ROIS_PER_IMAGE}) must not exceed "
                  f"POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING})")

@@ -31,6 +31,7 @@ from mrcnn.layers.batching import (DetectionBoxes, DetectionClassIds, FixedBatch
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.image_meta import ActiveClassIds, NormalizedWindow, ZeroOutsideWindow
+from mrcnn.layers.mask_boxes import MaskBoxes
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.pyramid_roi_align import PyramidROIAlign
 from mrcnn.layers.row_buckets import BucketedRows
@@ -71,6 +72,7 @@ class GraphSpec:
     mask_size: int                  # MASK_SHAPE[0]
     mask_head: object               # MASK_HEAD (name or callable)
     mask_head_channels: int         # MASK_HEAD_CHANNELS
+    mask_box_scale: float           # MASK_BOX_SCALE
     fc_layers_size: int             # FPN_CLASSIF_FC_LAYERS_SIZE
     train_rois_per_image: int       # TRAIN_ROIS_PER_IMAGE
     roi_positive_ratio: float       # ROI_POSITIVE_RATIO
@@ -115,6 +117,7 @@ def spec_from_config(config):
         pool_size=int(config.POOL_SIZE), mask_pool_size=int(config.MASK_POOL_SIZE),
         mask_size=int(config.MASK_SHAPE[0]), mask_head=config.MASK_HEAD,
         mask_head_channels=int(config.MASK_HEAD_CHANNELS),
+        mask_box_scale=float(getattr(config, "MASK_BOX_SCALE", 1.0)),
         fc_layers_size=int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
         train_rois_per_image=int(config.TRAIN_ROIS_PER_IMAGE),
         roi_positive_ratio=float(config.ROI_POSITIVE_RATIO),
@@ -217,7 +220,8 @@ def build_training_graph(spec):
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
         spec.train_rois_per_image, spec.roi_positive_ratio, spec.bbox_std_dev,
         (spec.mask_size, spec.mask_size), use_mini_mask=spec.use_mini_mask,
-        image_shape=(h, w), name="proposal_targets")([t["rpn_rois"]] + gt)
+        image_shape=(h, w), mask_box_scale=spec.mask_box_scale,
+        name="proposal_targets")([t["rpn_rois"]] + gt)
     pooled = PyramidROIAlign((spec.pool_size,) * 2, (h, w),
                              name="roi_align_classifier")([rois] + t["head_maps"])
     with compute_dtype(spec.mixed_precision):
@@ -227,6 +231,8 @@ def build_training_graph(spec):
     # (not JAX) and the head allows it, the mask head runs on the batch's positives only.
     p = spec.positive_rois
     mask_rois = LeadingRois(p, name="mask_rois")(rois)
+    if spec.mask_box_scale != 1.0:      # the boxes the mask targets were cut from
+        mask_rois = MaskBoxes(spec.mask_box_scale, name="mask_boxes")(mask_rois)
     mask_class_ids = LeadingRois(p, name="mask_class_ids")(target_class_ids)
     target_mask = LeadingRois(p, name="mask_targets")(target_mask)
     pooled_mask = PyramidROIAlign((spec.mask_pool_size,) * 2, (h, w),
@@ -273,6 +279,8 @@ def build_inference_graph(spec):
                                 spec.detection_nms_threshold, spec.bbox_std_dev,
                                 name="mrcnn_detection")([rpn_rois, class_probs, bbox, window])
     det_boxes = DetectionBoxes(name="detection_boxes")(detections)
+    if spec.mask_box_scale != 1.0:      # masks are pasted into these grown boxes
+        det_boxes = MaskBoxes(spec.mask_box_scale, name="mask_boxes")(det_boxes)
     pooled_mask = PyramidROIAlign((spec.mask_pool_size,) * 2, (h, w),
                                   name="roi_align_mask")([det_boxes] + t["head_maps"])
     if _varying_rois(spec):     # the mask head on the detections only, not the padding

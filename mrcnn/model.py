@@ -241,7 +241,8 @@ class MaskRCNN:
         return molding.unmold_detections(detections, mrcnn_mask, original_image_shape,
                                          image_shape, window,
                                          self.config.DETECTION_MASK_THRESHOLD,
-                                         self.config.DETECTION_MASK_PASTE)
+                                         self.config.DETECTION_MASK_PASTE,
+                                         getattr(self.config, "MASK_BOX_SCALE", 1.0))
 
     def detect(self, images, verbose=0, soft_masks=False, sparse=False):
         """Detect instances in images (run in batches of Config.BATCH_SIZE).

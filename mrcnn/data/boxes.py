@@ -30,6 +30,7 @@ __all__ = [
     "apply_box_deltas",
     "norm_boxes",
     "denorm_boxes",
+    "scale_boxes",
     "non_max_suppression",
 ]
 
@@ -238,6 +239,25 @@ def denorm_boxes(boxes, shape):
     scale, shift = _norm_scale_shift(shape)
     boxes = as_boxes(boxes, "boxes", dtype=np.float64)
     return np.around(boxes * scale + shift).astype(np.int32)
+
+
+def scale_boxes(boxes, factor):
+    """Boxes grown (or shrunk) about their centres by ``factor``.
+
+    Args:
+        boxes: [N, (y1, x1, y2, x2)] in any units.
+        factor: float > 0 multiplying each box's height and width.
+
+    Returns:
+        float64 [N, (y1, x1, y2, x2)]: ``(cy - f * h / 2, cx - f * w / 2,
+        cy + f * h / 2, cx + f * w / 2)``.
+    """
+    boxes = as_boxes(boxes, "boxes", dtype=np.float64)
+    factor = float(factor)
+    if not np.isfinite(factor) or factor <= 0:
+        raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+    grow = (boxes[:, 2:] - boxes[:, :2]) * ((factor - 1.0) / 2.0)
+    return np.concatenate([boxes[:, :2] - grow, boxes[:, 2:] + grow], axis=1)
 
 
 def non_max_suppression(boxes, scores, threshold, max_output=None):

@@ -146,7 +146,8 @@ class ExportedModel:
                 results.append(unmold_result(
                     detections, masks, np.shape(image), fitted.shape[1:], windows[i],
                     self.config.DETECTION_MASK_THRESHOLD, soft_masks, sparse,
-                    getattr(self.config, "DETECTION_MASK_PASTE", "centers")))
+                    getattr(self.config, "DETECTION_MASK_PASTE", "centers"),
+                    getattr(self.config, "MASK_BOX_SCALE", 1.0)))
         return results
 
     def _as_graph_outputs(self, out, i):

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from mrcnn.data.boxes import scale_boxes
 from mrcnn.data.fit import fit_image, undo_resize_boxes
 from mrcnn.data.image import mold_image
 from mrcnn.data.image_meta import compose_image_meta, parse_image_meta
@@ -60,7 +61,8 @@ def detect_molded(keras_model, config, molded_images, image_metas, original_shap
     Args:
         keras_model: the inference ``keras.Model`` ([images, metas] ->
             detections, ..., masks as its outputs 0 and 3).
-        config: its Config (BATCH_SIZE, DETECTION_MASK_THRESHOLD, DETECTION_MASK_PASTE).
+        config: its Config (BATCH_SIZE, DETECTION_MASK_THRESHOLD, DETECTION_MASK_PASTE,
+            MASK_BOX_SCALE).
         molded_images, image_metas: up to BATCH_SIZE molded images and metas.
         original_shapes: per image ``(H, W, ...)``; default the molded shape
             (results in molded pixels).
@@ -78,11 +80,11 @@ def detect_molded(keras_model, config, molded_images, image_metas, original_shap
         else original_shapes
     return unmold_batch(detections, masks, shapes, molded.shape[1:], windows,
                         config.DETECTION_MASK_THRESHOLD, soft_masks, sparse,
-                        config.DETECTION_MASK_PASTE)
+                        config.DETECTION_MASK_PASTE, getattr(config, "MASK_BOX_SCALE", 1.0))
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window,
-                      mask_threshold=0.5, paste="centers"):
+                      mask_threshold=0.5, paste="centers", mask_box_scale=1.0):
     """One image's padded detections -> boxes, class ids, scores, full-size masks.
 
     Args:
@@ -94,18 +96,20 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
         mask_threshold: probability from which a mask pixel is on
             (Config.DETECTION_MASK_THRESHOLD).
         paste: "centers" or "grid" (Config.DETECTION_MASK_PASTE; `unmold_result`).
+        mask_box_scale: Config.MASK_BOX_SCALE (`unmold_result`).
 
     Returns:
         boxes int32 [n, (y1, x1, y2, x2)] original pixels, class_ids int32
         [n], scores float32 [n], masks bool [H, W, n].
     """
     r = unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, window,
-                      mask_threshold, paste=paste)
+                      mask_threshold, paste=paste, mask_box_scale=mask_box_scale)
     return r["rois"], r["class_ids"], r["scores"], r["masks"]
 
 
 def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, window,
-                  mask_threshold=0.5, soft_masks=False, sparse=False, paste="centers"):
+                  mask_threshold=0.5, soft_masks=False, sparse=False, paste="centers",
+                  mask_box_scale=1.0):
     """One image's padded detections -> a ``detect()`` result dict.
 
     The mask of each detection (its class's channel of ``mrcnn_mask``) is
@@ -118,7 +122,7 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
         detections, mrcnn_mask, original_image_shape, image_shape, window,
         mask_threshold: as `unmold_detections`.
         soft_masks: also return ``soft_masks``, the pasted probabilities
-            (float32 ``[H, W, n]``, 0 outside each box).
+            (float32 ``[H, W, n]``, 0 outside each (grown) box).
         sparse: masks (and soft masks) as
             :class:`~mrcnn.data.masks.sparse.SparseMasks` instead of dense
             arrays: memory proportional to the boxes' area, not ``H * W * n``
@@ -128,6 +132,10 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
             ROIAlign sampled row i, `grid_paste_boxes`, on the pixels of the
             rounded box, the mask's edges repeated past the outer samples);
             see `MASK_PASTES`.
+        mask_box_scale: the factor the mask head's boxes were grown by
+            (Config.MASK_BOX_SCALE, `mrcnn.layers.mask_boxes`): each mask is
+            pasted into its detection box grown so, and may reach past
+            ``rois`` (which stay the detection boxes).
 
     Returns:
         dict with ``rois`` int32 [n, (y1, x1, y2, x2)] original pixels,
@@ -138,7 +146,11 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
         detections, mrcnn_mask, original_image_shape, image_shape, window)
     oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
     n = class_ids.size
-    inst, ys, xs, values = _paste_entries(probs, boxes, norm, image_shape, window,
+    paste_boxes = boxes
+    if mask_box_scale != 1.0:   # the mask covers the box grown as the mask head saw it
+        norm = scale_boxes(norm, mask_box_scale)
+        paste_boxes = _pixel_boxes(norm, image_shape, window, original_image_shape)
+    inst, ys, xs, values = _paste_entries(probs, paste_boxes, norm, image_shape, window,
                                           original_image_shape, paste)
     on = values >= mask_threshold
     result = {"rois": boxes, "class_ids": class_ids, "scores": scores}
@@ -158,17 +170,18 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
 
 
 def unmold_batch(detections, mrcnn_mask, original_shapes, image_shape, windows,
-                 mask_threshold=0.5, soft_masks=False, sparse=False, paste="centers"):
+                 mask_threshold=0.5, soft_masks=False, sparse=False, paste="centers",
+                 mask_box_scale=1.0):
     """`unmold_result` of each image of a batch (``len(original_shapes)`` images).
 
     Args:
         detections: [B, N, 6] padded detections; mrcnn_mask: [B, N, mh, mw,
             num_classes]; original_shapes: per image ``(H, W, ...)`` (a list
             of up to B); image_shape: the molded shape; windows: [B, 4].
-        mask_threshold, soft_masks, sparse, paste: see `unmold_result`.
+        mask_threshold, soft_masks, sparse, paste, mask_box_scale: see `unmold_result`.
     """
     return [unmold_result(detections[i], mrcnn_mask[i], shape, image_shape, windows[i],
-                          mask_threshold, soft_masks, sparse, paste)
+                          mask_threshold, soft_masks, sparse, paste, mask_box_scale)
             for i, shape in enumerate(original_shapes)]
 
 
@@ -237,6 +250,16 @@ def _paste_entries(probs, boxes, norm_boxes, image_shape, window, original_image
     return paste_values(probs, grid, (oh, ow), cover=boxes)
 
 
+def _pixel_boxes(norm_boxes, image_shape, window, original_image_shape):
+    """Normalized boxes in the molded image -> int32 [n, 4] boxes in original pixels."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    boxes = np.asarray(norm_boxes, np.float64).reshape(-1, 4) * \
+        np.array([h - 1, w - 1, h - 1, w - 1]) + np.array([0, 0, 1, 1])
+    oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
+    boxes = undo_resize_boxes(boxes, window, 1.0, original_shape=(oh, ow))
+    return np.round(boxes).astype(np.int32)
+
+
 def _unmold_boxes(detections, mrcnn_mask, original_image_shape, image_shape, window):
     """Kept detections: boxes int32 [n, 4] original pixels, class ids, scores, and
     float32 [n, mh, mw] probabilities of each one's class, and the normalized boxes."""
@@ -244,13 +267,7 @@ def _unmold_boxes(detections, mrcnn_mask, original_image_shape, image_shape, win
     keep = np.flatnonzero(class_ids > 0)
     class_ids = class_ids[keep]
     scores = detections[keep, 5].astype(np.float32)
-    h, w = int(image_shape[0]), int(image_shape[1])
-    # normalized -> molded-image pixels (floats) -> original pixels
-    boxes = detections[keep, :4] * np.array([h - 1, w - 1, h - 1, w - 1]) + \
-        np.array([0, 0, 1, 1])
-    oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
-    boxes = undo_resize_boxes(boxes, window, 1.0, original_shape=(oh, ow))
-    boxes = np.round(boxes).astype(np.int32)
+    boxes = _pixel_boxes(detections[keep, :4], image_shape, window, original_image_shape)
     ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, class_ids, scores, keep = boxes[ok], class_ids[ok], scores[ok], keep[ok]
     probs = mrcnn_mask[keep, :, :, class_ids] if keep.size else \

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.ops.boxes import box_refinement_graph, overlaps_graph
+from mrcnn.ops.boxes import box_refinement_graph, overlaps_graph, scale_boxes_graph
 from mrcnn.ops.crop_and_resize import crop_and_resize
 
 
@@ -151,6 +151,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         image_shape: ``(H, W)`` of the training images: mini-mask targets
             then sample the image positions a full mask would give (see
             `mask_targets`); None keeps Matterport's rule.
+        mask_box_scale: mask targets are cut from each ROI grown this many
+            times about its centre (Config.MASK_BOX_SCALE, see
+            `mrcnn.layers.mask_boxes`); the returned ``rois`` are not grown.
         include_gt_boxes: add the GT boxes to the candidate ROIs.
         seed: int seed of the layer's random sampling (None: random).
         **kwargs: standard Keras layer arguments (``name``, ...).
@@ -174,7 +177,8 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, train_rois_per_image, roi_positive_ratio,
                  bbox_std_dev, mask_shape, use_mini_mask=True,
-                 include_gt_boxes=True, seed=None, image_shape=None, **kwargs):
+                 include_gt_boxes=True, seed=None, image_shape=None, mask_box_scale=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if int(train_rois_per_image) != train_rois_per_image or \
                 train_rois_per_image < 1:
@@ -205,6 +209,9 @@ class DetectionTargetLayer(keras.layers.Layer):
                     f"image_shape must be (height, width) of at least 2 pixels; got "
                     f"{image_shape!r}.")
         self.image_shape = image_shape
+        self.mask_box_scale = float(mask_box_scale)
+        if not 1.0 <= self.mask_box_scale < float("inf"):
+            raise ValueError(f"mask_box_scale must be a finite number >= 1; got {mask_box_scale!r}.")
         self.include_gt_boxes = bool(include_gt_boxes)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -306,8 +313,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         deltas = box_refinement_graph(rois, gt) / std
         deltas = ops.where(pos_rows[..., None], deltas, 0.0)
 
-        masks = mask_targets(rois, gt_boxes, gt_masks, assigned,
-                             self.mask_shape, self.use_mini_mask, self.image_shape)
+        masks = mask_targets(scale_boxes_graph(rois, self.mask_box_scale), gt_boxes, gt_masks,
+                             assigned, self.mask_shape, self.use_mini_mask, self.image_shape)
         masks = ops.where(pos_rows[..., None, None], masks, 0.0)
 
         return [ops.stop_gradient(rois),
@@ -337,5 +344,6 @@ class DetectionTargetLayer(keras.layers.Layer):
             "include_gt_boxes": self.include_gt_boxes,
             "seed": self.seed,
             "image_shape": None if self.image_shape is None else list(self.image_shape),
+            "mask_box_scale": self.mask_box_scale,
         })
         return config

@@ -29,6 +29,7 @@ __all__ = [
     "norm_boxes_graph",
     "denorm_boxes_graph",
     "box_area_graph",
+    "scale_boxes_graph",
 ]
 
 
@@ -145,6 +146,29 @@ def clip_boxes_graph(boxes, window):
     y2 = ops.maximum(ops.minimum(y2, wy2), wy1)
     x2 = ops.maximum(ops.minimum(x2, wx2), wx1)
     return ops.stack([y1, x1, y2, x2], axis=-1)
+
+
+def scale_boxes_graph(boxes, factor):
+    """Boxes grown (or shrunk) about their centres by ``factor``.
+
+    Args:
+        boxes: ``[..., 4]`` boxes ``(y1, x1, y2, x2)``.
+        factor: python float > 0; each box's height and width are multiplied
+            by it, its centre stays (all-zero padding rows stay zero).
+
+    Returns:
+        ``[..., 4]`` boxes ``(cy - f * h / 2, cx - f * w / 2, cy + f * h / 2,
+        cx + f * w / 2)``; the same tensor when ``factor == 1``.
+    """
+    boxes = _as_float(boxes)
+    _check_last_dim(boxes, "boxes")
+    factor = float(factor)
+    if factor == 1.0:
+        return boxes
+    y1, x1, y2, x2 = _unstack4(boxes)
+    grow_y = (y2 - y1) * ((factor - 1.0) / 2.0)
+    grow_x = (x2 - x1) * ((factor - 1.0) / 2.0)
+    return ops.stack([y1 - grow_y, x1 - grow_x, y2 + grow_y, x2 + grow_x], axis=-1)
 
 
 def box_refinement_graph(boxes, gt_boxes):

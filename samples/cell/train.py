@@ -170,6 +170,10 @@ def build_parser():
                    help="detections kept per image (Config.DETECTION_MAX_INSTANCES; default 400)")
     p.add_argument("--mask-shape", type=int, choices=(28, 56, 112), default=28,
                    help="mask head output size (28N x 28N; seed 000 used 56)")
+    p.add_argument("--mask-box-scale", type=float, default=None, metavar="S",
+                   help="the mask head sees each box grown S times about its centre "
+                        "(Config.MASK_BOX_SCALE, >= 1; default 1.0): masks reach past boxes "
+                        "that came out too small")
     p.add_argument("--mask-channels", type=int, default=None, metavar="N",
                    help="channels of the mask head's convolutions (Config.MASK_HEAD_CHANNELS; "
                         "default 128, Matterport's 256 trains at half the speed on a CPU)")
@@ -354,6 +358,10 @@ def make_config(args, class_names):
         attrs["IMAGES_PER_GPU"] = args.images_per_gpu
     if args.steps_per_epoch:
         attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
+    if args.mask_box_scale is not None:
+        if not 1 <= args.mask_box_scale < float("inf"):
+            raise SystemExit(f"--mask-box-scale must be a number >= 1, got {args.mask_box_scale}")
+        attrs["MASK_BOX_SCALE"] = args.mask_box_scale
     if args.mask_channels is not None:
         if args.mask_channels < 1:
             raise SystemExit(f"--mask-channels must be a positive number, got "
