@@ -108,6 +108,46 @@ def test_a_target_cut_on_the_grid_comes_back_closer_with_the_grid_paste():
     assert iou["grid"] > 0.985 and iou["grid"] > iou["centers"] + 0.02, iou     # 0.992, 0.964
 
 
+@pytest.mark.parametrize("paste", MASK_PASTES)
+def test_mask_box_scale_pastes_into_the_grown_box_past_a_too_small_detection(paste):
+    """A detection box 80% of an ellipse's box: its mask sampled over that box (scale 1, the
+    mask fills the box) cannot cover the ellipse; sampled over the box grown 1.5x (as the mask
+    head sees it with MASK_BOX_SCALE 1.5) and pasted into the grown box, it does. ``rois``
+    stay the detection boxes; the grid paste matches the brute-force sampling of the grown ROI."""
+    from mrcnn.data.boxes import scale_boxes
+    size, last = 128, 127
+    yy, xx = np.mgrid[:size, :size]
+    ellipse = ((yy - 60.3) / 30.2) ** 2 + ((xx - 55.6) / 22.7) ** 2 <= 1
+    ys, xs = np.nonzero(ellipse)
+    tight = np.array([ys.min(), xs.min(), ys.max(), xs.max()], np.float64)   # pixel centres
+    small = scale_boxes(tight[None], 0.8)[0]
+    small = (small / last).astype(np.float32).astype(np.float64) * last   # as detections hold it
+    iou, soft = {}, {}
+    for scale in (1.0, 1.5):
+        grown = scale_boxes(small[None], scale)[0]      # pixel-centre coordinates
+        grid = np.meshgrid(np.linspace(grown[0], grown[2], 28), np.linspace(grown[1], grown[3], 28),
+                           indexing="ij")
+        masks = np.zeros((1, 28, 28, 2), np.float32)
+        masks[0, :, :, 1] = ndimage.map_coordinates(ellipse.astype(np.float64), grid, order=1)
+        r = unmold_result(_detections(small[None] / last), masks, (size, size, 3),
+                          (size, size, 3), (0, 0, size, size), soft_masks=True, paste=paste,
+                          mask_box_scale=scale)
+        np.testing.assert_array_equal(r["rois"][0], np.round(small + [0, 0, 1, 1]))
+        m = r["masks"][..., 0]
+        iou[scale] = (m & ellipse).sum() / (m | ellipse).sum()
+        soft[scale] = (r["soft_masks"][..., 0], masks[0, :, :, 1], grown)
+    y1, x1, y2, x2 = np.round(small + [0, 0, 1, 1]).astype(int)
+    inside = ellipse[y1:y2, x1:x2].sum() / ellipse.sum()      # the best a box-bound mask does
+    assert abs(iou[1.0] - inside) < 0.03 and inside < 0.82, (iou, inside)     # 0.793, 0.800
+    assert iou[1.5] > 0.95, iou
+    if paste == "grid":
+        values, prob, grown = soft[1.5]
+        box = np.round(grown + [0, 0, 1, 1]).astype(int)
+        want = _brute_force_grid(prob, grown / last, (size, size), (0, 0, size, size),
+                                 (size, size), box)
+        np.testing.assert_allclose(values, want, atol=1e-5)
+
+
 def test_the_paste_setting_is_checked():
     with pytest.raises(ValueError, match="DETECTION_MASK_PASTE must be 'grid' or 'centers', "
                                          "got 'bilinear'"):

@@ -185,6 +185,29 @@ def test_positive_roi_mask_in_layer_is_partial():
     assert np.all(rois[0, 1] == 0)
 
 
+def test_mask_box_scale_cuts_the_targets_from_the_grown_roi():
+    """ROI = GT box [0.2, 0.4] grown 1.5x to [0.15, 0.45]: in the GT box's frame
+    (Matterport's rule) sample i lies at -0.25 + 1.5 * i / 27, inside the all-ones
+    mini mask for i = 5..22; the ROI returned for the box head is not grown."""
+    gt_boxes = np.array([[[0.2, 0.2, 0.4, 0.4]]], np.float32)
+    layer = DetectionTargetLayer(2, 1.0, STD, (28, 28), include_gt_boxes=False, seed=0,
+                                 mask_box_scale=1.5)
+    rois, class_ids, deltas, masks = run_compiled(
+        layer, [gt_boxes.copy(), np.array([[1]], np.int32), gt_boxes,
+                np.ones((1, 10, 10, 1), bool)])
+    np.testing.assert_array_equal(class_ids, [[1, 0]])
+    np.testing.assert_allclose(rois[0, 0], gt_boxes[0, 0])
+    np.testing.assert_allclose(deltas[0, 0], 0, atol=1e-6)
+    expected = np.zeros((28, 28))
+    expected[5:23, 5:23] = 1
+    np.testing.assert_array_equal(masks[0, 0], expected)
+    config = layer.get_config()
+    assert config["mask_box_scale"] == 1.5
+    assert DetectionTargetLayer.from_config(config).mask_box_scale == 1.5
+    with pytest.raises(ValueError, match="mask_box_scale must be a finite number >= 1; got 0.5"):
+        DetectionTargetLayer(2, 1.0, STD, (28, 28), mask_box_scale=0.5)
+
+
 def test_zero_gt_gives_all_negatives_without_nan():
     rng = np.random.default_rng(1)
     proposals = _random_boxes(rng, (2, 30))

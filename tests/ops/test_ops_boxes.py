@@ -14,6 +14,7 @@ from mrcnn.ops.boxes import (
     clip_boxes_graph,
     denorm_boxes_graph,
     norm_boxes_graph,
+    scale_boxes_graph,
 )
 
 
@@ -131,6 +132,26 @@ def test_box_overlaps_has_finite_gradient_on_padding():
 def test_box_area():
     got = np_(box_area_graph([[0, 0, 2, 3], [5, 5, 5, 9], [4, 4, 2, 2]]))
     np.testing.assert_array_equal(got, [6.0, 0.0, 0.0])
+
+
+def test_scale_boxes_hand_case_padding_and_numpy():
+    from mrcnn.data.boxes import scale_boxes
+    boxes = np.array([[[10, 20, 30, 60], [0, 0, 0, 0]]], np.float32)    # [1, 2, 4]
+    got = np_(scale_boxes_graph(boxes, 1.5))
+    # centre (20, 40), 20 x 40 -> 30 x 60; the zero padding row stays zero
+    np.testing.assert_allclose(got, [[[5, 10, 35, 70], [0, 0, 0, 0]]])
+    np.testing.assert_allclose(np_(scale_boxes_graph(boxes, 1.0)), boxes)
+    rng = np.random.default_rng(3)
+    many = random_boxes(rng, (40,))
+    for factor in (0.8, 1.0, 1.25, 2.0):
+        graph = np_(scale_boxes_graph(many, factor))
+        np.testing.assert_allclose(graph, scale_boxes(many, factor), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(graph[:, 2:] - graph[:, :2],
+                                   (many[:, 2:] - many[:, :2]) * factor, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(graph[:, 2:] + graph[:, :2], many[:, 2:] + many[:, :2],
+                                   rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="factor must be a finite number > 0, got 0.0"):
+        scale_boxes(many, 0.0)
 
 
 @pytest.mark.parametrize("as_tensor", [False, True])
