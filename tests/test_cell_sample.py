@@ -539,6 +539,11 @@ def test_train_flags_set_the_config():
     for bad in ("x", "1,2", "300"):
         with pytest.raises(SystemExit):
             parse(["--mean-pixel", bad])
+    config, infer = train.make_config(parse(["--mask-box-scale", "1.25"]), CELL_CLASSES)
+    assert config.MASK_BOX_SCALE == infer.MASK_BOX_SCALE == 1.25
+    assert train.make_config(parse([]), CELL_CLASSES)[0].MASK_BOX_SCALE == 1.0
+    with pytest.raises(SystemExit, match=r"--mask-box-scale must be a number >= 1, got 0.5"):
+        train.make_config(parse(["--mask-box-scale", "0.5"]), CELL_CLASSES)
 
 
 def test_train_augment_flag_builds_the_augmenter():
