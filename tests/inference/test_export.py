@@ -148,6 +148,26 @@ def test_keras_file_round_trips_and_detects_identically(model, images, tmp_path)
                             exported.detect(images, soft_masks=True))
 
 
+def test_an_export_of_a_grown_mask_box_model_pastes_as_the_library(images, tmp_path):
+    """MASK_BOX_SCALE travels in the export's settings: the exported model pastes each mask
+    into the grown box, as `MaskRCNN.detect` does (the masks reach past the rois)."""
+    m = modellib.MaskRCNN("inference", _config(MASK_BOX_SCALE=1.5), str(tmp_path / "logs"))
+    confident_heads(m, class_id=2, score=0.7, mask_probability=0.8)
+    path = tmp_path / "grown.keras"
+    export_model(m, path, format="keras")
+    exported = load_exported(path)
+    assert exported.config.MASK_BOX_SCALE == 1.5
+    ours, theirs = m.detect(images, soft_masks=True), exported.detect(images, soft_masks=True)
+    _assert_same_detections(ours, theirs)
+    r = ours[0]
+    outside = 0
+    for k, (y1, x1, y2, x2) in enumerate(r["rois"]):
+        inside = np.zeros(r["masks"].shape[:2], bool)
+        inside[y1:y2, x1:x2] = True
+        outside += int((r["masks"][..., k] & ~inside).any())
+    assert len(r["rois"]) and outside == len(r["rois"])
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="one backend is enough for the fresh "
                     "process (35 s on JAX); the in-process round trip runs on every backend")
 def test_keras_file_loads_in_a_fresh_process_with_the_library_imported(model, tmp_path):
