@@ -687,3 +687,37 @@ def test_predict_weights_best_loads_the_run_s_best_checkpoint(tmp_path, capsys):
     args.weights = ["last"]
     predict.load_models(args)
     assert f"loaded {second}" in capsys.readouterr().out
+
+
+def test_anchor_scales_auto_fits_the_training_boxes(tmp_path):
+    """--anchor-scales auto: load_data fits the sizes to the training boxes (16 and 23 px
+    squares: two sizes per level) and every training box gets an anchor at IoU >= 0.7."""
+    import numpy as np
+
+    from mrcnn.data.anchors import anchor_coverage, model_anchors
+    from mrcnn.data.boxes import extract_bboxes
+
+    writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
+    parts = []
+    for k in range(4):
+        image, labels = np.full((128, 128), 20, np.uint8), np.zeros((128, 128), np.int32)
+        for n, (side, y, x) in enumerate([(16, 24 + 8 * k, 24), (23, 70, 60 + 4 * k),
+                                          (16, 90, 100)]):
+            labels[y:y + side, x:x + side] = n + 1
+            image[y:y + side, x:x + side] = 200
+        parts.append((f"img{k}", image, labels))
+    data = writer.write_sartorius(str(tmp_path / "data"), parts)
+    train = load_script("train")
+    args = train.build_parser().parse_args(["--data", data, "--folds", "2", "--classes", "single",
+                                            "--crop-size", "64", "--anchor-scales", "auto"])
+    with pytest.raises(SystemExit, match="load_data"):
+        train.make_config(args, ["BG", "cell"])
+    tr, val = train.load_data(args)
+    levels = train.parse_anchor_scales(args.anchor_scales)
+    assert all(len(level) == 2 for level in levels), args.anchor_scales
+    config = train.make_config(args, val.class_names)[0]
+    assert [list(v) for v in config.RPN_ANCHOR_SCALES] == [list(v) for v in levels]
+    boxes = np.concatenate([extract_bboxes(np.asarray(tr.load_mask(i)[0], bool))
+                            for i in tr.image_ids])
+    config.IMAGE_SHAPE = np.array([128, 128, 3])           # the grid over the whole image
+    assert anchor_coverage(boxes, model_anchors(config))["covered"] == 1.0

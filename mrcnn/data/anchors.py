@@ -23,7 +23,7 @@ import numpy as np
 from mrcnn.data.iou import box_iou
 
 __all__ = ["compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors",
-           "model_anchors", "anchor_coverage"]
+           "model_anchors", "anchor_coverage", "best_anchor_iou", "suggest_anchor_scales"]
 
 
 def _positive_numbers(values, name, allow_scalar=False):
@@ -219,3 +219,132 @@ def anchor_coverage(gt_boxes, anchors, threshold=0.7, chunk=256):
     best, count = np.concatenate(best), np.concatenate(count)
     return {"covered": float(np.mean(count > 0)), "positives_per_box": float(count.mean()),
             "mean_best_iou": float(best.mean()), "boxes": int(len(gt))}
+
+
+def best_anchor_iou(gt_boxes, scales, ratios, stride, image_shape, anchor_stride=1):
+    """Best IoU of each box with the anchors of one level, per scale (closed form).
+
+    Equal to the maximum over ``generate_anchors(scale, ratios, shape,
+    stride, anchor_stride)`` of :func:`box_iou` with each box, without
+    building them: for fixed anchor sizes the IoU falls with the centre
+    offset along each axis, so the best anchor of a size sits on the grid
+    point nearest the box centre.
+
+    Args:
+        gt_boxes: [N, (y1, x1, y2, x2)] pixel boxes.
+        scales: [S] anchor sides (pixels).
+        ratios: [R] width/height ratios.
+        stride: the level's feature stride (pixels per cell).
+        image_shape: (height, width) of the model input (bounds the grid).
+        anchor_stride: anchors on every ``anchor_stride``-th cell.
+
+    Returns:
+        float64 [N, S]: the best IoU over ratios and positions.
+    """
+    gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    scales = _positive_numbers(scales, "scales", allow_scalar=True)
+    ratios = _positive_numbers(ratios, "ratios", allow_scalar=True)
+    shape = compute_backbone_shapes(image_shape, [stride])[0]
+    step = float(stride) * _positive_int(anchor_stride, "anchor_stride")
+    last = (np.ceil(shape / _positive_int(anchor_stride, "anchor_stride")) - 1) * step
+    centre = (gt[:, :2] + gt[:, 2:]) / 2
+    grid = np.clip(np.round(centre / step) * step, 0, last)                # [N, 2]
+    size = gt[:, 2:] - gt[:, :2]                                           # [N, (h, w)]
+    sqrt_r = np.sqrt(ratios)
+    a_h = scales[:, None] / sqrt_r[None, :]                                # [S, R]
+    a_w = scales[:, None] * sqrt_r[None, :]
+
+    def overlap(c_box, half_box, c_anchor, half_anchor):                  # 1-D intersection
+        lo = np.maximum(c_box - half_box, c_anchor - half_anchor)
+        hi = np.minimum(c_box + half_box, c_anchor + half_anchor)
+        return np.maximum(hi - lo, 0.0)
+
+    iy = overlap(centre[:, 0, None, None], size[:, 0, None, None] / 2, grid[:, 0, None, None],
+                 a_h[None] / 2)
+    ix = overlap(centre[:, 1, None, None], size[:, 1, None, None] / 2, grid[:, 1, None, None],
+                 a_w[None] / 2)
+    inter = iy * ix
+    union = (size[:, 0] * size[:, 1])[:, None, None] + (a_h * a_w)[None] - inter
+    return (inter / np.maximum(union, 1e-12)).max(axis=2)
+
+
+def suggest_anchor_scales(gt_boxes, image_shape, feature_strides, ratios=(0.5, 1, 2),
+                          anchor_stride=1, threshold=0.7, max_per_level=4, min_gain=0.02):
+    """Anchor sizes per pyramid level fitted to your boxes (for ``Config.RPN_ANCHOR_SCALES``).
+
+    Searches FPN's layout -- level ``l`` holds ``k`` sizes ``s0 * 2**l *
+    g**j`` (``j < k``; the sizes double with the stride) -- over the smallest
+    size ``s0`` (4 px up, quarter octaves), ``k`` = 1..`max_per_level` and the
+    step ``g`` (the ``k`` sizes span one, 1.5 or 2 octaves), and keeps the
+    layout that gives the most boxes an anchor at IoU >= `threshold` (the
+    RPN's positives; see :func:`anchor_coverage`). More sizes per level cost
+    RPN time, so a larger ``k`` is chosen only when it covers at least
+    `min_gain` more of the boxes.
+
+    Args:
+        gt_boxes: [N, (y1, x1, y2, x2)] GT boxes in model-input pixels (as
+            the model sees them: after any resizing).
+        image_shape: (height, width) of the model input.
+        feature_strides: the levels' strides (``Config.BACKBONE_STRIDES``).
+        ratios: ``Config.RPN_ANCHOR_RATIOS``.
+        anchor_stride: ``Config.RPN_ANCHOR_STRIDE``.
+        threshold: IoU that makes an anchor positive.
+        max_per_level: the most sizes per level to consider (1..8).
+        min_gain: coverage a larger ``k`` must add to be chosen.
+
+    Returns:
+        (scales, stats): ``scales`` a tuple with one entry per level (an int
+        for ``k == 1``, else a tuple of ``k`` ints); ``stats`` the dict of
+        :func:`anchor_coverage` for them (``covered``,
+        ``positives_per_box``, ``mean_best_iou``, ``boxes``).
+
+    Raises:
+        ValueError: no boxes, or bad strides, ratios or limits.
+    """
+    gt = np.asarray(gt_boxes, dtype=np.float64)
+    if gt.ndim != 2 or gt.shape[1] != 4 or len(gt) == 0:
+        raise ValueError(f"gt_boxes must be a non-empty [n, (y1, x1, y2, x2)] array, got shape "
+                         f"{gt.shape}")
+    strides = [_positive_int(s, "each feature stride") for s in feature_strides]
+    if not strides:
+        raise ValueError("feature_strides must list at least one stride, got []")
+    if isinstance(max_per_level, bool) or int(max_per_level) != max_per_level \
+            or not 1 <= max_per_level <= 8:
+        raise ValueError(f"max_per_level must be an integer in 1..8, got {max_per_level!r}")
+    if not 0 < threshold <= 1 or not 0 <= min_gain < 1:
+        raise ValueError(f"need 0 < threshold <= 1 and 0 <= min_gain < 1, got threshold "
+                         f"{threshold!r}, min_gain {min_gain!r}")
+    largest = float(np.sqrt(np.prod(gt[:, 2:] - gt[:, :2], axis=1)).max())
+    bases = [4 * 2 ** (i / 4) for i in range(int(4 * np.log2(max(largest, 8) / 4)) + 1)]
+    table = {}                                  # (level, rounded size) -> best IoU per box
+
+    def best(level, size):
+        key = (level, size)
+        if key not in table:
+            table[key] = best_anchor_iou(gt, [size], ratios, strides[level], image_shape,
+                                         anchor_stride)[:, 0]
+        return table[key]
+
+    by_k = {}
+    for k in range(1, int(max_per_level) + 1):
+        for span in ((1.0,) if k == 1 else (1.0, 1.5, 2.0)):
+            step = 2 ** (span / k)
+            for s0 in bases:
+                levels = [tuple(int(round(s0 * 2 ** level * step ** j)) for j in range(k))
+                          for level in range(len(strides))]
+                if any(len(set(sizes)) < k for sizes in levels):
+                    continue
+                ious = np.max([best(level, size) for level, sizes in enumerate(levels)
+                               for size in sizes], axis=0)
+                score = (float(np.mean(ious >= threshold)), float(ious.mean()))
+                if k not in by_k or score > by_k[k][0]:
+                    by_k[k] = (score, levels)
+    chosen_k = min(by_k)
+    for k in sorted(by_k):
+        if by_k[k][0][0] >= by_k[chosen_k][0][0] + min_gain:
+            chosen_k = k
+    levels = by_k[chosen_k][1]
+    scales = tuple(sizes[0] if chosen_k == 1 else sizes for sizes in levels)
+    shapes = compute_backbone_shapes(image_shape, strides)
+    anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
+    return scales, anchor_coverage(gt, anchors, threshold)

@@ -30,7 +30,9 @@ import time
 import numpy as np
 
 from mrcnn.config import Config
+from mrcnn.data.anchors import anchor_coverage, model_anchors, suggest_anchor_scales
 from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90, cell_augmentation
+from mrcnn.data.boxes import extract_bboxes
 from mrcnn.data.image import dataset_mean_pixel
 from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.folds import kfold_split
@@ -184,7 +186,8 @@ def build_parser():
     p.add_argument("--anchor-scales", default=None,
                    help="anchor sizes per pyramid level P2..P6, comma-separated; several sizes "
                         "per level joined by ':' (default 16:23,32:45,64:91,128:181,256:362; "
-                        "seed 004 used 4..256 over its levels)")
+                        "seed 004 used 4..256 over its levels), or auto: fitted to the "
+                        "training boxes (mrcnn.data.anchors.suggest_anchor_scales)")
     p.add_argument("--anchor-ratios", default="0.5,1,2",
                    help="anchor width/height ratios (seed 004 used 0.2..5)")
     p.add_argument("--cache", choices=("none", "memory", "disk"), default="memory",
@@ -301,6 +304,9 @@ def parse_anchor_scales(text):
     """'16:23,32:45,...' -> ((16, 23), (32, 45), ...); '8,16,...' -> (8, 16, ...)."""
     if not text:
         return CellConfig.RPN_ANCHOR_SCALES
+    if text.strip().lower() == "auto":
+        raise SystemExit("--anchor-scales auto: load_data(args) fits the sizes to the training "
+                         "boxes; call it before make_config")
     levels = [level.strip() for level in text.split(",") if level.strip()]
     try:
         sizes = [tuple(int(v) for v in level.split(":")) for level in levels]
@@ -400,6 +406,7 @@ def load_data(args):
         train.prepare()
         val.prepare()
         resolve_mean_pixel(args, train)
+        resolve_anchor_scales(args, train, val.class_names)
         return train, val
     data_dir = args.data
     if data_dir is None:
@@ -422,6 +429,7 @@ def load_data(args):
     train.prepare()
     val.prepare()
     resolve_mean_pixel(args, train)
+    resolve_anchor_scales(args, train, val.class_names)
     return train, val
 
 
@@ -433,6 +441,37 @@ def resolve_mean_pixel(args, train):
         args.mean_pixel = tuple(float(v) for v in dataset_mean_pixel(train))
         print("mean pixel of the training images: "
               + ", ".join(f"{v:.1f}" for v in args.mean_pixel))
+
+
+def resolve_anchor_scales(args, train, class_names, max_images=200):
+    """--anchor-scales auto -> sizes fitted to the training boxes (`suggest_anchor_scales`).
+
+    The boxes of up to `max_images` training images (seeded choice), times
+    --scale, against the model input's anchor grid; `args.anchor_scales`
+    becomes the concrete 'a:b:c,...' text, so config.json records it.
+    """
+    if str(getattr(args, "anchor_scales", None) or "").strip().lower() != "auto":
+        return
+    config = make_config(argparse.Namespace(**dict(vars(args), anchor_scales=None)),
+                         class_names)[0]
+    ids = np.asarray(train.image_ids)
+    if len(ids) > max_images:
+        ids = np.sort(np.random.default_rng(args.seed).choice(ids, max_images, replace=False))
+    boxes = [extract_bboxes(np.asarray(train.load_mask(int(i))[0], bool)) for i in ids]
+    boxes = np.concatenate(boxes) * float(getattr(args, "scale", 1.0) or 1.0)
+    if not len(boxes):
+        raise SystemExit("--anchor-scales auto: the training images hold no instances")
+    # crops put a box anywhere in the input: the grid over the whole image, not one crop
+    shape = np.maximum(config.IMAGE_SHAPE[:2], np.ceil(boxes[:, 2:].max(axis=0))).astype(int)
+    scales, stats = suggest_anchor_scales(boxes, shape, config.BACKBONE_STRIDES,
+                                          config.RPN_ANCHOR_RATIOS, config.RPN_ANCHOR_STRIDE)
+    config.IMAGE_SHAPE = np.array([shape[0], shape[1], config.IMAGE_SHAPE[2]])
+    before = anchor_coverage(boxes, model_anchors(config))["covered"]
+    args.anchor_scales = ",".join(":".join(str(v) for v in np.atleast_1d(level))
+                                  for level in scales)
+    print(f"anchor scales fitted to {len(boxes)} training boxes: {args.anchor_scales} "
+          f"({stats['covered']:.0%} of the boxes get an anchor at IoU >= 0.7; the default "
+          f"{before:.0%})")
 
 
 def postprocess_config(class_names, min_area=None):

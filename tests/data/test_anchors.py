@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from mrcnn.data.anchors import (
+    anchor_coverage,
+    best_anchor_iou,
     compute_backbone_shapes,
     generate_anchors,
     generate_pyramid_anchors,
+    suggest_anchor_scales,
 )
+from mrcnn.data.iou import box_iou
 
 # Backend-independent: NumPy anchor generation against hand counts; no Keras op.
 pytestmark = pytest.mark.backend_independent
@@ -159,3 +163,68 @@ def test_anchor_coverage_hand_case_and_errors():
     with pytest.raises(ValueError, match=r"\(3,\)"):
         anchor_coverage(np.zeros(3), anchors)
     assert anchor_coverage(np.zeros((0, 4)), anchors)["boxes"] == 0
+
+
+# ------------------------------------------------------------- anchors fitted to boxes
+def _random_boxes(n, height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(0, [height, width], (n, 2))
+    half = rng.uniform(1.5, 40, (n, 2))
+    return np.concatenate([np.clip(centre - half, 0, None),
+                           np.minimum(centre + half, [height, width])], axis=1)
+
+
+@pytest.mark.parametrize("stride,anchor_stride", [(4, 1), (8, 1), (16, 2), (64, 1)])
+def test_best_anchor_iou_matches_brute_force(stride, anchor_stride):
+    """The closed form equals the maximum IoU over every generated anchor of each size."""
+    height, width = 200, 232
+    boxes = _random_boxes(300, height, width)
+    scales, ratios = [8, 11, 23, 64], [0.5, 1, 2]
+    shape = compute_backbone_shapes((height, width), [stride])[0]
+    brute = np.stack([box_iou(boxes, generate_anchors(s, ratios, shape, stride,
+                                                      anchor_stride)).max(axis=1)
+                      for s in scales], axis=1)
+    fast = best_anchor_iou(boxes, scales, ratios, stride, (height, width), anchor_stride)
+    np.testing.assert_allclose(fast, brute, atol=1e-5)
+
+
+def _squares(sizes, centres):
+    """Square boxes [n, 4] of the given sides centred at the given (y, x) points."""
+    return np.array([[cy - s / 2, cx - s / 2, cy + s / 2, cx + s / 2]
+                     for s in sizes for cy, cx in centres], np.float64)
+
+
+def test_suggest_anchor_scales_one_size_per_level_when_it_covers_all():
+    """32 px squares on the stride-64 grid: one size per level reaches IoU 1 for every box."""
+    boxes = _squares([32], [(64, 64), (64, 128), (128, 64)])
+    scales, stats = suggest_anchor_scales(boxes, (256, 256), [4, 8, 16, 32, 64], ratios=[1])
+    assert all(isinstance(level, int) for level in scales) and len(scales) == 5
+    assert 32 in scales and stats["covered"] == 1.0 and stats["mean_best_iou"] == 1.0
+
+
+def test_suggest_anchor_scales_two_sizes_when_one_cannot():
+    """16 and 23 px squares (IoU 0.48 with each other): no single size per level reaches
+    0.7 with both, two per level do; min_gain decides whether the extra size is worth it."""
+    boxes = _squares([16, 23], [(64, 64), (64, 128), (128, 128)])
+    scales, stats = suggest_anchor_scales(boxes, (256, 256), [4, 8, 16, 32, 64], ratios=[1])
+    assert all(len(level) == 2 for level in scales)
+    assert stats["covered"] == 1.0
+    # the stats are anchor_coverage of the suggested anchors, recomputed independently
+    shapes = compute_backbone_shapes((256, 256), [4, 8, 16, 32, 64])
+    anchors = generate_pyramid_anchors(scales, [1], shapes, [4, 8, 16, 32, 64], 1)
+    assert anchor_coverage(boxes, anchors) == stats
+    one, stats_one = suggest_anchor_scales(boxes, (256, 256), [4, 8, 16, 32, 64], ratios=[1],
+                                           min_gain=0.6)
+    assert all(isinstance(level, int) for level in one)
+    assert stats_one["covered"] == 0.5
+
+
+def test_suggest_anchor_scales_errors():
+    with pytest.raises(ValueError, match=r"non-empty \[n, \(y1, x1, y2, x2\)\].*\(0, 4\)"):
+        suggest_anchor_scales(np.zeros((0, 4)), (64, 64), [4, 8])
+    with pytest.raises(ValueError, match="max_per_level must be an integer in 1..8, got 0"):
+        suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [4, 8], max_per_level=0)
+    with pytest.raises(ValueError, match="threshold"):
+        suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [4, 8], threshold=0)
+    with pytest.raises(ValueError, match="feature_strides must list at least one stride"):
+        suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [])
