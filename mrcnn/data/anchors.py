@@ -269,17 +269,22 @@ def best_anchor_iou(gt_boxes, scales, ratios, stride, image_shape, anchor_stride
 
 
 def suggest_anchor_scales(gt_boxes, image_shape, feature_strides, ratios=(0.5, 1, 2),
-                          anchor_stride=1, threshold=0.7, max_per_level=4, min_gain=0.02):
+                          anchor_stride=1, threshold=0.7, max_per_level=4, min_gain=0.02,
+                          objective="mean_best_iou"):
     """Anchor sizes per pyramid level fitted to your boxes (for ``Config.RPN_ANCHOR_SCALES``).
 
     Searches FPN's layout -- level ``l`` holds ``k`` sizes ``s0 * 2**l *
     g**j`` (``j < k``; the sizes double with the stride) -- over the smallest
     size ``s0`` (4 px up, quarter octaves), ``k`` = 1..`max_per_level` and the
     step ``g`` (the ``k`` sizes span one, 1.5 or 2 octaves), and keeps the
-    layout that gives the most boxes an anchor at IoU >= `threshold` (the
-    RPN's positives; see :func:`anchor_coverage`). More sizes per level cost
-    RPN time, so a larger ``k`` is chosen only when it covers at least
-    `min_gain` more of the boxes.
+    layout with the best `objective`: ``"mean_best_iou"`` (default: the mean
+    over boxes of the best anchor IoU; every box counts, also those too
+    small for any anchor to reach `threshold`, which the RPN then learns
+    from their single best anchor) or ``"covered"`` (the fraction of boxes
+    with an anchor at IoU >= `threshold`, the RPN's positives; see
+    :func:`anchor_coverage`). More sizes per level cost RPN time, so a
+    larger ``k`` is chosen only when it adds at least `min_gain` to the
+    objective.
 
     Args:
         gt_boxes: [N, (y1, x1, y2, x2)] GT boxes in model-input pixels (as
@@ -290,7 +295,8 @@ def suggest_anchor_scales(gt_boxes, image_shape, feature_strides, ratios=(0.5, 1
         anchor_stride: ``Config.RPN_ANCHOR_STRIDE``.
         threshold: IoU that makes an anchor positive.
         max_per_level: the most sizes per level to consider (1..8).
-        min_gain: coverage a larger ``k`` must add to be chosen.
+        min_gain: what a larger ``k`` must add to the objective to be chosen.
+        objective: ``"mean_best_iou"`` or ``"covered"``.
 
     Returns:
         (scales, stats): ``scales`` a tuple with one entry per level (an int
@@ -299,8 +305,10 @@ def suggest_anchor_scales(gt_boxes, image_shape, feature_strides, ratios=(0.5, 1
         ``positives_per_box``, ``mean_best_iou``, ``boxes``).
 
     Raises:
-        ValueError: no boxes, or bad strides, ratios or limits.
+        ValueError: no boxes, or bad strides, ratios, limits or objective.
     """
+    if objective not in ("mean_best_iou", "covered"):
+        raise ValueError(f"objective must be 'mean_best_iou' or 'covered', got {objective!r}")
     gt = np.asarray(gt_boxes, dtype=np.float64)
     if gt.ndim != 2 or gt.shape[1] != 4 or len(gt) == 0:
         raise ValueError(f"gt_boxes must be a non-empty [n, (y1, x1, y2, x2)] array, got shape "
@@ -336,7 +344,8 @@ def suggest_anchor_scales(gt_boxes, image_shape, feature_strides, ratios=(0.5, 1
                     continue
                 ious = np.max([best(level, size) for level, sizes in enumerate(levels)
                                for size in sizes], axis=0)
-                score = (float(np.mean(ious >= threshold)), float(ious.mean()))
+                covered, mean = float(np.mean(ious >= threshold)), float(ious.mean())
+                score = (mean, covered) if objective == "mean_best_iou" else (covered, mean)
                 if k not in by_k or score > by_k[k][0]:
                     by_k[k] = (score, levels)
     chosen_k = min(by_k)

@@ -466,12 +466,12 @@ def resolve_anchor_scales(args, train, class_names, max_images=200):
     scales, stats = suggest_anchor_scales(boxes, shape, config.BACKBONE_STRIDES,
                                           config.RPN_ANCHOR_RATIOS, config.RPN_ANCHOR_STRIDE)
     config.IMAGE_SHAPE = np.array([shape[0], shape[1], config.IMAGE_SHAPE[2]])
-    before = anchor_coverage(boxes, model_anchors(config))["covered"]
+    before = anchor_coverage(boxes, model_anchors(config))
     args.anchor_scales = ",".join(":".join(str(v) for v in np.atleast_1d(level))
                                   for level in scales)
-    print(f"anchor scales fitted to {len(boxes)} training boxes: {args.anchor_scales} "
-          f"({stats['covered']:.0%} of the boxes get an anchor at IoU >= 0.7; the default "
-          f"{before:.0%})")
+    print(f"anchor scales fitted to {len(boxes)} training boxes: {args.anchor_scales} (best "
+          f"anchor IoU {stats['mean_best_iou']:.3f} on average, {stats['covered']:.0%} of the "
+          f"boxes at >= 0.7; the default {before['mean_best_iou']:.3f}, {before['covered']:.0%})")
 
 
 def postprocess_config(class_names, min_area=None):

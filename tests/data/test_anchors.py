@@ -219,6 +219,19 @@ def test_suggest_anchor_scales_two_sizes_when_one_cannot():
     assert stats_one["covered"] == 0.5
 
 
+def test_suggest_anchor_scales_objectives():
+    """Mostly 24 px squares and a few 6 px ones: the coverage objective ignores the small
+    boxes no anchor reaches 0.7 with; the mean best IoU also serves them (a smaller size)."""
+    boxes = np.concatenate([_squares([24], [(64, 64), (64, 128), (128, 64), (128, 128)]),
+                            _squares([6], [(32, 192), (192, 32)])])
+    args = ((256, 256), [4, 8, 16, 32, 64])
+    by_cover, cover_stats = suggest_anchor_scales(boxes, *args, ratios=[1], objective="covered")
+    by_mean, mean_stats = suggest_anchor_scales(boxes, *args, ratios=[1])
+    assert cover_stats["covered"] >= mean_stats["covered"]
+    assert mean_stats["mean_best_iou"] > cover_stats["mean_best_iou"]
+    assert min(np.ravel(by_mean)) < min(np.ravel(by_cover))
+
+
 def test_suggest_anchor_scales_errors():
     with pytest.raises(ValueError, match=r"non-empty \[n, \(y1, x1, y2, x2\)\].*\(0, 4\)"):
         suggest_anchor_scales(np.zeros((0, 4)), (64, 64), [4, 8])
@@ -226,5 +239,7 @@ def test_suggest_anchor_scales_errors():
         suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [4, 8], max_per_level=0)
     with pytest.raises(ValueError, match="threshold"):
         suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [4, 8], threshold=0)
+    with pytest.raises(ValueError, match="objective must be 'mean_best_iou' or 'covered', got 'x'"):
+        suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [4, 8], objective="x")
     with pytest.raises(ValueError, match="feature_strides must list at least one stride"):
         suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [])
