@@ -168,6 +168,7 @@ def run_ours(what, backbone, height, width, batch, precision, steps, smoke):
     import mrcnn.model as modellib
     from mrcnn.data.generator import DataGenerator
 
+    keras.utils.set_random_seed(0)      # the same random weights every run (a smoke's detections)
     config = suite_config(backbone, height, width, batch, precision, smoke)
     data = make_dataset(height, width, max(batch, 2), 10 if smoke else 60)
     model_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), "mrcnn_gpu_suite")
