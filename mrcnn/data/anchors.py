@@ -245,8 +245,9 @@ def best_anchor_iou(gt_boxes, scales, ratios, stride, image_shape, anchor_stride
     scales = _positive_numbers(scales, "scales", allow_scalar=True)
     ratios = _positive_numbers(ratios, "ratios", allow_scalar=True)
     shape = compute_backbone_shapes(image_shape, [stride])[0]
-    step = float(stride) * _positive_int(anchor_stride, "anchor_stride")
-    last = (np.ceil(shape / _positive_int(anchor_stride, "anchor_stride")) - 1) * step
+    anchor_stride = _positive_int(anchor_stride, "anchor_stride")
+    step = float(stride) * anchor_stride
+    last = (np.ceil(shape / anchor_stride) - 1) * step                    # the last cell used
     centre = (gt[:, :2] + gt[:, 2:]) / 2
     grid = np.clip(np.round(centre / step) * step, 0, last)                # [N, 2]
     size = gt[:, 2:] - gt[:, :2]                                           # [N, (h, w)]

@@ -30,7 +30,8 @@ import time
 import numpy as np
 
 from mrcnn.config import Config
-from mrcnn.data.anchors import anchor_coverage, model_anchors, suggest_anchor_scales
+from mrcnn.data.anchors import (anchor_coverage, compute_backbone_shapes,
+                                generate_pyramid_anchors, suggest_anchor_scales)
 from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90, cell_augmentation
 from mrcnn.data.boxes import extract_bboxes
 from mrcnn.data.image import dataset_mean_pixel
@@ -457,16 +458,20 @@ def resolve_anchor_scales(args, train, class_names, max_images=200):
     ids = np.asarray(train.image_ids)
     if len(ids) > max_images:
         ids = np.sort(np.random.default_rng(args.seed).choice(ids, max_images, replace=False))
-    boxes = [extract_bboxes(np.asarray(train.load_mask(int(i))[0], bool)) for i in ids]
+    boxes = [np.zeros((0, 4))] + [extract_bboxes(np.asarray(train.load_mask(int(i))[0], bool))
+                                  for i in ids]
     boxes = np.concatenate(boxes) * float(getattr(args, "scale", 1.0) or 1.0)
     if not len(boxes):
         raise SystemExit("--anchor-scales auto: the training images hold no instances")
     # crops put a box anywhere in the input: the grid over the whole image, not one crop
     shape = np.maximum(config.IMAGE_SHAPE[:2], np.ceil(boxes[:, 2:].max(axis=0))).astype(int)
-    scales, stats = suggest_anchor_scales(boxes, shape, config.BACKBONE_STRIDES,
-                                          config.RPN_ANCHOR_RATIOS, config.RPN_ANCHOR_STRIDE)
-    config.IMAGE_SHAPE = np.array([shape[0], shape[1], config.IMAGE_SHAPE[2]])
-    before = anchor_coverage(boxes, model_anchors(config))
+    strides = config.BACKBONE_STRIDES
+    scales, stats = suggest_anchor_scales(boxes, shape, strides, config.RPN_ANCHOR_RATIOS,
+                                          config.RPN_ANCHOR_STRIDE)
+    default = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                       compute_backbone_shapes(shape, strides), strides,
+                                       config.RPN_ANCHOR_STRIDE)
+    before = anchor_coverage(boxes, default)
     args.anchor_scales = ",".join(":".join(str(v) for v in np.atleast_1d(level))
                                   for level in scales)
     print(f"anchor scales fitted to {len(boxes)} training boxes: {args.anchor_scales} (best "
