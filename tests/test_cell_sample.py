@@ -721,3 +721,50 @@ def test_anchor_scales_auto_fits_the_training_boxes(tmp_path):
                             for i in tr.image_ids])
     config.IMAGE_SHAPE = np.array([128, 128, 3])           # the grid over the whole image
     assert anchor_coverage(boxes, model_anchors(config))["covered"] == 1.0
+
+
+def _blob_tiles(sizes):
+    import numpy as np
+    parts = []
+    for k, (h, w) in enumerate(sizes):
+        image, labels = np.full((h, w), 20, np.uint8), np.zeros((h, w), np.int32)
+        for n, (y, x) in enumerate([(10, 10), (h - 30, w - 30), (h // 2, w // 2)]):
+            labels[y:y + 16, x:x + 16] = n + 1
+            image[y:y + 16, x:x + 16] = 200
+        parts.append((f"img{k}", image, labels))
+    return parts
+
+
+def test_input_size_follows_the_data_not_sartorius(tmp_path):
+    """load_data measures the largest image of both sets: evaluation's input (and pad mode's)
+    holds it, rounded up to 64 and times --scale (it was fixed at 576x704)."""
+    writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
+    data = writer.write_sartorius(str(tmp_path / "data"),
+                                  _blob_tiles([(200, 330), (150, 130), (90, 400), (64, 64)]))
+    train = load_script("train")
+    for extra, expect in (([], [256, 448]), (["--scale", "2"], [448, 832])):
+        args = train.build_parser().parse_args(["--data", data, "--folds", "2", "--classes",
+                                                "single", "--image-mode", "pad"] + extra)
+        tr, val = train.load_data(args)
+        assert args.image_shape == (200, 400)
+        config, infer = train.make_config(args, val.class_names)
+        assert [int(v) for v in infer.IMAGE_SHAPE] == expect + [3]
+        assert [int(v) for v in config.IMAGE_SHAPE] == expect + [3]
+    args = train.build_parser().parse_args(["--folds", "2"])      # no data measured: Sartorius
+    assert [int(v) for v in train.make_config(args, ["BG", "cell"])[1].IMAGE_SHAPE] == \
+        [576, 704, 3]
+
+
+def test_train_scores_images_larger_than_sartorius(tmp_path):
+    """A 600x760 data set trains on crops and scores every epoch on whole images (the
+    evaluation input was 576x704 and refused them after the first epoch)."""
+    writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
+    data = writer.write_sartorius(str(tmp_path / "data"), _blob_tiles([(600, 760)] * 2))
+    train = load_script("train")
+    scores = train.main(["--data", data, "--folds", "2", "--classes", "single", "--backbone",
+                         "small-cnn", "--crop-size", "64", "--epochs", "1", "--steps-per-epoch",
+                         "1", "--validation-steps", "1", "--model-dir", str(tmp_path / "logs"),
+                         "--min-area", "15"])
+    assert 0.0 <= scores["map_iou"] <= 1.0
+    history = (next((tmp_path / "logs").glob("cell*")) / "history.csv").read_text()
+    assert "val_map_iou" in history.splitlines()[0]

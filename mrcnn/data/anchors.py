@@ -20,10 +20,12 @@ import numbers
 
 import numpy as np
 
+from mrcnn.data.boxes import extract_bboxes
 from mrcnn.data.iou import box_iou
 
 __all__ = ["compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors",
-           "model_anchors", "anchor_coverage", "best_anchor_iou", "suggest_anchor_scales"]
+           "model_anchors", "anchor_coverage", "best_anchor_iou", "suggest_anchor_scales",
+           "dataset_anchor_scales"]
 
 
 def _positive_numbers(values, name, allow_scalar=False):
@@ -358,3 +360,51 @@ def suggest_anchor_scales(gt_boxes, image_shape, feature_strides, ratios=(0.5, 1
     shapes = compute_backbone_shapes(image_shape, strides)
     anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
     return scales, anchor_coverage(gt, anchors, threshold)
+
+
+def dataset_anchor_scales(dataset, config, scale=1.0, max_images=200, seed=0, **kwargs):
+    """`suggest_anchor_scales` over a dataset's boxes, for a model built from `config`.
+
+    The boxes of up to `max_images` images (a seeded choice; ``None``: all),
+    from their instance masks, times `scale` (the resize the model sees,
+    ``Config.IMAGE_SCALE``), against the anchor grid of an input as large as
+    ``config.IMAGE_SHAPE`` or the farthest box, whichever is larger (random
+    crops put a box anywhere in the input).
+
+    Args:
+        dataset: a prepared `mrcnn.dataset.Dataset` (``load_mask``).
+        config: a Config (BACKBONE_STRIDES, RPN_ANCHOR_RATIOS,
+            RPN_ANCHOR_STRIDE, IMAGE_SHAPE; its RPN_ANCHOR_SCALES is the
+            baseline reported).
+        scale: factor applied to the boxes.
+        max_images: images read at most.
+        seed: of the choice of images.
+        **kwargs: passed to `suggest_anchor_scales` (threshold,
+            max_per_level, min_gain, objective).
+
+    Returns:
+        ``(scales, stats, baseline)``: the fitted ``Config.RPN_ANCHOR_SCALES``,
+        the `anchor_coverage` dict of them and that of the config's own.
+
+    Raises:
+        ValueError: no instance in the images read (or `suggest_anchor_scales`'
+            errors).
+    """
+    ids = np.asarray(dataset.image_ids)
+    if max_images is not None and len(ids) > max_images:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, max_images, replace=False))
+    boxes = [np.zeros((0, 4))] + [extract_bboxes(np.asarray(dataset.load_mask(int(i))[0], bool))
+                                  for i in ids]
+    boxes = np.concatenate(boxes) * float(scale)
+    if not len(boxes):
+        raise ValueError(f"dataset_anchor_scales: the {len(ids)} images read hold no "
+                         f"instances, nothing to fit anchors to")
+    shape = np.maximum(np.asarray(config.IMAGE_SHAPE[:2], int),
+                       np.ceil(boxes[:, 2:].max(axis=0))).astype(int)
+    strides = config.BACKBONE_STRIDES
+    scales, stats = suggest_anchor_scales(boxes, shape, strides, config.RPN_ANCHOR_RATIOS,
+                                          config.RPN_ANCHOR_STRIDE, **kwargs)
+    baseline = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                        compute_backbone_shapes(shape, strides), strides,
+                                        config.RPN_ANCHOR_STRIDE)
+    return scales, stats, anchor_coverage(boxes, baseline, kwargs.get("threshold", 0.7))

@@ -68,6 +68,42 @@ def dataset_mean_pixel(dataset, max_images=200, seed=0):
     return total / count
 
 
+def dataset_image_shape(*datasets):
+    """The largest image height and width over datasets: a model input that holds them all.
+
+    Uses each image's ``height``/``width`` entries of ``image_info`` (the
+    Sartorius and COCO loaders record them) and reads the image where one is
+    missing.
+
+    Args:
+        *datasets: prepared `mrcnn.utils.Dataset` objects.
+
+    Returns:
+        ``(height, width)`` ints: the largest of each, over every image (the
+        two may come from different images).
+
+    Raises:
+        ValueError: no images at all, or a recorded size that is not a
+            positive int.
+    """
+    height = width = 0
+    for dataset in datasets:
+        for image_id in dataset.image_ids:
+            info = dataset.image_info[int(image_id)]
+            h, w = info.get("height"), info.get("width")
+            if h is None or w is None:
+                h, w = np.asarray(dataset.load_image(int(image_id))).shape[:2]
+            if int(h) != h or int(w) != w or h < 1 or w < 1:
+                raise ValueError(f"dataset_image_shape: image {int(image_id)} "
+                                 f"({info.get('path', info.get('id'))}) records a size of "
+                                 f"{h!r}x{w!r}, expected positive ints")
+            height, width = max(height, int(h)), max(width, int(w))
+    if not height:
+        raise ValueError("dataset_image_shape: the datasets have no images (call prepare() "
+                         "after loading them)")
+    return height, width
+
+
 PERCENTILES = (0.5, 99.5)
 
 

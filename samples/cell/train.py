@@ -30,11 +30,9 @@ import time
 import numpy as np
 
 from mrcnn.config import Config
-from mrcnn.data.anchors import (anchor_coverage, compute_backbone_shapes,
-                                generate_pyramid_anchors, suggest_anchor_scales)
+from mrcnn.data.anchors import dataset_anchor_scales
 from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90, cell_augmentation
-from mrcnn.data.boxes import extract_bboxes
-from mrcnn.data.image import dataset_mean_pixel
+from mrcnn.data.image import dataset_image_shape, dataset_mean_pixel
 from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.sartorius import SartoriusDataset, read_sartorius_csv
@@ -158,7 +156,8 @@ def build_parser():
                    help="layers to train: heads, 3+, 4+, 5+, all, or a regex (default all)")
     p.add_argument("--image-mode", choices=("crop", "pad"), default="crop",
                    help="crop: train on random --crop-size crops (seed 003); pad: whole images "
-                        "padded to 576x704 (seed 000). Inference always uses whole images.")
+                        "padded to the largest image's size rounded up to 64 (576x704 on "
+                        "Sartorius data; seed 000). Inference always uses whole images.")
     p.add_argument("--crop-size", type=int, default=256, help="crop size (multiple of 64)")
     p.add_argument("--augment", choices=("none", "flips", "cell"), default="none",
                    help="training augmentation: none (default: on the earlier 8-epoch default run it "
@@ -379,18 +378,18 @@ def make_config(args, class_names):
     if args.devices:
         attrs["GPU_COUNT"] = args.devices
     if args.image_mode == "pad":
-        attrs.update(IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3])
+        attrs["IMAGE_RESIZE_MODE"] = "none"
     else:
         attrs.update(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=args.crop_size)
     attrs.update(IMAGE_SCALE=args.scale, IMAGE_SCALE_RANGE=args.scale_range)
-    scaled_shape = [-(-round(520 * args.scale) // 64) * 64,   # 520x704 images, scaled
-                    -(-round(704 * args.scale) // 64) * 64, 3]
+    size = getattr(args, "image_shape", None) or (520, 704)   # the data's largest (load_data)
+    scaled_shape = [-(-round(size[0] * args.scale) // 64) * 64,
+                    -(-round(size[1] * args.scale) // 64) * 64, 3]
     if args.image_mode == "pad":
         attrs["IMAGE_SHAPE"] = scaled_shape
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
-    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=[576, 704, 3], GPU_COUNT=1,
+    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=scaled_shape, GPU_COUNT=1,
                        IMAGES_PER_GPU=1)
-    infer_attrs["IMAGE_SHAPE"] = scaled_shape
     infer_config = type("CellInferenceConfig", (CellConfig,), infer_attrs)()
     return train_config, infer_config
 
@@ -406,9 +405,7 @@ def load_data(args):
         val.load_coco(val_json, images)
         train.prepare()
         val.prepare()
-        resolve_mean_pixel(args, train)
-        resolve_anchor_scales(args, train, val.class_names)
-        return train, val
+        return resolve_settings(args, train, val)
     data_dir = args.data
     if data_dir is None:
         t = time.time()
@@ -429,6 +426,16 @@ def load_data(args):
                                  os.path.join(data_dir, "train_semi_supervised"), class_mode=mode)
     train.prepare()
     val.prepare()
+    return resolve_settings(args, train, val)
+
+
+def resolve_settings(args, train, val):
+    """The settings measured on the data: input size, --mean-pixel auto, --anchor-scales auto.
+
+    ``args.image_shape``: the largest image (height, width) of both sets;
+    evaluation's input (and --image-mode pad's) holds it at --scale.
+    """
+    args.image_shape = dataset_image_shape(train, val)
     resolve_mean_pixel(args, train)
     resolve_anchor_scales(args, train, val.class_names)
     return train, val
@@ -445,36 +452,24 @@ def resolve_mean_pixel(args, train):
 
 
 def resolve_anchor_scales(args, train, class_names, max_images=200):
-    """--anchor-scales auto -> sizes fitted to the training boxes (`suggest_anchor_scales`).
+    """--anchor-scales auto -> sizes fitted to the training boxes (`dataset_anchor_scales`).
 
-    The boxes of up to `max_images` training images (seeded choice), times
-    --scale, against the model input's anchor grid; `args.anchor_scales`
-    becomes the concrete 'a:b:c,...' text, so config.json records it.
+    The boxes of up to `max_images` training images, times --scale;
+    `args.anchor_scales` becomes the concrete 'a:b:c,...' text, so
+    config.json records it.
     """
     if str(getattr(args, "anchor_scales", None) or "").strip().lower() != "auto":
         return
     config = make_config(argparse.Namespace(**dict(vars(args), anchor_scales=None)),
                          class_names)[0]
-    ids = np.asarray(train.image_ids)
-    if len(ids) > max_images:
-        ids = np.sort(np.random.default_rng(args.seed).choice(ids, max_images, replace=False))
-    boxes = [np.zeros((0, 4))] + [extract_bboxes(np.asarray(train.load_mask(int(i))[0], bool))
-                                  for i in ids]
-    boxes = np.concatenate(boxes) * float(getattr(args, "scale", 1.0) or 1.0)
-    if not len(boxes):
-        raise SystemExit("--anchor-scales auto: the training images hold no instances")
-    # crops put a box anywhere in the input: the grid over the whole image, not one crop
-    shape = np.maximum(config.IMAGE_SHAPE[:2], np.ceil(boxes[:, 2:].max(axis=0))).astype(int)
-    strides = config.BACKBONE_STRIDES
-    scales, stats = suggest_anchor_scales(boxes, shape, strides, config.RPN_ANCHOR_RATIOS,
-                                          config.RPN_ANCHOR_STRIDE)
-    default = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                                       compute_backbone_shapes(shape, strides), strides,
-                                       config.RPN_ANCHOR_STRIDE)
-    before = anchor_coverage(boxes, default)
+    try:
+        scales, stats, before = dataset_anchor_scales(
+            train, config, float(getattr(args, "scale", 1.0) or 1.0), max_images, args.seed)
+    except ValueError as exc:
+        raise SystemExit(f"--anchor-scales auto: {exc}") from None
     args.anchor_scales = ",".join(":".join(str(v) for v in np.atleast_1d(level))
                                   for level in scales)
-    print(f"anchor scales fitted to {len(boxes)} training boxes: {args.anchor_scales} (best "
+    print(f"anchor scales fitted to {stats['boxes']} training boxes: {args.anchor_scales} (best "
           f"anchor IoU {stats['mean_best_iou']:.3f} on average, {stats['covered']:.0%} of the "
           f"boxes at >= 0.7; the default {before['mean_best_iou']:.3f}, {before['covered']:.0%})")
 

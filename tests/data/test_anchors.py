@@ -9,6 +9,7 @@ from mrcnn.data.anchors import (
     anchor_coverage,
     best_anchor_iou,
     compute_backbone_shapes,
+    dataset_anchor_scales,
     generate_anchors,
     generate_pyramid_anchors,
     suggest_anchor_scales,
@@ -243,3 +244,56 @@ def test_suggest_anchor_scales_errors():
         suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [4, 8], objective="x")
     with pytest.raises(ValueError, match="feature_strides must list at least one stride"):
         suggest_anchor_scales(_squares([16], [(32, 32)]), (64, 64), [])
+
+
+class _Squares:
+    """A stand-in dataset: image i holds squares (y, x, side) as instance masks."""
+
+    def __init__(self, images, size=96):
+        self.images, self.size = images, size
+        self.image_ids = np.arange(len(images))
+
+    def load_mask(self, image_id):
+        squares = self.images[image_id]
+        masks = np.zeros((self.size, self.size, len(squares)), bool)
+        for n, (y, x, side) in enumerate(squares):
+            masks[y:y + side, x:x + side, n] = True
+        return masks, np.ones(len(squares), np.int32)
+
+
+class _AnchorConfig:
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    RPN_ANCHOR_STRIDE = 1
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    IMAGE_SHAPE = np.array([64, 64, 3])
+
+
+def test_dataset_anchor_scales_fits_the_masks_boxes_scaled_over_the_whole_image():
+    data = _Squares([[(4, 4, 16), (40, 60, 23)], [(70, 70, 16)], []])
+    scales, stats, base = dataset_anchor_scales(data, _AnchorConfig(), scale=2.0)
+    boxes = np.array([[4, 4, 20, 20], [40, 60, 63, 83], [70, 70, 86, 86]], float) * 2
+    # the grid spans the farthest box (172 px), past IMAGE_SHAPE's 64
+    want, want_stats = suggest_anchor_scales(boxes, (172, 172), _AnchorConfig.BACKBONE_STRIDES)
+    assert scales == want and stats == want_stats and stats["boxes"] == 3
+    shapes = compute_backbone_shapes((172, 172), _AnchorConfig.BACKBONE_STRIDES)
+    config_anchors = generate_pyramid_anchors(_AnchorConfig.RPN_ANCHOR_SCALES, [0.5, 1, 2],
+                                              shapes, _AnchorConfig.BACKBONE_STRIDES, 1)
+    assert base == anchor_coverage(boxes, config_anchors)
+    assert stats["mean_best_iou"] > base["mean_best_iou"]
+    # max_images: a seeded choice of that many images (1, 2, 4 and 8 boxes: every pair
+    # has its own total), the same one each time
+    counts = (1, 2, 4, 8)
+    data = _Squares([[(10 * j, 10 * j, 8) for j in range(c)] for c in counts])
+    totals = {a + b for i, a in enumerate(counts) for b in counts[i + 1:]}
+    picks = {dataset_anchor_scales(data, _AnchorConfig(), max_images=2, seed=s)[1]["boxes"]
+             for s in range(6)}
+    assert picks <= totals and len(picks) > 1
+    assert dataset_anchor_scales(data, _AnchorConfig(), max_images=None)[1]["boxes"] == 15
+    assert dataset_anchor_scales(data, _AnchorConfig(), max_images=2, seed=4) == \
+        dataset_anchor_scales(data, _AnchorConfig(), max_images=2, seed=4)
+
+
+def test_dataset_anchor_scales_without_instances_is_a_clear_error():
+    with pytest.raises(ValueError, match="the 2 images read hold no instances"):
+        dataset_anchor_scales(_Squares([[], []]), _AnchorConfig())

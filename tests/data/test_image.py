@@ -5,7 +5,9 @@ import pytest
 from data_helpers import smooth_image
 
 from mrcnn.config import Config
-from mrcnn.data.image import dataset_mean_pixel, mold_image, to_rgb_uint8, unmold_image
+from mrcnn.data.image import (dataset_image_shape, dataset_mean_pixel, mold_image, to_rgb_uint8,
+                              unmold_image)
+from mrcnn.dataset import Dataset
 
 # Backend-independent: NumPy molding, RGB conversion and image headers; no Keras op.
 pytestmark = pytest.mark.backend_independent
@@ -189,3 +191,34 @@ def test_dataset_mean_pixel_refuses_empty_and_mixed_inputs():
         dataset_mean_pixel(_Images([np.zeros((4, 4, 3)), np.zeros((4, 4, 1))]))
     with pytest.raises(ValueError, match=r"shape \(4, 4\), expected \[H, W, C\]"):
         dataset_mean_pixel(_Images([np.zeros((4, 4))]))
+
+
+class _Sized(Dataset):
+    """Images with recorded sizes (as the Sartorius/COCO loaders add them) or none (read)."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.add_class("t", 1, "cell")
+        self.reads = []
+        for i, size in enumerate(sizes):
+            kwargs = {} if size[0] == "read" else {"height": size[0], "width": size[1]}
+            self.add_image("t", i, None, shape=size[1:] if size[0] == "read" else None, **kwargs)
+        self.prepare()
+
+    def load_image(self, image_id):
+        self.reads.append(image_id)
+        return np.zeros(tuple(self.image_info[image_id]["shape"]) + (3,), np.uint8)
+
+
+def test_dataset_image_shape_is_the_largest_height_and_width_over_datasets():
+    a, b = _Sized([(520, 704), (256, 900)]), _Sized([(1040, 300), ("read", 700, 1388)])
+    assert dataset_image_shape(a) == (520, 900)
+    assert dataset_image_shape(a, b) == (1040, 1388)
+    assert a.reads == [] and b.reads == [1]          # only the image without a recorded size
+
+
+def test_dataset_image_shape_refuses_no_images_and_bad_sizes():
+    with pytest.raises(ValueError, match="no images"):
+        dataset_image_shape(_Sized([]))
+    with pytest.raises(ValueError, match=r"image 0 .*records a size of 0x704, expected positive"):
+        dataset_image_shape(_Sized([(0, 704)]))
