@@ -197,3 +197,21 @@ def test_plot_lr_schedule_as_seed_000_calls_it(inference):
     fig = inference.plot_lr_schedule(3)
     assert fig is not None
     plt.close(fig)
+
+
+def test_settings_assigned_after_construction_are_checked_and_derived_again(tmp_path):
+    """Notebook habit: `config.X = ...` after `config = MyConfig()`. Two sizes per level
+    double the anchors per location; the model is built for them (it was built for the
+    stale count and failed in a Reshape deep in the graph), and a bad value is named."""
+    config = make_config()
+    config.RPN_ANCHOR_SCALES = ((8, 12), (16, 23), (32, 45), (64, 91), (128, 181))
+    model = modellib.MaskRCNN("inference", config, str(tmp_path))
+    assert config.RPN_ANCHORS_PER_LOCATION == 2 * len(config.RPN_ANCHOR_RATIOS)
+    assert len(model.get_anchors(config.IMAGE_SHAPE)) == \
+        int(model.keras_model.get_layer("rpn_class").output.shape[1])
+    result = model.detect([np.zeros((64, 64, 3), np.uint8)])[0]
+    assert result["masks"].shape[:2] == (64, 64)
+    config.RPN_ANCHOR_SCALES = ((8, 12), 16, 32, 64, 128)
+    with pytest.raises(ValueError, match="RPN_ANCHOR_SCALES entries must all have the same "
+                                         "number of sizes"):
+        modellib.MaskRCNN("inference", config, str(tmp_path))
