@@ -257,10 +257,14 @@ def test_readme_nuclei_command_runs_as_written(real_nuclei, tmp_path, monkeypatc
     line, = cell_readme_commands("cell-nuclei")
     assert line[:2] == ["python", "samples/cell/train.py"]
     train = load_file_module("cell_train", "samples/cell/train.py")
-    scores = train.main(line[2:] + CELL_SMALL_FLAGS + ["--epochs", "1"])
+    small = CELL_SMALL_FLAGS[:CELL_SMALL_FLAGS.index("--anchor-scales")]   # the command's auto
+    scores = train.main(line[2:] + small + ["--epochs", "1"])
     assert 0.0 <= scores["map_iou"] <= 1.0
     run, = os.listdir(tmp_path / "logs")
     saved = json.load(open(tmp_path / "logs" / run / "config.json"))
+    assert saved["IMAGES_PER_GPU"] == 1
+    fitted = saved["RPN_ANCHOR_SCALES"]       # fitted to the tiles' nuclei, recorded
+    assert len(fitted) == 5 and fitted != [8, 16, 32, 64, 128]
     # the training tiles of the command's split (CELL_SMALL_FLAGS: 3 folds, fold 0, seed 0)
     from mrcnn.datasets.folds import kfold_split
     parts = {p[0]: p[1] for p in real_nuclei.tiles(*real_nuclei.read_pair(img, mask), 2)}
