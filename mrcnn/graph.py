@@ -92,7 +92,13 @@ class GraphSpec:
 
 
 def spec_from_config(config):
-    """The `GraphSpec` of a Config (the only place the graph reads a Config)."""
+    """The `GraphSpec` of a Config (the only place the graph reads a Config).
+
+    The config is validated again first: settings assigned after it was
+    constructed (``config.RPN_ANCHOR_SCALES = ...`` in a notebook) are checked
+    and the values derived from them (RPN_ANCHORS_PER_LOCATION) brought up to date.
+    """
+    config.validate()
     h, w, c = (int(v) for v in config.IMAGE_SHAPE)
     floats = lambda v: tuple(float(x) for x in np.ravel(v))  # noqa: E731
     return GraphSpec(

@@ -58,7 +58,6 @@ class MaskRCNN:
         if not hasattr(config, "BATCH_SIZE"):
             raise TypeError(f"config must be an instance of a Config subclass (did you pass "
                             f"the class instead of an instance?), got {config!r}")
-        config.validate()     # settings assigned after construction: checked, derived again
         self.mode, self.config, self.model_dir = mode, config, str(model_dir)
         self.plan = distribute.model_plan(mode, config)
         self.spec = self.plan.graph_spec(graph.spec_from_config(config))
