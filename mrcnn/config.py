@@ -8,9 +8,9 @@ attribute; users subclass it and override the few values their task needs::
         NUM_CLASSES = 1 + 3
         IMAGES_PER_GPU = 1
 
-Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed in
-``__init__``, which also validates the settings and raises a ``ValueError``
-that names the offending value and what was expected.
+Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed in ``__init__``,
+which validates the settings (a ``ValueError`` naming the value and what was expected);
+building a model validates again: settings assigned after construction are checked.
 """
 
 import re
@@ -274,7 +274,6 @@ class Config:
     def __init__(self):
         """Compute derived values and validate the settings."""
         self._check_types()
-        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
         # A function given as a class attribute would be bound to the instance
         # (config.BACKBONE(x) would receive the config): keep the plain function.
         for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE", "MASK_HEAD"):
@@ -360,6 +359,7 @@ class Config:
             raise ValueError(f"{type(self).__name__}: {msg}")
 
         self._check_types()
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT    # derived again at each model build
 
         if not isinstance(self.NUM_CLASSES, (int, np.integer)) or self.NUM_CLASSES < 2:
             fail(f"NUM_CLASSES must be an int >= 2 (background + at least one "

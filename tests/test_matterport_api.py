@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import mrcnn.model as modellib
+from mrcnn import graph
 from model_helpers import make_config, shapes
 from mrcnn import utils
 from mrcnn.data.masks import expand_mask
@@ -211,6 +212,8 @@ def test_settings_assigned_after_construction_are_checked_and_derived_again(tmp_
         int(model.keras_model.get_layer("rpn_class").output.shape[1])
     result = model.detect([np.zeros((64, 64, 3), np.uint8)])[0]
     assert result["masks"].shape[:2] == (64, 64)
+    config.IMAGES_PER_GPU = 3                     # BATCH_SIZE follows it too
+    assert graph.spec_from_config(config).batch_size == 3 * config.GPU_COUNT == config.BATCH_SIZE
     config.RPN_ANCHOR_SCALES = ((8, 12), 16, 32, 64, 128)
     with pytest.raises(ValueError, match="RPN_ANCHOR_SCALES entries must all have the same "
                                          "number of sizes"):

@@ -31,6 +31,7 @@ import numpy as np
 
 from mrcnn.config import Config
 from mrcnn.data.anchors import dataset_anchor_scales
+from mrcnn.data.fit import scaled_size
 from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90, cell_augmentation
 from mrcnn.data.image import dataset_image_shape, dataset_mean_pixel
 from mrcnn.datasets.coco import CocoDataset
@@ -41,6 +42,7 @@ from mrcnn.distribute import cluster, use_devices
 from mrcnn.evaluation import evaluate
 from mrcnn.evaluation.epoch_score import EpochScore
 from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig
+from mrcnn.inference.tta import tta_input_shape
 from mrcnn.training.precision import resolve
 import mrcnn.model as modellib
 
@@ -383,8 +385,7 @@ def make_config(args, class_names):
         attrs.update(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=args.crop_size)
     attrs.update(IMAGE_SCALE=args.scale, IMAGE_SCALE_RANGE=args.scale_range)
     size = getattr(args, "image_shape", None) or (520, 704)   # the data's largest (load_data)
-    scaled_shape = [-(-round(size[0] * args.scale) // 64) * 64,
-                    -(-round(size[1] * args.scale) // 64) * 64, 3]
+    scaled_shape = list(tta_input_shape([scaled_size(size, args.scale)], "none")) + [3]
     if args.image_mode == "pad":
         attrs["IMAGE_SHAPE"] = scaled_shape
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
