@@ -359,7 +359,7 @@ class Config:
             raise ValueError(f"{type(self).__name__}: {msg}")
 
         self._check_types()
-        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT    # derived again at each model build
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT  # derived again per model build
 
         if not isinstance(self.NUM_CLASSES, (int, np.integer)) or self.NUM_CLASSES < 2:
             fail(f"NUM_CLASSES must be an int >= 2 (background + at least one "

@@ -1,4 +1,4 @@
-"""README's anchor recipe: measured coverage, then sizes fitted to the dataset, and a model trains."""
+"""README's anchor recipe: coverage, sizes fitted to the dataset, and a model trains with them."""
 
 import math
 
