@@ -379,16 +379,24 @@ def score_peer(work, val, postprocess, num_classes, verbose=1, folder="peer"):
 
 # ------------------------------------------------------------------------------------ table
 def table(rows, class_names):
-    """Text table of the runs: method, backbone, images seen, timings, mAP-IoU per class."""
+    """Text table of the runs: method, backbone, images seen, timings, mAP-IoU per class.
+
+    Then where each method's score goes (`mrcnn.evaluation.report`'s ``errors``): objects
+    missed and predictions false at IoU 0.5, and the median mask IoU of the matched pairs.
+    """
     header = ["method", "backbone", "images", "train s", "steps s", "s/step",
-              "mAP-IoU"] + list(class_names)
+              "mAP-IoU"] + list(class_names) + ["missed", "false", "IoU med"]
     lines = [header]
     for r in rows:
         per = r["scores"]["map_iou_per_class"]
+        errors = r["scores"].get("errors")
         lines.append([r["method"], r["backbone"], str(r["images_seen"]),
                       f"{r['train_s']:.0f}", f"{r['steps_total_s']:.0f}", f"{r['step_s']:.3f}",
                       f"{r['scores']['map_iou']:.4f}"]
-                     + [f"{per[c]:.4f}" if c in per else "-" for c in class_names])
+                     + [f"{per[c]:.4f}" if c in per else "-" for c in class_names]
+                     + ([f"{errors['missed']}/{errors['n_gt']}",
+                         f"{errors['false_positives']}/{errors['n_pred']}",
+                         f"{errors['matched_iou_median']:.3f}"] if errors else ["-"] * 3))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(v.ljust(w) if i < 2 else v.rjust(w)
                                for i, (v, w) in enumerate(zip(line, widths)))
@@ -399,7 +407,8 @@ def _plain(scores):
     return {"map_iou": float(scores["map_iou"]),
             "map_iou_per_class": {str(k): float(v)
                                   for k, v in scores["map_iou_per_class"].items()},
-            "mask_ap": float(scores["mask"]["AP"]) if "mask" in scores else None}
+            "mask_ap": float(scores["mask"]["AP"]) if "mask" in scores else None,
+            "errors": scores.get("errors")}
 
 
 def main(argv=None):

@@ -184,7 +184,17 @@ def test_smoke_run_trains_ours_on_the_tiles(real_nuclei, tmp_path, capsys):
     assert 0.0 <= results[0]["scores"]["map_iou"] <= 1.0
     saved = json.load(open(tmp_path / "work" / "results.json"))
     assert saved["runs"][0]["held_out"] == results[0]["held_out"]
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("ours=")
+    # Where the score goes: the held-out tile's objects, missed or matched at IoU 0.5.
+    errors = saved["runs"][0]["scores"]["errors"]
+    parts = real_nuclei.tiles(*real_nuclei.read_pair(img, mask), 2)
+    held = {p[0]: p[2] for p in parts}[results[0]["held_out"]]
+    assert errors["n_gt"] == np.unique(held[held > 0]).size
+    assert 0 <= errors["missed"] <= errors["n_gt"]
+    assert 0 <= errors["false_positives"] <= errors["n_pred"]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("ours=")
+    row = next(line for line in out if line.startswith("mrcnn (ours)"))
+    assert f"{errors['missed']}/{errors['n_gt']}" in row.split()
 
 
 def test_bad_flags_are_named(real_nuclei, tmp_path):

@@ -10,6 +10,9 @@ variants, which score each class's instances separately).
   :func:`map_iou_dataset` (mean over images),
   :func:`precision_recall_per_threshold` (the counts behind it) and
   :func:`map_iou_per_class`;
+* :func:`matched_pairs` (the one-to-one matches at a threshold) and
+  :func:`error_breakdown` (missed objects, false positives and the matched
+  pairs' IoUs: what detection and what mask precision cost);
 * :func:`map_iou_from_ious` and :func:`map_iou_per_class_from_ious` score a
   precomputed ``[Ngt, Npred]`` IoU matrix (e.g. ``SparseMasks.iou``);
 * :func:`iou_matrix` is the gt x prediction mask IoU
@@ -26,9 +29,10 @@ from mrcnn.data.iou import mask_iou
 from mrcnn.evaluation.inputs import class_key
 
 __all__ = [
-    "DEFAULT_IOU_THRESHOLDS", "check_thresholds", "iou_matrix", "map_iou",
+    "DEFAULT_IOU_THRESHOLDS", "check_thresholds", "error_breakdown", "iou_matrix", "map_iou",
     "map_iou_dataset", "map_iou_from_ious", "map_iou_per_class",
-    "map_iou_per_class_from_ious", "mean_map_iou", "precision_recall_per_threshold",
+    "map_iou_per_class_from_ious", "matched_pairs", "mean_map_iou",
+    "precision_recall_per_threshold",
 ]
 
 # Thresholds 0.50, 0.55, ..., 0.95 (the competitions' and COCO's). Written out
@@ -68,8 +72,8 @@ def iou_matrix(gt_masks, pred_masks):
 # Counting
 # ---------------------------------------------------------------------------
 
-def _true_positives(ious, threshold):
-    """One-to-one matches with ``IoU > threshold``.
+def matched_pairs(ious, threshold=0.5):
+    """The competition's one-to-one matches with ``IoU > threshold``.
 
     When every gt row and pred column has at most one candidate (always the
     case for thresholds >= 0.5 and non-overlapping instances), all candidates
@@ -81,21 +85,56 @@ def _true_positives(ious, threshold):
         threshold: scalar.
 
     Returns:
-        int, the number of matched pairs.
+        ``(gt_index, pred_index)``: int64 ``[K]`` arrays of the matched pairs,
+        by increasing gt index.
     """
+    ious = _check_ious(ious)
     matches = ious > threshold
-    if (matches.sum(axis=0) <= 1).all() and (matches.sum(axis=1) <= 1).all():
-        return int(matches.sum())
     gi, pi = np.nonzero(matches)
+    if (matches.sum(axis=0) <= 1).all() and (matches.sum(axis=1) <= 1).all():
+        return gi.astype(np.int64), pi.astype(np.int64)
     order = np.argsort(-ious[gi, pi], kind="stable")
     used_gt = np.zeros(ious.shape[0], dtype=bool)
     used_pred = np.zeros(ious.shape[1], dtype=bool)
-    tp = 0
-    for g, p in zip(gi[order], pi[order]):
+    keep = []
+    for k in order:
+        g, p = gi[k], pi[k]
         if not used_gt[g] and not used_pred[p]:
             used_gt[g] = used_pred[p] = True
-            tp += 1
-    return tp
+            keep.append(k)
+    keep = np.asarray(sorted(keep, key=lambda k: (gi[k], pi[k])), dtype=np.int64)
+    return gi[keep].astype(np.int64), pi[keep].astype(np.int64)
+
+
+def _true_positives(ious, threshold):
+    """The number of one-to-one matches with ``IoU > threshold`` (`matched_pairs`)."""
+    return int(matched_pairs(ious, threshold)[0].size)
+
+
+def error_breakdown(ious, threshold=0.5):
+    """Where one image's score goes: detection errors at `threshold`, then mask precision.
+
+    The competition score falls from its value at IoU 0.5 (every object found
+    or not, every prediction real or not) to its value at 0.95 as matched
+    masks fall short of each threshold: the counts at 0.5 say what detection
+    costs, the IoUs of the matched pairs what the masks' precision costs.
+
+    Args:
+        ious: float ``[Ngt, Npred]`` mask IoUs.
+        threshold: the IoU that makes a match (default 0.5, the competition's lowest).
+
+    Returns:
+        dict: ``n_gt``, ``n_pred``, ``matched`` (pairs with IoU > threshold,
+        one to one), ``missed`` (gt without a match), ``false_positives``
+        (predictions without a match) and ``matched_ious`` (float64 ``[matched]``,
+        by increasing gt index).
+    """
+    ious = _check_ious(ious)
+    gi, pi = matched_pairs(ious, threshold)
+    n_gt, n_pred = ious.shape
+    return {"n_gt": int(n_gt), "n_pred": int(n_pred), "matched": int(gi.size),
+            "missed": int(n_gt - gi.size), "false_positives": int(n_pred - gi.size),
+            "matched_ious": ious[gi, pi]}
 
 
 def _counts_from_ious(ious, thresholds):

@@ -2,7 +2,9 @@
 
 * :func:`evaluate` runs a model over a dataset and prints a table of the
   competition score (mAP over IoU 0.50-0.95, per class and overall) and of
-  COCO mask and box AP / AP50 / AP75 (pycocotools).
+  COCO mask and box AP / AP50 / AP75 (pycocotools), and where the score goes
+  (`mrcnn.evaluation.competition.error_breakdown`: objects missed and false
+  positives at IoU 0.5, the matched masks' IoU).
 * :func:`format_report` is that table as text.
 * :func:`collect_predictions` keeps a validation set's detections and ground
   truth in compact form, for :func:`mrcnn.evaluation.tuning.tune_postprocess`.
@@ -11,12 +13,13 @@
 import numpy as np
 
 from mrcnn.evaluation.coco import AP_KEYS, DEFAULT_MAX_DETS, coco_ap
-from mrcnn.evaluation.competition import map_iou_from_ious, map_iou_per_class_from_ious
+from mrcnn.evaluation.competition import (error_breakdown, map_iou_from_ious,
+                                          map_iou_per_class_from_ious)
 from mrcnn.evaluation.inputs import as_ground_truth, class_key
 from mrcnn.inference.postprocess import PostprocessConfig, postprocess as run_postprocess
 from mrcnn.inference.results import compact
 
-__all__ = ["collect_predictions", "evaluate", "format_report"]
+__all__ = ["collect_predictions", "evaluate", "format_errors", "format_report"]
 
 
 def _batch_size(model):
@@ -80,10 +83,15 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
         ``map_iou_per_class`` ``{class name: score}`` (mean over the images
         where the class occurs in gt or predictions), ``mask`` and ``box``
         (see :func:`mrcnn.evaluation.coco.coco_ap`), ``per_image`` (list of
-        ``{"image_id", "map_iou", "n_gt", "n_pred"}``) and ``n_images``.
+        ``{"image_id", "map_iou", "n_gt", "n_pred", "missed", "false_positives",
+        "matched_iou_median"}``), ``errors`` (over all images, at IoU 0.5:
+        ``n_gt``, ``n_pred``, ``missed``, ``false_positives``, and the matched
+        pairs' mask IoU ``matched_iou_median`` / ``matched_iou_q25``, NaN when
+        nothing matched; `mrcnn.evaluation.competition.error_breakdown`) and
+        ``n_images``.
     """
     class_names = getattr(dataset, "class_names", None)
-    per_image, per_class, gt_list, pred_list = [], {}, [], []
+    per_image, per_class, gt_list, pred_list, breakdowns = [], {}, [], [], []
     for image_id, result, gt, gt_ids in _detections(model, dataset, image_ids):
         pred = compact(_apply(postprocess, result, class_names))
         if pred["masks"].shape != gt.shape:
@@ -91,8 +99,13 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
                              f"{pred['masks'].shape}, ground truth {gt.shape}")
         ious = gt.iou(pred["masks"])
         score = map_iou_from_ious(ious, thresholds)
+        errors = error_breakdown(ious)
+        breakdowns.append(errors)
         per_image.append({"image_id": image_id, "map_iou": score,
-                          "n_gt": gt.count, "n_pred": pred["masks"].count})
+                          "n_gt": gt.count, "n_pred": pred["masks"].count,
+                          "missed": errors["missed"],
+                          "false_positives": errors["false_positives"],
+                          "matched_iou_median": _quantile(errors["matched_ious"], 0.5)})
         for class_id, value in map_iou_per_class_from_ious(
                 ious, gt_ids, pred["class_ids"], None, thresholds).items():
             per_class.setdefault(class_id, []).append(value)
@@ -105,10 +118,34 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
                                     for c in sorted(per_class)}}
     report.update(coco_ap(gt_list, pred_list, class_names, max_dets))
     report["per_image"] = per_image
+    report["errors"] = _total_errors(breakdowns)
     report["n_images"] = len(per_image)
     if verbose:
         print(format_report(report))
     return report
+
+
+def _quantile(values, q):
+    return float(np.quantile(values, q)) if len(values) else float("nan")
+
+
+def _total_errors(breakdowns):
+    """`error_breakdown`s of the images summed: counts added, the matched IoUs pooled."""
+    totals = {k: int(sum(b[k] for b in breakdowns))
+              for k in ("n_gt", "n_pred", "missed", "false_positives")}
+    ious = np.concatenate([b["matched_ious"] for b in breakdowns])
+    totals.update(matched_iou_median=_quantile(ious, 0.5), matched_iou_q25=_quantile(ious, 0.25))
+    return totals
+
+
+def format_errors(errors):
+    """One line of an `evaluate` report's ``errors``: detection at IoU 0.5, then the masks."""
+    line = (f"at IoU 0.5: {errors['missed']} of {errors['n_gt']} objects missed, "
+            f"{errors['false_positives']} of {errors['n_pred']} predictions false")
+    if errors["n_gt"] > errors["missed"]:
+        line += (f"; matched masks' IoU median {errors['matched_iou_median']:.3f} "
+                 f"(q25 {errors['matched_iou_q25']:.3f})")
+    return line
 
 
 def format_report(report):
@@ -131,6 +168,8 @@ def format_report(report):
     for row in lines:
         out.append("  ".join([row[0].ljust(widths[0])] +
                              [f"{v:.3f}".rjust(w) for v, w in zip(row[1:], widths[1:])]))
+    if "errors" in report:
+        out.append(format_errors(report["errors"]))
     out.append(f"({report['n_images']} images)")
     return "\n".join(out)
 

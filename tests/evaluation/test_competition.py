@@ -5,10 +5,12 @@ import pytest
 
 from mrcnn.evaluation import (
     DEFAULT_IOU_THRESHOLDS,
+    error_breakdown,
     iou_matrix,
     map_iou,
     map_iou_dataset,
     map_iou_per_class,
+    matched_pairs,
     mean_map_iou,
     precision_recall_per_threshold,
 )
@@ -146,6 +148,55 @@ def test_map_iou_agrees_with_slow_reference_including_low_thresholds(seed):
     for thresholds in (DEFAULT_IOU_THRESHOLDS, [0.05, 0.1, 0.2, 0.3]):
         assert map_iou(gt, pred, thresholds) == pytest.approx(
             _map_iou_reference(gt, pred, thresholds))
+
+
+def _pairs_reference(ious, t):
+    """Slow one-to-one matches: every pair above t, greedy by decreasing IoU."""
+    pairs = sorted(((ious[g, p], g, p) for g in range(ious.shape[0])
+                    for p in range(ious.shape[1]) if ious[g, p] > t), key=lambda x: -x[0])
+    used_g, used_p, out = set(), set(), []
+    for _, g, p in pairs:
+        if g not in used_g and p not in used_p:
+            used_g.add(g)
+            used_p.add(p)
+            out.append((g, p))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matched_pairs_and_error_breakdown_agree_with_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    gt = rng.random((12, 12, 4)) < 0.4
+    pred = np.concatenate([gt[..., :2], gt[..., :1], rng.random((12, 12, 3)) < 0.4], axis=-1)
+    ious = iou_loop(gt, pred)
+    for t in (0.05, 0.2, 0.5, 0.9):
+        gi, pi = matched_pairs(ious, t)
+        assert list(zip(gi.tolist(), pi.tolist())) == _pairs_reference(ious, t)
+        errors = error_breakdown(ious, t)
+        want = _pairs_reference(ious, t)
+        assert errors["matched"] == len(want)
+        assert errors["missed"] == 4 - len(want) and errors["false_positives"] == 6 - len(want)
+        assert errors["matched_ious"] == pytest.approx([ious[g, p] for g, p in want])
+        # The counts at t are the competition's: TP / (TP + FP + FN) at that one threshold.
+        counts = precision_recall_per_threshold(gt, pred, [t])
+        assert (counts["tp"][0], counts["fp"][0], counts["fn"][0]) == (
+            errors["matched"], errors["false_positives"], errors["missed"])
+
+
+def test_error_breakdown_hand_case():
+    # The 60% pair matches at 0.5 (IoU 0.6); a second gt is missed; a stray prediction is false.
+    gt, pred = sixty_percent_pair()
+    gt = np.concatenate([gt, masks_of(gt.shape[:2], np.s_[0:2, 0:2])], axis=-1)
+    pred = np.concatenate([pred, masks_of(gt.shape[:2], np.s_[-2:, -2:])], axis=-1)
+    errors = error_breakdown(iou_matrix(gt, pred))
+    assert (errors["n_gt"], errors["n_pred"], errors["matched"]) == (2, 2, 1)
+    assert (errors["missed"], errors["false_positives"]) == (1, 1)
+    assert errors["matched_ious"] == pytest.approx([0.6])
+    assert error_breakdown(iou_matrix(gt, pred), 0.6)["matched"] == 0    # strictly greater
+    empty = error_breakdown(np.zeros((0, 3)))
+    assert (empty["missed"], empty["false_positives"], empty["matched_ious"].size) == (0, 3, 0)
+    with pytest.raises(ValueError, match=r"\[Ngt, Npred\]"):
+        error_breakdown(np.zeros(3))
 
 
 def test_map_iou_duplicate_prediction_counts_once():

@@ -23,6 +23,9 @@ def test_evaluate_with_ground_truth_predictions_scores_one(capsys):
     table = capsys.readouterr().out
     assert "mAP-IoU (competition)" in table and "mask AP50" in table
     assert "(4 images)" in table
+    n_gt = sum(p["n_gt"] for p in report["per_image"])
+    assert f"at IoU 0.5: 0 of {n_gt} objects missed, 0 of {n_gt} predictions false; " \
+           f"matched masks' IoU median 1.000 (q25 1.000)" in table
     assert set(report["map_iou_per_class"]) <= {"square", "circle", "triangle"}
 
 
@@ -46,6 +49,14 @@ def test_evaluate_with_a_missed_instance_matches_hand_count():
         map_iou(masks, masks[..., :-1]))
     # Missing instances lower COCO AP too.
     assert 0.0 < report["mask"]["AP"] < 1.0
+    # Where the score went: one object missed per image, no false prediction, perfect masks.
+    assert [p["missed"] for p in report["per_image"]] == [1] * len(expected)
+    assert [p["false_positives"] for p in report["per_image"]] == [0] * len(expected)
+    n_gt = sum(p["n_gt"] for p in report["per_image"])
+    assert report["errors"] == {"n_gt": n_gt, "n_pred": n_gt - len(expected),
+                                "missed": len(expected), "false_positives": 0,
+                                "matched_iou_median": pytest.approx(1.0),
+                                "matched_iou_q25": pytest.approx(1.0)}
 
 
 def test_evaluate_applies_postprocess_config_and_callables():
