@@ -13,7 +13,7 @@
 import numpy as np
 
 from mrcnn.evaluation.coco import AP_KEYS, DEFAULT_MAX_DETS, coco_ap
-from mrcnn.evaluation.competition import (error_breakdown, map_iou_from_ious,
+from mrcnn.evaluation.competition import (check_thresholds, error_breakdown, map_iou_from_ious,
                                           map_iou_per_class_from_ious)
 from mrcnn.evaluation.inputs import as_ground_truth, class_key
 from mrcnn.inference.postprocess import PostprocessConfig, postprocess as run_postprocess
@@ -84,13 +84,14 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
         where the class occurs in gt or predictions), ``mask`` and ``box``
         (see :func:`mrcnn.evaluation.coco.coco_ap`), ``per_image`` (list of
         ``{"image_id", "map_iou", "n_gt", "n_pred", "missed", "false_positives",
-        "matched_iou_median"}``), ``errors`` (over all images, at IoU 0.5:
-        ``n_gt``, ``n_pred``, ``missed``, ``false_positives``, and the matched
-        pairs' mask IoU ``matched_iou_median`` / ``matched_iou_q25``, NaN when
-        nothing matched; `mrcnn.evaluation.competition.error_breakdown`) and
-        ``n_images``.
+        "matched_iou_median"}``), ``errors`` (over all images, at the lowest
+        threshold, ``threshold``: ``n_gt``, ``n_pred``, ``missed``,
+        ``false_positives``, and the matched pairs' mask IoU
+        ``matched_iou_median`` / ``matched_iou_q25``, NaN when nothing matched;
+        `mrcnn.evaluation.competition.error_breakdown`) and ``n_images``.
     """
     class_names = getattr(dataset, "class_names", None)
+    lowest = float(check_thresholds(thresholds).min())   # where a match starts
     per_image, per_class, gt_list, pred_list, breakdowns = [], {}, [], [], []
     for image_id, result, gt, gt_ids in _detections(model, dataset, image_ids):
         pred = compact(_apply(postprocess, result, class_names))
@@ -99,7 +100,7 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
                              f"{pred['masks'].shape}, ground truth {gt.shape}")
         ious = gt.iou(pred["masks"])
         score = map_iou_from_ious(ious, thresholds)
-        errors = error_breakdown(ious)
+        errors = error_breakdown(ious, lowest)
         breakdowns.append(errors)
         per_image.append({"image_id": image_id, "map_iou": score,
                           "n_gt": gt.count, "n_pred": pred["masks"].count,
@@ -118,7 +119,7 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
                                     for c in sorted(per_class)}}
     report.update(coco_ap(gt_list, pred_list, class_names, max_dets))
     report["per_image"] = per_image
-    report["errors"] = _total_errors(breakdowns)
+    report["errors"] = dict(threshold=lowest, **_total_errors(breakdowns))
     report["n_images"] = len(per_image)
     if verbose:
         print(format_report(report))
@@ -139,9 +140,9 @@ def _total_errors(breakdowns):
 
 
 def format_errors(errors):
-    """One line of an `evaluate` report's ``errors``: detection at IoU 0.5, then the masks."""
-    line = (f"at IoU 0.5: {errors['missed']} of {errors['n_gt']} objects missed, "
-            f"{errors['false_positives']} of {errors['n_pred']} predictions false")
+    """One line of an `evaluate` report's ``errors``: detection at its IoU, then the masks."""
+    line = (f"at IoU {errors['threshold']:g}: {errors['missed']} of {errors['n_gt']} objects "
+            f"missed, {errors['false_positives']} of {errors['n_pred']} predictions false")
     if errors["n_gt"] > errors["missed"]:
         line += (f"; matched masks' IoU median {errors['matched_iou_median']:.3f} "
                  f"(q25 {errors['matched_iou_q25']:.3f})")

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from mrcnn.evaluation import collect_predictions, evaluate, map_iou, tune_postprocess
+from mrcnn.evaluation import (collect_predictions, evaluate, format_report, map_iou,
+                              tune_postprocess)
 from mrcnn.inference import PostprocessConfig, SparseMasks
-from tests.evaluation.eval_helpers import OracleModel
+from tests.evaluation.eval_helpers import OracleModel, sixty_percent_pair
 from tests.model_helpers import shapes
 
 # Backend-independent: evaluate() over an oracle model (NumPy results, no Keras model).
@@ -53,10 +54,40 @@ def test_evaluate_with_a_missed_instance_matches_hand_count():
     assert [p["missed"] for p in report["per_image"]] == [1] * len(expected)
     assert [p["false_positives"] for p in report["per_image"]] == [0] * len(expected)
     n_gt = sum(p["n_gt"] for p in report["per_image"])
-    assert report["errors"] == {"n_gt": n_gt, "n_pred": n_gt - len(expected),
+    assert report["errors"] == {"threshold": 0.5, "n_gt": n_gt, "n_pred": n_gt - len(expected),
                                 "missed": len(expected), "false_positives": 0,
                                 "matched_iou_median": pytest.approx(1.0),
                                 "matched_iou_q25": pytest.approx(1.0)}
+
+
+def test_evaluate_breakdown_starts_at_the_lowest_threshold():
+    # Predictions at IoU 0.6 with the truth: matched at 0.5, missed and false from 0.6 on.
+    gt, pred = sixty_percent_pair()
+
+    class Fixed:
+        def detect(self, images, verbose=0):
+            return [{"rois": np.array([[0, 0, 10, 15]]), "class_ids": np.array([1]),
+                     "scores": np.array([0.9]), "masks": pred} for _ in images]
+
+    class One:
+        image_ids = [0]
+        class_names = ["BG", "cell"]
+
+        def load_image(self, image_id):
+            return np.zeros((20, 20, 3), np.uint8)
+
+        def load_mask(self, image_id):
+            return gt, np.array([1], np.int32)
+
+    low = evaluate(Fixed(), One(), verbose=0)
+    assert (low["errors"]["missed"], low["errors"]["false_positives"]) == (0, 0)
+    assert low["errors"]["matched_iou_median"] == pytest.approx(0.6)
+    high = evaluate(Fixed(), One(), verbose=0, thresholds=[0.6, 0.7])
+    assert high["errors"]["threshold"] == 0.6 and high["map_iou"] == 0.0
+    assert (high["errors"]["missed"], high["errors"]["false_positives"]) == (1, 1)
+    assert np.isnan(high["errors"]["matched_iou_median"])
+    assert "at IoU 0.6: 1 of 1 objects missed, 1 of 1 predictions false" in \
+        format_report(high).splitlines()[-2]
 
 
 def test_evaluate_applies_postprocess_config_and_callables():
