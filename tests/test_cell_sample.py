@@ -539,6 +539,12 @@ def test_train_flags_set_the_config():
     for bad in ("x", "1,2", "300"):
         with pytest.raises(SystemExit):
             parse(["--mean-pixel", bad])
+    config, infer = train.make_config(
+        parse(["--loss-weights", "rpn_class_loss=0.5,rpn_bbox_loss=0.5"]), CELL_CLASSES)
+    assert config.LOSS_WEIGHTS == infer.LOSS_WEIGHTS == dict(
+        train.CellConfig.LOSS_WEIGHTS, rpn_class_loss=0.5, rpn_bbox_loss=0.5)
+    assert train.make_config(parse([]), CELL_CLASSES)[0].LOSS_WEIGHTS == \
+        train.CellConfig.LOSS_WEIGHTS
     config, infer = train.make_config(parse(["--mask-box-scale", "1.25"]), CELL_CLASSES)
     assert config.MASK_BOX_SCALE == infer.MASK_BOX_SCALE == 1.25
     assert train.make_config(parse([]), CELL_CLASSES)[0].MASK_BOX_SCALE == 1.0

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from mrcnn.cli_settings import parse_loss_weights, parse_mean_pixel, parse_mini_mask
 from mrcnn.config import Config
 from mrcnn.data.anchors import dataset_anchor_scales
 from mrcnn.data.fit import scaled_size
@@ -192,6 +193,10 @@ def build_parser():
                         "training boxes (mrcnn.data.anchors.suggest_anchor_scales)")
     p.add_argument("--anchor-ratios", default="0.5,1,2",
                    help="anchor width/height ratios (seed 004 used 0.2..5)")
+    p.add_argument("--loss-weights", type=parse_loss_weights, default=None,
+                   metavar="NAME=W,...",
+                   help="weights of the five losses (Config.LOSS_WEIGHTS, 1 each by default), "
+                        "e.g. rpn_class_loss=0.5,rpn_bbox_loss=0.5")
     p.add_argument("--cache", choices=("none", "memory", "disk"), default="memory",
                    help="LZ4 sample cache (default memory)")
     p.add_argument("--classes", choices=("cell-type", "single"), default="cell-type",
@@ -273,35 +278,6 @@ def parse_scale_range(text):
     return low, high
 
 
-def parse_mean_pixel(text):
-    """'auto' -> 'auto', '30' -> (30.0,), '30,20,10' -> (30.0, 20.0, 10.0) for --mean-pixel."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected auto, one value or R,G,B (e.g. 30 or 30,30,30), got {text!r}") from None
-    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"expected one value or three (R,G,B) in [0, 255], got {text!r}")
-    return values
-
-
-def parse_mini_mask(text):
-    """'56' -> 56, 'none' -> 'none' for --mini-mask."""
-    if text.strip().lower() == "none":
-        return "none"
-    try:
-        size = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a mini-mask size like 56 or 'none', got {text!r}") from None
-    if size < 1:
-        raise argparse.ArgumentTypeError(f"the mini-mask size must be positive, got {text!r}")
-    return size
-
-
 def parse_anchor_scales(text):
     """'16:23,32:45,...' -> ((16, 23), (32, 45), ...); '8,16,...' -> (8, 16, ...)."""
     if not text:
@@ -370,6 +346,8 @@ def make_config(args, class_names):
         if not 1 <= args.mask_box_scale < float("inf"):
             raise SystemExit(f"--mask-box-scale must be a number >= 1, got {args.mask_box_scale}")
         attrs["MASK_BOX_SCALE"] = args.mask_box_scale
+    if args.loss_weights:
+        attrs["LOSS_WEIGHTS"] = args.loss_weights
     if args.mask_channels is not None:
         if args.mask_channels < 1:
             raise SystemExit(f"--mask-channels must be a positive number, got "

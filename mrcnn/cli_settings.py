@@ -1,0 +1,83 @@
+"""Config settings written on a command line: ``--mean-pixel``, ``--mini-mask``, ``--loss-weights``.
+
+Each function is an ``argparse`` ``type=``: it turns the flag's text into the
+value the Config takes and raises ``argparse.ArgumentTypeError`` naming the
+text and what was expected (argparse prints it as the flag's error).
+
+* :func:`parse_mean_pixel`: ``auto``, one gray value or ``R,G,B`` (Config.MEAN_PIXEL);
+* :func:`parse_mini_mask`: a mini-mask size or ``none`` (Config.MINI_MASK_SHAPE,
+  USE_MINI_MASK);
+* :func:`parse_loss_weights`: ``name=weight,...`` over Config.LOSS_WEIGHTS' five
+  losses, the others keeping their weight.
+"""
+
+import argparse
+import math
+
+from mrcnn.config import Config
+
+__all__ = ["parse_loss_weights", "parse_mean_pixel", "parse_mini_mask"]
+
+
+def parse_mean_pixel(text):
+    """'auto' -> 'auto', '30' -> (30.0,), '30,20,10' -> (30.0, 20.0, 10.0) for --mean-pixel."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, one value or R,G,B (e.g. 30 or 30,30,30), got {text!r}") from None
+    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected one value or three (R,G,B) in [0, 255], got {text!r}")
+    return values
+
+
+def parse_mini_mask(text):
+    """'56' -> 56, 'none' -> 'none' for --mini-mask."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a mini-mask size like 56 or 'none', got {text!r}") from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"the mini-mask size must be positive, got {text!r}")
+    return size
+
+
+def parse_loss_weights(text, defaults=None):
+    """'rpn_class_loss=0.5,rpn_bbox_loss=0.5' -> the five LOSS_WEIGHTS with those two set.
+
+    Args:
+        text: comma-separated ``name=weight`` pairs; names are the keys of
+            Config.LOSS_WEIGHTS (``rpn_class_loss``, ``rpn_bbox_loss``,
+            ``mrcnn_class_loss``, ``mrcnn_bbox_loss``, ``mrcnn_mask_loss``),
+            weights finite numbers >= 0.
+        defaults: the weights of the losses not named (default
+            Config.LOSS_WEIGHTS: 1 each).
+
+    Returns:
+        dict of all five weights.
+    """
+    weights = dict(Config.LOSS_WEIGHTS if defaults is None else defaults)
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(
+            f"expected name=weight pairs like rpn_class_loss=0.5, got {text!r}")
+    for item in items:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or name not in weights:
+            raise argparse.ArgumentTypeError(
+                f"expected name=weight with a name of {sorted(weights)}, got {item!r}")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise argparse.ArgumentTypeError(
+                f"the weight of {name} must be a number >= 0, got {value!r}")
+        weights[name] = weight
+    return weights
