@@ -106,11 +106,6 @@ def matched_pairs(ious, threshold=0.5):
     return gi[keep].astype(np.int64), pi[keep].astype(np.int64)
 
 
-def _true_positives(ious, threshold):
-    """The number of one-to-one matches with ``IoU > threshold`` (`matched_pairs`)."""
-    return int(matched_pairs(ious, threshold)[0].size)
-
-
 def error_breakdown(ious, threshold=0.5):
     """Where one image's score goes: detection errors at `threshold`, then mask precision.
 
@@ -140,7 +135,7 @@ def error_breakdown(ious, threshold=0.5):
 def _counts_from_ious(ious, thresholds):
     """TP/FP/FN counts and derived rates from an ``[Ngt, Npred]`` IoU matrix."""
     n_gt, n_pred = ious.shape
-    tp = np.array([_true_positives(ious, t) for t in thresholds], dtype=np.int64)
+    tp = np.array([matched_pairs(ious, t)[0].size for t in thresholds], dtype=np.int64)
     fp = n_pred - tp
     fn = n_gt - tp
     denom = tp + fp + fn
