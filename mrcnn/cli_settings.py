@@ -1,4 +1,4 @@
-"""Config settings written on a command line: ``--mean-pixel``, ``--mini-mask``, ``--loss-weights``.
+"""Config settings written on a command line: ``--mean-pixel``, ``--mini-mask``, ``--loss-weights``, ...
 
 Each function is an ``argparse`` ``type=``: it turns the flag's text into the
 value the Config takes and raises ``argparse.ArgumentTypeError`` naming the
@@ -8,7 +8,10 @@ text and what was expected (argparse prints it as the flag's error).
 * :func:`parse_mini_mask`: a mini-mask size or ``none`` (Config.MINI_MASK_SHAPE,
   USE_MINI_MASK);
 * :func:`parse_loss_weights`: ``name=weight,...`` over Config.LOSS_WEIGHTS' five
-  losses, the others keeping their weight.
+  losses, the others keeping their weight;
+* :func:`parse_scale_range`: ``LO,HI`` (Config.IMAGE_SCALE_RANGE).
+
+The cell and nucleus samples share them.
 """
 
 import argparse
@@ -16,7 +19,7 @@ import math
 
 from mrcnn.config import Config
 
-__all__ = ["parse_loss_weights", "parse_mean_pixel", "parse_mini_mask"]
+__all__ = ["parse_loss_weights", "parse_mean_pixel", "parse_mini_mask", "parse_scale_range"]
 
 
 def parse_mean_pixel(text):
@@ -81,3 +84,15 @@ def parse_loss_weights(text, defaults=None):
                 f"the weight of {name} must be a number >= 0, got {value!r}")
         weights[name] = weight
     return weights
+
+
+def parse_scale_range(text):
+    """'LO,HI' -> (lo, hi) floats for --scale-range (0 < lo <= hi)."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LO,HI (two numbers, e.g. 1.5,2.5), got {text!r}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"needs 0 < LO <= HI, got {text!r}")
+    return low, high

@@ -4,7 +4,8 @@ import argparse
 
 import pytest
 
-from mrcnn.cli_settings import parse_loss_weights, parse_mean_pixel, parse_mini_mask
+from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,
+                                parse_scale_range)
 from mrcnn.config import Config
 
 # Backend-independent: text parsing, no Keras op.
@@ -52,3 +53,12 @@ def test_the_flags_through_argparse(capsys):
         with pytest.raises(SystemExit):
             p.parse_args([flag, bad])
         assert message in capsys.readouterr().err
+
+
+def test_scale_range():
+    assert parse_scale_range("1.5, 2.5") == (1.5, 2.5) and parse_scale_range("2,2") == (2.0, 2.0)
+    for bad, message in (("2", "expected LO,HI"), ("a,b", "expected LO,HI"),
+                         ("1,2,3", "expected LO,HI"), ("2,1", "0 < LO <= HI, got '2,1'"),
+                         ("0,1", "0 < LO <= HI")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse_scale_range(bad)

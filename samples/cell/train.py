@@ -29,7 +29,8 @@ import time
 
 import numpy as np
 
-from mrcnn.cli_settings import parse_loss_weights, parse_mean_pixel, parse_mini_mask
+from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,
+                                parse_scale_range)
 from mrcnn.config import Config
 from mrcnn.data.anchors import dataset_anchor_scales
 from mrcnn.data.fit import scaled_size
@@ -264,18 +265,6 @@ def parse_epochs(text):
         raise argparse.ArgumentTypeError(
             f"expected increasing positive epoch numbers like 20,25, got {text!r}")
     return epochs
-
-
-def parse_scale_range(text):
-    """'LO,HI' -> (lo, hi) for --scale-range (0 < lo <= hi)."""
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LO,HI (two numbers, e.g. 1.5,2.5), got {text!r}") from None
-    if not 0 < low <= high:
-        raise argparse.ArgumentTypeError(f"needs 0 < LO <= HI, got {text!r}")
-    return low, high
 
 
 def parse_anchor_scales(text):

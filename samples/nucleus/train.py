@@ -26,6 +26,7 @@ import time
 import numpy as np
 import skimage.io
 
+from mrcnn.cli_settings import parse_scale_range
 from mrcnn.config import Config
 from mrcnn.data.augment import cell_augmentation
 from mrcnn.datasets.folds import kfold_split
@@ -94,20 +95,6 @@ def write_synthetic_nuclei(root, n_images=24, seed=0, size=256):
     shutil.rmtree(root, ignore_errors=True)
     os.replace(tmp, root)
     return root
-
-
-def parse_scale_range(text):
-    """"LO,HI" -> (lo, hi) floats (for --scale-range), or None."""
-    if text is None:
-        return None
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--scale-range takes LO,HI (two numbers, e.g. 1.5,2.5), got {text!r}") from None
-    if not 0 < low <= high:
-        raise argparse.ArgumentTypeError(f"--scale-range needs 0 < LO <= HI, got {text!r}")
-    return low, high
 
 
 def training_attrs(args):
