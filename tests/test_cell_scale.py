@@ -80,7 +80,7 @@ def test_train_scale_in_pad_mode_grows_the_input(train):
     assert list(config.IMAGE_SHAPE) == [1088, 1408, 3] and config.IMAGE_SCALE_RANGE is None
     image, meta, class_ids, bbox, mask = load_image_gt(OneCellImage(), config, 0)
     assert image.shape == (1088, 1408, 3) and meta[11] == 2.0
-    assert tuple(meta[7:11]) == (24, 0, 1064, 1408)          # 1040x1408, centred
+    assert tuple(meta[7:11]) == (0, 0, 1040, 1408)          # 1040x1408, top-left
 
 
 @pytest.mark.parametrize("text", ["2", "x,1", "3,1", "-1,2"])

@@ -185,8 +185,9 @@ def test_fit_image_pads_to_declared_shape():
     img = np.ones((520, 704, 3), np.uint8)
     out, window, scale, padding, crop = fit_image(img, C())
     assert out.shape == (576, 704, 3)
-    assert tuple(window) == (28, 0, 548, 704)
-    assert out[:28].sum() == 0 and out[28:548].min() == 1
+    # the image in the top-left corner, the padding below it (input_padding)
+    assert tuple(window) == (0, 0, 520, 704) and padding[0] == (0, 56)
+    assert out[520:].sum() == 0 and out[:520].min() == 1
     with pytest.raises(ValueError, match="larger than the model input"):
         fit_image(np.ones((600, 704, 3), np.uint8), C())
 
@@ -202,9 +203,10 @@ def test_crop_origin_is_uniform_and_inside():
     assert crop_origin((40, 30), 64, rng) == (0, 0)     # smaller than the crop
 
 
-def test_input_padding_centres_and_rejects_larger_images():
-    assert input_padding((520, 704), (576, 704)) == (28, 28, 0, 0)
-    assert input_padding((5, 7), (8, 10)) == (1, 2, 1, 2)
+def test_input_padding_puts_the_image_in_the_corner_and_rejects_larger_images():
+    assert input_padding((520, 704), (576, 704)) == (0, 56, 0, 0)
+    assert input_padding((5, 7), (8, 10)) == (0, 3, 0, 3)
+    assert input_padding((8, 10), (8, 10)) == (0, 0, 0, 0)
     with pytest.raises(ValueError, match=r"sample is 600x704 .* larger than the model input "
                                          r"576x704"):
         input_padding((600, 704), (576, 704), "sample")
@@ -287,10 +289,10 @@ def test_fit_image_uses_image_scale_and_boxes_map_back():
     image = smooth_image()
     out, window, scale, padding, _ = fit_image(image, C(), training=False)
     assert out.shape == (256, 448, 3) and scale == 2
-    assert tuple(window) == (28, 24, 228, 424)
-    np.testing.assert_array_equal(out[28:228, 24:424], _skimage_bilinear(image, (200, 400)))
+    assert tuple(window) == (0, 0, 200, 400)
+    np.testing.assert_array_equal(out[:200, :400], _skimage_bilinear(image, (200, 400)))
     # a box in the model input maps back to half its size in the original
-    got = undo_resize_boxes(np.array([[28 + 20, 24 + 40, 28 + 60, 24 + 100]]), window, scale,
+    got = undo_resize_boxes(np.array([[20, 40, 60, 100]]), window, scale,
                             original_shape=image.shape)
     np.testing.assert_allclose(got, [[10, 20, 30, 50]])
     # too large after the factor: the error says how to run it (tiles)

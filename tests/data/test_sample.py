@@ -120,9 +120,9 @@ def test_instances_cropped_away_are_dropped():
     inside = [k for k, (y, x, s) in enumerate(squares) if x < 56]
     assert class_ids.shape[0] == bbox.shape[0] == mask.shape[-1] == len(inside)
     assert mask.any(axis=(0, 1)).all()
-    # the 96x56 crop is centred in the 128x128 input: the window says where
-    np.testing.assert_array_equal(meta[7:11], [16, 36, 112, 92])
-    assert image[:16].max() == 0 and image[:, :36].max() == 0
+    # the 96x56 crop sits in the 128x128 input's top-left corner: the window says where
+    np.testing.assert_array_equal(meta[7:11], [0, 0, 96, 56])
+    assert image[96:].max() == 0 and image[:, 56:].max() == 0
 
 
 class _Refs(Squares):
@@ -188,8 +188,7 @@ def test_multi_scale_sample_is_the_drawn_scale_of_the_original():
         image, meta, class_ids, bbox, mask = load_image_gt(ds, cfg, 0, rng=seed)
         h, w = round(96 * factor), round(112 * factor)
         window = meta[7:11].astype(int)
-        assert tuple(window) == ((256 - h) // 2, (256 - w) // 2, (256 - h) // 2 + h,
-                                 (256 - w) // 2 + w)
+        assert tuple(window) == (0, 0, h, w)               # in the input's top-left corner
         assert meta[11] == pytest.approx(factor)
         # masks: the original squares resized by the factor (skimage nearest), within a pixel
         gt, gt_ids = ds.load_mask(0)
