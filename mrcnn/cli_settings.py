@@ -7,8 +7,8 @@ text and what was expected (argparse prints it as the flag's error).
 * :func:`parse_mean_pixel`: ``auto``, one gray value or ``R,G,B`` (Config.MEAN_PIXEL);
 * :func:`parse_mini_mask`: a mini-mask size or ``none`` (Config.MINI_MASK_SHAPE,
   USE_MINI_MASK);
-* :func:`parse_loss_weights`: ``name=weight,...`` over Config.LOSS_WEIGHTS' five
-  losses, the others keeping their weight;
+* :func:`parse_loss_weights`: ``name=weight,...`` over Config.LOSS_WEIGHTS' losses,
+  the others keeping their weight;
 * :func:`parse_scale_range`: ``LO,HI`` (Config.IMAGE_SCALE_RANGE).
 
 The cell and nucleus samples share them.
@@ -52,18 +52,19 @@ def parse_mini_mask(text):
 
 
 def parse_loss_weights(text, defaults=None):
-    """'rpn_class_loss=0.5,rpn_bbox_loss=0.5' -> the five LOSS_WEIGHTS with those two set.
+    """'rpn_class_loss=0.5,rpn_bbox_loss=0.5' -> all LOSS_WEIGHTS with those two set.
 
     Args:
         text: comma-separated ``name=weight`` pairs; names are the keys of
             Config.LOSS_WEIGHTS (``rpn_class_loss``, ``rpn_bbox_loss``,
-            ``mrcnn_class_loss``, ``mrcnn_bbox_loss``, ``mrcnn_mask_loss``),
+            ``mrcnn_class_loss``, ``mrcnn_bbox_loss``, ``mrcnn_mask_loss`` and
+            ``mrcnn_foreground_loss``, which counts with FOREGROUND_LOSS only),
             weights finite numbers >= 0.
         defaults: the weights of the losses not named (default
             Config.LOSS_WEIGHTS: 1 each).
 
     Returns:
-        dict of all five weights.
+        dict of all the weights.
     """
     weights = dict(Config.LOSS_WEIGHTS if defaults is None else defaults)
     items = [item.strip() for item in text.split(",") if item.strip()]

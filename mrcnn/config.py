@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 import backbones
+from mrcnn.config_checks import foreground_error, image_scale_error, step_decay_error
 from mrcnn.data.fit import RESIZE_MODES
 from mrcnn.data.image_meta import image_meta_size
 
@@ -31,7 +32,7 @@ INTEGER_SETTINGS = {
     "RPN_TRAIN_ANCHORS_PER_IMAGE": 1, "RPN_ANCHOR_STRIDE": 1, "FPN_CLASSIF_FC_LAYERS_SIZE": 1,
     "TOP_DOWN_PYRAMID_SIZE": 1, "N_WARMUP_STEPS": 0, "WORKERS": 0, "MAX_QUEUE_SIZE": 1,
     "CACHE_MAX_BYTES": None, "MASK_HEAD_CHANNELS": None, "POOL_SIZE": None,
-    "MASK_POOL_SIZE": None, "BACKBONE_FIRST_STRIDE": None,
+    "MASK_POOL_SIZE": None, "BACKBONE_FIRST_STRIDE": None, "FOREGROUND_STRIDE": 1,
 }
 NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIENT_CLIP_NORM",
                    "LR_DECAY_GAMMA",
@@ -197,6 +198,11 @@ class Config:
     # The mask head sees each ROI / detection box grown this many times about its centre
     # (>= 1): masks reach past too-small boxes (mrcnn.layers.mask_boxes). 1.0: Matterport's.
     MASK_BOX_SCALE = 1.0
+    # A dense auxiliary loss (mrcnn.heads.foreground; training only): a small head on P2
+    # predicts at every pixel whether it lies in an object, against the ground truth read
+    # every FOREGROUND_STRIDE pixels (1: all; 2 or 4). False: Matterport's five losses.
+    FOREGROUND_LOSS = False
+    FOREGROUND_STRIDE = 1
 
     # Most ground-truth instances used per image (the largest ones are kept).
     MAX_GT_INSTANCES = 100
@@ -245,13 +251,14 @@ class Config:
     LR_DECAY_EPOCHS = ()
     LR_DECAY_GAMMA = 0.1
 
-    # Weights of the five losses.
+    # Weights of the losses (the last only counts with FOREGROUND_LOSS).
     LOSS_WEIGHTS = {
         "rpn_class_loss": 1.0,
         "rpn_bbox_loss": 1.0,
         "mrcnn_class_loss": 1.0,
         "mrcnn_bbox_loss": 1.0,
         "mrcnn_mask_loss": 1.0,
+        "mrcnn_foreground_loss": 1.0,
     }
 
     # Train BatchNorm layers (False freezes them; right for small batches).
@@ -383,7 +390,9 @@ class Config:
             if self.IMAGE_MAX_DIM and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
                 fail(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} is larger than "
                      f"IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}")
-        self._validate_image_scale(fail)
+        error = image_scale_error(self.IMAGE_SCALE, self.IMAGE_SCALE_RANGE)
+        if error:
+            fail(error)
         if not isinstance(self.DISTRIBUTION, str) or self.DISTRIBUTION not in DISTRIBUTIONS:
             fail(f"DISTRIBUTION must be one of {DISTRIBUTIONS} (data-parallel training over "
                  f"GPU_COUNT devices, see mrcnn.distribute), got {self.DISTRIBUTION!r}")
@@ -459,8 +468,7 @@ class Config:
         if self.TRAIN_ROIS_PER_IMAGE > self.POST_NMS_ROIS_TRAINING:
             fail(f"TRAIN_ROIS_PER_IMAGE ({self.TRAIN_ROIS_PER_IMAGE}) must not exceed "
                  f"POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING})")
-        expected = {"rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
-                    "mrcnn_bbox_loss", "mrcnn_mask_loss"}
+        expected = set(Config.LOSS_WEIGHTS)
         unknown = set(self.LOSS_WEIGHTS) - expected
         if unknown:
             fail(f"LOSS_WEIGHTS has unknown keys {sorted(unknown)}; expected "
@@ -476,46 +484,12 @@ class Config:
                 fail(f"{name} must be {said}, got {getattr(self, name)!r}")
         if not isinstance(self.OPTIMIZER, str) or self.OPTIMIZER.lower() not in ("sgd", "adamw"):
             fail(f"OPTIMIZER must be 'SGD' or 'AdamW', got {self.OPTIMIZER!r}")
-        self._validate_step_decay(fail)
-
-    def _validate_step_decay(self, fail):
-        """LR_DECAY_EPOCHS / LR_DECAY_GAMMA, the settings of LR_SCHEDULE = "step"."""
-        epochs = self.LR_DECAY_EPOCHS
-        if not isinstance(epochs, (list, tuple)) or any(
-                isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1
-                for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
-            fail(f"LR_DECAY_EPOCHS must be a tuple of increasing positive ints (the epochs "
-                 f"after which the rate is multiplied by LR_DECAY_GAMMA), e.g. (20, 25); "
-                 f"got {epochs!r}")
-        if not 0 < self.LR_DECAY_GAMMA <= 1:
-            fail(f"LR_DECAY_GAMMA must be in (0, 1] (the factor of each step decay), got "
-                 f"{self.LR_DECAY_GAMMA!r}")
-        if self.LR_SCHEDULE == "step" and not len(epochs):
-            fail(f"LR_SCHEDULE = 'step' needs LR_DECAY_EPOCHS, the epochs after which the "
-                 f"rate is multiplied by LR_DECAY_GAMMA, e.g. (20, 25); got {epochs!r}")
-        if self.LR_SCHEDULE != "step" and len(epochs):
-            fail(f"LR_DECAY_EPOCHS = {tuple(epochs)!r} is only used by LR_SCHEDULE = 'step', "
-                 f"but LR_SCHEDULE is {self.LR_SCHEDULE!r}: set LR_SCHEDULE = 'step' or "
-                 f"LR_DECAY_EPOCHS = ()")
-
-    def _validate_image_scale(self, fail):
-        """IMAGE_SCALE (a finite number > 0) and IMAGE_SCALE_RANGE (None or (lo, hi))."""
-        def positive(value):
-            return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
-                                                                       np.floating))
-                    and np.isfinite(value) and value > 0)
-
-        if not positive(self.IMAGE_SCALE):
-            fail(f"IMAGE_SCALE must be a finite number > 0 (the factor every image is "
-                 f"resized by, e.g. 2.0), got {self.IMAGE_SCALE!r}")
-        scale_range = self.IMAGE_SCALE_RANGE
-        if scale_range is None:
-            return
-        if (not isinstance(scale_range, (list, tuple, np.ndarray)) or len(scale_range) != 2
-                or not all(positive(v) for v in scale_range)
-                or scale_range[0] > scale_range[1]):
-            fail(f"IMAGE_SCALE_RANGE must be None or (lo, hi) with 0 < lo <= hi, the range "
-                 f"of the random training scale, e.g. (1.5, 2.5); got {scale_range!r}")
+        for error in (step_decay_error(self.LR_SCHEDULE, self.LR_DECAY_EPOCHS,
+                                       self.LR_DECAY_GAMMA),
+                      foreground_error(self.FOREGROUND_LOSS, self.FOREGROUND_STRIDE,
+                                       self.BACKBONE_STRIDES[0])):
+            if error:
+                fail(error)
 
     # ------------------------------------------------------------------
     def to_dict(self):

@@ -6,7 +6,8 @@ place that reads them from a Config. `build_training_graph` and
 
     image -> backbone (C2..C5) -> FPN (P2..P6) -> RPN -> proposals
       training:  proposals + ground truth -> detection targets -> ROIAlign
-                 -> box head, mask head (positive ROIs) -> outputs for the loss
+                 -> box head, mask head (positive ROIs) -> outputs for the loss;
+                 FOREGROUND_LOSS: P2 -> foreground head, ground truth -> its target
       inference: proposals -> ROIAlign -> box head -> detections
                  -> ROIAlign -> mask head -> mask probabilities
 
@@ -20,6 +21,7 @@ import numpy as np
 
 import backbones
 from mrcnn.heads.box import build_box_head
+from mrcnn.heads.foreground import build_foreground_head
 from mrcnn.heads.fpn import build_fpn
 from mrcnn.heads.names import part_of
 from mrcnn.heads.registry import get_mask_head
@@ -30,6 +32,7 @@ from mrcnn.layers.batching import (DetectionBoxes, DetectionClassIds, FixedBatch
                                    PositiveRois, UnpackRois)
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
+from mrcnn.layers.foreground_target import ForegroundTarget
 from mrcnn.layers.image_meta import ActiveClassIds, NormalizedWindow, ZeroOutsideWindow
 from mrcnn.layers.mask_boxes import MaskBoxes
 from mrcnn.layers.proposal import ProposalLayer
@@ -84,6 +87,7 @@ class GraphSpec:
     detection_nms_threshold: float  # DETECTION_NMS_THRESHOLD
     mixed_precision: object         # MIXED_PRECISION resolved: None, bfloat16 or float16
     loss_weights: dict              # LOSS_WEIGHTS
+    foreground_stride: object = None  # FOREGROUND_STRIDE if FOREGROUND_LOSS, else None
 
     @property
     def positive_rois(self):
@@ -136,6 +140,7 @@ def spec_from_config(config):
         detection_nms_threshold=float(config.DETECTION_NMS_THRESHOLD),
         mixed_precision=resolve(config.MIXED_PRECISION, config.BACKBONE),
         loss_weights=dict(config.LOSS_WEIGHTS),
+        foreground_stride=int(config.FOREGROUND_STRIDE) if config.FOREGROUND_LOSS else None,
     )
 
 
@@ -199,7 +204,8 @@ def build_training_graph(spec):
     """The training model: inputs and targets in, head outputs and detection targets out.
 
     Returns:
-        a `MaskRCNNTrainer` (its ``compute_loss`` gives the five losses) with
+        a `MaskRCNNTrainer` (its ``compute_loss`` gives the five losses, six
+        with FOREGROUND_LOSS) with
         dict inputs ``input_image``, ``input_image_meta``, ``input_rpn_match``,
         ``input_rpn_bbox``, ``input_gt_class_ids``, ``input_gt_boxes``,
         ``input_gt_masks`` (see `mrcnn.data.generator.DataGenerator`).
@@ -253,7 +259,7 @@ def build_training_graph(spec):
         mask_logits = _bucketed_mask_head(spec, pooled_mask, mask_class_ids, "mrcnn_mask_buckets")
     else:
         mask_logits = _mask_head(spec, pooled_mask, None if varying else p)
-    outputs = {
+    outputs = {**_foreground(spec, t, gt),
         "rpn_class_logits": t["rpn_class_logits"], "rpn_bbox": t["rpn_bbox"],
         "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,
         "mrcnn_mask_logits": mask_logits, "rois": rois,
@@ -263,6 +269,19 @@ def build_training_graph(spec):
     }
     return MaskRCNNTrainer(inputs=inputs, outputs=outputs, loss_weights=spec.loss_weights,
                            name="mask_rcnn")
+
+
+def _foreground(spec, t, gt):
+    """FOREGROUND_LOSS: the foreground target and the head's logits on P2 (else nothing)."""
+    if spec.foreground_stride is None:
+        return {}
+    h, w, _ = spec.image_shape
+    target = ForegroundTarget((h, w), spec.foreground_stride, spec.use_mini_mask,
+                              name="foreground_target")(gt)
+    with compute_dtype(spec.mixed_precision):
+        logits = build_foreground_head(t["head_maps"][0],
+                                       spec.strides[0] // spec.foreground_stride)
+    return {"foreground_target": target, "foreground_logits": logits}
 
 
 def build_inference_graph(spec):

@@ -1,4 +1,6 @@
-"""The five Mask R-CNN losses as pure functions of tensors (keras.ops).
+"""The Mask R-CNN losses as pure functions of tensors (keras.ops).
+
+Matterport's five, and the optional dense foreground loss (Config.FOREGROUND_LOSS).
 
 Every function returns a finite float32 scalar and returns exactly 0 (with
 finite, zero gradients) when there is nothing to average over: no labelled
@@ -184,3 +186,21 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_mask_logits):
     pixels = float(target_masks.shape[2] * target_masks.shape[3])
     weights = ops.cast(class_ids > 0, "float32")
     return _weighted_mean(per_roi, weights, elements_per_weight=pixels)
+
+
+def foreground_loss(target, logits):
+    """The dense foreground loss (Config.FOREGROUND_LOSS, `mrcnn.heads.foreground`).
+
+    Args:
+        target: ``[B, h, w, 1]`` 0/1 foreground map
+            (`mrcnn.layers.foreground_target`).
+        logits: float ``[B, h, w, 1]`` foreground logits.
+
+    Returns:
+        float32 scalar: binary cross entropy (from logits) averaged over the
+        ``B * h * w`` pixels.
+    """
+    target = ops.cast(target, "float32")
+    logits = ops.cast(logits, "float32")
+    bce = ops.relu(logits) - logits * target + ops.log1p(ops.exp(-ops.abs(logits)))
+    return ops.mean(bce)

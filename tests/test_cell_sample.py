@@ -550,6 +550,12 @@ def test_train_flags_set_the_config():
     assert train.make_config(parse([]), CELL_CLASSES)[0].MASK_BOX_SCALE == 1.0
     with pytest.raises(SystemExit, match=r"--mask-box-scale must be a number >= 1, got 0.5"):
         train.make_config(parse(["--mask-box-scale", "0.5"]), CELL_CLASSES)
+    config, infer = train.make_config(parse(["--foreground-loss", "2"]), CELL_CLASSES)
+    assert config.FOREGROUND_LOSS and config.FOREGROUND_STRIDE == 2
+    assert not train.make_config(parse([]), CELL_CLASSES)[0].FOREGROUND_LOSS
+    for bad in ("3", "x"):
+        with pytest.raises(SystemExit):
+            parse(["--foreground-loss", bad])
 
 
 def test_train_augment_flag_builds_the_augmenter():

@@ -279,3 +279,31 @@ def test_losses_gradients_finite_with_positives():
                  pred_bbox)
     assert np.all(np.isfinite(grad))
     assert np.any(grad[0, 0, 1] != 0) and np.all(grad[0, 1] == 0)
+
+
+# ---------------------------------------------------------------- foreground
+
+
+def test_foreground_loss_hand_case():
+    target = np.array([[[[1.0], [0.0]]]], np.float32)          # [1, 1, 2, 1]
+    logits = np.array([[[[math.log(3.0)], [0.0]]]], np.float32)  # p = 0.75, 0.5
+    expected = (-math.log(0.75) - math.log(0.5)) / 2
+    assert _value(losses.foreground_loss(target, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_foreground_loss_matches_the_mean_over_every_pixel_and_is_stable():
+    rng = np.random.default_rng(7)
+    target = (rng.random((2, 6, 5, 1)) < 0.3).astype(np.float32)
+    logits = (rng.normal(size=(2, 6, 5, 1)) * 4).astype(np.float32)
+    logits[0, 0, 0, 0], logits[1, 0, 0, 0] = 200.0, -200.0     # no overflow
+    probability = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    eps = 1e-300
+    bce = -(target * np.log(np.maximum(probability, eps))
+            + (1 - target) * np.log(np.maximum(1 - probability, eps)))
+    bce[0, 0, 0, 0] = 0.0 if target[0, 0, 0, 0] else 200.0      # exact limits of the two
+    bce[1, 0, 0, 0] = 200.0 if target[1, 0, 0, 0] else 0.0
+    value = _value(losses.foreground_loss(target, logits))
+    assert math.isfinite(value) and value == pytest.approx(bce.mean(), rel=1e-5)
+    grad = _grad(lambda x: losses.foreground_loss(target, x), logits)
+    np.testing.assert_allclose(grad, (probability - target) / target.size, rtol=1e-4,
+                               atol=1e-7)

@@ -31,7 +31,7 @@ from mrcnn.training import callbacks as run_callbacks
 from mrcnn.training import runs
 from mrcnn.training import state as train_state
 from mrcnn.training.allocator import AllocatorThresholds
-from mrcnn.training.trainer import LOSS_NAMES
+from mrcnn.training.trainer import FOREGROUND_LOSS, LOSS_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def standard_callbacks(log_dir, checkpoint_path, cache=None, on_saved=None, epoc
             `on_saved` called).
     """
     chief = cluster.is_chief()
-    callbacks = [AllocatorThresholds(), run_callbacks.NanGuard(LOSS_NAMES)]
+    callbacks = [AllocatorThresholds(), run_callbacks.NanGuard(LOSS_NAMES + (FOREGROUND_LOSS,))]
     if cache is not None:
         callbacks.append(run_callbacks.CacheStatsLogger(cache))
     callbacks += list(epoch_metrics)

@@ -22,10 +22,17 @@ from mrcnn.keras_model import MaskRCNNModel
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
+# The sixth loss of a graph built with Config.FOREGROUND_LOSS (output "foreground_logits").
+FOREGROUND_LOSS = "mrcnn_foreground_loss"
+
+
+def loss_names(output_names):
+    """The losses of a training graph with these outputs: LOSS_NAMES, + FOREGROUND_LOSS if built."""
+    return LOSS_NAMES + ((FOREGROUND_LOSS,) if "foreground_logits" in output_names else ())
 
 
 def compute_losses(x, y_pred):
-    """The five unweighted Mask R-CNN losses.
+    """The five unweighted Mask R-CNN losses (six with the foreground head's outputs).
 
     Args:
         x: the model's input dict (targets: ``input_rpn_match``,
@@ -34,14 +41,15 @@ def compute_losses(x, y_pred):
             ``mrcnn_class_logits``, ``mrcnn_bbox``, ``mrcnn_mask_logits``,
             ``rois``, ``target_class_ids``, ``target_bbox``, ``target_mask`` and
             ``mask_class_ids`` (targets of the leading, positive-first ROIs the
-            mask head ran on), ``active_class_ids``).
+            mask head ran on), ``active_class_ids``; with FOREGROUND_LOSS
+            ``foreground_target`` and ``foreground_logits``).
 
     Returns:
         dict loss name -> scalar tensor.
     """
     rpn_match = ops.cast(x["input_rpn_match"], "int32")
     valid_rois = ops.any(ops.not_equal(y_pred["rois"], 0.0), axis=-1)
-    return {
+    parts = {
         "rpn_class_loss": losses.rpn_class_loss(rpn_match, y_pred["rpn_class_logits"]),
         "rpn_bbox_loss": losses.rpn_bbox_loss(x["input_rpn_bbox"], rpn_match, y_pred["rpn_bbox"]),
         "mrcnn_class_loss": losses.mrcnn_class_loss(
@@ -52,6 +60,10 @@ def compute_losses(x, y_pred):
         "mrcnn_mask_loss": losses.mrcnn_mask_loss(
             y_pred["target_mask"], y_pred["mask_class_ids"], y_pred["mrcnn_mask_logits"]),
     }
+    if "foreground_logits" in y_pred:
+        parts[FOREGROUND_LOSS] = losses.foreground_loss(y_pred["foreground_target"],
+                                                        y_pred["foreground_logits"])
+    return parts
 
 
 def loss_counts(x, y_pred):
@@ -60,12 +72,13 @@ def loss_counts(x, y_pred):
     The denominators of `mrcnn.losses` (each up to a constant factor such as
     the 4 box coordinates, which cancels in a share): labelled anchors,
     positive anchors with a target row, valid ROIs whose predicted class is
-    active, positive ROIs, positive ROIs of the mask head. Keep in step with
+    active, positive ROIs, positive ROIs of the mask head (and the pixels of
+    the foreground map with FOREGROUND_LOSS). Keep in step with
     `mrcnn.losses` (tests/training/test_trainer_counts.py checks that pooling
     two halves by these counts gives the loss of the whole batch).
 
     Returns:
-        float32 ``[5]`` in `LOSS_NAMES` order.
+        float32 ``[5]`` in `LOSS_NAMES` order (``[6]`` with the foreground loss).
     """
     rpn_match = ops.cast(x["input_rpn_match"], "int32")
     positive = ops.equal(rpn_match, 1)
@@ -78,13 +91,15 @@ def loss_counts(x, y_pred):
     counts = [ops.not_equal(rpn_match, 0), ops.logical_and(positive, rank < rows),
               active * valid, ops.cast(y_pred["target_class_ids"], "int32") > 0,
               ops.cast(y_pred["mask_class_ids"], "int32") > 0]
+    if "foreground_logits" in y_pred:
+        counts.append(ops.ones_like(ops.cast(y_pred["foreground_target"], "float32")))
     return ops.stack([ops.sum(ops.cast(c, "float32")) for c in counts])
 
 
-def _all_loss_weights(weights):
-    """dict loss name -> weight for every name of LOSS_NAMES (missing names weigh 1)."""
+def _all_loss_weights(weights, names=LOSS_NAMES):
+    """dict loss name -> weight for every name of `names` (missing names weigh 1)."""
     weights = dict(weights or {})
-    return {name: float(weights.get(name, 1.0)) for name in LOSS_NAMES}
+    return {name: float(weights.get(name, 1.0)) for name in names}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -103,9 +118,11 @@ class MaskRCNNTrainer(MaskRCNNModel):
 
     def __init__(self, *args, loss_weights=None, **kwargs):
         # (*args, **kwargs): Keras revives such a subclass as a functional model.
+        outputs = kwargs.get("outputs", args[1] if len(args) > 1 else None)
         super().__init__(*args, **kwargs)
-        self.loss_weights_ = _all_loss_weights(loss_weights)
-        self.loss_trackers = [keras.metrics.Mean(name=n) for n in LOSS_NAMES]
+        self.loss_names = loss_names(outputs if isinstance(outputs, dict) else ())
+        self.loss_weights_ = _all_loss_weights(loss_weights, self.loss_names)
+        self.loss_trackers = [keras.metrics.Mean(name=n) for n in self.loss_names]
 
     def get_config(self):
         return {**super().get_config(), "loss_weights": dict(self.loss_weights_)}
@@ -115,11 +132,11 @@ class MaskRCNNTrainer(MaskRCNNModel):
         config = dict(config)
         loss_weights = config.pop("loss_weights", None)
         model = super().from_config(config, custom_objects=custom_objects)
-        model.loss_weights_ = _all_loss_weights(loss_weights)
+        model.loss_weights_ = _all_loss_weights(loss_weights, model.loss_names)
         return model
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The weighted sum of the five losses (this replica's part of it under tf.distribute).
+        """The weighted sum of the losses (this replica's part of it under tf.distribute).
 
         With several replicas each loss is weighted by this replica's share of
         its global count (`mrcnn.distribute.reduction`): the replicas' parts
@@ -130,7 +147,7 @@ class MaskRCNNTrainer(MaskRCNNModel):
         replicas = reduction.replicas_in_sync()
         shares = reduction.global_shares(loss_counts(x, y_pred)) if replicas > 1 else None
         total = 0.0
-        for i, (tracker, name) in enumerate(zip(self.loss_trackers, LOSS_NAMES)):
+        for i, (tracker, name) in enumerate(zip(self.loss_trackers, self.loss_names)):
             value = ops.cast(parts[name], "float32")
             if shares is not None:
                 value = value * shares[i]

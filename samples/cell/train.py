@@ -196,8 +196,12 @@ def build_parser():
                    help="anchor width/height ratios (seed 004 used 0.2..5)")
     p.add_argument("--loss-weights", type=parse_loss_weights, default=None,
                    metavar="NAME=W,...",
-                   help="weights of the five losses (Config.LOSS_WEIGHTS, 1 each by default), "
+                   help="weights of the losses (Config.LOSS_WEIGHTS, 1 each by default), "
                         "e.g. rpn_class_loss=0.5,rpn_bbox_loss=0.5")
+    p.add_argument("--foreground-loss", type=int, choices=(0, 1, 2, 4), default=0, metavar="S",
+                   help="a dense foreground loss on P2 against the masks read every S pixels "
+                        "(Config.FOREGROUND_LOSS, FOREGROUND_STRIDE; 1: every pixel; default 0: "
+                        "off, Matterport's five losses)")
     p.add_argument("--cache", choices=("none", "memory", "disk"), default="memory",
                    help="LZ4 sample cache (default memory)")
     p.add_argument("--classes", choices=("cell-type", "single"), default="cell-type",
@@ -337,6 +341,8 @@ def make_config(args, class_names):
         attrs["MASK_BOX_SCALE"] = args.mask_box_scale
     if args.loss_weights:
         attrs["LOSS_WEIGHTS"] = args.loss_weights
+    if args.foreground_loss:
+        attrs.update(FOREGROUND_LOSS=True, FOREGROUND_STRIDE=args.foreground_loss)
     if args.mask_channels is not None:
         if args.mask_channels < 1:
             raise SystemExit(f"--mask-channels must be a positive number, got "

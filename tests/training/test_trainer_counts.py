@@ -4,7 +4,7 @@ import numpy as np
 from keras import ops
 
 from mrcnn.distribute import reduction
-from mrcnn.training.trainer import LOSS_NAMES, compute_losses, loss_counts
+from mrcnn.training.trainer import FOREGROUND_LOSS, LOSS_NAMES, compute_losses, loss_counts
 
 B, A, K, T, C, P, M = 4, 30, 6, 8, 3, 5, 7   # images, anchors, rpn rows, rois, classes, mask rois
 
@@ -73,6 +73,24 @@ def test_halves_pooled_by_their_counts_give_the_loss_of_the_whole_batch():
         np.testing.assert_allclose(pooled, whole[name], rtol=1e-5, err_msg=name)
     # the mean of the halves' means (dividing by the replica count) is another number
     assert any(abs((losses[0][n] + losses[1][n]) / 2 - whole[n]) > 1e-3 for n in LOSS_NAMES)
+
+
+def test_the_foreground_loss_pools_by_its_pixels():
+    """With FOREGROUND_LOSS's outputs: a sixth count, the pixels of the foreground map."""
+    x, y = batch(seed=2)
+    rng = np.random.default_rng(2)
+    y["foreground_target"] = (rng.random((B, 6, 5, 1)) < 0.4).astype("float32")
+    y["foreground_logits"] = rng.normal(size=(B, 6, 5, 1)).astype("float32")
+    counts = ops.convert_to_numpy(loss_counts(x, y))
+    assert counts.shape == (6,) and counts[5] == B * 6 * 5
+    whole = numbers(compute_losses(x, y))
+    halves = [(part(x, s), part(y, s)) for s in (slice(0, 1), slice(1, 4))]
+    losses = [numbers(compute_losses(*h)) for h in halves]
+    counts = [ops.convert_to_numpy(loss_counts(*h)) for h in halves]
+    pooled = sum(c[5] / (counts[0][5] + counts[1][5]) * loss[FOREGROUND_LOSS]
+                 for c, loss in zip(counts, losses))
+    np.testing.assert_allclose(pooled, whole[FOREGROUND_LOSS], rtol=1e-5)
+    assert set(whole) == set(LOSS_NAMES) | {FOREGROUND_LOSS}
 
 
 def test_one_replica_needs_no_weights():

@@ -1,0 +1,60 @@
+"""Checks of Config settings that take more than a line: each returns the error or None.
+
+`mrcnn.config.Config.validate` raises a ValueError naming the config class
+with the message returned here.
+"""
+
+import numpy as np
+
+
+def _positive(value):
+    """A finite number > 0 (not a bool)."""
+    return (not isinstance(value, bool)
+            and isinstance(value, (int, float, np.integer, np.floating))
+            and bool(np.isfinite(value)) and value > 0)
+
+
+def step_decay_error(schedule, epochs, gamma):
+    """LR_DECAY_EPOCHS / LR_DECAY_GAMMA, the settings of LR_SCHEDULE = "step"."""
+    if not isinstance(epochs, (list, tuple)) or any(
+            isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1
+            for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
+        return (f"LR_DECAY_EPOCHS must be a tuple of increasing positive ints (the epochs "
+                f"after which the rate is multiplied by LR_DECAY_GAMMA), e.g. (20, 25); "
+                f"got {epochs!r}")
+    if not 0 < gamma <= 1:
+        return (f"LR_DECAY_GAMMA must be in (0, 1] (the factor of each step decay), got "
+                f"{gamma!r}")
+    if schedule == "step" and not len(epochs):
+        return (f"LR_SCHEDULE = 'step' needs LR_DECAY_EPOCHS, the epochs after which the "
+                f"rate is multiplied by LR_DECAY_GAMMA, e.g. (20, 25); got {epochs!r}")
+    if schedule != "step" and len(epochs):
+        return (f"LR_DECAY_EPOCHS = {tuple(epochs)!r} is only used by LR_SCHEDULE = 'step', "
+                f"but LR_SCHEDULE is {schedule!r}: set LR_SCHEDULE = 'step' or "
+                f"LR_DECAY_EPOCHS = ()")
+    return None
+
+
+def image_scale_error(scale, scale_range):
+    """IMAGE_SCALE (a finite number > 0) and IMAGE_SCALE_RANGE (None or (lo, hi))."""
+    if not _positive(scale):
+        return (f"IMAGE_SCALE must be a finite number > 0 (the factor every image is "
+                f"resized by, e.g. 2.0), got {scale!r}")
+    if scale_range is None:
+        return None
+    if (not isinstance(scale_range, (list, tuple, np.ndarray)) or len(scale_range) != 2
+            or not all(_positive(v) for v in scale_range)
+            or scale_range[0] > scale_range[1]):
+        return (f"IMAGE_SCALE_RANGE must be None or (lo, hi) with 0 < lo <= hi, the range "
+                f"of the random training scale, e.g. (1.5, 2.5); got {scale_range!r}")
+    return None
+
+
+def foreground_error(enabled, stride, p2_stride):
+    """FOREGROUND_LOSS (a bool) and FOREGROUND_STRIDE (an int dividing P2's stride)."""
+    if not isinstance(enabled, (bool, np.bool_)):
+        return f"FOREGROUND_LOSS must be True or False, got {enabled!r}"
+    if enabled and p2_stride % stride:
+        return (f"FOREGROUND_STRIDE must divide P2's stride {p2_stride} (the foreground "
+                f"target's grid, 1 = every pixel), got {stride}")
+    return None
