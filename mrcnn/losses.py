@@ -38,6 +38,11 @@ def _softmax_cross_entropy(logits, labels):
     return ops.logsumexp(logits, axis=-1) - ops.squeeze(picked, -1)
 
 
+def _sigmoid_cross_entropy(logits, targets):
+    """Elementwise binary cross entropy from logits, stable: max(x, 0) - x z + log(1 + exp(-|x|))."""
+    return ops.relu(logits) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
+
+
 def _weighted_mean(values, weights, elements_per_weight=1.0):
     """sum(values * weights) / (elements_per_weight * sum(weights)).
 
@@ -179,10 +184,7 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_mask_logits):
     index = ops.expand_dims(class_ids, (-3, -2, -1))
     logits = ops.squeeze(
         ops.take_along_axis(pred_mask_logits, index, axis=-1), axis=-1)
-    # Stable BCE with logits: max(x, 0) - x z + log(1 + exp(-|x|)).
-    bce = (ops.relu(logits) - logits * target_masks
-           + ops.log1p(ops.exp(-ops.abs(logits))))
-    per_roi = ops.sum(bce, axis=(2, 3))
+    per_roi = ops.sum(_sigmoid_cross_entropy(logits, target_masks), axis=(2, 3))
     pixels = float(target_masks.shape[2] * target_masks.shape[3])
     weights = ops.cast(class_ids > 0, "float32")
     return _weighted_mean(per_roi, weights, elements_per_weight=pixels)
@@ -200,7 +202,5 @@ def foreground_loss(target, logits):
         float32 scalar: binary cross entropy (from logits) averaged over the
         ``B * h * w`` pixels.
     """
-    target = ops.cast(target, "float32")
-    logits = ops.cast(logits, "float32")
-    bce = ops.relu(logits) - logits * target + ops.log1p(ops.exp(-ops.abs(logits)))
-    return ops.mean(bce)
+    return ops.mean(_sigmoid_cross_entropy(ops.cast(logits, "float32"),
+                                           ops.cast(target, "float32")))
