@@ -66,5 +66,9 @@ def test_the_five_losses_without_it():
 def test_bad_settings_are_named(attrs, message):
     with pytest.raises(ValueError, match=message):
         make_config(**attrs)
+
+
+def test_the_default_stride_fits_every_backbone_stride():
     np.testing.assert_array_equal(make_config(FOREGROUND_LOSS=True).BACKBONE_STRIDES,
                                   [4, 8, 16, 32, 64])
+    make_config(FOREGROUND_LOSS=True, FOREGROUND_STRIDE=4)      # P2's own stride
