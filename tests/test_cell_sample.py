@@ -574,6 +574,13 @@ def test_train_augment_flag_builds_the_augmenter():
     turns = [op for op in train.augmentation("flips", pad).augmenters if isinstance(op, Rot90)]
     assert [t.ks for t in turns] == [(0, 2)]                       # 576x704: no quarter turns
     assert type(train.augmentation("cell", crop)).__name__ == "Compose"
+    geometric = train.augmentation("geometric", crop)      # Cellpose's: scale, any angle
+    assert [type(op).__name__ for op in geometric.augmenters] == [
+        "RandomScale", "Fliplr", "Flipud", "Rot90", "Rotate"]
+    assert parse(["--augment", "geometric"]).augment == "geometric"
+    with pytest.raises(SystemExit, match="--augment geometric scales the images: it needs "
+                                         "--image-mode crop"):
+        train.augmentation("geometric", pad)
 
 
 class _Recorder:

@@ -34,7 +34,8 @@ from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini
 from mrcnn.config import Config
 from mrcnn.data.anchors import dataset_anchor_scales
 from mrcnn.data.fit import scaled_size
-from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90, cell_augmentation
+from mrcnn.data.augment import (Compose, Fliplr, Flipud, Rot90, cell_augmentation,
+                                geometric_augmentation)
 from mrcnn.data.image import dataset_image_shape, dataset_mean_pixel
 from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.folds import kfold_split
@@ -163,11 +164,13 @@ def build_parser():
                         "padded to the largest image's size rounded up to 64 (576x704 on "
                         "Sartorius data; seed 000). Inference always uses whole images.")
     p.add_argument("--crop-size", type=int, default=256, help="crop size (multiple of 64)")
-    p.add_argument("--augment", choices=("none", "flips", "cell"), default="none",
+    p.add_argument("--augment", choices=("none", "flips", "geometric", "cell"), default="none",
                    help="training augmentation: none (default: on the earlier 8-epoch default run it "
                         "scored best, see samples/cell/README.md), flips (left-right, up-down "
-                        "and 90-degree turns, 180 only for non-square inputs) or cell "
-                        "(mrcnn.data.augment.cell_augmentation: also scale, small rotations, "
+                        "and 90-degree turns, 180 only for non-square inputs), geometric "
+                        "(mrcnn.data.augment.geometric_augmentation, Cellpose's: also a random "
+                        "scale 0.75-1.33 and a rotation by any angle) or cell "
+                        "(mrcnn.data.augment.cell_augmentation: small rotations, "
                         "brightness, contrast); longer runs on real data need one")
     p.add_argument("--max-gt-instances", type=int, default=None,
                    help="ground-truth instances kept per training image (Config."
@@ -552,13 +555,18 @@ def score_every(args):
 
 
 def augmentation(name, config):
-    """--augment: None, flips (+ 90-degree turns when the input is square) or cell_augmentation."""
+    """--augment: None, flips (+ 90-degree turns when the input is square), geometric or cell."""
     if name == "none":
         return None
     if name == "cell":
         return cell_augmentation()
     crop = config.IMAGE_RESIZE_MODE == "crop"
     square = crop or config.IMAGE_SHAPE[0] == config.IMAGE_SHAPE[1]
+    if name == "geometric":
+        if not crop:        # a scaled image must be cropped back to the input
+            raise SystemExit("--augment geometric scales the images: it needs --image-mode "
+                             "crop (the default), not --image-mode pad")
+        return geometric_augmentation()
     return Compose([Fliplr(), Flipud(), Rot90((0, 1, 2, 3) if square else (0, 2))])
 
 

@@ -50,7 +50,7 @@ Modules:
 - `photometric`: `Brightness`, `Contrast`, `ChannelShift`;
 - `adapters`: imgaug, albumentations and plain-function augmenters;
 - `combinators`: `Compose`, `Sometimes`, `OneOf`, `as_augmenter`;
-- `presets`: `cell_augmentation`, `add_flip_variants`, `FLIP_KEYS`.
+- `presets`: `cell_augmentation`, `geometric_augmentation`, `add_flip_variants`, `FLIP_KEYS`.
 """
 
 from mrcnn.data.augment.adapters import AlbumentationsAdapter, CallableAdapter, ImgaugAdapter
@@ -59,12 +59,13 @@ from mrcnn.data.augment.combinators import Compose, OneOf, Sometimes, as_augment
 from mrcnn.data.augment.geometric import (Fliplr, Flipud, RandomCrop, RandomScale, Rot90,
                                           Rotate, ScaleCrop)
 from mrcnn.data.augment.photometric import Brightness, ChannelShift, Contrast
-from mrcnn.data.augment.presets import FLIP_KEYS, add_flip_variants, cell_augmentation
+from mrcnn.data.augment.presets import (FLIP_KEYS, add_flip_variants, cell_augmentation,
+                                        geometric_augmentation)
 
 __all__ = [
     "PHOTOMETRIC", "DIHEDRAL", "RESAMPLE", "Sample", "Augmenter", "Compose", "Sometimes",
     "OneOf", "Fliplr", "Flipud", "Rot90", "Rotate", "RandomScale", "RandomCrop", "ScaleCrop",
     "Brightness", "Contrast", "ChannelShift", "as_augmenter", "cell_augmentation",
-    "add_flip_variants", "FLIP_KEYS", "AlbumentationsAdapter", "CallableAdapter",
+    "geometric_augmentation", "add_flip_variants", "FLIP_KEYS", "AlbumentationsAdapter", "CallableAdapter",
     "ImgaugAdapter",
 ]

@@ -1,7 +1,10 @@
-"""Ready-made augmentation: the DSB 2018 3rd-place set and flip variants.
+"""Ready-made augmentation: the DSB 2018 3rd-place set, Cellpose's geometric set, flip variants.
 
 - `cell_augmentation`: random scale + crop, flips, rotations and photometric
   changes (seed 002's list), as one `Compose`.
+- `geometric_augmentation`: a random scale, flips, 90-degree turns and a
+  rotation by any angle, no change of the pixel values (what Cellpose's
+  training draws for every crop).
 - `add_flip_variants`: seed 000's deterministic alternative; each dataset
   entry is repeated with the `FLIP_KEYS` flags set, and the generator flips
   such entries while preparing them (so the cache stores each variant once).
@@ -9,10 +12,10 @@
 
 from mrcnn.data.augment.base import check_size
 from mrcnn.data.augment.combinators import Compose, Sometimes
-from mrcnn.data.augment.geometric import Fliplr, Flipud, Rot90, Rotate, ScaleCrop
+from mrcnn.data.augment.geometric import Fliplr, Flipud, RandomScale, Rot90, Rotate, ScaleCrop
 from mrcnn.data.augment.photometric import Brightness, ChannelShift, Contrast
 
-__all__ = ["FLIP_KEYS", "cell_augmentation", "add_flip_variants"]
+__all__ = ["FLIP_KEYS", "cell_augmentation", "geometric_augmentation", "add_flip_variants"]
 
 # image_info keys read by the generator when preparing a sample (seed 000).
 FLIP_KEYS = ("vertical_flip", "horizontal_flip")
@@ -52,6 +55,32 @@ def cell_augmentation(crop_size=None, scale=(0.75, 1.33), aspect=(0.9, 1.1),
         ops.append(Contrast(contrast))
     if channel_shift:
         ops.append(ChannelShift(channel_shift))
+    return Compose(ops)
+
+
+def geometric_augmentation(scale=(0.75, 1.33), max_degrees=180.0, quarter_turns=True):
+    """Geometry only: a random scale, flips, 90-degree turns, a rotation by any angle.
+
+    Cellpose trains every crop at a random angle and scale; this is that set
+    for Mask R-CNN samples (pixel values untouched). The image changes size
+    with the scale: use it where a crop follows (IMAGE_RESIZE_MODE "crop").
+    The rotation keeps the size and fills the corners with zeros.
+
+    Args:
+        scale: (low, high) zoom range of `RandomScale` (drawn log-uniformly),
+            or None for no scaling.
+        max_degrees: rotations in [-max_degrees, max_degrees] (`Rotate`; 180:
+            any angle, 0: none).
+        quarter_turns: also turn by 90 and 270 degrees (they swap H and W:
+            for square outputs, e.g. square crops); else 0 and 180 only.
+
+    Returns:
+        a `Compose`.
+    """
+    ops = [RandomScale(scale)] if scale is not None else []
+    ops += [Fliplr(), Flipud(), Rot90((0, 1, 2, 3) if quarter_turns else (0, 2))]
+    if max_degrees:
+        ops.append(Rotate(max_degrees))
     return Compose(ops)
 
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from mrcnn.data import augment as A
@@ -8,7 +9,7 @@ pytestmark = pytest.mark.backend_independent
 
 GEOMETRY_ONLY = dict(brightness=0, contrast=None, channel_shift=0)
 RESAMPLING = [A.cell_augmentation(crop_size=64, **GEOMETRY_ONLY),
-              A.cell_augmentation(**GEOMETRY_ONLY)]
+              A.cell_augmentation(**GEOMETRY_ONLY), A.geometric_augmentation()]
 
 
 @pytest.mark.parametrize("augmenter", RESAMPLING, ids=repr)
@@ -27,6 +28,30 @@ def test_cell_augmentation_lists_seed_002_steps():
     assert A.cell_augmentation().augmenters[2].ks == (0, 2)
     plain = A.cell_augmentation(max_degrees=0, **GEOMETRY_ONLY)
     assert [type(a).__name__ for a in plain.augmenters] == ["Fliplr", "Flipud", "Rot90"]
+
+
+def test_geometric_augmentation_scales_turns_and_rotates_by_any_angle():
+    aug = A.geometric_augmentation()
+    assert [type(a).__name__ for a in aug.augmenters] == ["RandomScale", "Fliplr", "Flipud",
+                                                         "Rot90", "Rotate"]
+    assert aug.augmenters[0].scale == (0.75, 1.33) and aug.augmenters[0].aspect == (1.0, 1.0)
+    assert aug.augmenters[3].ks == (0, 1, 2, 3) and aug.augmenters[4].max_degrees == 180.0
+    assert A.geometric_augmentation(quarter_turns=False).augmenters[3].ks == (0, 2)
+    bare = A.geometric_augmentation(scale=None, max_degrees=0)
+    assert [type(a).__name__ for a in bare.augmenters] == ["Fliplr", "Flipud", "Rot90"]
+
+
+def test_geometric_augmentation_draws_sizes_in_its_scale_range(bright_squares):
+    image, masks = bright_squares()
+    sizes = set()
+    for seed in range(40):
+        out, out_masks = A.geometric_augmentation(max_degrees=0)(
+            image, masks, np.random.default_rng(seed))
+        assert out_masks.shape[:2] == out.shape[:2]
+        sizes.add(out.shape[:2])
+        # 120 x 128 scaled by s in [0.75, 1.33] (then maybe turned: H and W swap)
+        assert 0.75 * 120 - 1 <= min(out.shape[:2]) and max(out.shape[:2]) <= 1.33 * 128 + 1
+    assert len(sizes) > 10          # a new scale per sample
 
 
 class _Images(Dataset):
