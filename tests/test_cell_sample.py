@@ -573,7 +573,13 @@ def test_train_augment_flag_builds_the_augmenter():
     assert [t.ks for t in turns] == [(0, 1, 2, 3)]                 # square 256x256 crops
     turns = [op for op in train.augmentation("flips", pad).augmenters if isinstance(op, Rot90)]
     assert [t.ks for t in turns] == [(0, 2)]                       # 576x704: no quarter turns
-    assert type(train.augmentation("cell", crop)).__name__ == "Compose"
+    cell = train.augmentation("cell", crop)         # seed 002's: scale + the 256x256 crop
+    assert [type(op).__name__ for op in cell.augmenters][:4] == ["ScaleCrop", "Fliplr", "Flipud",
+                                                                 "Rot90"]
+    assert cell.augmenters[0].size == (256, 256) and cell.augmenters[3].ks == (0, 1, 2, 3)
+    cell_pad = train.augmentation("cell", pad)      # no crop to make: no scale, half turns
+    assert type(cell_pad.augmenters[0]).__name__ == "Fliplr"
+    assert cell_pad.augmenters[2].ks == (0, 2)
     geometric = train.augmentation("geometric", crop)      # Cellpose's: scale, any angle
     assert [type(op).__name__ for op in geometric.augmenters] == [
         "RandomScale", "Fliplr", "Flipud", "Rot90", "Rotate"]
@@ -787,3 +793,18 @@ def test_train_scores_images_larger_than_sartorius(tmp_path):
     assert 0.0 <= scores["map_iou"] <= 1.0
     history = (next((tmp_path / "logs").glob("cell*")) / "history.csv").read_text()
     assert "val_map_iou" in history.splitlines()[0]
+
+
+@pytest.mark.parametrize("augment", ["geometric", "cell"])
+def test_train_runs_with_resampling_augmentation(tmp_path, augment):
+    """--augment geometric / cell train end to end on crops (scaled, rotated samples)."""
+    writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
+    data = writer.write_sartorius(str(tmp_path / "data"), _blob_tiles([(96, 112)] * 2))
+    train = load_script("train")
+    scores = train.main(["--data", data, "--folds", "2", "--classes", "single", "--backbone",
+                         "small-cnn", "--crop-size", "64", "--epochs", "1", "--steps-per-epoch",
+                         "2", "--validation-steps", "1", "--augment", augment, "--score-every",
+                         "0", "--model-dir", str(tmp_path / "logs"), "--min-area", "15"])
+    assert 0.0 <= scores["map_iou"] <= 1.0
+    history = (next((tmp_path / "logs").glob("cell*")) / "history.csv").read_text()
+    assert len(history.splitlines()) == 2          # the header and the epoch trained

@@ -170,8 +170,9 @@ def build_parser():
                         "and 90-degree turns, 180 only for non-square inputs), geometric "
                         "(mrcnn.data.augment.geometric_augmentation, Cellpose's: also a random "
                         "scale 0.75-1.33 and a rotation by any angle) or cell "
-                        "(mrcnn.data.augment.cell_augmentation: small rotations, "
-                        "brightness, contrast); longer runs on real data need one")
+                        "(mrcnn.data.augment.cell_augmentation, seed 002's: also a random scale "
+                        "with the crop (crop mode), small rotations, brightness, contrast); "
+                        "longer runs on real data need one")
     p.add_argument("--max-gt-instances", type=int, default=None,
                    help="ground-truth instances kept per training image (Config."
                         "MAX_GT_INSTANCES; default 256; Sartorius SH-SY5Y images reach ~790)")
@@ -558,10 +559,10 @@ def augmentation(name, config):
     """--augment: None, flips (+ 90-degree turns when the input is square), geometric or cell."""
     if name == "none":
         return None
-    if name == "cell":
-        return cell_augmentation()
     crop = config.IMAGE_RESIZE_MODE == "crop"
     square = crop or config.IMAGE_SHAPE[0] == config.IMAGE_SHAPE[1]
+    if name == "cell":      # seed 002's set; its scale + crop makes crop mode's crop
+        return cell_augmentation(crop_size=int(config.IMAGE_MIN_DIM) if crop else None)
     if name == "geometric":
         if not crop:        # a scaled image must be cropped back to the input
             raise SystemExit("--augment geometric scales the images: it needs --image-mode "
