@@ -66,6 +66,6 @@ __all__ = [
     "PHOTOMETRIC", "DIHEDRAL", "RESAMPLE", "Sample", "Augmenter", "Compose", "Sometimes",
     "OneOf", "Fliplr", "Flipud", "Rot90", "Rotate", "RandomScale", "RandomCrop", "ScaleCrop",
     "Brightness", "Contrast", "ChannelShift", "as_augmenter", "cell_augmentation",
-    "geometric_augmentation", "add_flip_variants", "FLIP_KEYS", "AlbumentationsAdapter", "CallableAdapter",
-    "ImgaugAdapter",
+    "geometric_augmentation", "add_flip_variants", "FLIP_KEYS", "AlbumentationsAdapter",
+    "CallableAdapter", "ImgaugAdapter",
 ]
