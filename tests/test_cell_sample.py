@@ -795,6 +795,7 @@ def test_train_scores_images_larger_than_sartorius(tmp_path):
     assert "val_map_iou" in history.splitlines()[0]
 
 
+@pytest.mark.slow          # ~1 minute each: on the TensorFlow pass only
 @pytest.mark.parametrize("augment", ["geometric", "cell"])
 def test_train_runs_with_resampling_augmentation(tmp_path, augment):
     """--augment geometric / cell train end to end on crops (scaled, rotated samples)."""
