@@ -5,11 +5,15 @@ backbone's weights move), saves a checkpoint that the inference model loads
 by name, and detects. On 2 CPU cores these take 15-50 s each (most of it
 tracing the training graph), so they are marked slow.
 
-EfficientNetV2-M and -L are not run by default: about 95 s and over 3 min
-each here, and with random weights and frozen batch norms their C5 activations
-explode (max |C5| about 6e3 for M and 1.4e7 for L on a 64x64 input), so L
-gives non-finite RPN boxes before any training. Set
-MRCNN_TEST_LARGE_BACKBONES=1 to run them.
+Run by default: both ResNets, EfficientNetV2-B0 and -S (the two block
+layouts of the family; B1-B3 are B0's blocks with other width and depth
+multipliers, and tests/backbones/test_efficientnetv2.py checks each variant's
+endpoints, parameter count and layer groups). B1-B3 (55-65 s each in the
+TensorFlow suite on a 2-core AMD EPYC) and EfficientNetV2-M and -L (about 95 s
+and over 3 min; with random weights and frozen batch norms their C5
+activations explode, max |C5| about 6e3 for M and 1.4e7 for L on a 64x64
+input, so L gives non-finite RPN boxes before any training) run with
+MRCNN_TEST_LARGE_BACKBONES=1.
 """
 
 import math
@@ -26,8 +30,8 @@ from mrcnn.training.trainer import LOSS_NAMES
 
 LARGE = pytest.mark.skipif(
     os.environ.get("MRCNN_TEST_LARGE_BACKBONES") != "1",
-    reason="EfficientNetV2-M/L: ~95 s / >3 min on 2 CPU cores; set "
-           "MRCNN_TEST_LARGE_BACKBONES=1 to run")
+    reason="EfficientNetV2-B1/B2/B3 (B0's blocks, other multipliers) and -M/L (~95 s / >3 "
+           "min on 2 CPU cores); set MRCNN_TEST_LARGE_BACKBONES=1 to run")
 
 
 def leaf_layer(keras_model, name):
@@ -45,8 +49,9 @@ def leaf_layer(keras_model, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", [
-    "resnet50", "resnet101", "efficientnetv2-b0", "efficientnetv2-b1", "efficientnetv2-b2",
-    "efficientnetv2-b3", "efficientnetv2-s",
+    "resnet50", "resnet101", "efficientnetv2-b0",
+    pytest.param("efficientnetv2-b1", marks=LARGE), pytest.param("efficientnetv2-b2", marks=LARGE),
+    pytest.param("efficientnetv2-b3", marks=LARGE), "efficientnetv2-s",
     pytest.param("efficientnetv2-m", marks=LARGE),
     pytest.param("efficientnetv2-l", marks=[LARGE, pytest.mark.xfail(
         reason="random-init EfficientNetV2-L with frozen BN: |C5| ~1e7 -> non-finite "

@@ -795,10 +795,13 @@ def test_train_scores_images_larger_than_sartorius(tmp_path):
     assert "val_map_iou" in history.splitlines()[0]
 
 
-@pytest.mark.slow          # ~1 minute each: on the TensorFlow pass only
-@pytest.mark.parametrize("augment", ["geometric", "cell"])
-def test_train_runs_with_resampling_augmentation(tmp_path, augment):
-    """--augment geometric / cell train end to end on crops (scaled, rotated samples)."""
+@pytest.mark.slow          # ~1 minute: on the TensorFlow pass only
+def test_train_runs_with_resampling_augmentation(tmp_path):
+    """--augment geometric trains end to end on crops (scaled, rotated samples).
+
+    --augment cell takes the same path (a resampling augmenter in crop mode); what it
+    builds is checked above without training."""
+    augment = "geometric"
     writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
     data = writer.write_sartorius(str(tmp_path / "data"), _blob_tiles([(96, 112)] * 2))
     train = load_script("train")
