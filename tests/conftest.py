@@ -20,31 +20,6 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def share_cores(environ, workers, cores):
-    """Each of `workers` test processes gets its share of the `cores` for an op's threads.
-
-    TensorFlow (``TF_NUM_INTRAOP_THREADS``) and OpenMP / BLAS (``OMP_NUM_THREADS``:
-    PyTorch, NumPy) size an op's thread pool to every core by default; with two test
-    processes on two cores both ran two threads per op and contended for the cores.
-    One thread each ran two shapes trainings side by side in 129 s against 154 s
-    (2-core AMD EPYC, AVX2). The subprocesses a test starts inherit the setting.
-    Inter-op threads stay as they are (several virtual devices run their replicas'
-    ops concurrently). A value the caller set is kept.
-
-    Returns:
-        `environ` (changed in place).
-    """
-    if workers > 1:
-        share = str(max(1, cores // workers))
-        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-            environ.setdefault(name, share)
-    return environ
-
-
-share_cores(os.environ, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0),
-            os.cpu_count() or 1)
-
 # XLA (JAX, and the JAX subprocesses of the TensorFlow pass, which inherit the
 # environment) compiles the tests' programs with LLVM's optimisation level 0: the
 # tests' tiny models spend most of their time compiling, and that is halved
