@@ -28,7 +28,7 @@ from model_helpers import make_config, shapes
 from mrcnn.weights import backbone_weight_layers
 from mrcnn.training.trainer import LOSS_NAMES
 
-LARGE = pytest.mark.skipif(
+OPT_IN = pytest.mark.skipif(
     os.environ.get("MRCNN_TEST_LARGE_BACKBONES") != "1",
     reason="EfficientNetV2-B1/B2/B3 (B0's blocks, other multipliers) and -M/L (~95 s / >3 "
            "min on 2 CPU cores); set MRCNN_TEST_LARGE_BACKBONES=1 to run")
@@ -49,11 +49,10 @@ def leaf_layer(keras_model, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", [
-    "resnet50", "resnet101", "efficientnetv2-b0",
-    pytest.param("efficientnetv2-b1", marks=LARGE), pytest.param("efficientnetv2-b2", marks=LARGE),
-    pytest.param("efficientnetv2-b3", marks=LARGE), "efficientnetv2-s",
-    pytest.param("efficientnetv2-m", marks=LARGE),
-    pytest.param("efficientnetv2-l", marks=[LARGE, pytest.mark.xfail(
+    "resnet50", "resnet101", "efficientnetv2-b0", "efficientnetv2-s",
+    *(pytest.param(f"efficientnetv2-{v}", marks=OPT_IN) for v in ("b1", "b2", "b3")),
+    pytest.param("efficientnetv2-m", marks=OPT_IN),
+    pytest.param("efficientnetv2-l", marks=[OPT_IN, pytest.mark.xfail(
         reason="random-init EfficientNetV2-L with frozen BN: |C5| ~1e7 -> non-finite "
                "RPN boxes (the proposal layer does not clamp box deltas)", strict=False)]),
 ])

@@ -801,13 +801,12 @@ def test_train_runs_with_resampling_augmentation(tmp_path):
 
     --augment cell takes the same path (a resampling augmenter in crop mode); what it
     builds is checked above without training."""
-    augment = "geometric"
     writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
     data = writer.write_sartorius(str(tmp_path / "data"), _blob_tiles([(96, 112)] * 2))
     train = load_script("train")
     scores = train.main(["--data", data, "--folds", "2", "--classes", "single", "--backbone",
                          "small-cnn", "--crop-size", "64", "--epochs", "1", "--steps-per-epoch",
-                         "2", "--validation-steps", "1", "--augment", augment, "--score-every",
+                         "2", "--validation-steps", "1", "--augment", "geometric", "--score-every",
                          "0", "--model-dir", str(tmp_path / "logs"), "--min-area", "15"])
     assert 0.0 <= scores["map_iou"] <= 1.0
     history = (next((tmp_path / "logs").glob("cell*")) / "history.csv").read_text()
