@@ -10,6 +10,8 @@ import pytest
 from helpers import load_file_module, load_sample_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# samples/cell's command lines (train, predict, paste): on the TensorFlow pass of CI only (pytest.ini)
+pytestmark = pytest.mark.sample_commands
 
 
 load_script = load_sample_script

@@ -16,6 +16,8 @@ import skimage.io
 from helpers import load_file_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the benchmark's command lines and file parsing: on the TensorFlow pass of CI only (pytest.ini)
+pytestmark = pytest.mark.sample_commands
 
 
 @pytest.fixture(scope="module")
