@@ -7,6 +7,8 @@ text and what was expected (argparse prints it as the flag's error).
 * :func:`parse_mean_pixel`: ``auto``, one gray value or ``R,G,B`` (Config.MEAN_PIXEL);
 * :func:`parse_mini_mask`: a mini-mask size or ``none`` (Config.MINI_MASK_SHAPE,
   USE_MINI_MASK);
+* :func:`parse_rpn_iou`: the RPN's positive and negative IoUs
+  (Config.RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU);
 * :func:`parse_loss_weights`: ``name=weight,...`` over Config.LOSS_WEIGHTS' losses,
   the others keeping their weight;
 * :func:`parse_scale_range`: ``LO,HI`` (Config.IMAGE_SCALE_RANGE).
@@ -19,7 +21,8 @@ import math
 
 from mrcnn.config import Config
 
-__all__ = ["parse_loss_weights", "parse_mean_pixel", "parse_mini_mask", "parse_scale_range"]
+__all__ = ["parse_loss_weights", "parse_mean_pixel", "parse_mini_mask", "parse_rpn_iou",
+           "parse_scale_range"]
 
 
 def parse_mean_pixel(text):
@@ -97,3 +100,25 @@ def parse_scale_range(text):
     if not 0 < low <= high:
         raise argparse.ArgumentTypeError(f"needs 0 < LO <= HI, got {text!r}")
     return low, high
+
+
+def parse_rpn_iou(text):
+    """'0.5' -> (0.5, 0.3), '0.6,0.4' -> (0.6, 0.4) for --rpn-iou.
+
+    The RPN's labelling thresholds (Config.RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU):
+    the positive IoU, then optionally the negative one (default 0.3, or the
+    positive one when that is lower); 0 <= negative <= positive <= 1.
+    """
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected POS or POS,NEG (IoUs such as 0.5 or 0.6,0.4), got {text!r}")
+    positive = values[0]
+    negative = values[1] if len(values) == 2 else min(0.3, positive)
+    if not 0 <= negative <= positive <= 1:
+        raise argparse.ArgumentTypeError(
+            f"needs 0 <= NEG <= POS <= 1 (positive IoU, negative IoU), got {text!r}")
+    return positive, negative

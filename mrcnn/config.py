@@ -121,6 +121,12 @@ class Config:
     RPN_NMS_THRESHOLD = 0.7
     # Anchors per image sampled for the RPN loss.
     RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+    # IoU with a ground-truth box at or above which an anchor is a positive of the RPN,
+    # and below which (with every box) it is a negative (Matterport's and torchvision's
+    # 0.7 / 0.3; every box also gets its best anchor). Small objects reach 0.7 with one or
+    # two anchors: a lower positive IoU gives each of them more (mrcnn.data.rpn_targets).
+    RPN_POSITIVE_IOU = 0.7
+    RPN_NEGATIVE_IOU = 0.3
     # Anchors kept by score before NMS in the proposal layer.
     PRE_NMS_LIMIT = 6000
     # Proposals kept after NMS in training and inference.
@@ -458,6 +464,10 @@ class Config:
             v = getattr(self, name)
             if not 0 <= v <= 1:
                 fail(f"{name} must be in [0, 1], got {v!r}")
+        if not 0 <= self.RPN_NEGATIVE_IOU <= self.RPN_POSITIVE_IOU <= 1:
+            fail(f"need 0 <= RPN_NEGATIVE_IOU <= RPN_POSITIVE_IOU <= 1, got "
+                 f"RPN_NEGATIVE_IOU={self.RPN_NEGATIVE_IOU!r}, "
+                 f"RPN_POSITIVE_IOU={self.RPN_POSITIVE_IOU!r}")
         if self.POST_NMS_ROIS_TRAINING > self.PRE_NMS_LIMIT or \
                 self.POST_NMS_ROIS_INFERENCE > self.PRE_NMS_LIMIT:
             fail(f"POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING}) and "

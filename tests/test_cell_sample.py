@@ -547,6 +547,12 @@ def test_train_flags_set_the_config():
         train.CellConfig.LOSS_WEIGHTS, rpn_class_loss=0.5, rpn_bbox_loss=0.5)
     assert train.make_config(parse([]), CELL_CLASSES)[0].LOSS_WEIGHTS == \
         train.CellConfig.LOSS_WEIGHTS
+    config = train.make_config(parse(["--rpn-iou", "0.5"]), CELL_CLASSES)[0]
+    assert (config.RPN_POSITIVE_IOU, config.RPN_NEGATIVE_IOU) == (0.5, 0.3)
+    config = train.make_config(parse([]), CELL_CLASSES)[0]
+    assert (config.RPN_POSITIVE_IOU, config.RPN_NEGATIVE_IOU) == (0.7, 0.3)
+    with pytest.raises(SystemExit):
+        parse(["--rpn-iou", "0.3,0.5"])
     config, infer = train.make_config(parse(["--mask-box-scale", "1.25"]), CELL_CLASSES)
     assert config.MASK_BOX_SCALE == infer.MASK_BOX_SCALE == 1.25
     assert train.make_config(parse([]), CELL_CLASSES)[0].MASK_BOX_SCALE == 1.0

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,
-                                parse_scale_range)
+                                parse_rpn_iou, parse_scale_range)
 from mrcnn.config import Config
 
 # Backend-independent: text parsing, no Keras op.
@@ -64,3 +64,17 @@ def test_scale_range():
                          ("0,1", "0 < LO <= HI")):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse_scale_range(bad)
+
+
+def test_rpn_iou():
+    assert parse_rpn_iou("0.5") == (0.5, 0.3)
+    assert parse_rpn_iou("0.6,0.4") == (0.6, 0.4)
+    assert parse_rpn_iou("0.2") == (0.2, 0.2)                 # the negative IoU follows down
+    for text, message in (("0.3,0.5", "NEG <= POS"), ("1.2", "NEG <= POS"), ("a", "POS,NEG"),
+                          ("0.5,0.3,0.1", "POS,NEG"), ("nan", "POS,NEG")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message) as err:
+            parse_rpn_iou(text)
+        assert repr(text) in str(err.value)
+    config = type("Loose", (Config,), {"NUM_CLASSES": 2})()
+    config.RPN_POSITIVE_IOU, config.RPN_NEGATIVE_IOU = parse_rpn_iou("0.5,0.3")
+    config.validate()

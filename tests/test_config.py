@@ -65,6 +65,8 @@ def test_display_and_to_dict(capsys):
     ({"CACHE": "sometimes"}, "CACHE"),
     ({"OPTIMIZER": "rmsprop"}, "'rmsprop'"),
     ({"RPN_CONV_CHANNELS": 0}, "RPN_CONV_CHANNELS"),
+    ({"RPN_POSITIVE_IOU": 0.2}, "RPN_NEGATIVE_IOU=0.3, RPN_POSITIVE_IOU=0.2"),
+    ({"RPN_POSITIVE_IOU": 1.5}, "RPN_POSITIVE_IOU=1.5"),
 ])
 def test_validation_errors_name_the_value(attrs, fragment):
     C = type("Bad", (Small,), attrs)

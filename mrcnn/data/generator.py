@@ -206,14 +206,16 @@ class DataGenerator(keras.utils.PyDataset):
     def rpn_targets(self, bbox, class_ids, rng):
         """RPN match [A] and deltas [RPN_TRAIN_ANCHORS_PER_IMAGE, 4] of one sample."""
         cfg = self.config
+        ious = (float(cfg.RPN_POSITIVE_IOU), float(cfg.RPN_NEGATIVE_IOU))
         if self.cache is None or not self.repeating_boxes:
             return rpn.rpn_targets(self.anchors, bbox, class_ids,
-                                   cfg.RPN_TRAIN_ANCHORS_PER_IMAGE, cfg.RPN_BBOX_STD_DEV, rng)
+                                   cfg.RPN_TRAIN_ANCHORS_PER_IMAGE, cfg.RPN_BBOX_STD_DEV, rng,
+                                   *ious)
         key = digest("rpn-match", self._anchor_key, np.asarray(bbox, np.int32),
-                     np.asarray(class_ids) < 0)
+                     np.asarray(class_ids) < 0, np.asarray(ious))
         match = self.cache.get(key)
         if match is None:
-            match = rpn.match_anchors(self.anchors, bbox, class_ids)
+            match = rpn.match_anchors(self.anchors, bbox, class_ids, *ious)
             self.cache.put(key, match)
         return rpn.sample_rpn_targets(match, self.anchors, bbox, class_ids,
                                   cfg.RPN_TRAIN_ANCHORS_PER_IMAGE, cfg.RPN_BBOX_STD_DEV, rng)

@@ -269,7 +269,8 @@ def subsample_labels(labels, anchors_per_image, rng):
     return positives
 
 
-def rpn_targets(anchors, gt_boxes, gt_class_ids, anchors_per_image, bbox_std_dev, rng=None):
+def rpn_targets(anchors, gt_boxes, gt_class_ids, anchors_per_image, bbox_std_dev, rng=None,
+                positive_iou=0.7, negative_iou=0.3):
     """RPN match labels and box deltas for one image.
 
     Args:
@@ -281,6 +282,8 @@ def rpn_targets(anchors, gt_boxes, gt_class_ids, anchors_per_image, bbox_std_dev
         bbox_std_dev: [4] divisor of the deltas, e.g. ``[0.1, 0.1, 0.2, 0.2]``.
         rng: ``np.random.Generator`` (or seed) used for subsampling; default
             ``np.random.default_rng()``.
+        positive_iou, negative_iou: the labelling thresholds of
+            `rpn_match_labels` (Config.RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU).
 
     Returns:
         rpn_match: int32 [A], 1 positive, -1 negative, 0 neutral, after
@@ -301,7 +304,7 @@ def rpn_targets(anchors, gt_boxes, gt_class_ids, anchors_per_image, bbox_std_dev
         raise ValueError(f"bbox_std_dev must be 4 positive numbers, got {bbox_std_dev!r}")
     rng = np.random.default_rng(rng)
 
-    match = match_anchors(anchors, gt_boxes, gt_class_ids)
+    match = match_anchors(anchors, gt_boxes, gt_class_ids, positive_iou, negative_iou)
     return sample_rpn_targets(match, anchors, gt_boxes, gt_class_ids, anchors_per_image, std,
                               rng)
 
@@ -316,7 +319,8 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
         gt_class_ids: [G] int class ids; negative ids mark crowd boxes.
         gt_boxes: [G, (y1, x1, y2, x2)] pixel boxes.
         config: object with ``RPN_TRAIN_ANCHORS_PER_IMAGE`` and
-            ``RPN_BBOX_STD_DEV``.
+            ``RPN_BBOX_STD_DEV`` (and optionally ``RPN_POSITIVE_IOU``,
+            ``RPN_NEGATIVE_IOU``: 0.7, 0.3 when it has none, as Matterport's).
         rng: ``np.random.Generator`` (or seed) for subsampling.
 
     Returns:
@@ -325,4 +329,6 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
     """
     del image_shape
     return rpn_targets(anchors, gt_boxes, gt_class_ids,
-                       config.RPN_TRAIN_ANCHORS_PER_IMAGE, config.RPN_BBOX_STD_DEV, rng=rng)
+                       config.RPN_TRAIN_ANCHORS_PER_IMAGE, config.RPN_BBOX_STD_DEV, rng=rng,
+                       positive_iou=getattr(config, "RPN_POSITIVE_IOU", 0.7),
+                       negative_iou=getattr(config, "RPN_NEGATIVE_IOU", 0.3))

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,
-                                parse_scale_range)
+                                parse_rpn_iou, parse_scale_range)
 from mrcnn.config import Config
 from mrcnn.data.anchors import dataset_anchor_scales
 from mrcnn.data.fit import scaled_size
@@ -198,6 +198,10 @@ def build_parser():
                         "training boxes (mrcnn.data.anchors.suggest_anchor_scales)")
     p.add_argument("--anchor-ratios", default="0.5,1,2",
                    help="anchor width/height ratios (seed 004 used 0.2..5)")
+    p.add_argument("--rpn-iou", type=parse_rpn_iou, default=None, metavar="POS[,NEG]",
+                   help="IoU with a cell at or above which an anchor is an RPN positive, and "
+                        "below which a negative (Config.RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU; "
+                        "default 0.7,0.3); small cells reach 0.7 with one or two anchors")
     p.add_argument("--loss-weights", type=parse_loss_weights, default=None,
                    metavar="NAME=W,...",
                    help="weights of the losses (Config.LOSS_WEIGHTS, 1 each by default), "
@@ -343,6 +347,8 @@ def make_config(args, class_names):
         if not 1 <= args.mask_box_scale < float("inf"):
             raise SystemExit(f"--mask-box-scale must be a number >= 1, got {args.mask_box_scale}")
         attrs["MASK_BOX_SCALE"] = args.mask_box_scale
+    if args.rpn_iou is not None:
+        attrs["RPN_POSITIVE_IOU"], attrs["RPN_NEGATIVE_IOU"] = args.rpn_iou
     if args.loss_weights:
         attrs["LOSS_WEIGHTS"] = args.loss_weights
     if args.foreground_loss:

@@ -196,6 +196,37 @@ def test_cached_anchor_matching_gives_rpn_targets(seed):
         np.testing.assert_array_equal(ours[1], ref[1])
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_rpn_thresholds_reach_the_batches(shapes, cached):
+    """RPN_POSITIVE_IOU / RPN_NEGATIVE_IOU label the generator's anchors, cached or not,
+    and a cached matching at other thresholds is not reused."""
+    def labels(cfg, cache):
+        gen = DataGenerator(shapes, cfg, seed=3, cache=cache)
+        return np.stack([gen[i]["input_rpn_match"] for i in range(2)])
+
+    def expected(cfg):
+        gen = DataGenerator(shapes, cfg, seed=3)
+        out = []
+        for i in range(2):
+            batch = gen[i]
+            for j in range(cfg.BATCH_SIZE):
+                n = int((batch["input_gt_class_ids"][j] != 0).sum())
+                boxes = denorm_boxes(batch["input_gt_boxes"][j, :n], cfg.IMAGE_SHAPE[:2])
+                out.append(match_anchors(gen.anchors, boxes,
+                                         batch["input_gt_class_ids"][j, :n],
+                                         cfg.RPN_POSITIVE_IOU, cfg.RPN_NEGATIVE_IOU)["labels"])
+        return np.stack(out)
+
+    cache = SampleCache() if cached else None
+    matterport = make_cfg(RPN_TRAIN_ANCHORS_PER_IMAGE=4096)      # no subsampling
+    loose = make_cfg(RPN_TRAIN_ANCHORS_PER_IMAGE=4096, RPN_POSITIVE_IOU=0.5,
+                     RPN_NEGATIVE_IOU=0.2)
+    for cfg in (matterport, loose, matterport):                  # the cache sees both
+        got = labels(cfg, cache).reshape(-1, len(DataGenerator(shapes, cfg).anchors))
+        np.testing.assert_array_equal(got, expected(cfg))
+    assert (expected(loose) == 1).sum() > (expected(matterport) == 1).sum()
+
+
 def unmolded_alignment(batch, cfg):
     """Share of mask pixels (mini masks expanded into their boxes) that are bright,
     and share of bright pixels under a mask, over a batch."""

@@ -27,7 +27,7 @@ def _iou32(a, b):
     return inter / union if union > 0 else f(0)
 
 
-def _reference(anchors, gt_boxes, gt_class_ids):
+def _reference(anchors, gt_boxes, gt_class_ids, positive_iou=0.7, negative_iou=0.3):
     """Slow labels (no subsampling) and the best non-crowd box of each anchor."""
     crowd = [k for k in range(len(gt_boxes)) if gt_class_ids[k] < 0]
     normal = [k for k in range(len(gt_boxes)) if gt_class_ids[k] >= 0]
@@ -43,13 +43,13 @@ def _reference(anchors, gt_boxes, gt_class_ids):
             if iou > gt_best[k][0]:
                 gt_best[k] = (iou, i)
         near_crowd = any(_iou32(a, gt_boxes[k]) >= 0.001 for k in crowd)
-        if best_iou[i] < 0.3 and not near_crowd:
+        if best_iou[i] < negative_iou and not near_crowd:
             labels[i] = -1
     for k in normal:
         if gt_best[k][1] >= 0:
             labels[gt_best[k][1]] = 1
     for i in range(len(anchors)):
-        if best_iou[i] >= 0.7:
+        if best_iou[i] >= positive_iou:
             labels[i] = 1
     return labels, best_gt
 
@@ -117,6 +117,31 @@ def test_match_anchors_thresholds_and_split_equals_rpn_targets():
         np.testing.assert_array_equal(split[1], whole[1])
     with pytest.raises(ValueError, match="negative_iou"):
         match_anchors(anchors, gt_boxes, ids, positive_iou=0.2, negative_iou=0.3)
+
+
+@pytest.mark.parametrize("positive_iou,negative_iou", [(0.5, 0.3), (0.6, 0.4), (0.5, 0.5)])
+def test_rpn_targets_and_build_wrapper_take_the_thresholds(positive_iou, negative_iou):
+    """Config.RPN_POSITIVE_IOU / RPN_NEGATIVE_IOU reach the labels (no subsampling when
+    every labelled anchor fits), against the loop reference at those thresholds."""
+    rng = np.random.default_rng(31)
+    anchors = _small_anchors()
+    gt_boxes, ids = _random_gt(rng, 9, crowd=1)
+    expected, _ = _reference(anchors, gt_boxes, ids, positive_iou, negative_iou)
+    n = 2 * len(anchors)                          # keeps every positive and negative
+    got, _ = rpn_targets(anchors, gt_boxes, ids, n, STD, rng=0, positive_iou=positive_iou,
+                         negative_iou=negative_iou)
+    np.testing.assert_array_equal(got, expected)
+    default, _ = _reference(anchors, gt_boxes, ids)
+    assert (expected == 1).sum() > (default == 1).sum()   # more positives than at 0.7
+
+    class Cfg:
+        RPN_TRAIN_ANCHORS_PER_IMAGE = n
+        RPN_BBOX_STD_DEV = STD
+        RPN_POSITIVE_IOU = positive_iou
+        RPN_NEGATIVE_IOU = negative_iou
+
+    wrapped, _ = build_rpn_targets((64, 64, 3), anchors, ids, gt_boxes, Cfg, rng=0)
+    np.testing.assert_array_equal(wrapped, expected)
 
 
 def test_generator_uses_the_same_matching():
