@@ -244,20 +244,27 @@ class DataGenerator(keras.utils.PyDataset):
             raise wrapped from cause
         return image, meta, class_ids, bbox, mask, match, rpn_bbox
 
+    def batch_spec(self):
+        """``{input name: (shape, dtype)}`` of every batch (this process's rows)."""
+        cfg = self.config
+        b, g = len(self.rows), int(cfg.MAX_GT_INSTANCES)
+        h, w = int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1])
+        mh, mw = (int(v) for v in (cfg.MINI_MASK_SHAPE if cfg.USE_MINI_MASK else (h, w)))
+        return {
+            "input_image": ((b, h, w, int(cfg.IMAGE_CHANNEL_COUNT)), np.float32),
+            "input_image_meta": ((b, int(cfg.IMAGE_META_SIZE)), np.float32),
+            "input_rpn_match": ((b, self.anchors.shape[0]), np.int32),
+            "input_rpn_bbox": ((b, int(cfg.RPN_TRAIN_ANCHORS_PER_IMAGE), 4), np.float32),
+            "input_gt_class_ids": ((b, g), np.int32),
+            "input_gt_boxes": ((b, g, 4), np.float32),
+            "input_gt_masks": ((b, mh, mw, g), bool),
+        }
+
     def __getitem__(self, index):
         cfg = self.config
-        b, g = len(self.rows), cfg.MAX_GT_INSTANCES
         h, w = int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1])
-        mh, mw = (cfg.MINI_MASK_SHAPE if cfg.USE_MINI_MASK else (h, w))
-        batch = {
-            "input_image": np.zeros((b, h, w, cfg.IMAGE_CHANNEL_COUNT), np.float32),
-            "input_image_meta": np.zeros((b, cfg.IMAGE_META_SIZE), np.float32),
-            "input_rpn_match": np.zeros((b, self.anchors.shape[0]), np.int32),
-            "input_rpn_bbox": np.zeros((b, cfg.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), np.float32),
-            "input_gt_class_ids": np.zeros((b, g), np.int32),
-            "input_gt_boxes": np.zeros((b, g, 4), np.float32),
-            "input_gt_masks": np.zeros((b, mh, mw, g), bool),
-        }
+        batch = {name: np.zeros(shape, dtype)
+                 for name, (shape, dtype) in self.batch_spec().items()}
         for j, row in enumerate(self.rows):
             image, meta, class_ids, bbox, mask, match, rpn_bbox = self.sample(
                 index * self.batch_size + row)

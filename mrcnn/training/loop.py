@@ -31,6 +31,7 @@ from mrcnn.training import callbacks as run_callbacks
 from mrcnn.training import runs
 from mrcnn.training import state as train_state
 from mrcnn.training.allocator import AllocatorThresholds
+from mrcnn.training.tf_input import fit_inputs
 from mrcnn.training.trainer import FOREGROUND_LOSS, LOSS_NAMES
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,10 @@ def fit(keras_model, train_generator, val_generator, *, initial_epoch, epochs,
     the Python traceback in its message); see
     `mrcnn.data.generator.batch_error`.
 
+    On TensorFlow, generators without a worker pool run as
+    `mrcnn.training.tf_input.as_tf_dataset` (tf.data without autotuning, whose
+    iterators otherwise hold every epoch start for up to a minute).
+
     ``shuffle=False``: the generators draw their own order per epoch from
     their seed; Keras' shuffle would reorder the batches with Python's global
     `random` state, which a resumed run does not share (so it would not be
@@ -236,12 +241,13 @@ def fit(keras_model, train_generator, val_generator, *, initial_epoch, epochs,
     for generator in generators:
         if hasattr(generator, "last_error"):
             generator.last_error = None
+    train_data, val_data, advance = fit_inputs(train_generator, val_generator)
     try:
         return keras_model.fit(
-            train_generator, initial_epoch=initial_epoch, epochs=epochs,
-            steps_per_epoch=steps_per_epoch, validation_data=val_generator,
+            train_data, initial_epoch=initial_epoch, epochs=epochs,
+            steps_per_epoch=steps_per_epoch, validation_data=val_data,
             validation_steps=validation_steps if val_generator is not None else None,
-            callbacks=callbacks, verbose=verbose, shuffle=False)
+            callbacks=advance + list(callbacks), verbose=verbose, shuffle=False)
     except Exception as error:
         found = batch_error(error, generators)
         if found is None:
