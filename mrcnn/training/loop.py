@@ -31,7 +31,7 @@ from mrcnn.training import callbacks as run_callbacks
 from mrcnn.training import runs
 from mrcnn.training import state as train_state
 from mrcnn.training.allocator import AllocatorThresholds
-from mrcnn.training.tf_input import fit_inputs
+from mrcnn.training.fit_inputs import fit_inputs
 from mrcnn.training.trainer import FOREGROUND_LOSS, LOSS_NAMES
 
 log = logging.getLogger(__name__)
@@ -226,9 +226,10 @@ def fit(keras_model, train_generator, val_generator, *, initial_epoch, epochs,
     the Python traceback in its message); see
     `mrcnn.data.generator.batch_error`.
 
-    On TensorFlow, generators without a worker pool run as
-    `mrcnn.training.tf_input.as_tf_dataset` (tf.data without autotuning, whose
-    iterators otherwise hold every epoch start for up to a minute).
+    Each generator's epoch is set to fit's as the epoch begins, and on
+    TensorFlow generators without a worker pool run as tf.data without
+    autotuning (`mrcnn.training.fit_inputs`: Keras' own handling shifted the
+    epochs by one and held every epoch start idle for up to a minute).
 
     ``shuffle=False``: the generators draw their own order per epoch from
     their seed; Keras' shuffle would reorder the batches with Python's global
