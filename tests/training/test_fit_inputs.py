@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from data_helpers import Cfg
 from keras import ops
+from model_helpers import shapes as shapes_dataset
 
 from mrcnn.data.generator import DataGenerator
-from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.training import fit_inputs as F
 from mrcnn.training.loop import fit
 
@@ -22,10 +22,7 @@ tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
 
 @pytest.fixture(scope="module")
 def shapes():
-    ds = ShapesDataset()
-    ds.load_shapes(6, 96, 112, seed=3)
-    ds.prepare()
-    return ds
+    return shapes_dataset(count=6, size=96, seed=3)
 
 
 class _Recording(DataGenerator):
