@@ -168,6 +168,8 @@ class DataGenerator(keras.utils.PyDataset):
         return self.steps
 
     def on_epoch_end(self):
+        """Next epoch's order (Keras calls this; ``MaskRCNN.train`` sets ``epoch`` to fit's
+        own as each epoch begins: `mrcnn.training.fit_inputs.GeneratorEpochs`)."""
         self.epoch += 1
 
     def _order(self):
