@@ -60,11 +60,12 @@ def parse_loss_weights(text, defaults=None):
     Args:
         text: comma-separated ``name=weight`` pairs; names are the keys of
             Config.LOSS_WEIGHTS (``rpn_class_loss``, ``rpn_bbox_loss``,
-            ``mrcnn_class_loss``, ``mrcnn_bbox_loss``, ``mrcnn_mask_loss`` and
+            ``mrcnn_class_loss``, ``mrcnn_bbox_loss``, ``mrcnn_mask_loss``,
+            ``mrcnn_mask_dice_loss``, counted when above 0, and
             ``mrcnn_foreground_loss``, which counts with FOREGROUND_LOSS only),
             weights finite numbers >= 0.
         defaults: the weights of the losses not named (default
-            Config.LOSS_WEIGHTS: 1 each).
+            Config.LOSS_WEIGHTS: 1 each, the Dice term 0).
 
     Returns:
         dict of all the weights.

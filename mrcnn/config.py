@@ -257,13 +257,16 @@ class Config:
     LR_DECAY_EPOCHS = ()
     LR_DECAY_GAMMA = 0.1
 
-    # Weights of the losses (the last only counts with FOREGROUND_LOSS).
+    # Weights of the losses. "mrcnn_mask_dice_loss" is a soft Dice term on the mask head's
+    # positive ROIs (mrcnn.losses.mrcnn_mask_dice_loss), beside its cross entropy; 0 leaves it
+    # out (Matterport's five losses). "mrcnn_foreground_loss" only counts with FOREGROUND_LOSS.
     LOSS_WEIGHTS = {
         "rpn_class_loss": 1.0,
         "rpn_bbox_loss": 1.0,
         "mrcnn_class_loss": 1.0,
         "mrcnn_bbox_loss": 1.0,
         "mrcnn_mask_loss": 1.0,
+        "mrcnn_mask_dice_loss": 0.0,
         "mrcnn_foreground_loss": 1.0,
     }
 

@@ -1,6 +1,8 @@
 """The Mask R-CNN losses as pure functions of tensors (keras.ops).
 
-Matterport's five, and the optional dense foreground loss (Config.FOREGROUND_LOSS).
+Matterport's five, the optional soft Dice term of the mask head
+(``LOSS_WEIGHTS["mrcnn_mask_dice_loss"]``) and the optional dense foreground
+loss (Config.FOREGROUND_LOSS).
 
 Every function returns a finite float32 scalar and returns exactly 0 (with
 finite, zero gradients) when there is nothing to average over: no labelled
@@ -165,6 +167,17 @@ def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
     return _weighted_mean(per_roi, weights, elements_per_weight=4.0)
 
 
+def _true_class_masks(target_masks, target_class_ids, pred_mask_logits):
+    """(0/1 targets [B, T, h, w], the true class's logits [B, T, h, w], positive weights [B, T])."""
+    target_masks = ops.cast(target_masks, "float32")
+    pred_mask_logits = ops.cast(pred_mask_logits, "float32")
+    class_ids = ops.maximum(ops.cast(target_class_ids, "int32"), 0)
+    index = ops.expand_dims(class_ids, (-3, -2, -1))
+    logits = ops.squeeze(
+        ops.take_along_axis(pred_mask_logits, index, axis=-1), axis=-1)
+    return target_masks, logits, ops.cast(class_ids > 0, "float32")
+
+
 def mrcnn_mask_loss(target_masks, target_class_ids, pred_mask_logits):
     """Mask head loss on the positive ROIs.
 
@@ -178,16 +191,39 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_mask_logits):
         class's mask, averaged over the n_pos * h * w pixels of the positive
         ROIs; 0 when there are none.
     """
-    target_masks = ops.cast(target_masks, "float32")
-    pred_mask_logits = ops.cast(pred_mask_logits, "float32")
-    class_ids = ops.maximum(ops.cast(target_class_ids, "int32"), 0)
-    index = ops.expand_dims(class_ids, (-3, -2, -1))
-    logits = ops.squeeze(
-        ops.take_along_axis(pred_mask_logits, index, axis=-1), axis=-1)
-    per_roi = ops.sum(_sigmoid_cross_entropy(logits, target_masks), axis=(2, 3))
-    pixels = float(target_masks.shape[2] * target_masks.shape[3])
-    weights = ops.cast(class_ids > 0, "float32")
+    targets, logits, weights = _true_class_masks(target_masks, target_class_ids,
+                                                 pred_mask_logits)
+    per_roi = ops.sum(_sigmoid_cross_entropy(logits, targets), axis=(2, 3))
+    pixels = float(targets.shape[2] * targets.shape[3])
     return _weighted_mean(per_roi, weights, elements_per_weight=pixels)
+
+
+def mrcnn_mask_dice_loss(target_masks, target_class_ids, pred_mask_logits, smooth=1.0):
+    """Soft Dice loss of the mask head on the positive ROIs.
+
+    Per positive ROI, with ``p`` the true class's mask probabilities and
+    ``t`` its 0/1 target (``h * w`` pixels each):
+    ``1 - (2 * sum(p * t) + smooth) / (sum(p) + sum(t) + smooth)``.
+    Cross entropy weighs every pixel alike, so a small object's boundary
+    counts for little; Dice measures each mask's overlap as a whole, as the
+    mAP-IoU scores it.
+
+    Args:
+        target_masks, target_class_ids, pred_mask_logits: as
+            `mrcnn_mask_loss`.
+        smooth: added to both sides of the ratio (an empty target with an
+            empty prediction has loss 0).
+
+    Returns:
+        float32 scalar: the mean over the positive ROIs; 0 when there are none.
+    """
+    targets, logits, weights = _true_class_masks(target_masks, target_class_ids,
+                                                 pred_mask_logits)
+    probs = ops.sigmoid(logits)
+    overlap = ops.sum(probs * targets, axis=(2, 3))
+    total = ops.sum(probs, axis=(2, 3)) + ops.sum(targets, axis=(2, 3))
+    per_roi = 1.0 - (2.0 * overlap + smooth) / (total + smooth)
+    return _weighted_mean(per_roi, weights)
 
 
 def foreground_loss(target, logits):

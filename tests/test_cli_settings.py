@@ -16,7 +16,7 @@ def test_loss_weights_set_the_named_losses_and_keep_the_others():
     weights = parse_loss_weights("rpn_class_loss=0.5, rpn_bbox_loss=0.25")
     assert weights == {"rpn_class_loss": 0.5, "rpn_bbox_loss": 0.25, "mrcnn_class_loss": 1.0,
                        "mrcnn_bbox_loss": 1.0, "mrcnn_mask_loss": 1.0,
-                       "mrcnn_foreground_loss": 1.0}
+                       "mrcnn_mask_dice_loss": 0.0, "mrcnn_foreground_loss": 1.0}
     assert parse_loss_weights("mrcnn_foreground_loss=0.3")["mrcnn_foreground_loss"] == 0.3
     assert Config.LOSS_WEIGHTS["rpn_class_loss"] == 1.0            # the class's dict untouched
     assert parse_loss_weights("mrcnn_mask_loss=0", {"mrcnn_mask_loss": 2.0, "x": 3.0}) == \

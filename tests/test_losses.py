@@ -270,6 +270,66 @@ def test_mrcnn_mask_loss_no_positive_is_zero_with_finite_grad():
     assert np.all(np.isfinite(grad)) and np.all(grad == 0)
 
 
+# ---------------------------------------------------------------- mask Dice
+
+
+def test_mrcnn_mask_dice_loss_hand_case():
+    target_ids = np.array([[1, 0]], np.int32)
+    target = np.array([[[[1, 0]], [[1, 1]]]], np.float32)  # [1, 2, 1, 2]
+    logits = np.zeros((1, 2, 1, 2, 2), np.float32)
+    logits[0, 0, 0, :, 1] = [math.log(3.0), 0.0]  # p = 0.75 and 0.5
+    logits[0, 0, 0, :, 0] = -50.0                 # wrong class: ignored
+    logits[0, 1] = -50.0                          # background ROI: ignored
+    # overlap 0.75, sum p 1.25, sum t 1: 1 - (1.5 + 1) / (2.25 + 1)
+    expected = 1.0 - 2.5 / 3.25
+    assert _value(losses.mrcnn_mask_dice_loss(
+        target, target_ids, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mrcnn_mask_dice_loss_matches_loop_reference():
+    """The mean over the positive ROIs of each one's own Dice (not pooled pixels)."""
+    rng = np.random.default_rng(9)
+    batch, rois, size, classes = 2, 5, 6, 3
+    target_ids = rng.integers(0, classes, size=(batch, rois)).astype(np.int32)
+    target = (rng.random((batch, rois, size, size)) < 0.3).astype(np.float32)
+    target[0, 1] = 0.0                              # an empty target
+    logits = (rng.normal(size=(batch, rois, size, size, classes)) * 3).astype(np.float32)
+    logits[1, 2, 0, 0, :] = 200.0                   # saturated probabilities stay finite
+    per_roi = []
+    for b in range(batch):
+        for r in range(rois):
+            c = target_ids[b, r]
+            if c > 0:
+                p = 1 / (1 + np.exp(-logits[b, r, :, :, c].astype(np.float64)))
+                t = target[b, r]
+                per_roi.append(1 - (2 * np.sum(p * t) + 1) / (np.sum(p) + np.sum(t) + 1))
+    value = _value(losses.mrcnn_mask_dice_loss(target, target_ids, logits))
+    assert math.isfinite(value) and len(per_roi) > 3
+    assert value == pytest.approx(np.mean(per_roi), rel=1e-5)
+
+
+def test_mrcnn_mask_dice_loss_perfect_mask_is_near_zero_and_grad_points_to_target():
+    target = np.zeros((1, 1, 4, 4), np.float32)
+    target[0, 0, 1:3, 1:3] = 1.0
+    ids = np.array([[1]], np.int32)
+    perfect = np.where(target[..., None] > 0, 30.0, -30.0).repeat(2, axis=-1)
+    assert _value(losses.mrcnn_mask_dice_loss(target, ids, perfect)) < 1e-6
+    logits = np.zeros((1, 1, 4, 4, 2), np.float32)
+    grad = _grad(lambda v: losses.mrcnn_mask_dice_loss(target, ids, v), logits)
+    inside, outside = grad[0, 0, 1:3, 1:3, 1], grad[0, 0, 0, :, 1]
+    assert np.all(inside < 0) and np.all(outside > 0)   # descent raises p inside, lowers it out
+    assert np.all(grad[..., 0] == 0)                     # other classes get no gradient
+
+
+def test_mrcnn_mask_dice_loss_no_positive_is_zero_with_finite_grad():
+    target_ids = np.zeros((1, 2), np.int32)
+    target = np.ones((1, 2, 3, 3), np.float32)
+    logits = np.full((1, 2, 3, 3, 2), -30.0, np.float32)
+    assert _value(losses.mrcnn_mask_dice_loss(target, target_ids, logits)) == 0.0
+    grad = _grad(lambda v: losses.mrcnn_mask_dice_loss(target, target_ids, v), logits)
+    assert np.all(np.isfinite(grad)) and np.all(grad == 0)
+
+
 def test_losses_gradients_finite_with_positives():
     rng = np.random.default_rng(5)
     target_ids = np.array([[1, 0, 2]], np.int32)

@@ -32,7 +32,7 @@ from mrcnn.training import runs
 from mrcnn.training import state as train_state
 from mrcnn.training.allocator import AllocatorThresholds
 from mrcnn.training.fit_inputs import fit_inputs
-from mrcnn.training.trainer import FOREGROUND_LOSS, LOSS_NAMES
+from mrcnn.training.trainer import ALL_LOSS_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def standard_callbacks(log_dir, checkpoint_path, cache=None, on_saved=None, epoc
             `on_saved` called).
     """
     chief = cluster.is_chief()
-    callbacks = [AllocatorThresholds(), run_callbacks.NanGuard(LOSS_NAMES + (FOREGROUND_LOSS,))]
+    callbacks = [AllocatorThresholds(), run_callbacks.NanGuard(ALL_LOSS_NAMES)]
     if cache is not None:
         callbacks.append(run_callbacks.CacheStatsLogger(cache))
     callbacks += list(epoch_metrics)

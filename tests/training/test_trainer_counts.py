@@ -4,7 +4,8 @@ import numpy as np
 from keras import ops
 
 from mrcnn.distribute import reduction
-from mrcnn.training.trainer import FOREGROUND_LOSS, LOSS_NAMES, compute_losses, loss_counts
+from mrcnn.training.trainer import (FOREGROUND_LOSS, LOSS_NAMES, MASK_DICE_LOSS, compute_losses,
+                                    loss_counts, loss_names)
 
 B, A, K, T, C, P, M = 4, 30, 6, 8, 3, 5, 7   # images, anchors, rpn rows, rois, classes, mask rois
 
@@ -91,6 +92,24 @@ def test_the_foreground_loss_pools_by_its_pixels():
                  for c, loss in zip(counts, losses))
     np.testing.assert_allclose(pooled, whole[FOREGROUND_LOSS], rtol=1e-5)
     assert set(whole) == set(LOSS_NAMES) | {FOREGROUND_LOSS}
+
+
+def test_the_mask_dice_loss_is_counted_when_weighted_and_pools_by_the_positives():
+    x, y = batch(seed=3)
+    assert loss_names(y) == LOSS_NAMES
+    assert loss_names(y, {MASK_DICE_LOSS: 0.0}) == LOSS_NAMES
+    names = loss_names(y, {MASK_DICE_LOSS: 0.5})
+    assert names == LOSS_NAMES + (MASK_DICE_LOSS,)
+    counts = ops.convert_to_numpy(loss_counts(x, y, names))
+    assert counts[5] == counts[4] == np.sum(y["mask_class_ids"] > 0)
+    whole = numbers(compute_losses(x, y, names))
+    assert set(whole) == set(names)
+    halves = [(part(x, s), part(y, s)) for s in (slice(0, 1), slice(1, 4))]
+    losses = [numbers(compute_losses(*h, names)) for h in halves]
+    counts = [ops.convert_to_numpy(loss_counts(*h, names)) for h in halves]
+    pooled = sum(c[5] / (counts[0][5] + counts[1][5]) * loss[MASK_DICE_LOSS]
+                 for c, loss in zip(counts, losses))
+    np.testing.assert_allclose(pooled, whole[MASK_DICE_LOSS], rtol=1e-5)
 
 
 def test_one_replica_needs_no_weights():
