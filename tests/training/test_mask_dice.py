@@ -5,6 +5,7 @@ import math
 import pytest
 
 import mrcnn.model as modellib
+from helpers import readme_block
 from model_helpers import make_config, shapes
 from mrcnn.config import Config
 from mrcnn.training.trainer import LOSS_NAMES, MASK_DICE_LOSS
@@ -29,3 +30,23 @@ def test_without_a_weight_there_is_no_dice_term(tmp_path):
     model = modellib.MaskRCNN("training", make_config(), str(tmp_path))
     assert model.keras_model.loss_names == LOSS_NAMES
     assert Config.LOSS_WEIGHTS[MASK_DICE_LOSS] == 0.0
+
+
+def test_the_readme_config_block_runs_as_written_and_adds_the_term(tmp_path):
+    namespace = {}
+    exec(readme_block("mask-dice"), namespace)
+    settings = {k: getattr(namespace["MyConfig"], k) for k in ("LOSS_WEIGHTS",)}
+    model = modellib.MaskRCNN("training", make_config(**settings), str(tmp_path))
+    assert model.keras_model.loss_names == LOSS_NAMES + (MASK_DICE_LOSS,)
+    assert model.keras_model.loss_weights_[MASK_DICE_LOSS] == 3.0
+
+
+def test_the_cell_sample_trains_with_it_and_the_flag_turns_it_off():
+    from helpers import load_sample_script
+    train = load_sample_script("train")
+    assert train.CellConfig.LOSS_WEIGHTS[MASK_DICE_LOSS] == 3.0
+    parse = train.build_parser().parse_args
+    off = parse(["--loss-weights", "mrcnn_mask_dice_loss=0"]).loss_weights
+    assert off == dict(train.CellConfig.LOSS_WEIGHTS, mrcnn_mask_dice_loss=0.0)
+    kept = parse(["--loss-weights", "rpn_class_loss=0.5"]).loss_weights
+    assert kept[MASK_DICE_LOSS] == 3.0 and kept["rpn_class_loss"] == 0.5
