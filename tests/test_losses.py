@@ -260,13 +260,14 @@ def test_mrcnn_mask_loss_matches_loop_reference_and_is_stable():
     assert value == pytest.approx(total / count, rel=1e-5)
 
 
-def test_mrcnn_mask_loss_no_positive_is_zero_with_finite_grad():
+@pytest.mark.parametrize("name", ["mrcnn_mask_loss", "mrcnn_mask_dice_loss"])
+def test_mask_losses_no_positive_is_zero_with_finite_grad(name):
+    loss = getattr(losses, name)
     target_ids = np.zeros((1, 2), np.int32)
     target = np.ones((1, 2, 3, 3), np.float32)
     logits = np.full((1, 2, 3, 3, 2), -30.0, np.float32)
-    assert _value(losses.mrcnn_mask_loss(target, target_ids, logits)) == 0.0
-    grad = _grad(lambda v: losses.mrcnn_mask_loss(target, target_ids, v),
-                 logits)
+    assert _value(loss(target, target_ids, logits)) == 0.0
+    grad = _grad(lambda v: loss(target, target_ids, v), logits)
     assert np.all(np.isfinite(grad)) and np.all(grad == 0)
 
 
@@ -319,15 +320,6 @@ def test_mrcnn_mask_dice_loss_perfect_mask_is_near_zero_and_grad_points_to_targe
     inside, outside = grad[0, 0, 1:3, 1:3, 1], grad[0, 0, 0, :, 1]
     assert np.all(inside < 0) and np.all(outside > 0)   # descent raises p inside, lowers it out
     assert np.all(grad[..., 0] == 0)                     # other classes get no gradient
-
-
-def test_mrcnn_mask_dice_loss_no_positive_is_zero_with_finite_grad():
-    target_ids = np.zeros((1, 2), np.int32)
-    target = np.ones((1, 2, 3, 3), np.float32)
-    logits = np.full((1, 2, 3, 3, 2), -30.0, np.float32)
-    assert _value(losses.mrcnn_mask_dice_loss(target, target_ids, logits)) == 0.0
-    grad = _grad(lambda v: losses.mrcnn_mask_dice_loss(target, target_ids, v), logits)
-    assert np.all(np.isfinite(grad)) and np.all(grad == 0)
 
 
 def test_losses_gradients_finite_with_positives():
