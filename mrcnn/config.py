@@ -13,6 +13,7 @@ which validates the settings (a ``ValueError`` naming the value and what was exp
 building a model validates again: settings assigned after construction are checked.
 """
 
+import numbers
 import re
 
 import numpy as np
@@ -486,6 +487,11 @@ class Config:
         if unknown:
             fail(f"LOSS_WEIGHTS has unknown keys {sorted(unknown)}; expected "
                  f"{sorted(expected)}")
+        for name, weight in self.LOSS_WEIGHTS.items():
+            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
+                    or not 0 <= weight < np.inf:
+                fail(f"LOSS_WEIGHTS[{name!r}] must be a finite number >= 0 (0 leaves "
+                     f"mrcnn_mask_dice_loss out), got {weight!r}")
         if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
             fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
         width = self.RPN_CONV_CHANNELS

@@ -224,16 +224,20 @@ def test_mrcnn_bbox_loss_no_positive_is_zero_with_finite_grad():
 # ---------------------------------------------------------------- mrcnn_mask
 
 
-def test_mrcnn_mask_loss_hand_case():
+@pytest.mark.parametrize("name, expected", [
+    # pixel 1: -log(0.75); pixel 2: target 0, p = .5 -> -log(.5)
+    ("mrcnn_mask_loss", (-math.log(0.75) - math.log(0.5)) / 2),
+    # overlap 0.75, sum p 1.25, sum t 1: 1 - (1.5 + 1) / (2.25 + 1)
+    ("mrcnn_mask_dice_loss", 1.0 - 2.5 / 3.25),
+])
+def test_mask_losses_hand_case(name, expected):
     target_ids = np.array([[1, 0]], np.int32)
     target = np.array([[[[1, 0]], [[1, 1]]]], np.float32)  # [1, 2, 1, 2]
     logits = np.zeros((1, 2, 1, 2, 2), np.float32)
     logits[0, 0, 0, :, 1] = [math.log(3.0), 0.0]  # p = 0.75 and 0.5
     logits[0, 0, 0, :, 0] = 50.0                  # wrong class: ignored
     logits[0, 1] = -50.0                          # background ROI: ignored
-    # pixel 1: -log(0.75); pixel 2: target 0, p = .5 -> -log(.5)
-    expected = (-math.log(0.75) - math.log(0.5)) / 2
-    assert _value(losses.mrcnn_mask_loss(
+    assert _value(getattr(losses, name)(
         target, target_ids, logits)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -272,19 +276,6 @@ def test_mask_losses_no_positive_is_zero_with_finite_grad(name):
 
 
 # ---------------------------------------------------------------- mask Dice
-
-
-def test_mrcnn_mask_dice_loss_hand_case():
-    target_ids = np.array([[1, 0]], np.int32)
-    target = np.array([[[[1, 0]], [[1, 1]]]], np.float32)  # [1, 2, 1, 2]
-    logits = np.zeros((1, 2, 1, 2, 2), np.float32)
-    logits[0, 0, 0, :, 1] = [math.log(3.0), 0.0]  # p = 0.75 and 0.5
-    logits[0, 0, 0, :, 0] = -50.0                 # wrong class: ignored
-    logits[0, 1] = -50.0                          # background ROI: ignored
-    # overlap 0.75, sum p 1.25, sum t 1: 1 - (1.5 + 1) / (2.25 + 1)
-    expected = 1.0 - 2.5 / 3.25
-    assert _value(losses.mrcnn_mask_dice_loss(
-        target, target_ids, logits)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_mrcnn_mask_dice_loss_matches_loop_reference():
