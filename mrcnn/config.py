@@ -13,13 +13,13 @@ which validates the settings (a ``ValueError`` naming the value and what was exp
 building a model validates again: settings assigned after construction are checked.
 """
 
-import numbers
 import re
 
 import numpy as np
 
 import backbones
-from mrcnn.config_checks import foreground_error, image_scale_error, step_decay_error
+from mrcnn.config_checks import (foreground_error, image_scale_error, loss_weights_error,
+                                 step_decay_error)
 from mrcnn.data.fit import RESIZE_MODES
 from mrcnn.data.image_meta import image_meta_size
 
@@ -487,11 +487,9 @@ class Config:
         if unknown:
             fail(f"LOSS_WEIGHTS has unknown keys {sorted(unknown)}; expected "
                  f"{sorted(expected)}")
-        for name, weight in self.LOSS_WEIGHTS.items():
-            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
-                    or not 0 <= weight < np.inf:
-                fail(f"LOSS_WEIGHTS[{name!r}] must be a finite number >= 0 (0 leaves "
-                     f"mrcnn_mask_dice_loss out), got {weight!r}")
+        error = loss_weights_error(self.LOSS_WEIGHTS)
+        if error:
+            fail(error)
         if self.CACHE_MAX_BYTES is not None and self.CACHE_MAX_BYTES < 0:
             fail(f"CACHE_MAX_BYTES must be >= 0 or None, got {self.CACHE_MAX_BYTES!r}")
         width = self.RPN_CONV_CHANNELS

@@ -7,11 +7,25 @@ with the message returned here.
 import numpy as np
 
 
-def _positive(value):
-    """A finite number > 0 (not a bool)."""
+def _finite(value):
+    """A finite int or float (not a bool)."""
     return (not isinstance(value, bool)
             and isinstance(value, (int, float, np.integer, np.floating))
-            and bool(np.isfinite(value)) and value > 0)
+            and bool(np.isfinite(value)))
+
+
+def _positive(value):
+    """A finite number > 0 (not a bool)."""
+    return _finite(value) and value > 0
+
+
+def loss_weights_error(weights):
+    """LOSS_WEIGHTS' values: each a finite number >= 0 (0 leaves that loss out)."""
+    for name, weight in weights.items():
+        if not (_finite(weight) and weight >= 0):
+            return (f"LOSS_WEIGHTS[{name!r}] must be a finite number >= 0 (0 leaves that "
+                    f"loss out), got {weight!r}")
+    return None
 
 
 def step_decay_error(schedule, epochs, gamma):
