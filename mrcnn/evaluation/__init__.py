@@ -5,7 +5,7 @@
 * ``matterport``: Matterport's ``compute_matches`` / ``compute_ap`` /
   ``compute_ap_range`` / ``compute_recall`` / ``trim_zeros``.
 * ``competition``: the DSB 2018 / Sartorius 2021 score (``map_iou`` and
-  family, ``iou_matrix``, ``matched_pairs``, ``error_breakdown``).
+  family, ``iou_matrix``, ``matched_pairs``, ``error_breakdown``, ``touches_border``).
 * ``coco``: COCO mask and box AP by pycocotools (``coco_ap``).
 * ``report``: ``evaluate(model, dataset)``, ``format_report``,
   ``collect_predictions``.
@@ -21,7 +21,7 @@ from mrcnn.evaluation.competition import (DEFAULT_IOU_THRESHOLDS, error_breakdow
                                           map_iou, map_iou_dataset, map_iou_from_ious,
                                           map_iou_per_class, map_iou_per_class_from_ious,
                                           matched_pairs, mean_map_iou,
-                                          precision_recall_per_threshold)
+                                          precision_recall_per_threshold, touches_border)
 from mrcnn.evaluation.matterport import (compute_ap, compute_ap_range, compute_matches,
                                          compute_recall, trim_zeros)
 from mrcnn.evaluation.report import collect_predictions, evaluate, format_report
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_IOU_THRESHOLDS", "compute_ap", "compute_ap_range", "compute_matches",
     "compute_recall", "error_breakdown", "iou_matrix", "matched_pairs", "map_iou",
     "map_iou_dataset", "map_iou_from_ious", "map_iou_per_class", "map_iou_per_class_from_ious",
-    "mean_map_iou", "precision_recall_per_threshold", "trim_zeros", "DEFAULT_MAX_DETS", "coco_ap",
+    "mean_map_iou", "precision_recall_per_threshold", "touches_border", "trim_zeros",
+    "DEFAULT_MAX_DETS", "coco_ap",
     "collect_predictions", "evaluate", "format_report", "tune_postprocess",
 ]

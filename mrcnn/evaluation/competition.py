@@ -12,7 +12,8 @@ variants, which score each class's instances separately).
   :func:`map_iou_per_class`;
 * :func:`matched_pairs` (the one-to-one matches at a threshold) and
   :func:`error_breakdown` (missed objects, false positives and the matched
-  pairs' IoUs: what detection and what mask precision cost);
+  pairs' IoUs: what detection and what mask precision cost; with
+  :func:`touches_border`, how many of the missed objects are cut by the image's edge);
 * :func:`map_iou_from_ious` and :func:`map_iou_per_class_from_ious` score a
   precomputed ``[Ngt, Npred]`` IoU matrix (e.g. ``SparseMasks.iou``);
 * :func:`iou_matrix` is the gt x prediction mask IoU
@@ -32,7 +33,7 @@ __all__ = [
     "DEFAULT_IOU_THRESHOLDS", "check_thresholds", "error_breakdown", "iou_matrix", "map_iou",
     "map_iou_dataset", "map_iou_from_ious", "map_iou_per_class",
     "map_iou_per_class_from_ious", "matched_pairs", "mean_map_iou",
-    "precision_recall_per_threshold",
+    "precision_recall_per_threshold", "touches_border",
 ]
 
 # Thresholds 0.50, 0.55, ..., 0.95 (the competitions' and COCO's). Written out
@@ -106,7 +107,7 @@ def matched_pairs(ious, threshold=0.5):
     return gi[keep].astype(np.int64), pi[keep].astype(np.int64)
 
 
-def error_breakdown(ious, threshold=0.5):
+def error_breakdown(ious, threshold=0.5, at_edge=None):
     """Where one image's score goes: detection errors at `threshold`, then mask precision.
 
     The competition score falls from its value at IoU 0.5 (every object found
@@ -117,19 +118,48 @@ def error_breakdown(ious, threshold=0.5):
     Args:
         ious: float ``[Ngt, Npred]`` mask IoUs.
         threshold: the IoU that makes a match (default 0.5, the competition's lowest).
+        at_edge: optional bool ``[Ngt]``: which gt objects touch the image's
+            border (:func:`touches_border`); objects cut by a tile's or the
+            field of view's edge are the ones Mask R-CNN misses most.
 
     Returns:
         dict: ``n_gt``, ``n_pred``, ``matched`` (pairs with IoU > threshold,
         one to one), ``missed`` (gt without a match), ``false_positives``
         (predictions without a match) and ``matched_ious`` (float64 ``[matched]``,
-        by increasing gt index).
+        by increasing gt index); with `at_edge` also ``missed_at_edge`` (the
+        missed gt objects that touch the border).
     """
     ious = _check_ious(ious)
     gi, pi = matched_pairs(ious, threshold)
     n_gt, n_pred = ious.shape
-    return {"n_gt": int(n_gt), "n_pred": int(n_pred), "matched": int(gi.size),
-            "missed": int(n_gt - gi.size), "false_positives": int(n_pred - gi.size),
-            "matched_ious": ious[gi, pi]}
+    errors = {"n_gt": int(n_gt), "n_pred": int(n_pred), "matched": int(gi.size),
+              "missed": int(n_gt - gi.size), "false_positives": int(n_pred - gi.size),
+              "matched_ious": ious[gi, pi]}
+    if at_edge is not None:
+        at_edge = np.asarray(at_edge)
+        if at_edge.dtype != bool or at_edge.shape != (n_gt,):
+            raise ValueError(f"at_edge must be a bool array of the {n_gt} gt objects "
+                             f"([Ngt]), got {at_edge.dtype} {at_edge.shape}")
+        missed = np.ones(n_gt, bool)
+        missed[gi] = False
+        errors["missed_at_edge"] = int(np.count_nonzero(missed & at_edge))
+    return errors
+
+
+def touches_border(boxes, shape):
+    """bool ``[N]``: which boxes touch the border of a ``shape`` image.
+
+    Args:
+        boxes: int ``[N, (y1, x1, y2, x2)]`` pixel boxes, y2/x2 exclusive
+            (``SparseMasks.boxes``); empty boxes (``y2 <= y1`` or ``x2 <= x1``)
+            touch nothing.
+        shape: the image's ``(height, width)``.
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    height, width = int(shape[0]), int(shape[1])
+    y1, x1, y2, x2 = boxes.T
+    touching = (y1 <= 0) | (x1 <= 0) | (y2 >= height) | (x2 >= width)
+    return touching & (y2 > y1) & (x2 > x1)
 
 
 def _counts_from_ious(ious, thresholds):

@@ -14,7 +14,7 @@ import numpy as np
 
 from mrcnn.evaluation.coco import AP_KEYS, DEFAULT_MAX_DETS, coco_ap
 from mrcnn.evaluation.competition import (check_thresholds, error_breakdown, map_iou_from_ious,
-                                          map_iou_per_class_from_ious)
+                                          map_iou_per_class_from_ious, touches_border)
 from mrcnn.evaluation.inputs import as_ground_truth, class_key
 from mrcnn.inference.postprocess import PostprocessConfig, postprocess as run_postprocess
 from mrcnn.inference.results import compact
@@ -86,6 +86,7 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
         ``{"image_id", "map_iou", "n_gt", "n_pred", "missed", "false_positives",
         "matched_iou_median"}``), ``errors`` (over all images, at the lowest
         threshold, ``threshold``: ``n_gt``, ``n_pred``, ``missed``,
+        ``missed_at_edge`` (missed objects touching the image border),
         ``false_positives``, and the matched pairs' mask IoU
         ``matched_iou_median`` / ``matched_iou_q25``, NaN when nothing matched;
         `mrcnn.evaluation.competition.error_breakdown`) and ``n_images``.
@@ -100,7 +101,7 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
                              f"{pred['masks'].shape}, ground truth {gt.shape}")
         ious = gt.iou(pred["masks"])
         score = map_iou_from_ious(ious, thresholds)
-        errors = error_breakdown(ious, lowest)
+        errors = error_breakdown(ious, lowest, touches_border(gt.boxes(), gt.shape))
         breakdowns.append(errors)
         per_image.append({"image_id": image_id, "map_iou": score,
                           "n_gt": gt.count, "n_pred": pred["masks"].count,
@@ -133,7 +134,7 @@ def _quantile(values, q):
 def _total_errors(breakdowns):
     """`error_breakdown`s of the images summed: counts added, the matched IoUs pooled."""
     totals = {k: int(sum(b[k] for b in breakdowns))
-              for k in ("n_gt", "n_pred", "missed", "false_positives")}
+              for k in ("n_gt", "n_pred", "missed", "missed_at_edge", "false_positives")}
     ious = np.concatenate([b["matched_ious"] for b in breakdowns])
     totals.update(matched_iou_median=_quantile(ious, 0.5), matched_iou_q25=_quantile(ious, 0.25))
     return totals
@@ -141,8 +142,10 @@ def _total_errors(breakdowns):
 
 def format_errors(errors):
     """One line of an `evaluate` report's ``errors``: detection at its IoU, then the masks."""
+    edge = (f" ({errors['missed_at_edge']} touching the image edge)"
+            if errors.get("missed_at_edge") else "")
     line = (f"at IoU {errors['threshold']:g}: {errors['missed']} of {errors['n_gt']} objects "
-            f"missed, {errors['false_positives']} of {errors['n_pred']} predictions false")
+            f"missed{edge}, {errors['false_positives']} of {errors['n_pred']} predictions false")
     if errors["n_gt"] > errors["missed"]:
         line += (f"; matched masks' IoU median {errors['matched_iou_median']:.3f} "
                  f"(q25 {errors['matched_iou_q25']:.3f})")

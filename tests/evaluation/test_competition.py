@@ -6,6 +6,7 @@ import pytest
 from mrcnn.evaluation import (
     DEFAULT_IOU_THRESHOLDS,
     error_breakdown,
+    touches_border,
     iou_matrix,
     map_iou,
     map_iou_dataset,
@@ -181,6 +182,37 @@ def test_matched_pairs_and_error_breakdown_agree_with_slow_reference(seed):
         counts = precision_recall_per_threshold(gt, pred, [t])
         assert (counts["tp"][0], counts["fp"][0], counts["fn"][0]) == (
             errors["matched"], errors["false_positives"], errors["missed"])
+
+
+def test_touches_border_hand_cases():
+    # 10 x 12 image; boxes y2/x2 exclusive: the last row is 9, the last column 11.
+    boxes = [[0, 3, 4, 6],      # top row
+             [3, 0, 5, 2],      # left column
+             [5, 5, 10, 7],     # reaches the last row (y2 == 10)
+             [2, 8, 4, 12],     # reaches the last column (x2 == 12)
+             [1, 1, 9, 11],     # one pixel inside every edge
+             [0, 0, 0, 0]]      # empty (SparseMasks.boxes of an empty mask)
+    assert touches_border(boxes, (10, 12)).tolist() == [True, True, True, True, False, False]
+    assert touches_border(np.zeros((0, 4), np.int32), (10, 12)).shape == (0,)
+
+
+def test_error_breakdown_counts_missed_objects_at_the_edge():
+    # Three gt objects on an 8 x 8 image: a 2 x 2 at the top-left corner (missed), an
+    # interior 2 x 2 (missed) and an interior 3 x 3 (found exactly).
+    gt = np.concatenate([masks_of((8, 8), np.s_[0:2, 0:2]), masks_of((8, 8), np.s_[3:5, 1:3]),
+                         masks_of((8, 8), np.s_[3:6, 4:7])], axis=-1)
+    pred = masks_of((8, 8), np.s_[3:6, 4:7])
+    edge = np.array([gt[0, :, i].any() or gt[-1, :, i].any() or gt[:, 0, i].any()
+                     or gt[:, -1, i].any() for i in range(3)])     # brute force: [T, F, F]
+    errors = error_breakdown(iou_matrix(gt, pred), at_edge=edge)
+    assert (errors["missed"], errors["missed_at_edge"]) == (2, 1)
+    # Found objects never count, at the edge or not.
+    assert error_breakdown(iou_matrix(gt, gt), at_edge=np.ones(3, bool))["missed_at_edge"] == 0
+    assert "missed_at_edge" not in error_breakdown(iou_matrix(gt, pred))
+    with pytest.raises(ValueError, match=r"at_edge must be a bool array of the 3 gt objects"):
+        error_breakdown(iou_matrix(gt, pred), at_edge=np.ones(2, bool))
+    with pytest.raises(ValueError, match=r"at_edge must be a bool array"):
+        error_breakdown(iou_matrix(gt, pred), at_edge=[1, 0, 0])
 
 
 def test_error_breakdown_hand_case():

@@ -54,8 +54,14 @@ def test_evaluate_with_a_missed_instance_matches_hand_count():
     assert [p["missed"] for p in report["per_image"]] == [1] * len(expected)
     assert [p["false_positives"] for p in report["per_image"]] == [0] * len(expected)
     n_gt = sum(p["n_gt"] for p in report["per_image"])
+    # The dropped (last) instance of each image, counted where its mask reaches the border.
+    at_edge = 0
+    for i in ds.image_ids:
+        last = ds.load_mask(i)[0][..., -1]
+        at_edge += bool(last[0].any() or last[-1].any() or last[:, 0].any() or last[:, -1].any())
     assert report["errors"] == {"threshold": 0.5, "n_gt": n_gt, "n_pred": n_gt - len(expected),
-                                "missed": len(expected), "false_positives": 0,
+                                "missed": len(expected), "missed_at_edge": at_edge,
+                                "false_positives": 0,
                                 "matched_iou_median": pytest.approx(1.0),
                                 "matched_iou_q25": pytest.approx(1.0)}
 
@@ -86,8 +92,10 @@ def test_evaluate_breakdown_starts_at_the_lowest_threshold():
     assert high["errors"]["threshold"] == 0.6 and high["map_iou"] == 0.0
     assert (high["errors"]["missed"], high["errors"]["false_positives"]) == (1, 1)
     assert np.isnan(high["errors"]["matched_iou_median"])
-    assert "at IoU 0.6: 1 of 1 objects missed, 1 of 1 predictions false" in \
-        format_report(high).splitlines()[-2]
+    # The gt object starts at row 0, column 0: it touches the image's edge.
+    assert high["errors"]["missed_at_edge"] == 1 and low["errors"]["missed_at_edge"] == 0
+    assert "at IoU 0.6: 1 of 1 objects missed (1 touching the image edge), 1 of 1 predictions " \
+        "false" in format_report(high).splitlines()[-2]
 
 
 def test_evaluate_applies_postprocess_config_and_callables():
