@@ -155,7 +155,11 @@ def touches_border(boxes, shape):
             touch nothing.
         shape: the image's ``(height, width)``.
     """
-    boxes = np.asarray(boxes).reshape(-1, 4)
+    boxes = np.asarray(boxes)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be [N, (y1, x1, y2, x2)], got shape {boxes.shape}")
     height, width = int(shape[0]), int(shape[1])
     y1, x1, y2, x2 = boxes.T
     touching = (y1 <= 0) | (x1 <= 0) | (y2 >= height) | (x2 >= width)

@@ -194,6 +194,8 @@ def test_touches_border_hand_cases():
              [0, 0, 0, 0]]      # empty (SparseMasks.boxes of an empty mask)
     assert touches_border(boxes, (10, 12)).tolist() == [True, True, True, True, False, False]
     assert touches_border(np.zeros((0, 4), np.int32), (10, 12)).shape == (0,)
+    with pytest.raises(ValueError, match=r"boxes must be \[N, \(y1, x1, y2, x2\)\], got shape \(2, 3\)"):
+        touches_border(np.zeros((2, 3)), (10, 12))
 
 
 def test_error_breakdown_counts_missed_objects_at_the_edge():
