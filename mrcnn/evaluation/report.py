@@ -83,8 +83,8 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
         ``map_iou_per_class`` ``{class name: score}`` (mean over the images
         where the class occurs in gt or predictions), ``mask`` and ``box``
         (see :func:`mrcnn.evaluation.coco.coco_ap`), ``per_image`` (list of
-        ``{"image_id", "map_iou", "n_gt", "n_pred", "missed", "false_positives",
-        "matched_iou_median"}``), ``errors`` (over all images, at the lowest
+        ``{"image_id", "map_iou", "n_gt", "n_pred", "missed", "missed_at_edge",
+        "false_positives", "matched_iou_median"}``), ``errors`` (over all images, at the lowest
         threshold, ``threshold``: ``n_gt``, ``n_pred``, ``missed``,
         ``missed_at_edge`` (missed objects touching the image border),
         ``false_positives``, and the matched pairs' mask IoU
@@ -106,6 +106,7 @@ def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
         per_image.append({"image_id": image_id, "map_iou": score,
                           "n_gt": gt.count, "n_pred": pred["masks"].count,
                           "missed": errors["missed"],
+                          "missed_at_edge": errors["missed_at_edge"],
                           "false_positives": errors["false_positives"],
                           "matched_iou_median": _quantile(errors["matched_ious"], 0.5)})
         for class_id, value in map_iou_per_class_from_ious(

@@ -55,10 +55,13 @@ def test_evaluate_with_a_missed_instance_matches_hand_count():
     assert [p["false_positives"] for p in report["per_image"]] == [0] * len(expected)
     n_gt = sum(p["n_gt"] for p in report["per_image"])
     # The dropped (last) instance of each image, counted where its mask reaches the border.
-    at_edge = 0
+    edge_per_image = []
     for i in ds.image_ids:
         last = ds.load_mask(i)[0][..., -1]
-        at_edge += bool(last[0].any() or last[-1].any() or last[:, 0].any() or last[:, -1].any())
+        edge_per_image.append(int(last[0].any() or last[-1].any() or last[:, 0].any()
+                                  or last[:, -1].any()))
+    at_edge = sum(edge_per_image)
+    assert [p["missed_at_edge"] for p in report["per_image"]] == edge_per_image
     assert report["errors"] == {"threshold": 0.5, "n_gt": n_gt, "n_pred": n_gt - len(expected),
                                 "missed": len(expected), "missed_at_edge": at_edge,
                                 "false_positives": 0,
