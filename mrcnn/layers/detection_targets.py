@@ -119,7 +119,9 @@ class DetectionTargetLayer(keras.layers.Layer):
     1. Candidates are the non-padding proposals (a proposal is padding when
        all four coordinates are 0) and, with ``include_gt_boxes``, the
        non-crowd ground-truth boxes themselves (torchvision's trick: it gives
-       the heads positives while the RPN is still poor).
+       the heads positives while the RPN is still poor), those of positive
+       height and width only (a zero-area box has IoU 0 with everything, so it
+       would be a background ROI on top of its object).
     2. IoU with the non-crowd GT boxes (``class_id > 0``). Positive: max IoU
        ``>= 0.5``. Negative: max IoU ``< 0.5`` and IoU ``< 0.001`` with every
        crowd box (``class_id < 0``). GT rows with ``class_id == 0`` are
@@ -284,8 +286,13 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_real = gt_class_ids > 0                       # [B, G]
         gt_crowd = gt_class_ids < 0
         if self.include_gt_boxes:
+            # A GT box of zero height or width (a fragment one pixel thick: normalized
+            # boxes span first to last pixel centre) overlaps nothing, itself included:
+            # as a candidate it would be a background ROI lying on the object.
+            gt_area = ops.logical_and(gt_boxes[..., 2] > gt_boxes[..., 0],
+                                      gt_boxes[..., 3] > gt_boxes[..., 1])
             candidates = ops.concatenate([proposals, gt_boxes], axis=1)
-            valid = ops.concatenate([proposal_valid, gt_real], axis=1)
+            valid = ops.concatenate([proposal_valid, ops.logical_and(gt_real, gt_area)], axis=1)
         else:
             candidates, valid = proposals, proposal_valid
 

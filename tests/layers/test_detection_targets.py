@@ -79,6 +79,26 @@ def test_include_gt_boxes_adds_gt_as_positive():
     assert np.all(masks[0, 0] == 1)
 
 
+def test_zero_area_gt_box_is_no_candidate():
+    # A fragment one pixel thick has a zero-height normalized box: IoU 0 with
+    # everything, itself included, so as a candidate it would be background on top
+    # of its object. Only the GT box of positive area is added.
+    gt_boxes = np.array([[[0.2, 0.2, 0.6, 0.6], [0.8, 0.1, 0.8, 0.4]]], np.float32)
+    proposals = np.zeros((1, 4, 4), np.float32)
+    proposals[0, 0] = [0.0, 0.6, 0.1, 0.9]      # IoU 0 with both: a negative
+    layer = DetectionTargetLayer(4, 0.25, STD, (4, 4), seed=0)
+    rois, class_ids, _, _ = run_compiled(
+        layer, [proposals, np.array([[1, 1]], np.int32), gt_boxes,
+                np.ones((1, 5, 5, 2), bool)])
+    # 1 positive (the first GT box) -> int(1 / 0.25) - 1 = 3 negatives wanted, but
+    # the only candidate negative is the proposal: the zero-area box is not one.
+    np.testing.assert_array_equal(class_ids, [[1, 0, 0, 0]])
+    np.testing.assert_allclose(rois[0, 0], gt_boxes[0, 0])
+    np.testing.assert_allclose(rois[0, 1], proposals[0, 0])
+    assert np.all(rois[0, 2:] == 0)
+    assert not any(np.allclose(r, gt_boxes[0, 1]) for r in rois[0])
+
+
 def test_square_mini_mask_targets():
     """A square GT whose mini mask is all ones: a ROI equal to the box gives
     all ones, a ROI twice its size (same centre) ones in the centre half."""
