@@ -380,15 +380,20 @@ def write_livecell(folder, n_train=3, size=64):
         (folder / f"livecell_coco_{split}.json").write_text(json.dumps(data))
 
 
-def without_device_count(env):
+def without_device_count(env, default_optimisation=False):
     """`env` (a dict, changed in place and returned) without XLA_FLAGS' host device count.
 
     A subprocess that sets up its own devices (``mrcnn.distribute.use_devices``)
-    must not inherit a count; the other XLA flags (tests/conftest.py's
-    optimisation level) stay.
+    must not inherit a count; the other XLA flags stay, tests/conftest.py's
+    optimisation level too unless `default_optimisation` (then the subprocess
+    compiles as a user's run does: a test that compares two programs' floats
+    to 1e-5 over several training steps compares them as they are shipped).
     """
+    dropped = ["--xla_force_host_platform_device_count"]
+    if default_optimisation:
+        dropped.append("--xla_backend_optimization_level")
     flags = [f for f in env.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
+             if not any(f.startswith(d) for d in dropped)]
     if flags:
         env["XLA_FLAGS"] = " ".join(flags)
     else:

@@ -283,3 +283,6 @@ def test_without_device_count_keeps_the_other_xla_flags():
     assert without_device_count(env) == {"XLA_FLAGS": "--xla_backend_optimization_level=0"}
     assert without_device_count({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) == {}
     assert without_device_count({"A": "1"}) == {"A": "1"}
+    both = "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
+    assert without_device_count({"XLA_FLAGS": both, "A": "1"}, default_optimisation=True) \
+        == {"A": "1"}
