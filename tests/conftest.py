@@ -24,8 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # environment) compiles the tests' programs with LLVM's optimisation level 0: the
 # tests' tiny models spend most of their time compiling, and that is halved
 # (tests/model_helpers' tiny config, build + one epoch on JAX: 43 s -> 27.5 s,
-# 111 -> 64 CPU-seconds, 2-core AMD EPYC). It changes how fast the code runs, not
-# what it computes. MRCNN_TEST_XLA_OPT=1 keeps XLA's default.
+# 111 -> 64 CPU-seconds, 2-core AMD EPYC). It changes how fast the code runs and its
+# float rounding, not what it computes (a test comparing two programs to 1e-5 over training
+# steps compiles at the default: tests/distribute/test_data_parallel.py).
+# MRCNN_TEST_XLA_OPT=1 keeps XLA's default.
 XLA_TEST_FLAG = "--xla_backend_optimization_level=0"
 if (os.environ.get("MRCNN_TEST_XLA_OPT", "0") == "0"
         and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")):
