@@ -172,9 +172,13 @@ def test_stopping_the_launcher_stops_every_process(tmp_path, how):
         time.sleep(600)
     """)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # Ctrl-C as a terminal delivers it: Python turns SIGINT into KeyboardInterrupt only when it
+    # starts with SIGINT at its default, and a shell runs background jobs (`pytest ... &` without
+    # job control) with SIGINT ignored, which every child would inherit.
     launcher = subprocess.Popen([sys.executable, "-m", "mrcnn.launch", "--no-init", "--processes",
                                  "2", "--grace", "2", path], env=env, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert wait_for(lambda: len(os.listdir(pids)) == 2, 60), "processes did not start"
         children = [int(p) for p in os.listdir(pids)]
