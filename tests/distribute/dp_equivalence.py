@@ -63,6 +63,17 @@ def dp_tiny(inputs, *, first_stride=2, **options):
     return outputs
 
 
+class FirstStep(keras.callbacks.Callback):
+    """Keeps the weights and losses after the first step (reading `self.model` syncs JAX's state)."""
+
+    weights = logs = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self.weights = self.model.get_weights()
+            self.logs = {k: float(v) for k, v in (logs or {}).items()}
+
+
 def train(distribution, initial, model_dir, train_bn):
     config = make_config(BACKBONE="dp-tiny", GPU_COUNT=2, IMAGES_PER_GPU=1,
                          DISTRIBUTION=distribution, TRAIN_BN=train_bn, STEPS_PER_EPOCH=STEPS,
@@ -72,16 +83,17 @@ def train(distribution, initial, model_dir, train_bn):
     if initial is not None:
         model.keras_model.set_weights(initial)
     before = model.keras_model.get_weights()
+    first = FirstStep()
     start = time.time()
     # the data-parallel run also scores the validation set at the end of the epoch: the
     # callback builds an inference model, which must run on one device
     history = model.train(shapes(6, seed=1), shapes(2, seed=2), config.LEARNING_RATE,
                           epochs=1, layers="all", verbose=0,
-                          evaluation=distribution != "none")
-    return {"before": before, "after": model.keras_model.get_weights(),
+                          evaluation=distribution != "none", custom_callbacks=[first])
+    return {"before": before, "first": first.weights, "after": model.keras_model.get_weights(),
             "names": [w.path for w in model.keras_model.weights],
             "history": {k: float(v[-1]) for k, v in history.history.items()},
-            "plan": model.plan, "seconds": time.time() - start}
+            "first_logs": first.logs, "plan": model.plan, "seconds": time.time() - start}
 
 
 def max_abs(a, b):
@@ -95,17 +107,22 @@ def compare(train_bn, model_dir):
     per_weight = [float(np.max(np.abs(x - y))) if x.size else 0.0
                   for x, y in zip(one["after"], two["after"])]
     worst = int(np.argmax(per_weight))
+    first = [float(np.max(np.abs(x - y))) if x.size else 0.0
+             for x, y in zip(one["first"], two["first"])]
     return {
         "plan": [one["plan"].describe(), two["plan"].describe()],
         "engine": two["plan"].engine, "replicas": two["plan"].replicas,
         "graph_batch_size": two["plan"].graph_batch_size,
         "same_names": names == two["names"],
         "same_start": max_abs(one["before"], two["before"]),
+        "first_step_diff": max(first), "first_step_worst": names[int(np.argmax(first))],
+        "first_step_moved": max_abs(one["before"], one["first"]),
         "max_diff": max(per_weight), "worst_weight": names[worst],
         "max_moved": max_abs(one["before"], one["after"]),
         "moving_stats_moved": max((float(np.max(np.abs(a - b))) for n, a, b in zip(
             names, one["before"], one["after"]) if "moving" in n), default=0.0),
         "history": [one["history"], two["history"]],
+        "first_logs": [one["first_logs"], two["first_logs"]],
         "seconds": [one["seconds"], two["seconds"]],
     }
 

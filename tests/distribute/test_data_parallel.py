@@ -7,20 +7,27 @@ acts. The test of a backend runs in that backend's pytest run (CI: the
 TensorFlow suite, the JAX fast run); on JAX the TRAIN_BN-off case is `slow`
 and runs in the TensorFlow suite, which runs every slow test.
 
-Measured (2-core CPU): max |w_one - w_two| 1.5e-8 .. 1.8e-7 after the
-weights moved 5e-3 .. 6e-2. What the tolerance 1e-5 rules out, measured on
-TensorFlow: clipping each replica's part before the sum (Keras' order):
-4e-3; Keras' loss / replicas instead of the shares of the global count:
-8e-4; batch norms without synchronized statistics: 3e-2.
+The first step starts both programs from the same weights: its weights and
+losses must agree to 1e-5 (measured 2026-12-04, 2-core AMD EPYC: 7e-9 .. 1.2e-7
+after the weights moved 8e-4 .. 2e-2; after three steps TensorFlow and JAX with
+TRAIN_BN off 1.5e-8 .. 6e-8). Every way of getting the data-parallel sum wrong
+shows in the first step; measured on TensorFlow, TRAIN_BN on, each put in by
+hand (first step / three steps): clipping each replica's part before the sum
+(Keras' order) 8e-4 / 4.5e-3; Keras' loss / replicas instead of the shares of
+the global count 3e-4 / 8.6e-4; batch norms without synchronized statistics
+1.4e-2 / 1.9e-2.
 
-The worker compiles at XLA's default optimisation level, not the tests'
-level 0 (tests/conftest.py): three steps of training from random weights
-pass through discrete choices (proposal ranking and NMS, ROI labels), and a
-rounding difference can flip one. Measured on JAX, TRAIN_BN on (2026-12-03,
-2-core AMD EPYC): at level 0 the one-device program's third step picked a
-slightly different proposal (the two-device program's did not), and the
-weights differed by 4.7e-4; at the default level both programs agree to
-1.6e-6 (66 s for the worker instead of 44 s).
+The later steps start from weights that differ in the last bit, and training
+from random weights passes through discrete choices (proposal ranking and
+NMS, ROI labels): a near-tie can go either way in one program and not the
+other. Measured on JAX, TRAIN_BN on, 2-core AMD EPYC: on 2026-12-03 (XLA's
+optimisation level 0) the one-device program's third step picked a slightly
+different proposal and the weights ended 4.7e-4 apart; on 2026-12-04 the same
+happened at XLA's default level (2.5e-4 after two steps, 4.7e-4 after three)
+while level 0 agreed to 1.2e-7. Which program flips depends on the machine's
+code paths, so the three-step weights are held to TRAJECTORY_TOLERANCE, four
+times the largest flip measured: it still rules out unsynchronized batch-norm
+statistics and the clip of each replica's part after three steps.
 """
 
 import json
@@ -36,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "dp_equivalence.py")
 TOLERANCE = 1e-5
+TRAJECTORY_TOLERANCE = 2e-3
 ENGINES = {"jax": ("jax-data-parallel", 2), "tensorflow": ("tf-mirrored", 1)}
 _results = {}
 
@@ -81,9 +89,14 @@ def test_two_devices_train_like_one(backend, train_bn, tmp_path_factory):
         assert r["moving_stats_moved"] > 1e-3, r
     else:
         assert r["moving_stats_moved"] == 0.0, r
-    assert r["max_diff"] <= TOLERANCE, r
-    one, two = r["history"]
-    assert "val_map_iou" in two                         # scored on one device, mid-training
-    assert ("val_loss" in one) == (backend == "tensorflow")
+    assert r["first_step_moved"] > 1e-4, r          # one clipped step: 8e-4 without BN
+    assert r["first_step_diff"] <= TOLERANCE, r
+    assert r["max_diff"] <= TRAJECTORY_TOLERANCE, r
+    one, two = r["first_logs"]
+    assert one and set(one) == set(two), (one, two)
     for name, value in one.items():                     # the logged losses are the global ones
         assert two[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    one, two = r["history"]
+    assert set(one) <= set(two)
+    assert "val_map_iou" in two                         # scored on one device, mid-training
+    assert ("val_loss" in one) == (backend == "tensorflow")
