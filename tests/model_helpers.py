@@ -99,3 +99,25 @@ def fixed_roi_sampling():
     names["random"] = types.SimpleNamespace(SeedGenerator=keras.random.SeedGenerator,
                                             uniform=uniform)
     detection_targets.keras = types.SimpleNamespace(**names)
+
+
+def first_step_recorder():
+    """A Keras callback keeping the weights (``.weights``) and logs (``.logs``) after step 1.
+
+    For comparing data-parallel training with one device: the first step
+    starts both from the same weights, so it can be held to float rounding;
+    later steps can take a near-tied discrete choice (proposal ranking, NMS,
+    ROI labels) differently (tests/distribute/test_data_parallel.py). Reading
+    ``self.model`` syncs JAX's training state into the variables.
+    """
+    import keras
+
+    class FirstStep(keras.callbacks.Callback):
+        weights = logs = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0 and self.weights is None:
+                self.weights = self.model.get_weights()
+                self.logs = {k: float(v) for k, v in (logs or {}).items()}
+
+    return FirstStep()

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 import backbones  # noqa: E402
 import mrcnn.model as modellib  # noqa: E402
-from model_helpers import make_config, shapes  # noqa: E402
+from model_helpers import first_step_recorder, make_config, shapes  # noqa: E402
 
 STEPS = 3
 CLIP = 0.1      # below the gradients' norms: clipping acts
@@ -63,17 +63,6 @@ def dp_tiny(inputs, *, first_stride=2, **options):
     return outputs
 
 
-class FirstStep(keras.callbacks.Callback):
-    """Keeps the weights and losses after the first step (reading `self.model` syncs JAX's state)."""
-
-    weights = logs = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == 0:
-            self.weights = self.model.get_weights()
-            self.logs = {k: float(v) for k, v in (logs or {}).items()}
-
-
 def train(distribution, initial, model_dir, train_bn):
     config = make_config(BACKBONE="dp-tiny", GPU_COUNT=2, IMAGES_PER_GPU=1,
                          DISTRIBUTION=distribution, TRAIN_BN=train_bn, STEPS_PER_EPOCH=STEPS,
@@ -83,7 +72,7 @@ def train(distribution, initial, model_dir, train_bn):
     if initial is not None:
         model.keras_model.set_weights(initial)
     before = model.keras_model.get_weights()
-    first = FirstStep()
+    first = first_step_recorder()
     start = time.time()
     # the data-parallel run also scores the validation set at the end of the epoch: the
     # callback builds an inference model, which must run on one device

@@ -14,8 +14,9 @@ IMAGES_PER_GPU=2, the same global batches) for STEPS steps with a shared
 disk cache, then writes, OUTSIDE the run folder:
 
 * ``OUT/weights_<process>.npz``: its final weights (``w0000``, ... in model order);
+* ``OUT/first_<process>.npz``: its weights after the first step (the same keys);
 * ``OUT/report_<process>.json``: its run folder, the files it saw there, the
-  last epoch's logs, its cluster role.
+  last epoch's logs and the first step's, its cluster role.
 
 ``--initial FILE`` starts from those weights (the reference writes its
 initial weights to ``OUT/initial.npz``), so the job and the reference start
@@ -45,7 +46,7 @@ import numpy as np  # noqa: E402
 
 import backbones  # noqa: E402
 import mrcnn.model as modellib  # noqa: E402
-from model_helpers import make_config, shapes  # noqa: E402
+from model_helpers import first_step_recorder, make_config, shapes  # noqa: E402
 
 STEPS = 3
 
@@ -101,18 +102,21 @@ def main():
     if args.evaluate:
         from mrcnn.evaluation.epoch_score import EpochScore
         evaluation = EpochScore(shapes(2, seed=3), verbose=1)
+    first = first_step_recorder()
     history = model.train(shapes(8, seed=1), shapes(2, seed=2), config.LEARNING_RATE,
                           epochs=args.epochs, layers="all", verbose=0, evaluation=evaluation,
-                          keep="best" if args.evaluate else "all")
+                          keep="best" if args.evaluate else "all", custom_callbacks=[first])
     trained = time.time()
     weights = model.keras_model.get_weights()
-    np.savez(os.path.join(args.out, f"weights_{index}.npz"),
-             **{f"w{i:04d}": w for i, w in enumerate(weights)})
+    for name, values in (("weights", weights), ("first", first.weights)):
+        np.savez(os.path.join(args.out, f"{name}_{index}.npz"),
+                 **{f"w{i:04d}": w for i, w in enumerate(values)})
     report = {
         "process": index, "processes": cluster.process_count(), "chief": cluster.is_chief(),
         "log_dir": model.log_dir, "epoch": model.epoch,
         "files": sorted(os.listdir(model.log_dir)) if os.path.isdir(model.log_dir) else None,
         "logs": {k: float(v[-1]) for k, v in history.history.items()},
+        "first_logs": first.logs,
         "plan": model.plan.describe(),
         "seconds": {"start": ready - STARTED, "build_and_train": trained - ready},
     }
