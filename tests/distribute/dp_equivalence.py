@@ -85,19 +85,19 @@ def train(distribution, initial, model_dir, train_bn):
             "first_logs": first.logs, "plan": model.plan, "seconds": time.time() - start}
 
 
+def per_weight(a, b):
+    return [float(np.max(np.abs(x - y))) if x.size else 0.0 for x, y in zip(a, b)]
+
+
 def max_abs(a, b):
-    return max(float(np.max(np.abs(x - y))) if x.size else 0.0 for x, y in zip(a, b))
+    return max(per_weight(a, b))
 
 
 def compare(train_bn, model_dir):
     one = train("none", None, os.path.join(model_dir, "one"), train_bn)
     two = train("auto", one["before"], os.path.join(model_dir, "two"), train_bn)
     names = one["names"]
-    per_weight = [float(np.max(np.abs(x - y))) if x.size else 0.0
-                  for x, y in zip(one["after"], two["after"])]
-    worst = int(np.argmax(per_weight))
-    first = [float(np.max(np.abs(x - y))) if x.size else 0.0
-             for x, y in zip(one["first"], two["first"])]
+    after, first = per_weight(one["after"], two["after"]), per_weight(one["first"], two["first"])
     return {
         "plan": [one["plan"].describe(), two["plan"].describe()],
         "engine": two["plan"].engine, "replicas": two["plan"].replicas,
@@ -106,7 +106,7 @@ def compare(train_bn, model_dir):
         "same_start": max_abs(one["before"], two["before"]),
         "first_step_diff": max(first), "first_step_worst": names[int(np.argmax(first))],
         "first_step_moved": max_abs(one["before"], one["first"]),
-        "max_diff": max(per_weight), "worst_weight": names[worst],
+        "max_diff": max(after), "worst_weight": names[int(np.argmax(after))],
         "max_moved": max_abs(one["before"], one["after"]),
         "moving_stats_moved": max((float(np.max(np.abs(a - b))) for n, a, b in zip(
             names, one["before"], one["after"]) if "moving" in n), default=0.0),
