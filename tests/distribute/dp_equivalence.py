@@ -98,6 +98,7 @@ def compare(train_bn, model_dir):
     two = train("auto", one["before"], os.path.join(model_dir, "two"), train_bn)
     names = one["names"]
     after, first = per_weight(one["after"], two["after"]), per_weight(one["first"], two["first"])
+    moved = per_weight(one["before"], one["after"])
     return {
         "plan": [one["plan"].describe(), two["plan"].describe()],
         "engine": two["plan"].engine, "replicas": two["plan"].replicas,
@@ -107,9 +108,9 @@ def compare(train_bn, model_dir):
         "first_step_diff": max(first), "first_step_worst": names[int(np.argmax(first))],
         "first_step_moved": max_abs(one["before"], one["first"]),
         "max_diff": max(after), "worst_weight": names[int(np.argmax(after))],
-        "max_moved": max_abs(one["before"], one["after"]),
-        "moving_stats_moved": max((float(np.max(np.abs(a - b))) for n, a, b in zip(
-            names, one["before"], one["after"]) if "moving" in n), default=0.0),
+        "max_moved": max(moved),
+        "moving_stats_moved": max((d for n, d in zip(names, moved) if "moving" in n),
+                                  default=0.0),
         "history": [one["history"], two["history"]],
         "first_logs": [one["first_logs"], two["first_logs"]],
         "seconds": [one["seconds"], two["seconds"]],
