@@ -2,10 +2,9 @@
 
 Each backend runs `dp_equivalence.py` in a subprocess (the devices must be
 set up before the backend starts): 3 steps of SGD on the same global
-batches from the same weights, TRAIN_BN off and on, with a gradient clip that
-acts. The test of a backend runs in that backend's pytest run (CI: the
-TensorFlow suite, the JAX fast run); on JAX the TRAIN_BN-off case is `slow`
-and runs in the TensorFlow suite, which runs every slow test.
+batches from the same weights, TRAIN_BN off and on (both in one process), with a gradient
+clip that acts. The test of a backend runs in that backend's pytest run (CI: the
+TensorFlow suite, the JAX fast run).
 
 The first step starts both programs from the same weights: its weights and
 losses must agree to 1e-5 (measured 2026-12-04, 2-core AMD EPYC: 7e-9 .. 1.2e-7
@@ -48,16 +47,10 @@ ENGINES = {"jax": ("jax-data-parallel", 2), "tensorflow": ("tf-mirrored", 1)}
 _results = {}
 
 
-def run_here(backend, slow):
-    """Whether this pytest run runs the test of `backend` (see the module docstring)."""
-    current = keras.backend.backend()
-    return current == backend or (slow and current == "tensorflow")
-
-
-def equivalence(backend, train_bn, tmp_path_factory):
-    """The worker's result for `train_bn`; TensorFlow's two cases share one process."""
-    modes = ("0", "1") if backend == "tensorflow" else (str(train_bn),)
-    if (backend, modes) not in _results:
+def equivalence(backend, tmp_path_factory):
+    """The worker's results, by TRAIN_BN ("0", "1"): a backend's two cases share one process."""
+    modes = ("0", "1")
+    if backend not in _results:
         out = tmp_path_factory.mktemp("dp") / "result.json"
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -65,17 +58,16 @@ def equivalence(backend, train_bn, tmp_path_factory):
         proc = subprocess.run([sys.executable, WORKER, backend, str(out), *modes], env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-        _results[(backend, modes)] = json.loads(out.read_text())
-    return _results[(backend, modes)]
+        _results[backend] = json.loads(out.read_text())
+    return _results[backend]
 
 
 @pytest.mark.parametrize("backend, train_bn", [
-    ("jax", 1), pytest.param("jax", 0, marks=pytest.mark.slow),
-    ("tensorflow", 0), ("tensorflow", 1)])
+    ("jax", 1), ("jax", 0), ("tensorflow", 0), ("tensorflow", 1)])
 def test_two_devices_train_like_one(backend, train_bn, tmp_path_factory):
-    if not run_here(backend, slow=(backend, train_bn) == ("jax", 0)):
+    if keras.backend.backend() != backend:
         pytest.skip(f"runs in the {backend} run (a subprocess of its own backend)")
-    result = equivalence(backend, train_bn, tmp_path_factory)
+    result = equivalence(backend, tmp_path_factory)
     r = result[str(train_bn)]
     engine, graph_batch = ENGINES[backend]
     assert len(result["devices"]) == 2
