@@ -26,7 +26,6 @@ make_config, shapes = model_helpers.make_config, model_helpers.shapes
 
 
 def main(out_dir):
-    model_helpers.graph_optimizer_off()   # TensorFlow: as in the test process (model_helpers)
     keras.utils.set_random_seed(0)
     config = make_config(STEPS_PER_EPOCH=6, VALIDATION_STEPS=1, LEARNING_RATE=0.02,
                          TRAIN_BN=True)

@@ -50,8 +50,6 @@ def pytest_configure(config):
         # pytest-xdist >= 3.6 sends the files with the most tests first unless told not to;
         # the order of pytest_collection_modifyitems (longest first) is the one wanted
         config.option.loadscopereorder = False
-    from model_helpers import graph_optimizer_off
-    graph_optimizer_off()                 # TensorFlow: Grappler off (see there)
     if _backend() != "jax" or os.environ.get("MRCNN_TEST_JAX_CACHE", "1") == "0":
         return
     import jax

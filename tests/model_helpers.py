@@ -1,7 +1,5 @@
 """Small configs and datasets shared by the model tests."""
 
-import os
-
 import numpy as np
 
 from mrcnn.config import Config
@@ -31,27 +29,6 @@ class TinyConfig(Config):
     VALIDATION_STEPS = 2
     LEARNING_RATE = 0.01
     DETECTION_MIN_CONFIDENCE = 0.0
-
-
-def graph_optimizer_off():
-    """Turn TensorFlow's graph optimizer (Grappler) off in this process, for the tests.
-
-    The tests' tiny models spend most of their time building graphs, not running
-    them: Grappler's rewrite of each new train/predict function took 2-3 s of the
-    5-8 s of a tiny model's first `train()` call (2-core Intel Xeon, 2026-12-05;
-    tests/test_model.py + tests/training/test_resume.py + tests/test_cell_sample.py:
-    242 s -> 186 s). It changes how fast a graph runs and its float rounding, not what it
-    computes (as conftest's XLA optimisation level 0 for JAX). The test process
-    (conftest) and the tests' own worker scripts call this; the sample scripts the
-    README documents run as users run them. MRCNN_TEST_TF_GRAPPLER=1 keeps Grappler on.
-    No-op on the other backends.
-    """
-    if os.environ.get("MRCNN_TEST_TF_GRAPPLER", "0") != "0":
-        return
-    import keras
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 def make_config(**overrides):

@@ -38,10 +38,8 @@ import numpy as np  # noqa: E402
 
 import backbones  # noqa: E402
 import mrcnn.model as modellib  # noqa: E402
-from model_helpers import (first_step_recorder, graph_optimizer_off, make_config,  # noqa: E402
-                           shapes)
+from model_helpers import first_step_recorder, make_config, shapes  # noqa: E402
 
-graph_optimizer_off()                 # TensorFlow: as in the test process (model_helpers)
 STEPS = 3
 CLIP = 0.1      # below the gradients' norms: clipping acts
 # validation losses go through the replicas' loss shares on TensorFlow; JAX runs one program

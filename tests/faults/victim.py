@@ -31,7 +31,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 sys.path.insert(0, ROOT)
 
 from tests.faults import injection, training_setup  # noqa: E402
-from tests.model_helpers import graph_optimizer_off  # noqa: E402
 
 
 def say(*parts):
@@ -46,7 +45,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     model_dir = os.path.abspath(args.model_dir)
     config = training_setup.victim_config(model_dir)
-    graph_optimizer_off()             # TensorFlow: as in the test process (model_helpers)
 
     injector = injection.Injector(os.environ.get("MRCNN_FAULT") or None,
                                   cache_dir=config.CACHE_DIR).install()
