@@ -274,6 +274,13 @@ class Config:
     # Train BatchNorm layers (False freezes them; right for small batches).
     TRAIN_BN = False
 
+    # Fold each batch norm that uses its moving statistics (inference, validation, and
+    # training when TRAIN_BN is False) into the convolution before it: the same numbers
+    # (to float rounding), one convolution instead of a convolution and four element-wise
+    # passes (mrcnn.layers.batch_norm_fold). Weights, layer names and files are unchanged;
+    # False computes each batch norm on its own.
+    FOLD_BATCH_NORMS = True
+
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
 

@@ -32,7 +32,9 @@ Matterport-style results).
 A `.keras` file holds the inference graph itself (inputs molded images and
 image metas, Matterport's outputs): ``keras.saving.load_model(path)`` after
 ``import mrcnn.model`` (which registers the library's layers) rebuilds it on
-any backend.
+any backend, its batch norms computed apart; `load_exported` folds them into their
+convolutions as `MaskRCNN` does (`mrcnn.layers.batch_norm_fold`), for the library's
+numbers exactly.
 
 What works where (measured with Keras 3.15, TensorFlow 2.21, JAX 0.10, torch
 2.13; README "Exported models"): `.keras` on TensorFlow, JAX and PyTorch;

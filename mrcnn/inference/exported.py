@@ -192,8 +192,10 @@ def _keras_runner(path, info):
     import keras
 
     from mrcnn import graph as _registers_layers  # noqa: F401  (layers for load_model)
+    from mrcnn.layers.batch_norm_fold import fold_batch_norms
 
     inference_graph = keras.saving.load_model(path)
+    fold_batch_norms(inference_graph)       # as MaskRCNN builds it: the same numbers
     serving = export_lib.serving_model(inference_graph, info["config"])
 
     def run(images, windows):

@@ -1,0 +1,161 @@
+"""Batch norms folded into the convolution before them, wherever they use moving statistics.
+
+A batch norm that normalizes with its moving statistics (inference, or any
+frozen batch norm: Matterport's ``TRAIN_BN = False``) is an affine map per
+channel, ``y = (z - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
+After a linear convolution ``z = conv(x, W) + b`` the pair is one
+convolution::
+
+    y = conv(x, W * s) + (b - mean) * s + beta
+
+(``s`` scales the kernel's output channels; a depthwise kernel
+``[kh, kw, C, M]`` has output channel ``c * M + m``). Keras computes the
+batch norm as separate element-wise ops over the whole activation, in
+float32 even under mixed precision (a cast up, the affine map, a cast back):
+in ResNet50-FPN's `detect()` at 512x512 in bfloat16 that was a fifth of the
+time (`benchmarks/train_detect.py`). Folded, the batch norm costs a
+kernel-sized product instead.
+
+`fold_batch_norms(model)` links each convolution -> batch norm pair of a
+built functional model (nested models included) without changing a layer,
+a variable, a name or a saved file: every layer keeps its weights, and
+checkpoints, ``get_layer`` and weights loaded by name are unchanged. At call
+time the convolution still computes its own output (anything that reads it
+gets the right value) and remembers its input; the batch norm, in inference
+mode and given that very output, returns the folded convolution of the
+remembered input instead of normalizing. Inside a traced function
+(``tf.function``, ``jax.jit``) the convolution's own output then has no
+consumer and the compiler drops it. Eagerly, on PyTorch, in training mode
+with batch statistics (``TRAIN_BN``) or for any input that is not the
+convolution's last output, both layers run as before.
+
+A pair is folded when the batch norm is a plain
+``keras.layers.BatchNormalization`` on the last axis (no renorm), called once,
+on the output of a channels-last ``Conv2D`` (or subclass keeping its ``call``,
+such as `mrcnn.heads.same_conv.SameConv2D`) or ``DepthwiseConv2D`` with no
+activation, called once, whose output feeds only that batch norm.
+"""
+
+import keras
+from keras import ops
+
+
+def _tracing(x):
+    """Whether `x` belongs to a traced function, where an unused convolution is dropped."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        return isinstance(x, jax.core.Tracer)
+    return False
+
+
+def _single_node(layer):
+    return len(getattr(layer, "_inbound_nodes", ())) == 1
+
+
+def _foldable_conv(layer):
+    """Whether `layer` is a convolution whose output a following batch norm may absorb."""
+    conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    if not isinstance(layer, conv_types):
+        return False
+    base = (keras.layers.DepthwiseConv2D if isinstance(layer, keras.layers.DepthwiseConv2D)
+            else keras.layers.Conv2D)
+    return (type(layer).call is base.call and layer.data_format == "channels_last"
+            and layer.activation in (None, keras.activations.linear)
+            and _single_node(layer) and len(layer._outbound_nodes) == 1)
+
+
+def _foldable_bn(layer):
+    bn = keras.layers.BatchNormalization
+    return (isinstance(layer, bn) and type(layer).call is bn.call and not layer.renorm
+            and layer.axis in (-1, 3) and _single_node(layer))
+
+
+def _producer(layer):
+    """The layer whose output is `layer`'s only input, or None."""
+    node = layer._inbound_nodes[0]
+    if len(node.input_tensors) != 1:
+        return None
+    return node.input_tensors[0]._keras_history.operation
+
+
+def _walk(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer)
+
+
+def _folded_conv(conv, bn, x):
+    """conv(x) followed by bn in inference mode, as one convolution (module docstring)."""
+    f32 = "float32"
+    scale = ops.rsqrt(ops.cast(bn.moving_variance, f32) + bn.epsilon)
+    if bn.scale:
+        scale = scale * ops.cast(bn.gamma, f32)
+    shift = -ops.cast(bn.moving_mean, f32) * scale
+    if conv.use_bias:
+        shift = shift + ops.cast(conv.bias, f32) * scale
+    if bn.center:
+        shift = shift + ops.cast(bn.beta, f32)
+    kernel = ops.cast(conv.kernel, f32)
+    dtype = conv.compute_dtype
+    if isinstance(conv, keras.layers.DepthwiseConv2D):
+        kernel = ops.cast(kernel * ops.reshape(scale, kernel.shape[2:]), dtype)
+        y = ops.depthwise_conv(x, kernel, strides=conv.strides, padding=conv.padding,
+                               dilation_rate=conv.dilation_rate, data_format=conv.data_format)
+    else:
+        y = conv.convolution_op(x, ops.cast(kernel * scale, dtype))
+    return ops.cast(y + ops.cast(shift, dtype), bn.compute_dtype)
+
+
+def _link(conv, bn):
+    """Give `conv` and `bn` instance calls that fold the pair (module docstring)."""
+    conv_call, bn_call = conv.call, bn.call
+    last = {}       # the conv's last traced call: its output and its input
+
+    def call_conv(inputs):
+        outputs = conv_call(inputs)
+        if _tracing(inputs):
+            last["pair"] = (outputs, inputs)
+        return outputs
+
+    def call_bn(inputs, training=None, mask=None):
+        output, x = last.pop("pair", (None, None))
+        if output is inputs and mask is None and not (training and bn.trainable):
+            return _folded_conv(conv, bn, x)
+        return bn_call(inputs, training=training, mask=mask)
+
+    # object.__setattr__: Keras' own __setattr__ would track the functions' layers as state
+    object.__setattr__(conv, "call", call_conv)
+    object.__setattr__(bn, "call", call_bn)
+    object.__setattr__(bn, "_mrcnn_folded_into", conv.name)
+
+
+def fold_batch_norms(model):
+    """Fold each convolution -> batch norm pair of the built functional `model` (module docstring).
+
+    Layers already linked are left as they are; PyTorch (eager: both layers
+    would run) folds nothing.
+
+    Args:
+        model: a built functional ``keras.Model``; nested models are walked.
+
+    Returns:
+        list of (convolution name, batch norm name) pairs linked by this call.
+    """
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        return []
+    pairs = []
+    for layer in _walk(model):
+        if not _foldable_bn(layer) or hasattr(layer, "_mrcnn_folded_into"):
+            continue
+        conv = _producer(layer)
+        if conv is not None and _foldable_conv(conv):
+            _link(conv, layer)
+            pairs.append((conv.name, layer.name))
+    return pairs
