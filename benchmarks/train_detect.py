@@ -76,7 +76,7 @@ class BoxesDataset(Dataset):
         return m, np.ones(self.instances, np.int32)
 
 
-def bench_config(backbone, size, fc, mixed=None, rpn_channels="auto"):
+def bench_config(backbone, size, fc, mixed=None, rpn_channels="auto", fold=True):
     """The benchmark's config; `size` N (square, "square" resizing) or (H, W) (no resizing)."""
     shape = {}
     if isinstance(size, (tuple, list)):
@@ -101,6 +101,7 @@ def bench_config(backbone, size, fc, mixed=None, rpn_channels="auto"):
         TRAIN_BN = False
         MIXED_PRECISION = mixed
         RPN_CONV_CHANNELS = rpn_channels
+        FOLD_BATCH_NORMS = fold
     return type("BenchConfig", (BenchConfig,), shape)()
 
 
@@ -110,9 +111,9 @@ def peak_rss_mib():
 
 
 def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels="auto",
-                weights="/tmp/mrcnn_bench/bench.h5"):
+                fold=True, weights="/tmp/mrcnn_bench/bench.h5"):
     """Median seconds per training step; saves the weights for detect_phase."""
-    config = bench_config(backbone, size, fc, mixed, rpn_channels)
+    config = bench_config(backbone, size, fc, mixed, rpn_channels, fold)
     data = BoxesDataset(4, size, 10)
     data.prepare()
     model = modellib.MaskRCNN("training", config, os.path.dirname(weights))
@@ -168,10 +169,10 @@ def force_detections(infer):
     logits.bias.assign(bias)
 
 
-def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto",
+def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto", fold=True,
                  weights="/tmp/mrcnn_bench/bench.h5"):
     """Median seconds per detect() call on one image, with the weights train_phase saved."""
-    config = bench_config(backbone, size, fc, mixed, rpn_channels)
+    config = bench_config(backbone, size, fc, mixed, rpn_channels, fold)
     data = BoxesDataset(1, size, 10)
     data.prepare()
     infer = modellib.MaskRCNN("inference", config, os.path.dirname(weights))
@@ -194,7 +195,8 @@ def run_phase(phase, args, precision):
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase,
            "--backbone", args.backbone, "--size", args.size_text, "--steps", str(args.steps),
            "--fc", str(args.fc), "--rpn-channels", str(args.rpn_channels),
-           "--precision", precision] + (["--padded-mask-head"] if args.padded_mask_head else [])
+           "--precision", precision] + (["--padded-mask-head"] if args.padded_mask_head else []) \
+        + (["--no-fold"] if args.no_fold else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode or not lines:
@@ -262,6 +264,9 @@ def main():
     p.add_argument("--padded-mask-head", action="store_true",
                    help="run the mask head on all padded ROI rows, as on JAX (static shapes), "
                         "instead of on the positives / detections only")
+    p.add_argument("--no-fold", action="store_true",
+                   help="Config.FOLD_BATCH_NORMS = False: each batch norm computed on its own "
+                        "(default: folded into its convolution, mrcnn.layers.batch_norm_fold)")
     p.add_argument("--phase", choices=("train", "detect"), default=None,
                    help=argparse.SUPPRESS)   # internal: one phase in this process
     args = p.parse_args()
@@ -280,7 +285,7 @@ def main():
         fn = train_phase if args.phase == "train" else detect_phase
         extra = {"layers": "all"} if args.phase == "train" else {}
         print(json.dumps(fn(args.backbone, args.size, args.steps, args.fc, mixed=mixed,
-                            rpn_channels=args.rpn_channels, **extra)))
+                            rpn_channels=args.rpn_channels, fold=not args.no_fold, **extra)))
         return
     ours = run_phase("train", args, precision)
     ours.update(run_phase("detect", args, precision))
@@ -289,7 +294,8 @@ def main():
     print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size_text} "
           f"precision={precision} (asked: {args.precision or f'default {setting!r}'}) "
           f"rpn_channels={args.rpn_channels}"
-          f"{' padded-mask-head' if args.padded_mask_head else ''} batch=1 params={ours['params']:,} "
+          f"{' padded-mask-head' if args.padded_mask_head else ''}"
+          f"{' batch-norms-apart' if args.no_fold else ''} batch=1 params={ours['params']:,} "
           f"first-step(compile)={ours['compile_s']:.1f}s")
     print(f"{'':22}{'mrcnn':>10}{'torchvision':>14}{'ratio peer/ours':>18}")
     rows = (("train_step_s", "train step (s)"), ("detect_s", "detect (s)"),

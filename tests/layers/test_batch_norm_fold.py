@@ -14,7 +14,7 @@ from mrcnn.heads.same_conv import SameConv2D
 from mrcnn.heads.window_conv import WindowConv2D
 from mrcnn.layers.batch_norm_fold import fold_batch_norms
 
-FOLDS = keras.backend.backend() in ("tensorflow", "jax")     # PyTorch runs eagerly: no fold
+FOLDS = keras.backend.backend() == "tensorflow"     # XLA fuses them itself; PyTorch is eager
 L = keras.layers
 
 FOLDABLE = {("conv_a", "bn_a"), ("dw_b", "bn_b"), ("same_c", "bn_c"), ("conv_d", "bn_d"),
