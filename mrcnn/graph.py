@@ -28,6 +28,7 @@ from mrcnn.heads.registry import get_mask_head
 from mrcnn.heads.rpn import apply_rpn, build_rpn_model, conv_channels
 from mrcnn.keras_model import MaskRCNNModel
 from mrcnn.layers.anchors import AnchorsLayer
+from mrcnn.layers.batch_norm_fold import fold_batch_norms
 from mrcnn.layers.batching import (DetectionBoxes, DetectionClassIds, FixedBatch, LeadingRois,
                                    PositiveRois, UnpackRois)
 from mrcnn.layers.detection import DetectionLayer
@@ -88,6 +89,7 @@ class GraphSpec:
     mixed_precision: object         # MIXED_PRECISION resolved: None, bfloat16 or float16
     loss_weights: dict              # LOSS_WEIGHTS
     foreground_stride: object = None  # FOREGROUND_STRIDE if FOREGROUND_LOSS, else None
+    fold_batch_norms: bool = True   # FOLD_BATCH_NORMS
 
     @property
     def positive_rois(self):
@@ -141,6 +143,7 @@ def spec_from_config(config):
         mixed_precision=resolve(config.MIXED_PRECISION, config.BACKBONE),
         loss_weights=dict(config.LOSS_WEIGHTS),
         foreground_stride=int(config.FOREGROUND_STRIDE) if config.FOREGROUND_LOSS else None,
+        fold_batch_norms=bool(config.FOLD_BATCH_NORMS),
     )
 
 
@@ -326,12 +329,18 @@ def build_inference_graph(spec):
 
 
 def build(mode, spec):
-    """`build_training_graph` or `build_inference_graph` for mode "training" / "inference"."""
-    if mode == "training":
-        return build_training_graph(spec)
-    if mode == "inference":
-        return build_inference_graph(spec)
-    raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+    """`build_training_graph` or `build_inference_graph` for mode "training" / "inference".
+
+    With ``spec.fold_batch_norms`` each batch norm runs folded into its convolution
+    wherever it uses its moving statistics (`mrcnn.layers.batch_norm_fold`, TensorFlow).
+    """
+    builders = {"training": build_training_graph, "inference": build_inference_graph}
+    if mode not in builders:
+        raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+    model = builders[mode](spec)
+    if spec.fold_batch_norms:
+        fold_batch_norms(model)
+    return model
 
 
 def parameter_counts(keras_model):

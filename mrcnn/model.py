@@ -25,7 +25,6 @@ from mrcnn.data.sample import load_image_gt  # noqa: F401
 from mrcnn.evaluation import epoch_score
 from mrcnn.inference import molding
 from mrcnn.inference.export import export_model
-from mrcnn.layers.batch_norm_fold import fold_batch_norms
 from mrcnn.probe import data_generator, log  # noqa: F401
 from mrcnn.training import loop, runs, trainable
 from mrcnn.training.optimizer import build_optimizer
@@ -71,10 +70,7 @@ class MaskRCNN:
         """Build the `mode` model under ``self.plan`` (mrcnn.distribute; inference: one device)."""
         with self.plan.scope():
             spec = self.plan.graph_spec(graph.spec_from_config(config))
-            keras_model = self.plan.prepare(graph.build(mode, spec), config.TRAIN_BN)
-        if config.FOLD_BATCH_NORMS:
-            fold_batch_norms(keras_model)
-        return keras_model
+            return self.plan.prepare(graph.build(mode, spec), config.TRAIN_BN)
 
     # ------------------------------------------------------------ run folders
     def set_log_dir(self, model_path=None):

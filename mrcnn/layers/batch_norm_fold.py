@@ -50,6 +50,8 @@ activation, called once, whose output feeds only that batch norm.
 import keras
 from keras import ops
 
+from mrcnn.layers.walk import leaf_layers
+
 
 def _tracing():
     """Whether a ``tf.function`` is being traced (there an unused convolution is dropped)."""
@@ -86,13 +88,6 @@ def _producer(layer):
     if len(node.input_tensors) != 1:
         return None
     return node.input_tensors[0]._keras_history.operation
-
-
-def _walk(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
 
 
 def _folded_conv(conv, bn, x):
@@ -155,7 +150,7 @@ def fold_batch_norms(model):
     if keras.backend.backend() != "tensorflow":
         return []
     pairs = []
-    for layer in _walk(model):
+    for layer in leaf_layers(model):
         if not _foldable_bn(layer) or hasattr(layer, "_mrcnn_folded_into"):
             continue
         conv = _producer(layer)

@@ -13,6 +13,7 @@ import mrcnn.layers.batch_norm_fold as bnf
 from mrcnn.heads.same_conv import SameConv2D
 from mrcnn.heads.window_conv import WindowConv2D
 from mrcnn.layers.batch_norm_fold import fold_batch_norms
+from mrcnn.layers.walk import leaf_layers
 
 FOLDS = keras.backend.backend() == "tensorflow"     # XLA fuses them itself; PyTorch is eager
 L = keras.layers
@@ -52,7 +53,7 @@ def build(seed=0):
 def randomize_batch_norms(model, seed=1):
     """Statistics and affine weights far from the initial identity."""
     rng = np.random.default_rng(seed)
-    for layer in bnf._walk(model):
+    for layer in leaf_layers(model):
         if isinstance(layer, L.BatchNormalization):
             for var in layer.weights:
                 n = var.shape[0]
@@ -120,7 +121,7 @@ def test_training_steps_equal_keras_batch_norm(train_bn):
     targets = [rng.normal(0, 1, (2, 6, 6, 16)).astype("float32"),
                rng.normal(0, 1, (2, 1, 1, 5)).astype("float32")]
     for model in (reference, folded):
-        for layer in bnf._walk(model):
+        for layer in leaf_layers(model):
             if isinstance(layer, L.BatchNormalization):
                 layer.trainable = train_bn
         model.compile(keras.optimizers.SGD(0.005), loss=["mse", "mse"])
@@ -164,10 +165,10 @@ def test_maskrcnn_folds_by_default_and_detects_as_unfolded(tmp_path):
     plain = modellib.MaskRCNN("inference", make_config(IMAGES_PER_GPU=1, FOLD_BATCH_NORMS=False),
                               str(tmp_path))
     plain.load_weights(path)
-    linked = [l for l in bnf._walk(folded.keras_model) if hasattr(l, "_mrcnn_folded_into")]
-    bns = [l for l in bnf._walk(folded.keras_model) if isinstance(l, L.BatchNormalization)]
+    linked = [l for l in leaf_layers(folded.keras_model) if hasattr(l, "_mrcnn_folded_into")]
+    bns = [l for l in leaf_layers(folded.keras_model) if isinstance(l, L.BatchNormalization)]
     assert len(linked) == (len(bns) if FOLDS else 0) and len(bns) >= 10
-    assert not any(hasattr(l, "_mrcnn_folded_into") for l in bnf._walk(plain.keras_model))
+    assert not any(hasattr(l, "_mrcnn_folded_into") for l in leaf_layers(plain.keras_model))
     image = shapes(1, seed=4).load_image(0)
     a, b = folded.detect([image])[0], plain.detect([image])[0]
     assert len(a["scores"]) == len(b["scores"]) > 0
