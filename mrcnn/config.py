@@ -369,6 +369,10 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise TypeError(f"{cls}: {name} must be a number, got {value!r} "
                                 f"({type(value).__name__})")
+        fold = self.FOLD_BATCH_NORMS
+        if not isinstance(fold, (bool, np.bool_)):
+            raise TypeError(f"{cls}: FOLD_BATCH_NORMS must be True or False, got {fold!r} "
+                            f"({type(fold).__name__})")
         name = self.NAME
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{cls}: {NAME_RULE}; got {name!r} ({type(name).__name__})")

@@ -245,6 +245,14 @@ def test_number_settings_refuse_strings(name):
         type("Bad", (Small,), {name: "0.5"})()
 
 
+@pytest.mark.parametrize("value", ["False", 0, None])
+def test_fold_batch_norms_must_be_a_bool(value):
+    with pytest.raises(TypeError, match=rf"Bad: FOLD_BATCH_NORMS must be True or False, got "
+                                        rf"{re.escape(repr(value))} \({type(value).__name__}\)"):
+        type("Bad", (Small,), {"FOLD_BATCH_NORMS": value})()
+    assert type("Good", (Small,), {"FOLD_BATCH_NORMS": False})().FOLD_BATCH_NORMS is False
+
+
 def test_square_mode_min_dim_below_64_multiple_is_legal_and_works():
     # IMAGE_MIN_DIM only scales up images whose short side is below it; the
     # input is IMAGE_MAX_DIM square, so it need not be a multiple of 64
