@@ -11,10 +11,8 @@ convolution::
 (``s`` scales the kernel's output channels; a depthwise kernel
 ``[kh, kw, C, M]`` has output channel ``c * M + m``). Keras computes the
 batch norm as separate element-wise ops over the whole activation, in
-float32 even under mixed precision (a cast up, the affine map, a cast back):
-in ResNet50-FPN's `detect()` at 512x512 in bfloat16 that was a fifth of the
-time (`benchmarks/train_detect.py`). Folded, the batch norm costs a
-kernel-sized product instead.
+float32 even under mixed precision (a cast up, the affine map, a cast back).
+Folded, the batch norm costs a kernel-sized product instead (measured below).
 
 `fold_batch_norms(model)` links each convolution -> batch norm pair of a
 built functional model (nested models included) without changing a layer,
