@@ -38,10 +38,9 @@ runs eagerly, where both convolutions would run.
 
 Measured on a 2-core Intel Xeon with AMX, bfloat16, each pair of models in
 one process, alternating calls (the machine's speed drifts between
-processes): ResNet50-FPN `detect()` at 512x512 0.343 / 0.370 s folded
-against 0.383 / 0.417 s (medians of 30), a frozen-batch-norm training step
-0.837 s against 0.938 s; at 576x704, `detect()` 0.269 s against 0.340 s and
-EfficientNetV2-B0's 0.223 s against 0.260 s (``benchmarks/RESULTS.md``).
+processes): ResNet50-FPN `detect()` at 512x512 0.297 / 0.311 s folded
+against 0.357 / 0.366 s (medians of 20, two processes), a frozen-batch-norm
+training step 0.774 s against 0.855 s (``benchmarks/RESULTS.md``).
 
 A pair is folded when the batch norm is a plain
 ``keras.layers.BatchNormalization`` on the last axis (no renorm), called once,
