@@ -274,11 +274,8 @@ class Config:
     # Train BatchNorm layers (False freezes them; right for small batches).
     TRAIN_BN = False
 
-    # Fold each batch norm that uses its moving statistics (inference, validation, and
-    # training when TRAIN_BN is False) into the convolution before it: the same numbers
-    # (to float rounding), one convolution instead of a convolution and four element-wise
-    # passes (mrcnn.layers.batch_norm_fold). Weights, layer names and files are unchanged;
-    # False computes each batch norm on its own.
+    # Batch norms on moving statistics (inference; training if not TRAIN_BN) run folded into
+    # the convolution before them: the same numbers, faster (mrcnn.layers.batch_norm_fold).
     FOLD_BATCH_NORMS = True
 
     # Gradient norm clipping.
