@@ -57,6 +57,10 @@ def leaf_layer(keras_model, name):
                "RPN boxes (the proposal layer does not clamp box deltas)", strict=False)]),
 ])
 def test_backbone_builds_trains_and_detects(backbone, tmp_path):
+    # seeded: a random-init deep ResNet with frozen BN has huge activations, and the
+    # initial weights the earlier tests in a process leave behind decided whether its
+    # one step stayed finite (resnet101 failed in one full-suite run of three, alone never)
+    keras.utils.set_random_seed(0)
     config = make_config(BACKBONE=backbone, IMAGES_PER_GPU=1, STEPS_PER_EPOCH=1,
                          VALIDATION_STEPS=0)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
