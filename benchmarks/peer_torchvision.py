@@ -7,7 +7,9 @@ Prints one JSON line: {"train_step_s": ..., "detect_s": ..., "detections": ...,
 forward passes under torch.autocast (CPU or CUDA), torchvision's own mixed
 precision; the backward pass follows autocast's dtypes. --phase runs only the
 training or only the detect timing, so the peak resident memory is that
-phase's.
+phase's. --serve (with --phase train or detect) makes the process a worker of
+benchmarks/interleave.run_in_turns: it times --steps calls per round, taking
+turns with ours (benchmarks/train_detect.py runs it so).
 """
 
 import argparse
@@ -15,12 +17,13 @@ import contextlib
 import json
 import resource
 import statistics
-import time
 
 import numpy as np
 import torch
 import torchvision
 from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+from interleave import timed_calls   # benchmarks/ (stdlib only), this script's folder
 
 
 def synthetic_target(size, n, rng, num_classes):
@@ -46,7 +49,11 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32")
     p.add_argument("--phase", choices=("train", "detect", "both"), default="both")
+    p.add_argument("--serve", action="store_true",
+                   help="time in rounds as a worker of interleave.run_in_turns (one --phase)")
     args = p.parse_args()
+    if args.serve and args.phase == "both":
+        raise SystemExit("--serve times one phase: add --phase train or --phase detect")
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     model = maskrcnn_resnet50_fpn(
@@ -68,29 +75,27 @@ def main():
     if args.phase in ("train", "both"):
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         model.train()
-        times = []
-        for i in range(args.steps + 1):
-            t = time.perf_counter()
+
+        def train_step():
             with autocast():
                 losses = model([image], [target])
                 loss = sum(losses.values())
             opt.zero_grad()
             loss.backward()
             opt.step()
-            if i:
-                times.append(time.perf_counter() - t)
+
+        train_step()   # the warm-up, not timed
+        times = timed_calls(train_step, args.steps, args.serve)
         result.update(train_step_s=statistics.median(times), train_rss_mib=peak_rss_mib())
     if args.phase in ("detect", "both"):
         model.eval()
-        dtimes, n = [], 0
-        with torch.no_grad():
-            for i in range(args.steps + 1):
-                t = time.perf_counter()
-                with autocast():
-                    out = model([image])
-                if i:
-                    dtimes.append(time.perf_counter() - t)
-                n = int(out[0]["boxes"].shape[0])
+
+        def detect():
+            with torch.no_grad(), autocast():
+                return model([image])
+
+        n = int(detect()[0]["boxes"].shape[0])   # the warm-up, not timed
+        dtimes = timed_calls(detect, args.steps, args.serve)
         result.update(detect_s=statistics.median(dtimes), detections=n,
                       detect_rss_mib=peak_rss_mib())
     print(json.dumps(result))

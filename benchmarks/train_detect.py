@@ -14,10 +14,16 @@ is one optimizer step on one prepared batch (the data pipeline is measured
 separately by benchmarks/data_pipeline.py); the "model.train step" row times a
 step of MaskRCNN.train as a user runs it (generator, fit, callbacks; no peer
 counterpart); detect() includes molding and
-unmolding (full-resolution masks). Median over --steps after a warm-up
-(compilation excluded). The peer runs in a separate Python that has torch and
+unmolding (full-resolution masks). Median over --rounds x --steps calls after a
+warm-up (compilation excluded). The peer runs in a separate Python that has torch and
 torchvision (they are not dependencies of mrcnn); without one the peer
 columns are empty.
+
+Ours and the peer take turns (benchmarks/interleave.py): each phase's two processes
+are started and warmed up, then time --steps calls each, alternately, for --rounds
+rounds, so that every round compares the two under the same load of the machine; the
+ratio of each round is printed, and its median is the figure to quote (a shared VM's
+speed drifts by up to 2x between minutes).
 
 --precision (default: the library's default, Config.MIXED_PRECISION) is
 resolved on this machine ("auto" -> what mrcnn.training.precision.resolve
@@ -32,7 +38,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +54,7 @@ from mrcnn.training.precision import resolve
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer_cell import StepTimer  # noqa: E402  (seconds of each training batch)
+from interleave import round_ratios, run_in_turns, timed_calls  # noqa: E402
 
 
 class BoxesDataset(Dataset):
@@ -111,8 +117,10 @@ def peak_rss_mib():
 
 
 def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channels="auto",
-                fold=True, weights="/tmp/mrcnn_bench/bench.h5"):
-    """Median seconds per training step; saves the weights for detect_phase."""
+                fold=True, weights="/tmp/mrcnn_bench/bench.h5", serve=False):
+    """Median seconds per training step; saves the weights for detect_phase.
+
+    serve: time the steps in rounds, as a worker of interleave.run_in_turns."""
     config = bench_config(backbone, size, fc, mixed, rpn_channels, fold)
     data = BoxesDataset(4, size, 10)
     data.prepare()
@@ -123,11 +131,7 @@ def train_phase(backbone, size, steps, fc, layers="all", mixed=None, rpn_channel
     t0 = time.perf_counter()
     model.keras_model.train_on_batch(batch)
     compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        model.keras_model.train_on_batch(batch)
-        times.append(time.perf_counter() - t)
+    times = timed_calls(lambda: model.keras_model.train_on_batch(batch), steps, serve)
     model.save_weights(weights)
     rss = peak_rss_mib()
     # rows the mask head ran on: 128 padded positives, or only the positive ones
@@ -170,8 +174,10 @@ def force_detections(infer):
 
 
 def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto", fold=True,
-                 weights="/tmp/mrcnn_bench/bench.h5"):
-    """Median seconds per detect() call on one image, with the weights train_phase saved."""
+                 weights="/tmp/mrcnn_bench/bench.h5", serve=False):
+    """Median seconds per detect() call on one image, with the weights train_phase saved.
+
+    serve: time the calls in rounds, as a worker of interleave.run_in_turns."""
     config = bench_config(backbone, size, fc, mixed, rpn_channels, fold)
     data = BoxesDataset(1, size, 10)
     data.prepare()
@@ -179,30 +185,19 @@ def detect_phase(backbone, size, steps, fc, mixed=None, rpn_channels="auto", fol
     infer.load_weights(weights)
     force_detections(infer)
     image = data.load_image(0)
-    infer.detect([image])
-    dtimes, n = [], 0
-    for _ in range(steps):
-        t = time.perf_counter()
-        r = infer.detect([image])[0]
-        dtimes.append(time.perf_counter() - t)
-        n = r["rois"].shape[0]
+    n = infer.detect([image])[0]["rois"].shape[0]
+    dtimes = timed_calls(lambda: infer.detect([image]), steps, serve)
     return {"detect_s": statistics.median(dtimes), "detections": int(n),
             "detect_rss_mib": peak_rss_mib()}
 
 
-def run_phase(phase, args, precision):
-    """Runs train_phase or detect_phase in a fresh process; returns its result dict."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase,
-           "--backbone", args.backbone, "--size", args.size_text, "--steps", str(args.steps),
-           "--fc", str(args.fc), "--rpn-channels", str(args.rpn_channels),
-           "--precision", precision] + (["--padded-mask-head"] if args.padded_mask_head else []) \
+def phase_command(phase, args, precision):
+    """The command of a worker process timing our `phase` ("train" or "detect")."""
+    return [sys.executable, os.path.abspath(__file__), "--phase", phase, "--serve",
+            "--backbone", args.backbone, "--size", args.size_text, "--steps", str(args.steps),
+            "--fc", str(args.fc), "--rpn-channels", str(args.rpn_channels),
+            "--precision", precision] + (["--padded-mask-head"] if args.padded_mask_head else []) \
         + (["--no-fold"] if args.no_fold else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"the {phase} phase failed (exit {proc.returncode}):\n"
-                         f"{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
 
 
 def parse_size(text):
@@ -228,20 +223,33 @@ def rpn_width(text):
     return value
 
 
-def time_peer(python, size, steps, precision):
-    """The peer's train and detect figures, each phase in a process of its own."""
+def peer_command(python, phase, args, precision):
+    """The command of a worker process timing the peer's `phase`."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_torchvision.py")
-    result = {}
+    return [python, script, "--size", str(args.size), "--steps", str(args.steps),
+            "--precision", precision, "--phase", phase, "--serve"]
+
+
+def time_in_turns(args, precision):
+    """Each phase's workers (ours, and the peer's with --peer-python) timed in turns.
+
+    Returns (ours, peer, ratios): our result dict, the peer's (None without a peer), and per
+    phase the ratio of each round (peer / ours: how many times faster ours was).
+    """
+    ours, peer, ratios = {}, {} if args.peer_python else None, {}
     for phase in ("train", "detect"):
-        proc = subprocess.run([python, script, "--size", str(size), "--steps", str(steps),
-                               "--precision", precision, "--phase", phase],
-                              capture_output=True, text=True)
-        lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-        if proc.returncode or not lines:
-            print(f"peer failed ({phase}): {proc.stderr[-2000:]}", file=sys.stderr)
-            return None
-        result.update(json.loads(lines[-1]))
-    return result
+        commands = {"ours": phase_command(phase, args, precision)}
+        if args.peer_python:
+            commands["peer"] = peer_command(args.peer_python, phase, args, precision)
+        try:
+            runs = run_in_turns(commands, args.rounds)
+        except RuntimeError as err:
+            raise SystemExit(f"the {phase} phase failed: {err}")
+        ours.update(runs["ours"]["result"])
+        if args.peer_python:
+            peer.update(runs["peer"]["result"])
+            ratios[phase] = round_ratios(runs["peer"]["rounds"], runs["ours"]["rounds"])
+    return ours, peer, ratios
 
 
 def main():
@@ -250,7 +258,9 @@ def main():
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--size", type=parse_size, default=512,
                    help="N (square) or H,W (no resizing; the peer runs square only)")
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5, help="timed calls per round")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds in which ours and the peer take turns (default 3)")
     p.add_argument("--fc", type=int, default=1024, help="FPN_CLASSIF_FC_LAYERS_SIZE")
     p.add_argument("--precision", default=None,
                    choices=("float32", "bfloat16", "float16", "auto"),
@@ -269,7 +279,12 @@ def main():
                         "(default: folded into its convolution, mrcnn.layers.batch_norm_fold)")
     p.add_argument("--phase", choices=("train", "detect"), default=None,
                    help=argparse.SUPPRESS)   # internal: one phase in this process
+    p.add_argument("--serve", action="store_true",
+                   help=argparse.SUPPRESS)   # internal: --phase as a worker of run_in_turns
     args = p.parse_args()
+    if args.steps < 1 or args.rounds < 1:
+        raise SystemExit(f"--steps and --rounds must be >= 1, got {args.steps} and "
+                         f"{args.rounds}")
     args.size_text = ",".join(map(str, args.size)) if isinstance(args.size, tuple) \
         else str(args.size)
     if args.peer_python and isinstance(args.size, tuple):
@@ -285,18 +300,16 @@ def main():
         fn = train_phase if args.phase == "train" else detect_phase
         extra = {"layers": "all"} if args.phase == "train" else {}
         print(json.dumps(fn(args.backbone, args.size, args.steps, args.fc, mixed=mixed,
-                            rpn_channels=args.rpn_channels, fold=not args.no_fold, **extra)))
+                            rpn_channels=args.rpn_channels, fold=not args.no_fold,
+                            serve=args.serve, **extra)))
         return
-    ours = run_phase("train", args, precision)
-    ours.update(run_phase("detect", args, precision))
-    peer = time_peer(args.peer_python, args.size, args.steps, precision) \
-        if args.peer_python else None
+    ours, peer, ratios = time_in_turns(args, precision)
     print(f"\nbackend={keras.backend.backend()} backbone={args.backbone} size={args.size_text} "
           f"precision={precision} (asked: {args.precision or f'default {setting!r}'}) "
           f"rpn_channels={args.rpn_channels}"
           f"{' padded-mask-head' if args.padded_mask_head else ''}"
           f"{' batch-norms-apart' if args.no_fold else ''} batch=1 params={ours['params']:,} "
-          f"first-step(compile)={ours['compile_s']:.1f}s")
+          f"first-step(compile)={ours['compile_s']:.1f}s rounds={args.rounds}x{args.steps}")
     print(f"{'':22}{'mrcnn':>10}{'torchvision':>14}{'ratio peer/ours':>18}")
     rows = (("train_step_s", "train step (s)"), ("detect_s", "detect (s)"),
             ("train_rss_mib", "train peak RSS (MiB)"), ("detect_rss_mib", "detect peak RSS (MiB)"))
@@ -307,6 +320,9 @@ def main():
     print(f"{'detections':22}{ours['detections']:10d}"
           f"{(peer['detections'] if peer else 0):14d}")
     print(f"{'mask head rows':22}{ours['mask_rows']:10d}")
+    for phase, values in ratios.items():   # taken in turns: the figures to quote
+        print(f"{phase + ' ratio per round':22} " + " ".join(f"{v:.2f}" for v in values)
+              + f"   median {statistics.median(values):.2f}")
     print(f"train_step_s={ours['train_step_s']:.3f} detect_s={ours['detect_s']:.3f} "
           f"peer_train_step_s={(peer or {}).get('train_step_s', float('nan')):.3f} "
           f"peer_detect_s={(peer or {}).get('detect_s', float('nan')):.3f} "

@@ -22,18 +22,53 @@ def run(script, *args):
     return proc.stdout
 
 
+FAKE_PEER = """
+import argparse, json, sys, time
+sys.path.insert(0, {bench!r})
+from interleave import timed_calls
+p = argparse.ArgumentParser()
+p.add_argument("script"); p.add_argument("--size"); p.add_argument("--steps", type=int)
+p.add_argument("--precision"); p.add_argument("--phase"); p.add_argument("--serve", action="store_true")
+a = p.parse_args()
+assert a.script.endswith("peer_torchvision.py") and a.serve and a.precision == "float32", a
+times = timed_calls(lambda: time.sleep(0.2), a.steps, a.serve)
+key = "train_step_s" if a.phase == "train" else "detect_s"
+result = {{key: sorted(times)[len(times) // 2], a.phase + "_rss_mib": 1.0}}
+if a.phase == "detect":
+    result["detections"] = 100
+print(json.dumps(result))
+"""
+
+
 @pytest.mark.slow
-def test_train_detect_prints_both_phases_and_the_last_line():
-    out = run("train_detect.py", *TINY, "--precision", "float32")
-    assert "precision=float32 (asked: float32)" in out
+def test_train_detect_prints_both_phases_and_the_last_line(tmp_path):
+    """Ours against a stand-in peer (the peer's protocol, 0.2 s a call; torchvision is not a
+    dependency), two rounds in turns: the table, each round's ratio, the last line."""
+    fake = tmp_path / "peer.py"
+    fake.write_text(FAKE_PEER.format(bench=BENCH))
+    shim = tmp_path / "python"   # what --peer-python names: runs the stand-in
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
+    shim.chmod(0o755)
+    out = run("train_detect.py", *TINY, "--precision", "float32", "--rounds", "2",
+              "--peer-python", str(shim))
+    assert "precision=float32 (asked: float32)" in out and "rounds=2x1" in out
     for label in ("train step (s)", "detect (s)", "train peak RSS (MiB)",
                   "detect peak RSS (MiB)"):
         value = float(re.search(re.escape(label) + r"\s+([0-9.]+)", out).group(1))
         assert value > 0, label
+    ours_detect = float(re.search(r"detect \(s\)\s+([0-9.]+)", out).group(1))
+    for phase in ("train", "detect"):
+        line = re.search(phase + r" ratio per round\s+([0-9. ]+?)\s+median ([0-9.]+)", out)
+        ratios = [float(v) for v in line.group(1).split()]
+        assert len(ratios) == 2 and float(line.group(2)) == pytest.approx(
+            sum(ratios) / 2, abs=0.01), out
+    # the peer's 0.2 s over ours: the detect ratios are of that size (each round's own)
+    assert ratios == pytest.approx([0.2 / ours_detect] * 2, rel=0.6), out
     last = out.strip().splitlines()[-1]
-    assert re.fullmatch(r"train_step_s=[0-9.]+ detect_s=[0-9.]+ peer_train_step_s=nan "
-                        r"peer_detect_s=nan fit_step_s=[0-9.]+", last), last
+    assert re.fullmatch(r"train_step_s=[0-9.]+ detect_s=[0-9.]+ peer_train_step_s=0\.2\d\d "
+                        r"peer_detect_s=0\.2\d\d fit_step_s=[0-9.]+", last), last
     assert float(re.search(r"model\.train step \(s\)\s+([0-9.]+)", out).group(1)) > 0
+    assert re.search(r"^detections\s+\d+\s+100$", out, re.MULTILINE), out
     # by default the mask head runs on the batch's positives only (TensorFlow)
     rows = int(re.search(r"^mask head rows\s+(\d+)$", out, re.MULTILINE).group(1))
     assert 1 <= rows < 128, out
