@@ -7,7 +7,7 @@ from mrcnn.data.boxes import scale_boxes
 from mrcnn.data.fit import fit_image, undo_resize_boxes
 from mrcnn.data.image import mold_image
 from mrcnn.data.image_meta import compose_image_meta, parse_image_meta
-from mrcnn.data.masks.mini import paste_values
+from mrcnn.data.masks.mini import blocks_to_entries, paste_blocks, write_blocks
 from mrcnn.data.masks.sparse import SparseMasks
 
 
@@ -114,7 +114,7 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
 
     The mask of each detection (its class's channel of ``mrcnn_mask``) is
     pasted into its box at the original resolution by
-    `mrcnn.data.masks.mini.paste_values`; the binary masks are the pasted
+    `mrcnn.data.masks.mini.paste_blocks`; the binary masks are the pasted
     probabilities ``>= mask_threshold``, so for a threshold > 0 ``masks ==
     (soft_masks >= mask_threshold)`` exactly.
 
@@ -150,22 +150,21 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
     if mask_box_scale != 1.0:   # the mask covers the box grown as the mask head saw it
         norm = scale_boxes(norm, mask_box_scale)
         paste_boxes = _pixel_boxes(norm, image_shape, window, original_image_shape)
-    inst, ys, xs, values = _paste_entries(probs, paste_boxes, norm, image_shape, window,
-                                          original_image_shape, paste)
-    on = values >= mask_threshold
+    blocks = _paste_blocks(probs, paste_boxes, norm, image_shape, window,
+                           original_image_shape, paste)
     result = {"rois": boxes, "class_ids": class_ids, "scores": scores}
     if sparse:
+        inst, ys, xs, values = blocks_to_entries(blocks)
+        on = values >= mask_threshold
         result["masks"] = SparseMasks.from_sorted((oh, ow), n, inst[on], ys[on] * ow + xs[on])
-    else:
-        result["masks"] = np.zeros((oh, ow, n), bool)
-        result["masks"][ys[on], xs[on], inst[on]] = True
-    if soft_masks and sparse:
-        nz = values > 0
-        result["soft_masks"] = SparseMasks.from_sorted((oh, ow), n, inst[nz],
-                                                       ys[nz] * ow + xs[nz], values[nz])
-    elif soft_masks:
-        result["soft_masks"] = np.zeros((oh, ow, n), np.float32)
-        result["soft_masks"][ys, xs, inst] = values
+        if soft_masks:
+            nz = values > 0
+            result["soft_masks"] = SparseMasks.from_sorted((oh, ow), n, inst[nz],
+                                                           ys[nz] * ow + xs[nz], values[nz])
+        return result
+    result["masks"] = write_blocks(np.zeros((oh, ow, n), bool), blocks, mask_threshold)
+    if soft_masks:
+        result["soft_masks"] = write_blocks(np.zeros((oh, ow, n), np.float32), blocks)
     return result
 
 
@@ -200,7 +199,7 @@ def grid_paste_boxes(norm_boxes, image_shape, window, original_image_shape, mask
     i = 0..M-1: the first and last samples on the ROI's first and last pixel
     centres. Mapped to the original image (pixel centres, the per-axis factor
     ``original size / window size`` of `mrcnn.data.fit.undo_resize_boxes`),
-    those are the centres ``first`` and ``last``; `paste_values` puts mask row
+    those are the centres ``first`` and ``last``; `paste_blocks` puts mask row
     i on ``first + i * cell`` (cell = (last - first) / (M - 1)) when given the
     box ``[first + 0.5 - cell / 2, last + 0.5 + cell / 2)`` (its edges half a
     cell beyond the outer sample centres).
@@ -235,19 +234,19 @@ def grid_paste_boxes(norm_boxes, image_shape, window, original_image_shape, mask
     return np.concatenate([first + 0.5 - cell / 2, last + 0.5 + cell / 2], axis=1)
 
 
-def _paste_entries(probs, boxes, norm_boxes, image_shape, window, original_image_shape,
-                   paste):
-    """`paste_values` of the kept detections' masks by the `paste` geometry, inside their boxes."""
+def _paste_blocks(probs, boxes, norm_boxes, image_shape, window, original_image_shape,
+                  paste):
+    """`paste_blocks` of the kept detections' masks by the `paste` geometry, inside their boxes."""
     oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
     if paste not in MASK_PASTES:
         raise ValueError(f"mask paste must be one of {MASK_PASTES}, got {paste!r}")
     if paste == "centers" or not len(boxes):
-        return paste_values(probs, boxes, (oh, ow))
+        return paste_blocks(probs, boxes, (oh, ow))
     grid = grid_paste_boxes(norm_boxes, image_shape, window, original_image_shape,
                             probs.shape[1:3])
     # the pixels of the detection's own (rounded) box, as with "centers"; those past
     # the outer samples repeat the mask's edge
-    return paste_values(probs, grid, (oh, ow), cover=boxes)
+    return paste_blocks(probs, grid, (oh, ow), cover=boxes)
 
 
 def _pixel_boxes(norm_boxes, image_shape, window, original_image_shape):

@@ -5,7 +5,8 @@ import pytest
 import skimage.transform
 
 from mrcnn.data.masks import expand_mask, minimize_mask, paste_masks, unmold_mask
-from mrcnn.data.masks.mini import paste_soft_masks, paste_values
+from mrcnn.data.masks.mini import (blocks_to_entries, paste_blocks, paste_soft_masks,
+                                   paste_values, write_blocks)
 
 # Backend-independent: NumPy mini-mask shrinking and pasting; no Keras op.
 pytestmark = pytest.mark.backend_independent
@@ -164,14 +165,16 @@ def test_paste_many_instances_is_fast():
     assert time.perf_counter() - start < 1.0  # ~0.04 s measured on 2 CPU cores
 
 
-def _reference_values(mask, box, image_shape):
-    """Brute force: the bilinear value at every pixel whose centre lies in a (fractional) box."""
+def _reference_values(mask, box, image_shape, cover=None):
+    """Brute force: the bilinear value at every pixel whose centre lies in a (fractional) box
+    (or in `cover`, the mask still placed by `box`, its edges repeated beyond)."""
     mh, mw = mask.shape
     y1, x1, y2, x2 = (float(v) for v in box)
+    cy1, cx1, cy2, cx2 = (float(v) for v in (box if cover is None else cover))
     out = np.zeros(image_shape, np.float64)
     for y in range(image_shape[0]):
         for x in range(image_shape[1]):
-            if not (y1 <= y + 0.5 < y2 and x1 <= x + 0.5 < x2):
+            if not (cy1 <= y + 0.5 < cy2 and cx1 <= x + 0.5 < cx2):
                 continue
             sy = min(max((y + 0.5 - y1) * mh / (y2 - y1) - 0.5, 0), mh - 1)
             sx = min(max((x + 0.5 - x1) * mw / (x2 - x1) - 0.5, 0), mw - 1)
@@ -233,3 +236,30 @@ def test_paste_values_fractional_boxes_and_masks_of_any_size():
         paste_values(np.ones((1, 2, 2)), [[0, 0, np.nan, 3]], (5, 5))
     with pytest.raises(ValueError, match=r"masks\[0\] of shape \(0, 2\)"):
         paste_values([np.ones((0, 2))], [[0, 0, 2, 2]], (5, 5))
+
+
+def test_paste_blocks_with_cover_boxes_against_brute_force():
+    """The blocks (what detect() writes into its masks) hold the brute-force values on the
+    cover box's pixels; write_blocks and blocks_to_entries give the same pixels and values."""
+    rng = np.random.default_rng(5)
+    image_shape = (40, 50)
+    n = 12
+    masks = rng.random((n, 6, 8)).astype(np.float32)
+    boxes = np.sort(rng.uniform(-8, 55, (n, 2, 2)), axis=1).reshape(n, 4)   # y1 x1 y2 x2
+    cover = np.round(boxes + rng.uniform(-2.5, 2.5, (n, 4)))
+    cover[3] = [10, 10, 10, 30]                       # covers nothing
+    blocks = paste_blocks(masks, boxes, image_shape, cover=cover)
+    assert len(blocks) == n and blocks[3][2].shape == (0, 0)
+    assert sum(b.size > 0 for _, _, b in blocks) >= n - 3
+    soft = write_blocks(np.zeros(image_shape + (n,), np.float32), blocks)
+    binary = write_blocks(np.zeros(image_shape + (n,), bool), blocks, threshold=0.6)
+    for i in range(n):
+        expected = _reference_values(masks[i], boxes[i], image_shape, cover[i])
+        np.testing.assert_allclose(soft[..., i], expected, atol=1e-6)
+        np.testing.assert_array_equal(binary[..., i], soft[..., i] >= 0.6)
+    inst, ys, xs, values = blocks_to_entries(blocks)
+    np.testing.assert_array_equal(soft[ys, xs, inst], values)
+    assert values.size == sum(b.size for _, _, b in blocks)
+    assert np.all(np.diff(inst * 10_000 + ys * 100 + xs) > 0)   # instance, row-major
+    empty = blocks_to_entries(paste_blocks(masks[:2], [[0, 0, 0, 5], [0, 0, 3, 0]], (9, 9)))
+    assert all(a.size == 0 for a in empty) and empty[3].dtype == np.float32
