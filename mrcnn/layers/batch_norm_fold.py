@@ -92,18 +92,34 @@ def _producer(layer):
     return node.input_tensors[0]._keras_history.operation
 
 
+def _float32(variable):
+    """A float32 variable's own value, not rounded to the compute dtype first.
+
+    Inside a layer's call under mixed precision, Keras casts a variable to the compute dtype
+    as it is read (``kernel`` -> bfloat16); folding that into float32 again would round the
+    kernel twice and cost two more passes over it. The TensorFlow variable under the Keras
+    one is read instead.
+    """
+    import tensorflow as tf
+
+    raw = getattr(variable, "_value", None)
+    if isinstance(raw, tf.Variable):
+        return tf.cast(raw, "float32")
+    return ops.cast(variable, "float32")
+
+
 def _folded_conv(conv, bn, x):
     """conv(x) followed by bn in inference mode, as one convolution (module docstring)."""
     f32 = "float32"
-    scale = ops.rsqrt(ops.cast(bn.moving_variance, f32) + bn.epsilon)
+    scale = ops.rsqrt(_float32(bn.moving_variance) + bn.epsilon)
     if bn.scale:
-        scale = scale * ops.cast(bn.gamma, f32)
-    shift = -ops.cast(bn.moving_mean, f32) * scale
+        scale = scale * _float32(bn.gamma)
+    shift = -_float32(bn.moving_mean) * scale
     if conv.use_bias:
-        shift = shift + ops.cast(conv.bias, f32) * scale
+        shift = shift + _float32(conv.bias) * scale
     if bn.center:
-        shift = shift + ops.cast(bn.beta, f32)
-    kernel = ops.cast(conv.kernel, f32)
+        shift = shift + _float32(bn.beta)
+    kernel = _float32(conv.kernel)
     dtype = conv.compute_dtype
     if isinstance(conv, keras.layers.DepthwiseConv2D):
         kernel = ops.cast(kernel * ops.reshape(scale, kernel.shape[2:]), dtype)
