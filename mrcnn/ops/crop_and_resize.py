@@ -255,24 +255,25 @@ def _generic_multilevel(feature_maps, boxes, levels, crop_size):
 
 
 def _native_multilevel(feature_maps, boxes, levels, crop_size):
+    """``tf.image.crop_and_resize`` of each level's boxes only, stitched back in order."""
     import tensorflow as tf
 
     shape = tf.shape(boxes)
     batch, num = shape[0], shape[1]
+    count = len(feature_maps)
     flat_boxes = tf.reshape(tf.cast(boxes, tf.float32), (-1, 4))
     flat_levels = tf.reshape(tf.cast(levels, tf.int32), (-1,))
-    flat_levels = tf.clip_by_value(flat_levels, 0, len(feature_maps) - 1)
+    flat_levels = tf.clip_by_value(flat_levels, 0, count - 1)
     batch_idx = tf.repeat(tf.range(batch, dtype=tf.int32), num)
-    out = None
-    for level, fmap in enumerate(feature_maps):
-        crop = tf.image.crop_and_resize(
-            fmap, flat_boxes, batch_idx, crop_size, method="bilinear"
-        )
-        if out is None:
-            out = crop
-        else:
-            keep = tf.equal(flat_levels, level)[:, None, None, None]
-            out = tf.where(keep, crop, out)
+    # Each box sampled on its own level only (not on every level and then selected:
+    # L times the sampling and L - 1 selects over all the crops).
+    part_boxes = tf.dynamic_partition(flat_boxes, flat_levels, count)
+    part_batch = tf.dynamic_partition(batch_idx, flat_levels, count)
+    part_ids = tf.dynamic_partition(tf.range(tf.size(flat_levels)), flat_levels, count)
+    crops = [tf.image.crop_and_resize(fmap, part_boxes[level], part_batch[level], crop_size,
+                                      method="bilinear")
+             for level, fmap in enumerate(feature_maps)]
+    out = tf.dynamic_stitch(part_ids, crops)
     ch, cw = crop_size
     channels = feature_maps[0].shape[-1]
     return tf.reshape(out, (batch, num, ch, cw, channels))
@@ -295,9 +296,10 @@ def multilevel_crop_and_resize(
             otherwise), ``"generic"`` (one bilinear gather from all levels
             concatenated into one ``[sum_l B*H_l*W_l, C]`` table,
             ``keras.ops`` only) or ``"native"`` (TensorFlow:
-            ``tf.image.crop_and_resize`` of every box on every level, then
-            a per-box select; ``L`` times the sampling work but faster than
-            generic without XLA). CPU timings, B=1, N=200, C=256, levels
+            ``tf.image.crop_and_resize`` of each level's boxes, partitioned by
+            level and stitched back; faster than generic without XLA). CPU
+            timings (before the partition, when native cropped every box on
+            every level and selected), B=1, N=200, C=256, levels
             128^2..16^2, 7x7 / 14x14: generic XLA forward ~7 / ~12 ms;
             native tf.function ~17 / ~64 ms, generic tf.function ~17 / ~70
             ms; forward+backward native ~48 / ~140 ms vs generic
