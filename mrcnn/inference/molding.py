@@ -7,7 +7,7 @@ from mrcnn.data.boxes import scale_boxes
 from mrcnn.data.fit import fit_image, undo_resize_boxes
 from mrcnn.data.image import mold_image
 from mrcnn.data.image_meta import compose_image_meta, parse_image_meta
-from mrcnn.data.masks.mini import blocks_to_entries, paste_blocks, write_blocks
+from mrcnn.data.masks.mini import paste_blocks, paste_values, write_blocks
 from mrcnn.data.masks.sparse import SparseMasks
 
 
@@ -150,11 +150,10 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
     if mask_box_scale != 1.0:   # the mask covers the box grown as the mask head saw it
         norm = scale_boxes(norm, mask_box_scale)
         paste_boxes = _pixel_boxes(norm, image_shape, window, original_image_shape)
-    blocks = _paste_blocks(probs, paste_boxes, norm, image_shape, window,
-                           original_image_shape, paste)
     result = {"rois": boxes, "class_ids": class_ids, "scores": scores}
-    if sparse:
-        inst, ys, xs, values = blocks_to_entries(blocks)
+    if sparse:   # per-pixel entries: vectorized over every box, fast for many small ones
+        inst, ys, xs, values = _paste(paste_values, probs, paste_boxes, norm, image_shape,
+                                      window, original_image_shape, paste)
         on = values >= mask_threshold
         result["masks"] = SparseMasks.from_sorted((oh, ow), n, inst[on], ys[on] * ow + xs[on])
         if soft_masks:
@@ -162,6 +161,9 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
             result["soft_masks"] = SparseMasks.from_sorted((oh, ow), n, inst[nz],
                                                            ys[nz] * ow + xs[nz], values[nz])
         return result
+    # dense masks: one block per box, written as a slice
+    blocks = _paste(paste_blocks, probs, paste_boxes, norm, image_shape, window,
+                    original_image_shape, paste)
     result["masks"] = write_blocks(np.zeros((oh, ow, n), bool), blocks, mask_threshold)
     if soft_masks:
         result["soft_masks"] = write_blocks(np.zeros((oh, ow, n), np.float32), blocks)
@@ -234,19 +236,20 @@ def grid_paste_boxes(norm_boxes, image_shape, window, original_image_shape, mask
     return np.concatenate([first + 0.5 - cell / 2, last + 0.5 + cell / 2], axis=1)
 
 
-def _paste_blocks(probs, boxes, norm_boxes, image_shape, window, original_image_shape,
-                  paste):
-    """`paste_blocks` of the kept detections' masks by the `paste` geometry, inside their boxes."""
+def _paste(paster, probs, boxes, norm_boxes, image_shape, window, original_image_shape,
+           paste):
+    """`paster` (`paste_values` or `paste_blocks`) of the kept detections' masks by the
+    `paste` geometry, inside their boxes."""
     oh, ow = int(original_image_shape[0]), int(original_image_shape[1])
     if paste not in MASK_PASTES:
         raise ValueError(f"mask paste must be one of {MASK_PASTES}, got {paste!r}")
     if paste == "centers" or not len(boxes):
-        return paste_blocks(probs, boxes, (oh, ow))
+        return paster(probs, boxes, (oh, ow))
     grid = grid_paste_boxes(norm_boxes, image_shape, window, original_image_shape,
                             probs.shape[1:3])
     # the pixels of the detection's own (rounded) box, as with "centers"; those past
     # the outer samples repeat the mask's edge
-    return paste_blocks(probs, grid, (oh, ow), cover=boxes)
+    return paster(probs, grid, (oh, ow), cover=boxes)
 
 
 def _pixel_boxes(norm_boxes, image_shape, window, original_image_shape):

@@ -5,8 +5,7 @@ import pytest
 import skimage.transform
 
 from mrcnn.data.masks import expand_mask, minimize_mask, paste_masks, unmold_mask
-from mrcnn.data.masks.mini import (blocks_to_entries, paste_blocks, paste_soft_masks,
-                                   paste_values, write_blocks)
+from mrcnn.data.masks.mini import paste_blocks, paste_soft_masks, paste_values, write_blocks
 
 # Backend-independent: NumPy mini-mask shrinking and pasting; no Keras op.
 pytestmark = pytest.mark.backend_independent
@@ -239,8 +238,9 @@ def test_paste_values_fractional_boxes_and_masks_of_any_size():
 
 
 def test_paste_blocks_with_cover_boxes_against_brute_force():
-    """The blocks (what detect() writes into its masks) hold the brute-force values on the
-    cover box's pixels; write_blocks and blocks_to_entries give the same pixels and values."""
+    """The blocks (what detect() writes into its dense masks) hold the brute-force values on
+    the cover box's pixels, and exactly paste_values' entries (detect()'s sparse masks: the
+    vectorized per-pixel implementation)."""
     rng = np.random.default_rng(5)
     image_shape = (40, 50)
     n = 12
@@ -257,9 +257,12 @@ def test_paste_blocks_with_cover_boxes_against_brute_force():
         expected = _reference_values(masks[i], boxes[i], image_shape, cover[i])
         np.testing.assert_allclose(soft[..., i], expected, atol=1e-6)
         np.testing.assert_array_equal(binary[..., i], soft[..., i] >= 0.6)
-    inst, ys, xs, values = blocks_to_entries(blocks)
-    np.testing.assert_array_equal(soft[ys, xs, inst], values)
+    inst, ys, xs, values = paste_values(masks, boxes, image_shape, cover=cover)
+    np.testing.assert_array_equal(soft[ys, xs, inst], values)        # bit for bit
     assert values.size == sum(b.size for _, _, b in blocks)
-    assert np.all(np.diff(inst * 10_000 + ys * 100 + xs) > 0)   # instance, row-major
-    empty = blocks_to_entries(paste_blocks(masks[:2], [[0, 0, 0, 5], [0, 0, 3, 0]], (9, 9)))
-    assert all(a.size == 0 for a in empty) and empty[3].dtype == np.float32
+    ragged = [m[: 3 + i % 4] for i, m in enumerate(masks)]          # masks of several sizes
+    inst, ys, xs, values = paste_values(ragged, boxes, image_shape, cover=cover)
+    soft = write_blocks(np.zeros(image_shape + (n,), np.float32),
+                        paste_blocks(ragged, boxes, image_shape, cover=cover))
+    np.testing.assert_array_equal(soft[ys, xs, inst], values)
+    assert np.count_nonzero(soft) == np.count_nonzero(values)
