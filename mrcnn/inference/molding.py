@@ -114,7 +114,8 @@ def unmold_result(detections, mrcnn_mask, original_image_shape, image_shape, win
 
     The mask of each detection (its class's channel of ``mrcnn_mask``) is
     pasted into its box at the original resolution by
-    `mrcnn.data.masks.mini.paste_blocks`; the binary masks are the pasted
+    `mrcnn.data.masks.mini.paste_blocks` (dense masks) or `paste_values` (sparse ones:
+    the same values, bit for bit); the binary masks are the pasted
     probabilities ``>= mask_threshold``, so for a threshold > 0 ``masks ==
     (soft_masks >= mask_threshold)`` exactly.
 
