@@ -1,7 +1,8 @@
 """Backbone registry and built-in backbones.
 
 Importing the package registers the built-in backbones: ``resnet50``,
-``resnet101`` (Matterport layer names, built inline),
+``resnet101`` (Matterport layer names, built inline), ``resnet18`` /
+``resnet34`` (basic blocks, the same names; random weights only),
 ``efficientnetv2-b0`` / ``-b1`` / ``-b2`` / ``-b3`` / ``-s`` / ``-m`` / ``-l``
 (nested ``keras.Model`` from ``keras.applications``) and ``small-cnn`` (a
 tiny plain CNN for CPU experiments and tests). Keras itself is imported

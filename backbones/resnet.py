@@ -15,7 +15,17 @@ as Matterport's ``resnet_graph`` did, so Matterport's ``.h5`` weights
   first 1x1 conv (branch2a) and in the shortcut.
 
 Stage 2 has 3 blocks (stride 1), stage 3 has 4, stage 4 has 6 (ResNet-50)
-or 23 (ResNet-101), stage 5 has 3 (stages 3-5 downsample by 2). For an
+or 23 (ResNet-101), stage 5 has 3 (stages 3-5 downsample by 2).
+
+ResNet-18 / ResNet-34 (He et al. 2016, Table 1) use *basic* blocks of two
+3x3 convs (``res{stage}{block}_branch2a/2b`` + ``bn..._branch2a/2b``; the
+first block of stages 3-5 downsamples in branch2a and in the projection
+shortcut ``branch1``; stage 2 has no projection) with 64/128/256/512
+channels; blocks per stage 2-2-2-2 and 3-4-6-3. Same stem, same names, so
+the layer groups below apply. There are no pretrained files for them
+(keras.applications has none): they train from random weights, where on
+the real nuclei of ``benchmarks/real_nuclei.py`` ResNet-18-FPN scored level
+with ResNet-50-FPN at 0.6x the step time (``benchmarks/RESULTS.md``). For an
 input whose height and width are divisible by 32 the outputs C2..C5 are
 exactly H/4..H/32 (H/2..H/16 with ``first_stride=1``).
 
@@ -36,6 +46,7 @@ import re
 from backbones.registry import register
 
 CHANNELS = (256, 512, 1024, 2048)
+BASIC_CHANNELS = (64, 128, 256, 512)    # ResNet-18 / ResNet-34
 
 # Matterport's train(layers=...) groups for ResNet.
 LAYER_GROUPS = {
@@ -125,6 +136,74 @@ def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut):
     return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
+def _basic_block(x, stage, block, filters, strides, shortcut):
+    """One basic block (ResNet-18/34): two 3x3 convs; `shortcut` adds a projection.
+
+    Args:
+        x: input tensor [batch, h, w, c].
+        stage, block: stage number (2..5) and block letter ("a", "b", ...).
+        filters: channels of both convs and of the output.
+        strides: stride of branch2a and of the shortcut (1 or 2).
+        shortcut: whether to use the projection shortcut (branch1).
+
+    Returns:
+        Tensor [batch, h/strides, w/strides, filters].
+    """
+    import keras
+    conv = f"res{stage}{block}_branch"
+    bn = f"bn{stage}{block}_branch"
+    y = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=True,
+                            name=conv + "2a")(x)
+    y = keras.layers.BatchNormalization(name=bn + "2a")(y)
+    y = keras.layers.Activation("relu", name=conv + "2a_relu")(y)
+    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=True, name=conv + "2b")(y)
+    y = keras.layers.BatchNormalization(name=bn + "2b")(y)
+    if shortcut:
+        x = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=True,
+                                name=conv + "1")(x)
+        x = keras.layers.BatchNormalization(name=bn + "1")(x)
+    y = keras.layers.Add(name=f"res{stage}{block}_add")([y, x])
+    return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def _stem(inputs, first_stride):
+    """conv1 (7x7) + bn_conv1 + ReLU + pool1: [batch, H, W, C] -> stride 2 * first_stride."""
+    import keras
+    if first_stride not in (1, 2):
+        raise ValueError(f"first_stride must be 1 or 2, got {first_stride!r}")
+    # Pad 3 + valid 7x7 conv = "same" geometry: ceil(H / first_stride).
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = keras.layers.Conv2D(64, 7, strides=first_stride, use_bias=True,
+                            name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn_conv1")(x)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+
+
+def basic_resnet_graph(inputs, blocks, first_stride=2):
+    """Builds a ResNet of basic blocks (ResNet-18/34) with Matterport's names.
+
+    Args:
+        inputs: symbolic image tensor [batch, H, W, C] (molded image).
+        blocks: blocks in stages 2..5, e.g. (2, 2, 2, 2) for ResNet-18,
+            (3, 4, 6, 3) for ResNet-34.
+        first_stride: stride of conv1, 2 (default) or 1.
+
+    Returns:
+        [C2, C3, C4, C5]: tensors [batch, H/s, W/s, c] for s = (4, 8, 16, 32)
+        (halved with first_stride=1) and c = (64, 128, 256, 512).
+    """
+    x = _stem(inputs, first_stride)
+    outputs = []
+    for stage, count, filters in zip((2, 3, 4, 5), blocks, BASIC_CHANNELS):
+        for i in range(count):
+            first = i == 0 and stage > 2
+            x = _basic_block(x, stage, chr(ord("a") + i), filters, 2 if first else 1,
+                             shortcut=first)
+        outputs.append(x)
+    return outputs
+
+
 def resnet_graph(inputs, blocks_stage4, first_stride=2):
     """Builds a Matterport-named ResNet on `inputs`.
 
@@ -139,17 +218,7 @@ def resnet_graph(inputs, blocks_stage4, first_stride=2):
         s = (4, 8, 16, 32) (halved with first_stride=1) and
         c = (256, 512, 1024, 2048).
     """
-    import keras
-    if first_stride not in (1, 2):
-        raise ValueError(f"first_stride must be 1 or 2, got {first_stride!r}")
-    # Pad 3 + valid 7x7 conv = "same" geometry: ceil(H / first_stride).
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = keras.layers.Conv2D(64, 7, strides=first_stride, use_bias=True,
-                            name="conv1")(x)
-    x = keras.layers.BatchNormalization(name="bn_conv1")(x)
-    x = keras.layers.Activation("relu", name="conv1_relu")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same",
-                                  name="pool1")(x)
+    x = _stem(inputs, first_stride)
     counts = {2: 3, 3: 4, 4: blocks_stage4, 5: 3}
     outputs = []
     for stage in (2, 3, 4, 5):
@@ -196,3 +265,15 @@ def resnet50(inputs, *, first_stride=2):
 def resnet101(inputs, *, first_stride=2):
     """ResNet-101 (stage 4 = res4a..res4w). See `resnet_graph`."""
     return resnet_graph(inputs, 23, first_stride=first_stride)
+
+
+@register("resnet18", channels=BASIC_CHANNELS, layer_groups=LAYER_GROUPS)
+def resnet18(inputs, *, first_stride=2):
+    """ResNet-18 (basic blocks 2-2-2-2; no pretrained file). See `basic_resnet_graph`."""
+    return basic_resnet_graph(inputs, (2, 2, 2, 2), first_stride=first_stride)
+
+
+@register("resnet34", channels=BASIC_CHANNELS, layer_groups=LAYER_GROUPS)
+def resnet34(inputs, *, first_stride=2):
+    """ResNet-34 (basic blocks 3-4-6-3; no pretrained file). See `basic_resnet_graph`."""
+    return basic_resnet_graph(inputs, (3, 4, 6, 3), first_stride=first_stride)

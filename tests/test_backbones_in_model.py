@@ -49,7 +49,7 @@ def leaf_layer(keras_model, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", [
-    "resnet50", "resnet101", "efficientnetv2-b0", "efficientnetv2-s",
+    "resnet18", "resnet50", "resnet101", "efficientnetv2-b0", "efficientnetv2-s",
     *(pytest.param(f"efficientnetv2-{v}", marks=OPT_IN) for v in ("b1", "b2", "b3")),
     pytest.param("efficientnetv2-m", marks=OPT_IN),
     pytest.param("efficientnetv2-l", marks=[OPT_IN, pytest.mark.xfail(

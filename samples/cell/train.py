@@ -133,8 +133,8 @@ def build_parser():
     p.add_argument("--validation-steps", type=int, default=None,
                    help="validation batches after each epoch (default 4)")
     p.add_argument("--backbone", default=None,
-                   help="backbone: small-cnn (default, trains from scratch on a CPU), resnet50, "
-                        "resnet101, efficientnetv2-b0 ... -l")
+                   help="backbone: small-cnn (default, trains from scratch on a CPU), resnet18, "
+                        "resnet34, resnet50, resnet101, efficientnetv2-b0 ... -l")
     p.add_argument("--first-stride", type=int, choices=(1, 2), default=2,
                    help="stride of the backbone's first layer; 1 doubles feature resolution "
                         "for small cells (seed 003)")

@@ -147,3 +147,61 @@ def test_keras_applications_names_to_matterport():
     assert keras_resnet_to_matterport("conv2_block1_0_conv") == "res2a_branch1"
     assert keras_resnet_to_matterport("conv4_block23_3_bn") == "bn4w_branch2c"
     assert keras_resnet_to_matterport("pool1_pad") is None
+
+
+# torchvision's published parameter counts (docs: resnet18 11,689,512; resnet34
+# 21,797,672) include the 512 -> 1000 classifier; the convs have no bias and the
+# batch norms' running statistics are buffers there.
+TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672}
+BASIC_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+def test_basic_resnets_match_torchvision_parameter_count(name):
+    model = _build(name, (128, 192, 3))
+    # Output channels of every conv (= of every batch norm): the stem, two 3x3 convs
+    # per block and one projection in stages 3-5.
+    conv_out = 64 + sum(2 * n * c + (c if stage > 2 else 0) for stage, n, c in
+                        zip((2, 3, 4, 5), BASIC_BLOCKS[name], (64, 128, 256, 512)))
+    without_fc = TORCHVISION_PARAMS[name] - (512 * 1000 + 1000)
+    # + a bias per conv channel (Matterport's convs) + moving mean and variance.
+    assert model.count_params() == without_fc + conv_out + 2 * conv_out
+    for out, stride, ch in zip(model.outputs, (4, 8, 16, 32), (64, 128, 256, 512)):
+        assert tuple(out.shape) == (None, 128 // stride, 192 // stride, ch)
+    assert backbones.get(name).channels == (64, 128, 256, 512)
+    blocks = {l.name[:5] for l in model.layers if re.fullmatch(r"res\d[a-z]_branch2a", l.name)}
+    assert len(blocks) == sum(BASIC_BLOCKS[name])
+    assert backbones.get(name).pretrained == {}
+
+
+def test_resnet18_first_stride_one_and_layer_groups():
+    backbone = backbones.get("resnet18")
+    model = _build("resnet18", (128, 192, 3), first_stride=1)
+    assert [tuple(o.shape) for o in model.outputs] == [
+        (None, 64, 96, 64), (None, 32, 48, 128), (None, 16, 24, 256), (None, 8, 12, 512)]
+    names = {l.name for l in model.layers if l.weights}
+    five = {n for n in names if re.fullmatch(backbone.layer_groups["5+"], n)}
+    assert five == {n for n in names if n.startswith(("res5", "bn5"))}
+    assert len(five) == 2 * 2 * 2 + 2          # two blocks of conv + bn twice, projection
+    assert {n for n in names if re.fullmatch(backbone.layer_groups["all"], n)} == names
+
+
+def test_basic_resnet_forward_is_finite_and_residual():
+    # A concrete run: features finite, non-negative (ReLU outputs), and the identity
+    # path carries the input through (zeroed convs -> output = relu(input)).
+    model = _build("resnet18", (None, None, 3))
+    x = np.random.default_rng(0).normal(size=(1, 64, 96, 3)).astype("float32")
+    outs = model.predict(x, verbose=0)
+    assert [o.shape for o in outs] == [(1, 16, 24, 64), (1, 8, 12, 128), (1, 4, 6, 256),
+                                       (1, 2, 3, 512)]
+    assert all(np.isfinite(o).all() and (o >= 0).all() for o in outs)
+    block = model.get_layer("res2b_branch2b")
+    block.kernel.assign(np.zeros(block.kernel.shape, "float32"))
+    block.bias.assign(np.zeros(block.bias.shape, "float32"))
+    bn = model.get_layer("bn2b_branch2b")
+    bn.beta.assign(np.zeros(bn.beta.shape, "float32"))
+    bn.moving_mean.assign(np.zeros(bn.moving_mean.shape, "float32"))
+    probe = keras.Model(model.inputs, [model.get_layer("res2a_out").output,
+                                       model.get_layer("res2b_out").output])
+    a, b = probe.predict(x, verbose=0)
+    np.testing.assert_allclose(b, np.maximum(a, 0), rtol=1e-6, atol=1e-6)
