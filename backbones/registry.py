@@ -259,6 +259,10 @@ class Backbone:
         _check_first_stride(first_stride)
         return tuple(s * first_stride // 2 for s in self._strides)
 
+    def accepts(self, option):
+        """True if the builder takes the keyword `option` (e.g. "zero_init_residual")."""
+        return _accepts_keyword(self.builder, option)
+
     def build(self, inputs, first_stride=2, **options):
         """Builds the backbone on `inputs` and returns [C2, C3, C4, C5].
 
@@ -274,6 +278,10 @@ class Backbone:
             returns Matterport's five maps [C1, ..., C5] has C1 dropped.
         """
         _check_first_stride(first_stride)
+        refused = sorted(k for k in options if not self.accepts(k))
+        if refused:
+            raise ValueError(f"backbone {self.name!r} does not accept the option(s) "
+                             f"{', '.join(refused)} (its builder has no such keyword)")
         if _accepts_keyword(self.builder, "first_stride"):
             outputs = self.builder(inputs, first_stride=first_stride,
                                    **options)

@@ -100,7 +100,7 @@ _STAGES = {2: (64, 256, 1), 3: (128, 512, 2), 4: (256, 1024, 2),
            5: (512, 2048, 2)}
 
 
-def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut):
+def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut, zero_last=False):
     """One bottleneck block; `shortcut` is True for a conv (projection) block.
 
     Args:
@@ -110,6 +110,8 @@ def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut):
         out_filters: channels of branch2c and of the output.
         strides: stride of branch2a and of the shortcut (1 or 2).
         shortcut: whether to use the projection shortcut (branch1).
+        zero_last: initialise branch2c's batch-norm gamma to 0 (the block starts
+            as its shortcut).
 
     Returns:
         Tensor [batch, h/strides, w/strides, out_filters].
@@ -127,7 +129,8 @@ def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut):
     y = keras.layers.Activation("relu", name=conv + "2b_relu")(y)
     y = keras.layers.Conv2D(out_filters, 1, use_bias=True,
                             name=conv + "2c")(y)
-    y = keras.layers.BatchNormalization(name=bn + "2c")(y)
+    y = keras.layers.BatchNormalization(name=bn + "2c",
+                                        gamma_initializer=_last_gamma(zero_last))(y)
     if shortcut:
         x = keras.layers.Conv2D(out_filters, 1, strides=strides,
                                 use_bias=True, name=conv + "1")(x)
@@ -136,7 +139,7 @@ def _bottleneck(x, stage, block, filters, out_filters, strides, shortcut):
     return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
-def _basic_block(x, stage, block, filters, strides, shortcut):
+def _basic_block(x, stage, block, filters, strides, shortcut, zero_last=False):
     """One basic block (ResNet-18/34): two 3x3 convs; `shortcut` adds a projection.
 
     Args:
@@ -145,6 +148,7 @@ def _basic_block(x, stage, block, filters, strides, shortcut):
         filters: channels of both convs and of the output.
         strides: stride of branch2a and of the shortcut (1 or 2).
         shortcut: whether to use the projection shortcut (branch1).
+        zero_last: initialise branch2b's batch-norm gamma to 0.
 
     Returns:
         Tensor [batch, h/strides, w/strides, filters].
@@ -157,13 +161,19 @@ def _basic_block(x, stage, block, filters, strides, shortcut):
     y = keras.layers.BatchNormalization(name=bn + "2a")(y)
     y = keras.layers.Activation("relu", name=conv + "2a_relu")(y)
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=True, name=conv + "2b")(y)
-    y = keras.layers.BatchNormalization(name=bn + "2b")(y)
+    y = keras.layers.BatchNormalization(name=bn + "2b",
+                                        gamma_initializer=_last_gamma(zero_last))(y)
     if shortcut:
         x = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=True,
                                 name=conv + "1")(x)
         x = keras.layers.BatchNormalization(name=bn + "1")(x)
     y = keras.layers.Add(name=f"res{stage}{block}_add")([y, x])
     return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def _last_gamma(zero):
+    """Gamma initializer of a residual branch's last batch norm."""
+    return "zeros" if zero else "ones"
 
 
 def _stem(inputs, first_stride):
@@ -180,7 +190,7 @@ def _stem(inputs, first_stride):
     return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
 
 
-def basic_resnet_graph(inputs, blocks, first_stride=2):
+def basic_resnet_graph(inputs, blocks, first_stride=2, zero_init_residual=False):
     """Builds a ResNet of basic blocks (ResNet-18/34) with Matterport's names.
 
     Args:
@@ -188,6 +198,7 @@ def basic_resnet_graph(inputs, blocks, first_stride=2):
         blocks: blocks in stages 2..5, e.g. (2, 2, 2, 2) for ResNet-18,
             (3, 4, 6, 3) for ResNet-34.
         first_stride: stride of conv1, 2 (default) or 1.
+        zero_init_residual: every block's last batch norm starts at gamma 0.
 
     Returns:
         [C2, C3, C4, C5]: tensors [batch, H/s, W/s, c] for s = (4, 8, 16, 32)
@@ -199,12 +210,12 @@ def basic_resnet_graph(inputs, blocks, first_stride=2):
         for i in range(count):
             first = i == 0 and stage > 2
             x = _basic_block(x, stage, chr(ord("a") + i), filters, 2 if first else 1,
-                             shortcut=first)
+                             shortcut=first, zero_last=zero_init_residual)
         outputs.append(x)
     return outputs
 
 
-def resnet_graph(inputs, blocks_stage4, first_stride=2):
+def resnet_graph(inputs, blocks_stage4, first_stride=2, zero_init_residual=False):
     """Builds a Matterport-named ResNet on `inputs`.
 
     Args:
@@ -212,6 +223,8 @@ def resnet_graph(inputs, blocks_stage4, first_stride=2):
         blocks_stage4: number of blocks in stage 4 (6: ResNet-50,
             23: ResNet-101).
         first_stride: stride of conv1, 2 (default) or 1.
+        zero_init_residual: every block's last batch norm (branch2c) starts at
+            gamma 0 (Config.BACKBONE_ZERO_INIT_RESIDUAL).
 
     Returns:
         [C2, C3, C4, C5]: tensors [batch, H/s, W/s, c] for
@@ -225,7 +238,8 @@ def resnet_graph(inputs, blocks_stage4, first_stride=2):
         filters, out_filters, strides = _STAGES[stage]
         for i in range(counts[stage]):
             x = _bottleneck(x, stage, chr(ord("a") + i), filters, out_filters,
-                            strides if i == 0 else 1, shortcut=(i == 0))
+                            strides if i == 0 else 1, shortcut=(i == 0),
+                            zero_last=zero_init_residual)
         outputs.append(x)
     return outputs
 
@@ -254,26 +268,30 @@ def keras_resnet_to_matterport(layer_name):
 @register("resnet50", channels=CHANNELS, layer_groups=LAYER_GROUPS,
           pretrained={"imagenet": IMAGENET_FILES["resnet50"]},
           rename=keras_resnet_to_matterport)
-def resnet50(inputs, *, first_stride=2):
+def resnet50(inputs, *, first_stride=2, zero_init_residual=False):
     """ResNet-50 (stage 4 = res4a..res4f). See `resnet_graph`."""
-    return resnet_graph(inputs, 6, first_stride=first_stride)
+    return resnet_graph(inputs, 6, first_stride=first_stride,
+                        zero_init_residual=zero_init_residual)
 
 
 @register("resnet101", channels=CHANNELS, layer_groups=LAYER_GROUPS,
           pretrained={"imagenet": IMAGENET_FILES["resnet101"]},
           rename=keras_resnet_to_matterport)
-def resnet101(inputs, *, first_stride=2):
+def resnet101(inputs, *, first_stride=2, zero_init_residual=False):
     """ResNet-101 (stage 4 = res4a..res4w). See `resnet_graph`."""
-    return resnet_graph(inputs, 23, first_stride=first_stride)
+    return resnet_graph(inputs, 23, first_stride=first_stride,
+                        zero_init_residual=zero_init_residual)
 
 
 @register("resnet18", channels=BASIC_CHANNELS, layer_groups=LAYER_GROUPS)
-def resnet18(inputs, *, first_stride=2):
+def resnet18(inputs, *, first_stride=2, zero_init_residual=False):
     """ResNet-18 (basic blocks 2-2-2-2; no pretrained file). See `basic_resnet_graph`."""
-    return basic_resnet_graph(inputs, (2, 2, 2, 2), first_stride=first_stride)
+    return basic_resnet_graph(inputs, (2, 2, 2, 2), first_stride=first_stride,
+                              zero_init_residual=zero_init_residual)
 
 
 @register("resnet34", channels=BASIC_CHANNELS, layer_groups=LAYER_GROUPS)
-def resnet34(inputs, *, first_stride=2):
+def resnet34(inputs, *, first_stride=2, zero_init_residual=False):
     """ResNet-34 (basic blocks 3-4-6-3; no pretrained file). See `basic_resnet_graph`."""
-    return basic_resnet_graph(inputs, (3, 4, 6, 3), first_stride=first_stride)
+    return basic_resnet_graph(inputs, (3, 4, 6, 3), first_stride=first_stride,
+                              zero_init_residual=zero_init_residual)

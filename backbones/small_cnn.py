@@ -30,7 +30,7 @@ def _stage(x, stage, filters, stride):
 
 
 @register("small-cnn", strides=(4, 8, 16, 32), channels=CHANNELS, layer_groups=LAYER_GROUPS)
-def small_cnn(inputs, *, first_stride=2, **options):
+def small_cnn(inputs, *, first_stride=2):
     """Build the small CNN on `inputs`; returns [C2, C3, C4, C5]."""
     from keras import layers
     x = layers.Rescaling(1 / 128.0, name="scnn_rescale")(inputs)

@@ -91,6 +91,11 @@ class Config:
     # Stride of the backbone's first layer: 2 (standard) or 1 (twice the
     # feature resolution for small objects; strides and anchors follow).
     BACKBONE_FIRST_STRIDE = 2
+    # Start each residual block as the identity when training from random weights:
+    # the last batch norm of every residual branch gets gamma = 0 (Goyal et al. 2017;
+    # torchvision's zero_init_residual). Only backbones whose builder takes
+    # `zero_init_residual` (resnet18/34/50/101); loaded weights replace the gammas.
+    BACKBONE_ZERO_INIT_RESIDUAL = False
 
     # Strides of P2..P6 (and the anchors), derived in __init__ from the backbone and
     # BACKBONE_FIRST_STRIDE (C2..C5's, then twice the last for P6): leave it alone.
@@ -366,10 +371,16 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise TypeError(f"{cls}: {name} must be a number, got {value!r} "
                                 f"({type(value).__name__})")
-        fold = self.FOLD_BATCH_NORMS
-        if not isinstance(fold, (bool, np.bool_)):
-            raise TypeError(f"{cls}: FOLD_BATCH_NORMS must be True or False, got {fold!r} "
-                            f"({type(fold).__name__})")
+        for flag in ("FOLD_BATCH_NORMS", "BACKBONE_ZERO_INIT_RESIDUAL"):
+            value = getattr(self, flag)
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{cls}: {flag} must be True or False, got {value!r} "
+                                f"({type(value).__name__})")
+        backbone = backbones.get(self.BACKBONE)
+        if self.BACKBONE_ZERO_INIT_RESIDUAL and not backbone.accepts("zero_init_residual"):
+            raise ValueError(f"{cls}: BACKBONE_ZERO_INIT_RESIDUAL=True needs a backbone whose "
+                             f"builder takes zero_init_residual (resnet18/34/50/101); "
+                             f"{backbone.name!r} does not")
         name = self.NAME
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{cls}: {NAME_RULE}; got {name!r} ({type(name).__name__})")

@@ -57,6 +57,7 @@ class GraphSpec:
     meta_size: int                  # IMAGE_META_SIZE
     backbone: object                # backbones.Backbone of BACKBONE
     first_stride: int               # BACKBONE_FIRST_STRIDE
+    zero_init_residual: bool        # BACKBONE_ZERO_INIT_RESIDUAL
     strides: tuple                  # BACKBONE_STRIDES (P2..P6)
     pyramid_size: int               # TOP_DOWN_PYRAMID_SIZE
     anchor_scales: tuple            # RPN_ANCHOR_SCALES
@@ -112,6 +113,7 @@ def spec_from_config(config):
         num_classes=int(config.NUM_CLASSES), meta_size=int(config.IMAGE_META_SIZE),
         backbone=backbones.get(config.BACKBONE),
         first_stride=int(config.BACKBONE_FIRST_STRIDE),
+        zero_init_residual=bool(getattr(config, "BACKBONE_ZERO_INIT_RESIDUAL", False)),
         strides=tuple(int(s) for s in config.BACKBONE_STRIDES),
         pyramid_size=int(config.TOP_DOWN_PYRAMID_SIZE),
         anchor_scales=tuple(config.RPN_ANCHOR_SCALES),
@@ -158,7 +160,8 @@ def _trunk(spec, mode):
     image = ZeroOutsideWindow(name="input_image_window")([image, image_meta])
     # convolutions in 16 bits under mixed precision; geometry stays float32
     with compute_dtype(spec.mixed_precision):
-        feats = spec.backbone.build(image, first_stride=spec.first_stride)
+        options = {"zero_init_residual": True} if spec.zero_init_residual else {}
+        feats = spec.backbone.build(image, first_stride=spec.first_stride, **options)
         pyramid = build_fpn(*feats, pyramid_size=spec.pyramid_size)
     anchors_layer = AnchorsLayer(spec.anchor_scales, spec.anchor_ratios, spec.strides,
                                  spec.anchor_stride, (h, w), name="anchors")

@@ -138,6 +138,9 @@ def build_parser():
     p.add_argument("--first-stride", type=int, choices=(1, 2), default=2,
                    help="stride of the backbone's first layer; 1 doubles feature resolution "
                         "for small cells (seed 003)")
+    p.add_argument("--zero-init-residual", action="store_true",
+                   help="ResNet backbones trained from random weights: each residual block "
+                        "starts as the identity (its last batch norm's gamma = 0)")
     p.add_argument("--init", default="none", metavar="none|coco|imagenet|PATH",
                    help="start a new run (epoch 0, new run folder, the whole learning-rate "
                         "schedule) from these weights: coco (heads excluded), imagenet, or a "
@@ -303,6 +306,7 @@ def parse_anchor_scales(text):
 
 def make_config(args, class_names):
     attrs = {"NUM_CLASSES": len(class_names), "CLASS_NAMES": list(class_names), "BACKBONE_FIRST_STRIDE": args.first_stride,
+             "BACKBONE_ZERO_INIT_RESIDUAL": bool(args.zero_init_residual),
              "MASK_SHAPE": [args.mask_shape] * 2,
              "USE_MINI_MASK": args.mini_mask != "none",
              "MINI_MASK_SHAPE": ((max(56, args.mask_shape),) * 2 if args.mini_mask in (None, "none")

@@ -49,6 +49,10 @@ def test_register_get_available(clean_registry):
     assert b.build("img") == [("img", 2, 1, 2), ("img", 2, 1, 3),
                               ("img", 2, 1, 4), ("img", 2, 1, 5)]
     assert b.build("img", first_stride=1, scale=3)[0] == ("img", 1, 3, 2)
+    assert b.accepts("scale") and not b.accepts("zero_init_residual")
+    with pytest.raises(ValueError, match=r"'TinyNet' does not accept the option\(s\) "
+                                         r"zero_init_residual"):
+        b.build("img", zero_init_residual=True)
 
 
 def test_case_insensitive(clean_registry):

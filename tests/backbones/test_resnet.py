@@ -205,3 +205,46 @@ def test_basic_resnet_forward_is_finite_and_residual():
                                        model.get_layer("res2b_out").output])
     a, b = probe.predict(x, verbose=0)
     np.testing.assert_allclose(b, np.maximum(a, 0), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,last", [("resnet18", "2b"), ("resnet50", "2c")])
+def test_zero_init_residual_starts_every_block_as_its_shortcut(name, last):
+    inputs = keras.Input((None, None, 3))
+    outputs = backbones.get(name).build(inputs, zero_init_residual=True)
+    model = keras.Model(inputs, outputs)
+    plain = _build(name, (None, None, 3))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            want = 0.0 if layer.name.endswith("_branch" + last) else 1.0
+            assert np.all(np.asarray(layer.gamma) == want), layer.name
+    assert all(np.all(np.asarray(l.gamma) == 1.0) for l in plain.layers
+               if isinstance(l, keras.layers.BatchNormalization))
+    # At initialisation (inference-mode norms) a block without a projection is the
+    # identity on its (non-negative) input; a projection block is relu(shortcut).
+    x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype("float32")
+    blocks = sorted({l.name[:5] for l in model.layers if l.name.endswith("_add")})
+    probe = keras.Model(inputs, [model.get_layer(b + "_out").output for b in blocks])
+    outs = dict(zip(blocks, probe.predict(x, verbose=0)))
+    identity = [b for b in blocks if b[-1] != "a"]
+    assert len(identity) == len(blocks) - 4
+    for b in identity:
+        before = b[:4] + chr(ord(b[4]) - 1)
+        np.testing.assert_array_equal(outs[b], outs[before])
+
+
+def test_zero_init_residual_goes_from_config_to_the_model():
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+    from model_helpers import make_config
+    from mrcnn import graph
+    config = make_config(BACKBONE="resnet18", BACKBONE_ZERO_INIT_RESIDUAL=True)
+    spec = graph.spec_from_config(config)
+    assert spec.zero_init_residual is True
+    model = graph.build("inference", spec)
+    gammas = {l.name: np.asarray(l.gamma) for l in model.layers
+              if isinstance(l, keras.layers.BatchNormalization) and "branch2b" in l.name}
+    assert len(gammas) == 8 and all(np.all(g == 0) for g in gammas.values())
+    with pytest.raises(ValueError, match="'small-cnn' does not"):
+        make_config(BACKBONE="small-cnn", BACKBONE_ZERO_INIT_RESIDUAL=True)
+    with pytest.raises(TypeError, match="BACKBONE_ZERO_INIT_RESIDUAL must be True or False"):
+        make_config(BACKBONE="resnet18", BACKBONE_ZERO_INIT_RESIDUAL="yes")
