@@ -819,3 +819,14 @@ def test_train_runs_with_resampling_augmentation(tmp_path):
     assert 0.0 <= scores["map_iou"] <= 1.0
     history = (next((tmp_path / "logs").glob("cell*")) / "history.csv").read_text()
     assert len(history.splitlines()) == 2          # the header and the epoch trained
+
+
+def test_zero_init_residual_flag():
+    train = load_script("train")
+    parse = train.build_parser().parse_args
+    assert train.make_config(parse([]), CELL_CLASSES)[0].BACKBONE_ZERO_INIT_RESIDUAL is False
+    config, infer = train.make_config(parse(["--backbone", "resnet18", "--zero-init-residual"]),
+                                      CELL_CLASSES)
+    assert config.BACKBONE_ZERO_INIT_RESIDUAL is True and config.BACKBONE == "resnet18"
+    with pytest.raises(SystemExit, match="--zero-init-residual needs a ResNet backbone"):
+        train.make_config(parse(["--zero-init-residual"]), CELL_CLASSES)

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+import backbones
+
 from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,
                                 parse_rpn_iou, parse_scale_range)
 from mrcnn.config import Config
@@ -381,6 +383,10 @@ def make_config(args, class_names):
     scaled_shape = list(tta_input_shape([scaled_size(size, args.scale)], "none")) + [3]
     if args.image_mode == "pad":
         attrs["IMAGE_SHAPE"] = scaled_shape
+    if args.zero_init_residual and not backbones.get(attrs.get("BACKBONE", CellConfig.BACKBONE)
+                                                     ).accepts("zero_init_residual"):
+        raise SystemExit(f"--zero-init-residual needs a ResNet backbone (resnet18/34/50/101); "
+                         f"{attrs.get('BACKBONE', CellConfig.BACKBONE)!r} does not take it")
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
     infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=scaled_shape, GPU_COUNT=1,
                        IMAGES_PER_GPU=1)
