@@ -18,42 +18,11 @@ import re
 import numpy as np
 
 import backbones
-from mrcnn.config_checks import (foreground_error, image_scale_error, loss_weights_error,
-                                 step_decay_error)
+from mrcnn.config_checks import (CHOICES, DISTRIBUTIONS, INTEGER_SETTINGS, NAME_RULE,
+                                 NONE_ALLOWED, NUMBER_SETTINGS, foreground_error,
+                                 image_scale_error, loss_weights_error, step_decay_error)
 from mrcnn.data.fit import RESIZE_MODES
 from mrcnn.data.image_meta import image_meta_size
-
-# Integer settings and their minimum (None: checked in validate() with its
-# own message, or no minimum). Checked before anything is derived from them.
-INTEGER_SETTINGS = {
-    "NUM_CLASSES": None, "GPU_COUNT": 1, "IMAGES_PER_GPU": 1, "STEPS_PER_EPOCH": 1,
-    "VALIDATION_STEPS": 0, "IMAGE_MIN_DIM": 0, "IMAGE_MAX_DIM": 1, "IMAGE_CHANNEL_COUNT": 1,
-    "MAX_GT_INSTANCES": 1, "DETECTION_MAX_INSTANCES": 1, "TRAIN_ROIS_PER_IMAGE": 1,
-    "PRE_NMS_LIMIT": 1, "POST_NMS_ROIS_TRAINING": 1, "POST_NMS_ROIS_INFERENCE": 1,
-    "RPN_TRAIN_ANCHORS_PER_IMAGE": 1, "RPN_ANCHOR_STRIDE": 1, "FPN_CLASSIF_FC_LAYERS_SIZE": 1,
-    "TOP_DOWN_PYRAMID_SIZE": 1, "N_WARMUP_STEPS": 0, "WORKERS": 0, "MAX_QUEUE_SIZE": 1,
-    "CACHE_MAX_BYTES": None, "MASK_HEAD_CHANNELS": None, "POOL_SIZE": None,
-    "MASK_POOL_SIZE": None, "BACKBONE_FIRST_STRIDE": None, "FOREGROUND_STRIDE": 1,
-}
-NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIENT_CLIP_NORM",
-                   "LR_DECAY_GAMMA",
-                   "RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
-                   "DETECTION_MASK_THRESHOLD", "ROI_POSITIVE_RATIO", "IMAGE_MIN_SCALE",
-                   "MASK_BOX_SCALE")
-# Settings where None means "off" / "not used".
-NONE_ALLOWED = frozenset({"IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "CACHE_MAX_BYTES",
-                          "GRADIENT_CLIP_NORM", "WEIGHT_DECAY", "IMAGE_MIN_SCALE"})
-# Settings that take one of a few values: (name, values, how the error names them).
-CHOICES = (("CACHE", (False, True, "disk", "memory", None), "False, True (in memory) or 'disk'"),
-           ("DETECTION_MASK_PASTE", ("grid", "centers"), "'grid' or 'centers'"),
-           ("MIXED_PRECISION", (None, False, "auto", "bfloat16", "float16"),
-            "None, 'auto', 'bfloat16' or 'float16'"),
-           ("LR_SCHEDULE", (False, True, None, "cosine", "exponential", "step"),
-            "False, True/'cosine', 'exponential' or 'step'"))
-# Values of DISTRIBUTION (mrcnn.distribute.strategy.DISTRIBUTIONS).
-DISTRIBUTIONS = ("auto", "none", "data-parallel")
-NAME_RULE = ("NAME must be None or a plain folder name (letters, digits, '_', '-' and '.', "
-             "not '.' or '..'): it names the run folder <model_dir>/<name><timestamp>")
 
 
 class Config:
@@ -91,10 +60,8 @@ class Config:
     # Stride of the backbone's first layer: 2 (standard) or 1 (twice the
     # feature resolution for small objects; strides and anchors follow).
     BACKBONE_FIRST_STRIDE = 2
-    # Start each residual block as the identity when training from random weights:
-    # the last batch norm of every residual branch gets gamma = 0 (Goyal et al. 2017;
-    # torchvision's zero_init_residual). Only backbones whose builder takes
-    # `zero_init_residual` (resnet18/34/50/101); loaded weights replace the gammas.
+    # ResNets from random weights: each block's last batch norm starts at gamma 0, so the
+    # block starts as the identity (Goyal et al. 2017; torchvision's zero_init_residual).
     BACKBONE_ZERO_INIT_RESIDUAL = False
 
     # Strides of P2..P6 (and the anchors), derived in __init__ from the backbone and
@@ -378,9 +345,8 @@ class Config:
                                 f"({type(value).__name__})")
         backbone = backbones.get(self.BACKBONE)
         if self.BACKBONE_ZERO_INIT_RESIDUAL and not backbone.accepts("zero_init_residual"):
-            raise ValueError(f"{cls}: BACKBONE_ZERO_INIT_RESIDUAL=True needs a backbone whose "
-                             f"builder takes zero_init_residual (resnet18/34/50/101); "
-                             f"{backbone.name!r} does not")
+            raise ValueError(f"{cls}: BACKBONE_ZERO_INIT_RESIDUAL=True needs a ResNet backbone "
+                             f"(resnet18/34/50/101); {backbone.name!r} does not take it")
         name = self.NAME
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{cls}: {NAME_RULE}; got {name!r} ({type(name).__name__})")

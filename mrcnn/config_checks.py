@@ -6,6 +6,38 @@ with the message returned here.
 
 import numpy as np
 
+# Integer settings and their minimum (None: checked in Config.validate() with its
+# own message, or no minimum). Checked before anything is derived from them.
+INTEGER_SETTINGS = {
+    "NUM_CLASSES": None, "GPU_COUNT": 1, "IMAGES_PER_GPU": 1, "STEPS_PER_EPOCH": 1,
+    "VALIDATION_STEPS": 0, "IMAGE_MIN_DIM": 0, "IMAGE_MAX_DIM": 1, "IMAGE_CHANNEL_COUNT": 1,
+    "MAX_GT_INSTANCES": 1, "DETECTION_MAX_INSTANCES": 1, "TRAIN_ROIS_PER_IMAGE": 1,
+    "PRE_NMS_LIMIT": 1, "POST_NMS_ROIS_TRAINING": 1, "POST_NMS_ROIS_INFERENCE": 1,
+    "RPN_TRAIN_ANCHORS_PER_IMAGE": 1, "RPN_ANCHOR_STRIDE": 1, "FPN_CLASSIF_FC_LAYERS_SIZE": 1,
+    "TOP_DOWN_PYRAMID_SIZE": 1, "N_WARMUP_STEPS": 0, "WORKERS": 0, "MAX_QUEUE_SIZE": 1,
+    "CACHE_MAX_BYTES": None, "MASK_HEAD_CHANNELS": None, "POOL_SIZE": None,
+    "MASK_POOL_SIZE": None, "BACKBONE_FIRST_STRIDE": None, "FOREGROUND_STRIDE": 1,
+}
+NUMBER_SETTINGS = ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY", "GRADIENT_CLIP_NORM",
+                   "LR_DECAY_GAMMA",
+                   "RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
+                   "DETECTION_MASK_THRESHOLD", "ROI_POSITIVE_RATIO", "IMAGE_MIN_SCALE",
+                   "MASK_BOX_SCALE")
+# Settings where None means "off" / "not used".
+NONE_ALLOWED = frozenset({"IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "CACHE_MAX_BYTES",
+                          "GRADIENT_CLIP_NORM", "WEIGHT_DECAY", "IMAGE_MIN_SCALE"})
+# Settings that take one of a few values: (name, values, how the error names them).
+CHOICES = (("CACHE", (False, True, "disk", "memory", None), "False, True (in memory) or 'disk'"),
+           ("DETECTION_MASK_PASTE", ("grid", "centers"), "'grid' or 'centers'"),
+           ("MIXED_PRECISION", (None, False, "auto", "bfloat16", "float16"),
+            "None, 'auto', 'bfloat16' or 'float16'"),
+           ("LR_SCHEDULE", (False, True, None, "cosine", "exponential", "step"),
+            "False, True/'cosine', 'exponential' or 'step'"))
+# Values of DISTRIBUTION (mrcnn.distribute.strategy.DISTRIBUTIONS).
+DISTRIBUTIONS = ("auto", "none", "data-parallel")
+NAME_RULE = ("NAME must be None or a plain folder name (letters, digits, '_', '-' and '.', "
+             "not '.' or '..'): it names the run folder <model_dir>/<name><timestamp>")
+
 
 def _finite(value):
     """A finite int or float (not a bool)."""
