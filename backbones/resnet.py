@@ -25,9 +25,12 @@ channels; blocks per stage 2-2-2-2 and 3-4-6-3. Same stem, same names, so
 the layer groups below apply. There are no pretrained files for them
 (keras.applications has none): they train from random weights, where on
 the real nuclei of ``benchmarks/real_nuclei.py`` ResNet-18-FPN scored level
-with ResNet-50-FPN at 0.6x the step time (``benchmarks/RESULTS.md``). For an
-input whose height and width are divisible by 32 the outputs C2..C5 are
-exactly H/4..H/32 (H/2..H/16 with ``first_stride=1``).
+with ResNet-50-FPN at 0.6x the step time (one run; ``benchmarks/RESULTS.md``).
+
+For an input whose height and width are divisible by 32 the outputs C2..C5
+of every ResNet here are exactly H/4..H/32 (H/2..H/16 with
+``first_stride=1``). ``zero_init_residual=True`` (Config.BACKBONE_ZERO_INIT_RESIDUAL)
+starts the last batch norm of every block at gamma 0.
 
 Batch norms are plain ``keras.layers.BatchNormalization``; the model freezes
 them (``trainable=False`` -> inference mode in Keras 3) when TRAIN_BN is
