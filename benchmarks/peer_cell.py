@@ -216,6 +216,9 @@ def export(work, train_argv, threads=2, peer_optimizer=None, peer_lr=None, train
         "detection_nms_threshold": float(infer_config.DETECTION_NMS_THRESHOLD),
         "detection_mask_threshold": float(infer_config.DETECTION_MASK_THRESHOLD),
         "mask_shape": [int(v) for v in config.MASK_SHAPE],
+        # residual blocks started as the identity (ours' default for a ResNet from random
+        # weights): the peer zeroes its bottlenecks' last batch norm weights alike
+        "zero_init_residual": bool(getattr(config, "BACKBONE_ZERO_INIT_RESIDUAL", False)),
         # the peer normalizes by the training images' statistics (torchvision's
         # convention); ours subtracts MEAN_PIXEL only
         "image_mean": [float(v) for v in mean],

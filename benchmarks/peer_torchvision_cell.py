@@ -192,7 +192,7 @@ def build_model(settings):
     crop = int(settings["crop_size"])
     # trainable_backbone_layers is left out: without weights torchvision trains all
     # five stages (and warns if it is passed).
-    return maskrcnn_resnet50_fpn(
+    model = maskrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=int(settings["num_classes"]),
         min_size=crop, max_size=crop,
         image_mean=settings["image_mean"], image_std=settings["image_std"],
@@ -208,6 +208,23 @@ def build_model(settings):
         box_detections_per_img=settings["detection_max_instances"],
         box_score_thresh=settings["detection_min_confidence"],
         box_nms_thresh=settings["detection_nms_threshold"])
+    if settings.get("zero_init_residual", False):      # ours' BACKBONE_ZERO_INIT_RESIDUAL
+        zero_residual_gammas(model.backbone.body)
+    return model
+
+
+def zero_residual_gammas(body):
+    """Start each bottleneck of a torchvision ResNet body as its shortcut: the last batch
+    norm's weight (``bn3``) set to 0, as ``torchvision.models.resnet50(zero_init_residual=True)``
+    does; the detection builder has no such argument. Returns the number of blocks (16 for
+    ResNet-50)."""
+    import torch
+    from torchvision.models.resnet import Bottleneck
+    blocks = [m for m in body.modules() if isinstance(m, Bottleneck)]
+    with torch.no_grad():
+        for block in blocks:
+            block.bn3.weight.zero_()
+    return len(blocks)
 
 
 def make_optimizer(model, opt):

@@ -21,12 +21,15 @@ All three methods see the same training tiles and as many training images:
 ours runs ``samples/cell/train.py`` with ResNet50-FPN and this task's
 settings (``DEFAULT_TRAIN_ARGV``: 192px crops with flips and 90-degree turns,
 10 epochs x 60 steps x 2 crops = 1200 crops, anchors 8-128 px, the training
-tiles' mean pixel (train.py's default with --data), no per-epoch scoring: the
-held-out tile never chooses a checkpoint); the peers get the
-work folder ``benchmarks/peer_cell.py`` exports from those flags: torchvision
-(``peer_torchvision_cell.py``, ``maskrcnn_resnet50_fpn``, ours' crops in
-ours' order; SGD lr 0.01 by default, its best from scratch in our
-measurements) and Cellpose 3 (``peer_cellpose.py``: its own network, flows,
+tiles' mean pixel (train.py's default with --data), each residual block
+started as the identity (train.py's default for a ResNet from random weights;
+``-- --no-zero-init-residual`` gives Matterport's initialisation), no
+per-epoch scoring: the held-out tile never chooses a checkpoint); the peers
+get the work folder ``benchmarks/peer_cell.py`` exports from those flags:
+torchvision (``peer_torchvision_cell.py``, ``maskrcnn_resnet50_fpn``, ours'
+crops in ours' order, its bottlenecks started as the identity when ours'
+are; SGD lr 0.01 by default, its best from scratch in our measurements) and
+Cellpose 3 (``peer_cellpose.py``: its own network, flows,
 augmentation and schedule, 1200 crops of the training tiles). Every
 method's instances on the held-out tile are scored alike: the same
 post-processing (score >= 0.5, overlaps removed, ``--min-area`` 15 px) and

@@ -5,6 +5,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import types
 
 import pytest
 from helpers import load_file_module, load_sample_script
@@ -600,8 +601,9 @@ def test_train_augment_flag_builds_the_augmenter():
 class _Recorder:
     """Stands in for MaskRCNN in train.start: records the init_from / resume calls."""
 
-    def __init__(self):
+    def __init__(self, zero_init_residual=False):
         self.calls, self.epoch, self.log_dir = [], 0, "logs/cell1"
+        self.config = types.SimpleNamespace(BACKBONE_ZERO_INIT_RESIDUAL=zero_init_residual)
 
     def init_from(self, spec, exclude=None):
         self.calls.append(("init_from", spec, exclude))
@@ -633,6 +635,11 @@ def test_train_init_and_resume_flags(argv, call, capsys):
     assert model.calls == ([call] if call else [])
     if call and call[0] == "init_from":
         assert "skipped, other shapes: ['mrcnn_class_logits']" in capsys.readouterr().out
+    if call is None:
+        assert "from random weights\n" in capsys.readouterr().out
+        train.start(_Recorder(zero_init_residual=True), train.build_parser().parse_args(argv))
+        assert ("from random weights, residual blocks started as the identity "
+                "(--no-zero-init-residual: Matterport's init)") in capsys.readouterr().out
 
 
 def test_train_refuses_ambiguous_weight_flags():
@@ -822,11 +829,26 @@ def test_train_runs_with_resampling_augmentation(tmp_path):
 
 
 def test_zero_init_residual_flag():
+    """--zero-init-residual: by default on for a ResNet from random weights only; as given
+    otherwise; refused for a backbone without residual blocks."""
     train = load_script("train")
     parse = train.build_parser().parse_args
-    assert train.make_config(parse([]), CELL_CLASSES)[0].BACKBONE_ZERO_INIT_RESIDUAL is False
-    config, infer = train.make_config(parse(["--backbone", "resnet18", "--zero-init-residual"]),
-                                      CELL_CLASSES)
-    assert config.BACKBONE_ZERO_INIT_RESIDUAL is True and config.BACKBONE == "resnet18"
+
+    def zero(*argv):
+        return train.make_config(parse(list(argv)), CELL_CLASSES)[0].BACKBONE_ZERO_INIT_RESIDUAL
+
+    assert zero() is False                                  # small-cnn: no residual blocks
+    assert zero("--backbone", "resnet18") is True           # from random weights
+    assert zero("--backbone", "resnet50", "--weights", "last") is True     # resuming one
+    assert zero("--backbone", "resnet50", "--init", "imagenet") is False   # loaded gammas
+    assert zero("--backbone", "resnet50", "--weights", "coco") is False
+    assert zero("--backbone", "resnet50", "--init", "/runs/a/mask_rcnn_cell_0020.h5") is False
+    assert zero("--backbone", "resnet18", "--no-zero-init-residual") is False   # Matterport's
+    assert zero("--backbone", "resnet50", "--init", "coco", "--zero-init-residual") is True
+    assert zero("--backbone", "efficientnetv2-b0") is False
+    config, infer = train.make_config(parse(["--backbone", "resnet18"]), CELL_CLASSES)
+    assert infer.BACKBONE_ZERO_INIT_RESIDUAL is True and config.BACKBONE == "resnet18"
     with pytest.raises(SystemExit, match="--zero-init-residual needs a ResNet backbone"):
         train.make_config(parse(["--zero-init-residual"]), CELL_CLASSES)
+    with pytest.raises(SystemExit, match="--backbone: unknown backbone 'resnet7'; available"):
+        train.make_config(parse(["--backbone", "resnet7"]), CELL_CLASSES)

@@ -97,6 +97,35 @@ def test_settings_carry_images_seen_and_ours_values(exported):
     assert settings["optimizer"]["warmup_steps"] == 50
     assert settings["optimizer"]["schedule"] == "cosine"
     assert settings["n_val"] == val.num_images == 2
+    # the export's backbone (ARGV: small-cnn) has no residual blocks: the peer keeps its init
+    assert settings["zero_init_residual"] is False
+
+
+@pytest.mark.skipif(not os.environ.get("PEER_PYTHON"),
+                    reason="$PEER_PYTHON (a Python with torch + torchvision) is not set")
+def test_peer_zero_init_residual_makes_blocks_identities():
+    """settings["zero_init_residual"] (ours' default for a ResNet from random weights) gives
+    the peer's 16 bottlenecks a zero bn3 weight: each block then returns relu(its input)."""
+    code = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import peer_torchvision_cell as p\n"
+        "s = {k: 0 for k in ('rpn_train_anchors_per_image', 'pre_nms_limit', "
+        "'post_nms_rois_training', 'post_nms_rois_inference', 'train_rois_per_image', "
+        "'detection_max_instances')}\n"
+        "s.update(anchor_sizes=[[32]] * 5, anchor_ratios_wh=[1.0], crop_size=64, num_classes=2, "
+        "image_mean=[0.5] * 3, image_std=[0.2] * 3, rpn_nms_threshold=0.7, "
+        "roi_positive_ratio=0.33, detection_min_confidence=0.5, detection_nms_threshold=0.3)\n"
+        "for zero in (False, True):\n"
+        "    torch.manual_seed(0); m = p.build_model(dict(s, zero_init_residual=zero)).eval()\n"
+        "    x = torch.rand(1, 256, 8, 8); body = m.backbone.body\n"
+        "    zeros = sum(int(b.bn3.weight.abs().sum() == 0) for l in (body.layer1, body.layer2,"
+        " body.layer3, body.layer4) for b in l)\n"
+        "    print(zeros, float((body.layer1[1](x) - torch.relu(x)).abs().max()))\n")
+    out = subprocess.run([os.environ["PEER_PYTHON"], "-c", code, os.path.join(ROOT, "benchmarks")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    plain, zeroed = [line.split() for line in out.stdout.split("\n")[-3:-1]]
+    assert plain[0] == "0" and float(plain[1]) > 1e-3
+    assert zeroed[0] == "16" and float(zeroed[1]) == 0.0
 
 
 def test_peer_crops_are_ours(exported):
