@@ -22,7 +22,7 @@ ours runs ``samples/cell/train.py`` with ResNet50-FPN and this task's
 settings (``DEFAULT_TRAIN_ARGV``: 192px crops with flips and 90-degree turns,
 10 epochs x 60 steps x 2 crops = 1200 crops, anchors 8-128 px, the training
 tiles' mean pixel (train.py's default with --data), each residual block
-started as the identity (train.py's default for a ResNet from random weights;
+started as the identity (train.py's default for ResNet-50/101 from random weights;
 ``-- --no-zero-init-residual`` gives Matterport's initialisation), no
 per-epoch scoring: the held-out tile never chooses a checkpoint); the peers
 get the work folder ``benchmarks/peer_cell.py`` exports from those flags:

@@ -829,8 +829,8 @@ def test_train_runs_with_resampling_augmentation(tmp_path):
 
 
 def test_zero_init_residual_flag():
-    """--zero-init-residual: by default on for a ResNet from random weights only; as given
-    otherwise; refused for a backbone without residual blocks."""
+    """--zero-init-residual: by default on for ResNet-50/101 from random weights only; as
+    given otherwise; refused for a backbone without residual blocks."""
     train = load_script("train")
     parse = train.build_parser().parse_args
 
@@ -838,16 +838,19 @@ def test_zero_init_residual_flag():
         return train.make_config(parse(list(argv)), CELL_CLASSES)[0].BACKBONE_ZERO_INIT_RESIDUAL
 
     assert zero() is False                                  # small-cnn: no residual blocks
-    assert zero("--backbone", "resnet18") is True           # from random weights
+    assert zero("--backbone", "resnet50") is True           # from random weights
+    assert zero("--backbone", "resnet101") is True
+    assert zero("--backbone", "resnet18") is False          # measured: no gain for basic blocks
+    assert zero("--backbone", "resnet18", "--zero-init-residual") is True
     assert zero("--backbone", "resnet50", "--weights", "last") is True     # resuming one
     assert zero("--backbone", "resnet50", "--init", "imagenet") is False   # loaded gammas
     assert zero("--backbone", "resnet50", "--weights", "coco") is False
     assert zero("--backbone", "resnet50", "--init", "/runs/a/mask_rcnn_cell_0020.h5") is False
-    assert zero("--backbone", "resnet18", "--no-zero-init-residual") is False   # Matterport's
+    assert zero("--backbone", "resnet50", "--no-zero-init-residual") is False   # Matterport's
     assert zero("--backbone", "resnet50", "--init", "coco", "--zero-init-residual") is True
     assert zero("--backbone", "efficientnetv2-b0") is False
-    config, infer = train.make_config(parse(["--backbone", "resnet18"]), CELL_CLASSES)
-    assert infer.BACKBONE_ZERO_INIT_RESIDUAL is True and config.BACKBONE == "resnet18"
+    config, infer = train.make_config(parse(["--backbone", "resnet101"]), CELL_CLASSES)
+    assert infer.BACKBONE_ZERO_INIT_RESIDUAL is True and config.BACKBONE == "resnet101"
     with pytest.raises(SystemExit, match="--zero-init-residual needs a ResNet backbone"):
         train.make_config(parse(["--zero-init-residual"]), CELL_CLASSES)
     with pytest.raises(SystemExit, match="--backbone: unknown backbone 'resnet7'; available"):
