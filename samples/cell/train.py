@@ -324,10 +324,8 @@ def zero_init_residual(args, name):
         takes = backbones.get(name).accepts("zero_init_residual")
     except ValueError as exc:                          # an unknown name: the registry's list
         raise SystemExit(f"--backbone: {exc}") from None
-    if args.zero_init_residual is None:
-        from_weights = (getattr(args, "init", "none") != "none"
-                        or getattr(args, "weights", "none") not in ("none", "last"))
-        return name in ZERO_INIT_BY_DEFAULT and not from_weights
+    if args.zero_init_residual is None:             # off when --init gives weights
+        return name in ZERO_INIT_BY_DEFAULT and start_from(args)[0] == "none"
     if args.zero_init_residual and not takes:
         raise SystemExit(f"--zero-init-residual needs a ResNet backbone (resnet18/34/50/101); "
                          f"{name!r} does not take it")
@@ -564,21 +562,29 @@ def evaluate_run(model, args, val, infer_config, post, t0, train_s):
     return scores
 
 
-def start(model, args):
-    """--init (a new run from weights) or --resume (continue a run); --weights maps onto them."""
-    init, resume = args.init, args.resume
-    if args.weights != "none":
-        if args.weights == "last":
+def start_from(args):
+    """(init, resume) from --init, --resume and --weights (the older spelling, mapped onto
+    them); refuses a --weights file and --init with --resume."""
+    init, resume = getattr(args, "init", "none"), getattr(args, "resume", None)
+    weights = getattr(args, "weights", "none")
+    if weights != "none":
+        if weights == "last":
             resume = resume or "last"
-        elif args.weights in ("coco", "imagenet"):
-            init = args.weights if init == "none" else init
+        elif weights in ("coco", "imagenet"):
+            init = weights if init == "none" else init
         else:
-            raise SystemExit(f"--weights {args.weights}: say what to do with a file: --init "
-                             f"{args.weights} starts a new run from its weights (epoch 0, the "
-                             f"whole schedule), --resume {args.weights} continues its run")
+            raise SystemExit(f"--weights {weights}: say what to do with a file: --init "
+                             f"{weights} starts a new run from its weights (epoch 0, the "
+                             f"whole schedule), --resume {weights} continues its run")
     if init != "none" and resume:
         raise SystemExit(f"--init {init} and --resume {resume} exclude each other: --init "
                          f"starts a new run from weights, --resume continues a run")
+    return init, resume
+
+
+def start(model, args):
+    """--init (a new run from weights) or --resume (continue a run); --weights maps onto them."""
+    init, resume = start_from(args)
     if resume:
         report = model.resume(resume)
         print(f"resuming {model.log_dir} after epoch {model.epoch} ({report['path']})")
