@@ -475,6 +475,31 @@ def test_predict_majority_class_flag_reaches_the_postprocessing(tmp_path, monkey
 CELL_CLASSES = ["BG", "astro", "cort", "shsy5y"]
 
 
+def test_precision_flag_sets_both_configs():
+    """--precision names Config.MIXED_PRECISION (float32 is None, turning off the "auto" that
+    picks bfloat16 on CPUs with fast bfloat16); --mixed-precision keeps its meaning and
+    contradicting float32 is refused."""
+    train = load_script("train")
+    parse = train.build_parser().parse_args
+    got = {}
+    for flags in ([], ["--precision", "float32"], ["--precision", "bfloat16"],
+                  ["--precision", "float16"], ["--precision", "auto"],
+                  ["--precision", "bfloat16", "--mixed-precision"]):
+        config, infer = train.make_config(parse(flags), CELL_CLASSES)
+        assert config.MIXED_PRECISION == infer.MIXED_PRECISION, flags
+        got[" ".join(flags)] = config.MIXED_PRECISION
+    assert got == {"": "auto", "--precision float32": None, "--precision bfloat16": "bfloat16",
+                   "--precision float16": "float16", "--precision auto": "auto",
+                   "--precision bfloat16 --mixed-precision": "bfloat16"}
+    assert train.make_config(parse(["--mixed-precision"]), CELL_CLASSES)[0].MIXED_PRECISION in (
+        "bfloat16", "float16")
+    with pytest.raises(SystemExit, match="--mixed-precision asks for 16-bit convolutions and "
+                                         "--precision float32"):
+        train.make_config(parse(["--mixed-precision", "--precision", "float32"]), CELL_CLASSES)
+    with pytest.raises(SystemExit):
+        parse(["--precision", "half"])
+
+
 def test_train_flags_set_the_config():
     train = load_script("train")
     parse = train.build_parser().parse_args

@@ -237,6 +237,12 @@ def build_parser():
                    help="16-bit convolutions (Config.MIXED_PRECISION): bfloat16 on GPUs of "
                         "compute capability >= 8.0 and on CPUs, float16 (with loss scaling) "
                         "on older GPUs (T4, P100)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16", "float16"),
+                   default=None,
+                   help="Config.MIXED_PRECISION by name (default auto: bfloat16 on GPUs of "
+                        "compute capability >= 8.0, TPUs and CPUs with fast bfloat16 for "
+                        "ResNet / EfficientNetV2; float16 on older GPUs; float32 elsewhere). "
+                        "float32 turns 16-bit convolutions off")
     p.add_argument("--score-every", type=int, default=None, metavar="N",
                    help="score the validation fold after every N epochs (mAP-IoU with the "
                         "post-processing of the final evaluation, COCO mask AP: val_map_iou, "
@@ -373,7 +379,13 @@ def make_config(args, class_names):
         attrs["BACKBONE"] = "resnet50"
     attrs["BACKBONE_ZERO_INIT_RESIDUAL"] = zero_init_residual(
         args, attrs.get("BACKBONE", CellConfig.BACKBONE))
-    if args.mixed_precision:   # what "auto" picks for a GPU; bfloat16 where it picks none
+    precision = getattr(args, "precision", None)
+    if args.mixed_precision and precision == "float32":
+        raise SystemExit("--mixed-precision asks for 16-bit convolutions and --precision "
+                         "float32 for none: give one of them")
+    if precision is not None:
+        attrs["MIXED_PRECISION"] = None if precision == "float32" else precision
+    elif args.mixed_precision:   # what "auto" picks for a GPU; bfloat16 where it picks none
         attrs["MIXED_PRECISION"] = resolve("auto", "resnet50") or "bfloat16"
     if args.images_per_gpu is not None:
         if args.images_per_gpu < 1:
