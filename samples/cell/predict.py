@@ -50,6 +50,12 @@ import warnings
 
 import skimage.io
 
+# This checkout's library first, installed or not (Matterport's samples append their
+# ROOT_DIR the same way): `python3 samples/...` then runs the code beside the script.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
 from mrcnn.config import load_config
 from mrcnn.data.image import check_bit_depth, read_image_size, to_rgb_uint8
 from mrcnn.inference import (SARTORIUS_MIN_AREA, TTA_SETS, PostprocessConfig, detect_tta,

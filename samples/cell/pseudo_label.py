@@ -19,7 +19,14 @@ gets no row. Fine-tune on them with
 import argparse
 import importlib.util
 import os
+import sys
 import time
+
+# This checkout's library first, installed or not (Matterport's samples append their
+# ROOT_DIR the same way): `python3 samples/...` then runs the code beside the script.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 from mrcnn.datasets.pseudo_labels import (image_cell_type, pseudo_label_rows,
                                           select_pseudo_labels, write_pseudo_labels)

@@ -29,6 +29,12 @@ import time
 
 import numpy as np
 
+# This checkout's library first, installed or not (Matterport's samples append their
+# ROOT_DIR the same way): `python3 samples/...` then runs the code beside the script.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
 import backbones
 
 from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,

@@ -21,10 +21,17 @@ original size.
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 import skimage.io
+
+# This checkout's library first, installed or not (Matterport's samples append their
+# ROOT_DIR the same way): `python3 samples/...` then runs the code beside the script.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 from mrcnn.cli_settings import parse_scale_range
 from mrcnn.config import Config

@@ -14,10 +14,17 @@ Checkpoints and logs go to --model-dir (default: ./logs).
 
 import argparse
 import os
+import sys
 import time
 
 import keras
 import numpy as np
+
+# This checkout's library first, installed or not (Matterport's samples append their
+# ROOT_DIR the same way): `python3 samples/...` then runs the code beside the script.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 from mrcnn import Config
 from mrcnn.data.boxes import extract_bboxes
