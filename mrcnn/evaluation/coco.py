@@ -17,7 +17,7 @@ import numpy as np
 from mrcnn.datasets.coco import coco_index
 from mrcnn.evaluation.inputs import as_ground_truth, as_prediction, class_key
 
-__all__ = ["AP_KEYS", "DEFAULT_MAX_DETS", "coco_ap"]
+__all__ = ["AP_KEYS", "DEFAULT_MAX_DETS", "coco_ap", "coco_rles"]
 
 # COCO keeps at most 100 detections per image and class by default; cell
 # images hold hundreds of instances, so the default here is larger.
@@ -26,7 +26,7 @@ DEFAULT_MAX_DETS = 1000
 AP_KEYS = ("AP", "AP50", "AP75")
 
 
-def _coco_rles(masks):
+def coco_rles(masks):
     """pycocotools RLEs of SparseMasks (``mask.encode`` of a Fortran uint8 array)."""
     from pycocotools import mask as mask_utils
 
@@ -112,7 +112,7 @@ def coco_ap(gt_list, pred_list, class_names=None, max_dets=DEFAULT_MAX_DETS):
                 (gt_anns, gt_masks, gt_ids, gt_masks.boxes(), None),
                 (dt_anns, pred["masks"], pred["class_ids"], pred["rois"],
                  pred["scores"])):
-            rles, areas, xywh = _coco_rles(masks), masks.areas(), _xywh(boxes)
+            rles, areas, xywh = coco_rles(masks), masks.areas(), _xywh(boxes)
             for n in range(masks.count):
                 ann = {"id": len(anns) + 1, "image_id": k + 1,
                        "category_id": int(ids[n]), "segmentation": rles[n],

@@ -28,9 +28,8 @@ ValueError naming the file, what was expected and found, and the opt-out
 import hashlib
 import logging
 import os
-import tempfile
-import urllib.request
 
+from mrcnn.download import fetch_url as _fetch
 from mrcnn.weights import h5
 from mrcnn.weights.catalog import get_entry
 
@@ -262,34 +261,6 @@ def verify_file(path, entry, digests=None):
 
 
 # --------------------------------------------------------------- downloading
-def _fetch(url, target, timeout, verbose):
-    """Download `url` to `target` atomically; returns (size, md5, sha256)."""
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".download-", suffix=".part")
-    md5, sha, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-    # A new opener each time: it reads the proxy settings of the environment as
-    # they are now (urlopen's shared opener keeps those of its first use).
-    opener = urllib.request.build_opener()
-    try:
-        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            next_report = 0.1
-            for block in iter(lambda: resp.read(1 << 20), b""):
-                out.write(block)
-                md5.update(block)
-                sha.update(block)
-                size += len(block)
-                if verbose and total and size / total >= next_report:
-                    print(f"  {size / 2**20:.0f} / {total / 2**20:.0f} MiB")
-                    next_report += 0.1
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return size, md5.hexdigest(), sha.hexdigest()
-
-
 def download_weights(entry, directory=None, timeout=DOWNLOAD_TIMEOUT_S, verbose=1, url=None):
     """Download a manifest entry's file and check it; return the file's path.
 
