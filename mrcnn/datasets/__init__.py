@@ -5,6 +5,7 @@
 - `NucleusDataset`: 2018 Data Science Bowl folders (one PNG per nucleus).
 - `CocoDataset`: COCO-format JSON (polygons / RLE), e.g. LIVECell.
 - `ShapesDataset`: generated squares, circles and triangles (in memory).
+- `ViaDataset`: VGG Image Annotator exports (polygons, rects, circles, ellipses).
 - Synthetic Sartorius-format cell images: `make_cell_image`,
   `write_synthetic_sartorius`, `ensure_synthetic_sartorius`.
 - Pseudo-labels (seed 004's semi-supervised step): `select_pseudo_labels`,
@@ -24,6 +25,7 @@ from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.datasets.synthetic_cells import (ensure_synthetic_sartorius, make_cell_image,
                                             synthetic_sartorius_image,
                                             write_synthetic_sartorius)
+from mrcnn.datasets.via import ViaDataset, read_via_json
 
 __all__ = [
     "CELL_TYPES", "CocoDataset", "NucleusDataset", "SartoriusDataset", "ShapesDataset",
@@ -31,5 +33,5 @@ __all__ = [
     "kfold_datasets", "kfold_indices", "subset_dataset",
     "read_coco_json", "read_sartorius_csv", "synthetic_sartorius_image",
     "write_synthetic_sartorius", "image_cell_type", "pseudo_label_rows",
-    "select_pseudo_labels", "write_pseudo_labels",
+    "select_pseudo_labels", "write_pseudo_labels", "ViaDataset", "read_via_json",
 ]

@@ -16,7 +16,8 @@
   `NonFiniteWeightsError` (weights not written).
 * ``backbone``: a backbone's pretrained file into the backbone part:
   `pretrained_path`, `load_backbone_weights`, `backbone_weight_layers`.
-* ``loading``: `load_weights` by spec ("coco", "imagenet", "last", a path).
+* ``loading``: `load_weights` by spec ("coco", "imagenet", "last", a path);
+  `load_sample_weights` (Matterport's samples' ``--weights``, "none" included).
 
 Example::
 
@@ -34,13 +35,13 @@ from mrcnn.weights.h5 import (is_keras3_weights_file, load_weights_file, read_na
                               save_weights)
 from mrcnn.weights.integrity import (NonFiniteWeightsError, WeightsFileError,
                                      WeightsMismatchError)
-from mrcnn.weights.loading import load_weights
+from mrcnn.weights.loading import load_sample_weights, load_weights
 
 __all__ = [
     "NonFiniteWeightsError", "WEIGHTS_DIR_ENV", "WeightsFileError", "WeightsMismatchError",
     "backbone_weight_layers",
     "check_local_file", "download_trained_weights", "download_weights", "find_weights",
     "get_entry", "is_keras3_weights_file", "load_backbone_weights", "load_weights",
-    "load_weights_file", "locate_weights", "manifest", "pretrained_path", "read_named_weights",
+    "load_sample_weights", "load_weights_file", "locate_weights", "manifest", "pretrained_path", "read_named_weights",
     "record_sha256", "save_weights", "verify_file",
 ]

@@ -145,3 +145,43 @@ def _load_last(keras_model, find_last, checkpoints, **options):
     raise h5.WeightsFileError(   # each reason names its file
         f"weights 'last': all {len(skipped)} checkpoints are damaged: "
         + "; ".join(reason for _, reason in skipped), skipped[0][0])
+
+
+#: COCO's class count (80 categories + background): the class-specific layers of the COCO
+#: file fit a model of this NUM_CLASSES only.
+COCO_NUM_CLASSES = 81
+
+
+def load_sample_weights(model, spec, coco_path=None):
+    """Matterport's samples' ``--weights`` / ``--model``: coco, imagenet, last, none or a path.
+
+    "coco" reads `coco_path` when that file exists (where Matterport's samples
+    kept ``mask_rcnn_coco.h5``), else the named file (found, or downloaded, as
+    `mrcnn.weights.files` describes); its class-specific layers are left out
+    when the model's NUM_CLASSES is not COCO's 81. "last" resumes the newest
+    run; a path loads by layer name.
+
+    Args:
+        model: a `MaskRCNN` (its ``load_weights`` and ``config``).
+        spec: the command line's value (any case for the names).
+        coco_path: optional local path of the COCO file.
+
+    Returns:
+        the load report (``path``, ``loaded``, ``excluded``, ...), or None for "none".
+
+    Raises:
+        FileNotFoundError, ValueError, OSError: as `MaskRCNN.load_weights` (a
+            missing file, a failed download, a file that does not fit).
+    """
+    name = str(spec).lower()
+    if name == "none":
+        return None
+    exclude = None
+    if name == "coco":
+        spec = coco_path if coco_path and os.path.exists(coco_path) else "coco"
+        if model.config.NUM_CLASSES != COCO_NUM_CLASSES:
+            exclude = "heads"
+    elif name in NAMED_SPECS:
+        spec = name
+    return model.load_weights(spec, by_name=True, exclude=exclude,
+                              allow_download=name in ("coco", "imagenet"))

@@ -58,6 +58,7 @@ from mrcnn.datasets import coco as coco_files
 from mrcnn.datasets.coco_layout import coco_paths, download_coco
 from mrcnn.evaluation.coco import coco_rles
 from mrcnn.evaluation.inputs import as_sparse_masks
+from mrcnn.weights import load_sample_weights
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT, "logs")
 DEFAULT_DATASET_YEAR = "2014"
@@ -75,7 +76,7 @@ class CocoConfig(Config):
 
 
 class CocoDataset(coco_files.CocoDataset):
-    """`mrcnn.datasets.coco.CocoDataset` with Matterport's ``load_coco(dataset_dir, subset, ...)``."""
+    """`mrcnn.datasets.coco.CocoDataset` with Matterport's ``load_coco(dataset_dir, subset)``."""
 
     def load_coco(self, dataset_dir, subset, year=DEFAULT_DATASET_YEAR, class_ids=None,
                   class_map=None, return_coco=False, auto_download=False):
@@ -265,7 +266,8 @@ def build_parser():
                    help="Config.VALIDATION_STEPS (default 50)")
     p.add_argument("--backbone", default=None, help="Config.BACKBONE (default resnet101)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="square inputs of this side (IMAGE_MIN_DIM = IMAGE_MAX_DIM; default 800/1024)")
+                   help="square inputs of this side (IMAGE_MIN_DIM = IMAGE_MAX_DIM; "
+                        "default 800/1024)")
     return p
 
 
@@ -286,31 +288,17 @@ def make_config(args, inference=False, num_classes=CocoConfig.NUM_CLASSES):
     return type("InferenceConfig" if inference else "TrainConfig", (CocoConfig,), attrs)()
 
 
-# The layers whose shapes follow NUM_CLASSES: left out when COCO's 81-class file starts a
-# model of another class count (Matterport's recipe for its balloon and nucleus samples).
-CLASS_HEADS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
-
-
 def load_start_weights(model, spec):
-    """--model: 'coco', 'imagenet', 'last', 'none' or a path (Matterport's choices + none)."""
-    name = spec.lower()
-    if name == "none":
-        print("Starting from random weights")
-        return
-    if name == "coco" and os.path.exists(COCO_MODEL_PATH):
-        spec = COCO_MODEL_PATH
-    elif name in ("coco", "imagenet", "last"):
-        spec = name
-    exclude = None
-    if name == "coco" and model.config.NUM_CLASSES != CocoConfig.NUM_CLASSES:
-        exclude = CLASS_HEADS
-    print("Loading weights", spec, f"(without {', '.join(exclude)})" if exclude else "")
+    """--model: 'coco', 'imagenet', 'last', 'none' or a path (see load_sample_weights)."""
     try:
-        model.load_weights(spec, by_name=True, exclude=exclude,
-                           allow_download=name in ("coco", "imagenet"))
+        report = load_sample_weights(model, spec, coco_path=COCO_MODEL_PATH)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise SystemExit(f"--model={spec}: {error}") from None
-
+    if report is None:
+        print("Starting from random weights")
+    else:
+        left_out = f" (left out: {', '.join(report['excluded'])})" if report["excluded"] else ""
+        print(f"Loaded weights {report['path']}{left_out}")
 
 def load_subsets(dataset_dir, subsets, year, download, return_coco=False):
     dataset = CocoDataset()
