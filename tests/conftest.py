@@ -13,6 +13,7 @@ nothing to cache.
 
 import os
 import shutil
+import socket
 import tempfile
 import types
 
@@ -131,3 +132,34 @@ _LONGEST_FILES = ("test_learning.py", "test_multiprocess.py", "test_readme_sever
                   "test_backends.py", "test_whole_recipe.py", "test_kill_and_resume.py",
                   "test_readme_devices.py", "test_pseudo_labels.py", "test_benchmarks.py",
                   "test_backbones_in_model.py", "test_cell_scale.py", "test_notebooks.py")
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """Empty weight folders, an unreachable proxy, and no DNS beyond localhost.
+
+    Returns:
+        {"weights_dir", "keras_home", "cwd"}: the folders ($MRCNN_WEIGHTS_DIR,
+        $KERAS_HOME, the current directory).
+    """
+    dirs = {k: tmp_path / k for k in ("weights_dir", "keras_home", "cwd")}
+    for d in dirs.values():
+        d.mkdir()
+    from mrcnn.weights import WEIGHTS_DIR_ENV
+
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(dirs["weights_dir"]))
+    monkeypatch.setenv("KERAS_HOME", str(dirs["keras_home"]))
+    monkeypatch.chdir(dirs["cwd"])
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # discard port: connection refused
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise OSError(f"test: network disabled (lookup of {host})")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
+    return dirs

@@ -322,17 +322,8 @@ def test_readme_commands_run_as_written(coco, dataset_dir, tmp_path, monkeypatch
 
 
 @pytest.mark.sample_commands
-def test_command_line_errors_are_messages(coco, dataset_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("MRCNN_WEIGHTS_DIR", str(tmp_path))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.chdir(tmp_path)
+def test_command_line_errors_are_messages(coco, dataset_dir, tmp_path, monkeypatch, offline):
     monkeypatch.setattr(coco, "COCO_MODEL_PATH", str(tmp_path / "mask_rcnn_coco.h5"))
-    from mrcnn.weights import files
-
-    def no_network(*args, **kwargs):
-        raise OSError("no network here")
-
-    monkeypatch.setattr(files, "_fetch", no_network)
     common = [f"--dataset={dataset_dir}", f"--logs={tmp_path / 'logs'}"] + SMALL
     with pytest.raises(SystemExit, match=r"--model=last: .*"):
         coco.main(["evaluate", "--model=last"] + common)

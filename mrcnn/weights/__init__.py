@@ -35,7 +35,7 @@ from mrcnn.weights.h5 import (is_keras3_weights_file, load_weights_file, read_na
                               save_weights)
 from mrcnn.weights.integrity import (NonFiniteWeightsError, WeightsFileError,
                                      WeightsMismatchError)
-from mrcnn.weights.loading import load_sample_weights, load_weights
+from mrcnn.weights.loading import load_sample_weights, load_weights, sample_weights_line
 
 __all__ = [
     "NonFiniteWeightsError", "WEIGHTS_DIR_ENV", "WeightsFileError", "WeightsMismatchError",
@@ -43,5 +43,5 @@ __all__ = [
     "check_local_file", "download_trained_weights", "download_weights", "find_weights",
     "get_entry", "is_keras3_weights_file", "load_backbone_weights", "load_weights",
     "load_sample_weights", "load_weights_file", "locate_weights", "manifest", "pretrained_path", "read_named_weights",
-    "record_sha256", "save_weights", "verify_file",
+    "record_sha256", "sample_weights_line", "save_weights", "verify_file",
 ]

@@ -185,3 +185,11 @@ def load_sample_weights(model, spec, coco_path=None):
         spec = name
     return model.load_weights(spec, by_name=True, exclude=exclude,
                               allow_download=name in ("coco", "imagenet"))
+
+
+def sample_weights_line(report):
+    """What a sample prints after `load_sample_weights`: the file and what was left out."""
+    if report is None:
+        return "Starting from random weights"
+    left_out = f" (left out: {', '.join(report['excluded'])})" if report["excluded"] else ""
+    return f"Loaded weights {report['path']}{left_out}"

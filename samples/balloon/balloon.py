@@ -40,11 +40,13 @@ if ROOT not in sys.path:
 from mrcnn import model as modellib
 from mrcnn.config import Config
 from mrcnn.datasets.via import ViaDataset
-from mrcnn.weights import load_sample_weights
+from mrcnn.weights import load_sample_weights, sample_weights_line
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT, "logs")
 # Where Matterport kept the COCO-trained weights; found there first by --weights=coco.
 COCO_WEIGHTS_PATH = os.path.join(ROOT, "mask_rcnn_coco.h5")
+
+
 class BalloonConfig(Config):
     """Matterport's configuration for the balloon data set."""
 
@@ -231,14 +233,10 @@ def make_config(args, inference=False):
 def load_start_weights(model, spec):
     """--weights: 'coco', 'imagenet', 'last', 'none' or a path (see load_sample_weights)."""
     try:
-        report = load_sample_weights(model, spec, coco_path=COCO_WEIGHTS_PATH)
+        print(sample_weights_line(load_sample_weights(model, spec, coco_path=COCO_WEIGHTS_PATH)))
     except (FileNotFoundError, ValueError, OSError) as error:
         raise SystemExit(f"--weights={spec}: {error}") from None
-    if report is None:
-        print("Starting from random weights")
-    else:
-        left_out = f" (left out: {', '.join(report['excluded'])})" if report["excluded"] else ""
-        print(f"Loaded weights {report['path']}{left_out}")
+
 
 def main(argv=None):
     args = build_parser().parse_args(argv)

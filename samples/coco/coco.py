@@ -58,7 +58,7 @@ from mrcnn.datasets import coco as coco_files
 from mrcnn.datasets.coco_layout import coco_paths, download_coco
 from mrcnn.evaluation.coco import coco_rles
 from mrcnn.evaluation.inputs import as_sparse_masks
-from mrcnn.weights import load_sample_weights
+from mrcnn.weights import load_sample_weights, sample_weights_line
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT, "logs")
 DEFAULT_DATASET_YEAR = "2014"
@@ -291,16 +291,13 @@ def make_config(args, inference=False, num_classes=CocoConfig.NUM_CLASSES):
 def load_start_weights(model, spec):
     """--model: 'coco', 'imagenet', 'last', 'none' or a path (see load_sample_weights)."""
     try:
-        report = load_sample_weights(model, spec, coco_path=COCO_MODEL_PATH)
+        print(sample_weights_line(load_sample_weights(model, spec, coco_path=COCO_MODEL_PATH)))
     except (FileNotFoundError, ValueError, OSError) as error:
         raise SystemExit(f"--model={spec}: {error}") from None
-    if report is None:
-        print("Starting from random weights")
-    else:
-        left_out = f" (left out: {', '.join(report['excluded'])})" if report["excluded"] else ""
-        print(f"Loaded weights {report['path']}{left_out}")
+
 
 def load_subsets(dataset_dir, subsets, year, download, return_coco=False):
+    """The prepared dataset of `subsets` (and the last one's COCO object if return_coco)."""
     dataset = CocoDataset()
     coco = None
     try:
