@@ -11,9 +11,13 @@ text and what was expected (argparse prints it as the flag's error).
   (Config.RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU);
 * :func:`parse_loss_weights`: ``name=weight,...`` over Config.LOSS_WEIGHTS' losses,
   the others keeping their weight;
-* :func:`parse_scale_range`: ``LO,HI`` (Config.IMAGE_SCALE_RANGE).
+* :func:`parse_scale_range`: ``LO,HI`` (Config.IMAGE_SCALE_RANGE);
+* :func:`stage_epochs`: the last epoch of each stage of a schedule (Matterport's samples
+  train their heads, then more layers);
+* :func:`run_size_settings`: the Config attributes of ``--steps-per-epoch``,
+  ``--validation-steps`` and ``--backbone`` when given.
 
-The cell and nucleus samples share them.
+The samples share them.
 """
 
 import argparse
@@ -22,7 +26,7 @@ import math
 from mrcnn.config import Config
 
 __all__ = ["parse_loss_weights", "parse_mean_pixel", "parse_mini_mask", "parse_rpn_iou",
-           "parse_scale_range"]
+           "parse_scale_range", "run_size_settings", "stage_epochs"]
 
 
 def parse_mean_pixel(text):
@@ -123,3 +127,33 @@ def parse_rpn_iou(text):
         raise argparse.ArgumentTypeError(
             f"needs 0 <= NEG <= POS <= 1 (positive IoU, negative IoU), got {text!r}")
     return positive, negative
+
+
+def stage_epochs(count):
+    """An ``argparse`` type for `count` stages' last epochs, e.g. ``40,120,160`` (``count`` 3).
+
+    The epochs must be positive and not fall (a stage that ends where the one before it
+    ended trains nothing); the parsed value is a tuple of ints.
+    """
+    def parse(text):
+        try:
+            epochs = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            epochs = ()
+        if len(epochs) != count or epochs[0] < 1 or any(
+                b < a for a, b in zip(epochs, epochs[1:])):
+            raise argparse.ArgumentTypeError(
+                f"expected {count} stages' last epochs, positive and rising (e.g. "
+                f"{','.join(str(10 * (k + 1)) for k in range(count))}), got {text!r}")
+        return epochs
+
+    return parse
+
+
+def run_size_settings(args):
+    """Config attributes of the ``--steps-per-epoch``, ``--validation-steps`` and ``--backbone``
+    flags that were given (an argparse namespace may lack any of them)."""
+    names = {"steps_per_epoch": "STEPS_PER_EPOCH", "validation_steps": "VALIDATION_STEPS",
+             "backbone": "BACKBONE"}
+    return {key: getattr(args, flag) for flag, key in names.items()
+            if getattr(args, flag, None) is not None}

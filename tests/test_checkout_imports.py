@@ -23,7 +23,7 @@ pytestmark = pytest.mark.backend_independent
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("samples/cell/train.py", "samples/cell/predict.py", "samples/cell/pseudo_label.py",
            "samples/nucleus/train.py", "samples/shapes/train.py", "samples/coco/coco.py",
-           "samples/balloon/balloon.py")
+           "samples/balloon/balloon.py", "samples/nucleus/nucleus.py")
 NOTEBOOKS = ("train_cell.ipynb", "inference_cell.ipynb", "inspect_data.ipynb",
              "inspect_model.ipynb")
 

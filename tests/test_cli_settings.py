@@ -5,7 +5,8 @@ import argparse
 import pytest
 
 from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,
-                                parse_rpn_iou, parse_scale_range)
+                                parse_rpn_iou, parse_scale_range, run_size_settings,
+                                stage_epochs)
 from mrcnn.config import Config
 
 # Backend-independent: text parsing, no Keras op.
@@ -78,3 +79,19 @@ def test_rpn_iou():
     config = type("Loose", (Config,), {"NUM_CLASSES": 2})()
     config.RPN_POSITIVE_IOU, config.RPN_NEGATIVE_IOU = parse_rpn_iou("0.5,0.3")
     config.validate()
+
+
+def test_stage_epochs():
+    parse = stage_epochs(3)
+    assert parse("40,120,160") == (40, 120, 160)
+    assert parse("1,1,2") == (1, 1, 2)                   # a stage may end where the last did
+    for bad in ("40,120", "40,30,160", "0,1,2", "a,b,c", "1,2,3,4"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"3 stages.*{bad!r}"):
+            parse(bad)
+    assert stage_epochs(2)("20,40") == (20, 40)
+
+
+def test_run_size_settings_only_what_was_given():
+    args = argparse.Namespace(steps_per_epoch=5, validation_steps=None, backbone="small-cnn")
+    assert run_size_settings(args) == {"STEPS_PER_EPOCH": 5, "BACKBONE": "small-cnn"}
+    assert run_size_settings(argparse.Namespace(backbone=None)) == {}

@@ -38,6 +38,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from mrcnn import model as modellib
+from mrcnn.cli_settings import run_size_settings
 from mrcnn.config import Config
 from mrcnn.datasets.via import ViaDataset
 from mrcnn.weights import load_sample_weights, sample_weights_line
@@ -218,11 +219,7 @@ def build_parser():
 
 
 def make_config(args, inference=False):
-    attrs = {}
-    if args.steps_per_epoch is not None:
-        attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
-    if args.backbone is not None:
-        attrs["BACKBONE"] = args.backbone
+    attrs = run_size_settings(args)
     if args.image_size is not None:
         attrs.update(IMAGE_MIN_DIM=args.image_size, IMAGE_MAX_DIM=args.image_size)
     if inference:

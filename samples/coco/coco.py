@@ -52,6 +52,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from mrcnn import model as modellib
+from mrcnn.cli_settings import run_size_settings, stage_epochs
 from mrcnn.config import Config
 from mrcnn.data.augment import Fliplr
 from mrcnn.datasets import coco as coco_files
@@ -228,17 +229,6 @@ def _bool(text):
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
-def _stage_epochs(text):
-    try:
-        epochs = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        epochs = ()
-    if len(epochs) != 3 or not 0 < epochs[0] <= epochs[1] <= epochs[2]:
-        raise argparse.ArgumentTypeError(
-            f"--epochs takes the three stages' last epochs, rising, e.g. 40,120,160; got {text!r}")
-    return epochs
-
-
 def build_parser():
     p = argparse.ArgumentParser(description="Train Mask R-CNN on MS COCO (Matterport's sample).")
     p.add_argument("command", metavar="<command>", choices=("train", "evaluate"),
@@ -257,7 +247,7 @@ def build_parser():
                    help="automatically download and unzip MS-COCO files (default=False)")
     p.add_argument("--eval-type", choices=("bbox", "segm"), default="bbox",
                    help="evaluate: box AP (Matterport's) or mask AP")
-    p.add_argument("--epochs", type=_stage_epochs, default=STAGE_EPOCHS, metavar="H,F,A",
+    p.add_argument("--epochs", type=stage_epochs(3), default=STAGE_EPOCHS, metavar="H,F,A",
                    help="train: the last epoch of the heads, 4+ and all-layers stages "
                         "(default 40,120,160)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
@@ -274,13 +264,7 @@ def build_parser():
 def make_config(args, inference=False, num_classes=CocoConfig.NUM_CLASSES):
     """CocoConfig with the command line's settings and the data's class count (one image per
     batch to evaluate)."""
-    attrs = {"NUM_CLASSES": num_classes}
-    if args.steps_per_epoch is not None:
-        attrs["STEPS_PER_EPOCH"] = args.steps_per_epoch
-    if args.validation_steps is not None:
-        attrs["VALIDATION_STEPS"] = args.validation_steps
-    if args.backbone is not None:
-        attrs["BACKBONE"] = args.backbone
+    attrs = dict(run_size_settings(args), NUM_CLASSES=num_classes)
     if args.image_size is not None:
         attrs.update(IMAGE_MIN_DIM=args.image_size, IMAGE_MAX_DIM=args.image_size)
     if inference:     # Matterport's evaluation settings
