@@ -340,17 +340,22 @@ CELL_SMALL_FLAGS = ["--backbone", "small-cnn", "--image-mode", "crop", "--crop-s
                     "--max-gt-instances", "32", "--anchor-scales", "8,16,32,64,128"]
 
 
-def cell_readme_commands(marker):
-    """The command lines of the ```bash block after <!-- marker --> in samples/cell/README.md,
-    each split into words."""
+def readme_commands(marker, document="README.md"):
+    """The command lines of the ```bash block after <!-- marker --> in `document` (a path from
+    the repository root), each split into words."""
     import re
     import shlex
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    text = open(os.path.join(root, "samples", "cell", "README.md"), encoding="utf-8").read()
-    assert f"<!-- {marker} -->" in text, f"samples/cell/README.md lost <!-- {marker} -->"
+    text = open(os.path.join(root, document), encoding="utf-8").read()
+    assert f"<!-- {marker} -->" in text, f"{document} lost <!-- {marker} -->"
     block = re.search(r"```bash\n(.*?)```", text.split(f"<!-- {marker} -->", 1)[1], re.S).group(1)
     return [shlex.split(line) for line in block.splitlines() if line.strip()]
+
+
+def cell_readme_commands(marker):
+    """`readme_commands` of samples/cell/README.md."""
+    return readme_commands(marker, os.path.join("samples", "cell", "README.md"))
 
 
 def write_livecell(folder, n_train=3, size=64):

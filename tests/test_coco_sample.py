@@ -15,6 +15,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import readme_commands
 
 # No backend op but in the command-line tests (marked sample_commands: their model is the one
 # the model tests check on every backend).
@@ -268,16 +269,6 @@ SMALL = ["--backbone", "small-cnn", "--image-size", "64", "--steps-per-epoch", "
          "--validation-steps", "1"]
 
 
-def readme_commands():
-    """The command lines of README.md's ```bash block after <!-- coco-sample -->."""
-    import re
-    import shlex
-
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    block = re.search(r"<!-- coco-sample -->\n```bash\n(.*?)```", text, re.S).group(1)
-    return [shlex.split(line) for line in block.splitlines() if line.strip()]
-
-
 @pytest.mark.sample_commands
 def test_readme_commands_run_as_written(coco, dataset_dir, tmp_path, monkeypatch, capsys):
     """README's three commands on the small set: COCO's file (here a small-cnn model's weights
@@ -285,7 +276,7 @@ def test_readme_commands_run_as_written(coco, dataset_dir, tmp_path, monkeypatch
     'last' continues that run; evaluate scores it."""
     import mrcnn.model as modellib
 
-    commands = readme_commands()
+    commands = readme_commands("coco-sample")
     assert [c[:3] for c in commands] == [["python3", "samples/coco/coco.py", "train"]] * 2 + [
         ["python3", "samples/coco/coco.py", "evaluate"]]
     assert [c[-1] for c in commands] == ["--model=coco", "--model=last", "--model=last"]

@@ -7,11 +7,10 @@ submission validator, and the split rule written out.
 
 import hashlib
 import os
-import re
-import shlex
 
 import numpy as np
 import pytest
+from helpers import readme_commands
 from PIL import Image
 
 # No backend op but in the command-line tests (marked sample_commands: their model is the one
@@ -107,18 +106,12 @@ def test_rle_and_mask_to_rle_by_hand(nucleus):
         nucleus.mask_to_rle("img", a, [1.0])
 
 
-def readme_commands():
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    block = re.search(r"<!-- nucleus-matterport -->\n```bash\n(.*?)```", text, re.S).group(1)
-    return [shlex.split(line) for line in block.splitlines() if line.strip()]
-
-
 @pytest.mark.sample_commands
 def test_readme_commands_run_as_written(nucleus, dataset_dir, tmp_path, monkeypatch, capsys):
     import mrcnn.model as modellib
     from mrcnn.inference.submission import validate_submission
 
-    commands = readme_commands()
+    commands = readme_commands("nucleus-matterport")
     assert [c[:3] for c in commands] == [["python3", "samples/nucleus/nucleus.py", "train"]] * 2 \
         + [["python3", "samples/nucleus/nucleus.py", "detect"]]
     source = type("C81", (nucleus.NucleusInferenceConfig,),
