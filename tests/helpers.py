@@ -353,6 +353,23 @@ def readme_commands(marker, document="README.md"):
     return [shlex.split(line) for line in block.splitlines() if line.strip()]
 
 
+def import_sample_module(folder):
+    """A sample module imported as Matterport's notebooks did: its folder (e.g. samples/coco)
+    appended to sys.path, then `import <name>`; checked to come from that folder."""
+    import importlib
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(root, folder)
+    sys.path.append(folder)
+    try:
+        module = importlib.import_module(os.path.basename(folder))
+    finally:
+        sys.path.remove(folder)
+    assert os.path.dirname(module.__file__) == folder, module.__file__
+    return module
+
+
 def cell_readme_commands(marker):
     """`readme_commands` of samples/cell/README.md."""
     return readme_commands(marker, os.path.join("samples", "cell", "README.md"))

@@ -5,14 +5,12 @@ images, VIA 1.x's ``via_region_data.json`` with polygons in a dict of regions, o
 no region). The splash is checked against skimage's gray conversion pixel by pixel.
 """
 
-import importlib
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
-from helpers import readme_commands
+from helpers import import_sample_module, readme_commands
 import skimage.draw
 import skimage.io
 
@@ -20,20 +18,13 @@ import skimage.io
 # the model tests check on every backend).
 pytestmark = pytest.mark.backend_independent
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BALLOON_DIR = os.path.join(ROOT, "samples", "balloon")
 SMALL = ["--backbone", "small-cnn", "--image-size", "64", "--steps-per-epoch", "1"]
 
 
 @pytest.fixture(scope="module")
 def balloon():
-    sys.path.append(BALLOON_DIR)             # Matterport's notebooks: `import balloon`
-    try:
-        module = importlib.import_module("balloon")
-    finally:
-        sys.path.remove(BALLOON_DIR)
-    assert os.path.dirname(module.__file__) == BALLOON_DIR
-    return module
+    """The sample imported as Matterport's notebooks import it (`import balloon`)."""
+    return import_sample_module(os.path.join("samples", "balloon"))
 
 
 def ellipse_polygon(cx, cy, rx, ry, n=16):

@@ -6,23 +6,19 @@ ids and category ids differ). References: the rectangles' own masks and boxes, a
 of predictions whose overlap with the truth is known by construction.
 """
 
-import importlib
 import json
 import os
 import shutil
-import sys
 import zipfile
 
 import numpy as np
 import pytest
-from helpers import readme_commands
+from helpers import import_sample_module, readme_commands
 
 # No backend op but in the command-line tests (marked sample_commands: their model is the one
 # the model tests check on every backend).
 pytestmark = pytest.mark.backend_independent
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COCO_DIR = os.path.join(ROOT, "samples", "coco")
 SIZE = 64
 # (image id, [(category, y, x, h, w), ...]) per subset; image 13 has no annotation.
 SUBSETS = {
@@ -36,13 +32,7 @@ CATEGORIES = [{"id": 1, "name": "cell"}, {"id": 3, "name": "nucleus"}]
 @pytest.fixture(scope="module")
 def coco():
     """The sample imported as Matterport's notebooks import it (`import coco`)."""
-    sys.path.append(COCO_DIR)
-    try:
-        module = importlib.import_module("coco")
-    finally:
-        sys.path.remove(COCO_DIR)
-    assert os.path.dirname(module.__file__) == COCO_DIR
-    return module
+    return import_sample_module(os.path.join("samples", "coco"))
 
 
 def write_subset(folder, subset, items):

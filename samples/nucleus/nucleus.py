@@ -48,7 +48,9 @@ from mrcnn.cli_settings import run_size_settings, stage_epochs
 from mrcnn.config import Config
 from mrcnn.data import rle as rle_codec
 from mrcnn.data.augment import Compose, Fliplr, Flipud, Rot90
+from mrcnn.data.boxes import extract_bboxes
 from mrcnn.datasets import nucleus as nucleus_files
+from mrcnn.inference.postprocess import remove_overlaps
 from mrcnn.inference.submission import submission_rows, write_submission
 from mrcnn.inference.tiling import TiledModel
 from mrcnn.weights import load_sample_weights, sample_weights_line
@@ -186,14 +188,10 @@ def _rows(image_id, mask, scores):
     mask = np.asarray(mask, bool)
     if mask.ndim != 3:
         raise ValueError(f"mask must be [H, W, N], got shape {mask.shape}")
-    if mask.shape[-1] == 0:
-        return [(str(image_id), "")]
-    taken = np.zeros(mask.shape[:2], bool)
-    kept = np.zeros_like(mask)
-    for k in np.argsort(-np.asarray(scores), kind="stable"):
-        kept[..., k] = mask[..., k] & ~taken
-        taken |= mask[..., k]
-    return submission_rows(image_id, kept, order="F")
+    n = mask.shape[-1]
+    kept = remove_overlaps({"rois": extract_bboxes(mask), "class_ids": np.ones(n, np.int32),
+                            "scores": np.asarray(scores, np.float32), "masks": mask})
+    return submission_rows(image_id, kept["masks"], order="F")
 
 
 def mask_to_rle(image_id, mask, scores):
