@@ -12,7 +12,8 @@ fold. This module provides those steps on :meth:`MaskRCNN.detect` results::
 The chain (:func:`postprocess`) is: optional majority class (every instance
 takes the image's dominant class) -> per-class score filter -> mask threshold
 (when soft masks are present) -> mask NMS -> overlap removal (each pixel goes
-to the highest-scoring instance) -> per-class minimum area -> optional
+to one instance: an instance lying mostly inside a larger one first, then by
+score) -> per-class minimum area -> optional
 dilation followed by a second overlap removal. Each step is also a public
 function. Test-time augmentation lives in `mrcnn.inference.tta`, the sparse
 masks in `mrcnn.data.masks.sparse` and :func:`compact` / :func:`expand` in
@@ -40,6 +41,7 @@ foreground pixels, not to ``H * W * N`` (a 520x704 image with 500 cells is
 """
 
 import dataclasses
+import heapq
 import numbers
 
 import numpy as np
@@ -49,7 +51,7 @@ from mrcnn.data.masks.sparse import SparseMasks, run_starts
 from mrcnn.inference.results import from_state, score_order, select_state, to_state, with_masks
 
 __all__ = [
-    "SARTORIUS_MIN_AREA", "PostprocessConfig", "postprocess", "filter_by_score",
+    "SARTORIUS_MIN_AREA", "OVERLAP_ORDERS", "NESTED_FRACTION", "PostprocessConfig", "postprocess", "filter_by_score",
     "apply_mask_threshold", "mask_nms", "remove_overlaps", "remove_small", "dilate",
     "majority_class", "resolve_class_keys",
 ]
@@ -57,6 +59,17 @@ __all__ = [
 # Minimum mask areas (pixels) per Sartorius cell type used by public notebooks.
 # Map names to class ids with ``class_names=dataset.class_names``.
 SARTORIUS_MIN_AREA = {"shsy5y": 75, "astro": 150, "cort": 75}
+
+#: Who gets a pixel that several instances claim (:func:`remove_overlaps`,
+#: ``PostprocessConfig.overlap_order``). "score": the highest-scoring instance.
+#: "nested": the same, except that an instance lying mostly inside a larger one
+#: (at least ``NESTED_FRACTION`` of its pixels in the larger mask) claims first.
+#: Two touching objects found both one by one and as one detection over the pair
+#: then come out as the two objects: the single keeps its pixels and the pair's
+#: detection keeps the rest, where by score the pair's detection, often the
+#: higher-scoring, swallows the single (benchmarks/RESULTS.md, session 66).
+OVERLAP_ORDERS = ("nested", "score")
+NESTED_FRACTION = 0.5
 
 
 # ---------------------------------------------------------------------------
@@ -163,18 +176,49 @@ def _mask_nms(state, iou_threshold, class_aware):
     return select_state(state, ~suppressed)
 
 
-def _remove_overlaps(state):
+def _remove_overlaps(state, order="score"):
     masks = state["masks"]
     rank = np.empty(masks.count, np.int64)
-    rank[score_order(state["scores"])] = np.arange(masks.count)
+    rank[_claim_order(state, order)] = np.arange(masks.count)
     # Sort entries by pixel, then by rank: the first entry of a pixel wins.
-    order = np.lexsort((rank[masks.instance], masks.pixel))
-    first = run_starts(masks.pixel[order])
-    keep = np.zeros(order.size, bool)
-    keep[order[first]] = True
+    entries = np.lexsort((rank[masks.instance], masks.pixel))
+    first = run_starts(masks.pixel[entries])
+    keep = np.zeros(entries.size, bool)
+    keep[entries[first]] = True
     resolved = SparseMasks.from_sorted(masks.shape, masks.count, masks.instance[keep],
                                 masks.pixel[keep])
     return with_masks(state, resolved)
+
+
+def _claim_order(state, order):
+    """Instance indices in the order they claim contested pixels (see `OVERLAP_ORDERS`)."""
+    by_score = score_order(state["scores"])
+    if order == "score" or state["masks"].count < 2:
+        return by_score
+    masks = state["masks"]
+    inter = (masks.matrix() @ masks.matrix().T).tocoo()
+    inner, outer, shared = inter.row, inter.col, inter.data
+    areas = masks.areas()
+    nested = (areas[inner] < areas[outer]) & (shared >= NESTED_FRACTION * areas[inner])
+    inner, outer = inner[nested], outer[nested]
+    # Kahn's topological sort of "inner before outer", the best-scoring ready instance first.
+    rank = np.empty(masks.count, np.int64)
+    rank[by_score] = np.arange(masks.count)
+    waiting = np.bincount(outer, minlength=masks.count)
+    outers = [[] for _ in range(masks.count)]
+    for i, j in zip(inner.tolist(), outer.tolist()):
+        outers[i].append(j)
+    ready = [(int(rank[k]), int(k)) for k in np.flatnonzero(waiting == 0)]
+    heapq.heapify(ready)
+    claim = []
+    while ready:
+        _, k = heapq.heappop(ready)
+        claim.append(k)
+        for j in outers[k]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, (int(rank[j]), j))
+    return np.array(claim, np.int64)
 
 
 def _remove_small(state, min_area, class_names):
@@ -279,22 +323,33 @@ def mask_nms(result, iou_threshold, class_aware=False):
     return from_state(_mask_nms(state, iou_threshold, class_aware), dense)
 
 
-def remove_overlaps(result):
-    """Gives every pixel to the highest-scoring instance that covers it.
+def remove_overlaps(result, order="score"):
+    """Gives every pixel to one of the instances that cover it.
 
-    Ties in score go to the instance that comes first. Instances left empty
-    are dropped and rois are recomputed from the masks; soft masks are
-    dropped. Afterwards no pixel belongs to two instances, as the Sartorius
+    With ``order="score"`` the highest-scoring instance wins; ties in score go
+    to the instance that comes first. With ``order="nested"`` an instance with
+    at least half its pixels inside a larger instance's mask claims before that
+    larger one (and, through chains of such instances, before every instance it
+    lies in); otherwise scores decide as before (`OVERLAP_ORDERS`). Instances
+    left empty are dropped and rois are recomputed from the masks; soft masks
+    are dropped. Afterwards no pixel belongs to two instances, as the Sartorius
     competition requires.
 
     Args:
         result: a detect() result.
+        order: "score" or "nested".
 
     Returns:
         Result with non-overlapping masks.
     """
+    _check_overlap_order(order, "order")
     state, dense = to_state(result)
-    return from_state(_remove_overlaps(state), dense)
+    return from_state(_remove_overlaps(state, order), dense)
+
+
+def _check_overlap_order(order, name):
+    if order not in OVERLAP_ORDERS:
+        raise ValueError(f"{name} must be one of {list(OVERLAP_ORDERS)}, got {order!r}")
 
 
 def remove_small(result, min_area, class_names=None):
@@ -357,6 +412,10 @@ class PostprocessConfig:
         dilation: binary dilation iterations (0 = none; seed 002 used 1).
         resolve_overlaps: give each pixel to one instance (required by
             Sartorius; turn off for COCO-style evaluation).
+        overlap_order: which instance gets a contested pixel, "nested" (the
+            default: an instance lying mostly inside a larger one keeps its
+            pixels; otherwise the higher score) or "score" (the higher score
+            only, the Kaggle notebooks' rule); see :func:`remove_overlaps`.
         majority_class: first give every instance the class with the largest
             summed score of the image (:func:`majority_class`; one cell type
             per image, as in Sartorius), so the per-class thresholds below
@@ -369,6 +428,7 @@ class PostprocessConfig:
     min_area: object = 0
     dilation: int = 0
     resolve_overlaps: bool = True
+    overlap_order: str = "nested"
     majority_class: bool = False
 
     def __post_init__(self):
@@ -388,6 +448,7 @@ class PostprocessConfig:
         if isinstance(self.dilation, bool) or not isinstance(
                 self.dilation, (numbers.Integral, np.integer)) or self.dilation < 0:
             raise ValueError(f"dilation must be an int >= 0, got {self.dilation!r}")
+        _check_overlap_order(self.overlap_order, "overlap_order")
         if not isinstance(self.majority_class, (bool, np.bool_)):
             raise TypeError(f"majority_class must be True or False, got "
                             f"{self.majority_class!r}")
@@ -402,12 +463,12 @@ def _run_chain(state, config, class_names):
     if config.mask_nms is not None:
         state = _mask_nms(state, config.mask_nms, class_aware=False)
     if config.resolve_overlaps:
-        state = _remove_overlaps(state)
+        state = _remove_overlaps(state, config.overlap_order)
     state = _remove_small(state, config.min_area, class_names)
     if config.dilation:
         state = _dilate(state, config.dilation, connectivity=1)
         if config.resolve_overlaps:
-            state = _remove_overlaps(state)
+            state = _remove_overlaps(state, config.overlap_order)
     return state
 
 

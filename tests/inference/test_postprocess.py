@@ -129,6 +129,94 @@ def test_remove_overlaps_matches_sequential_reference_and_ties_go_first():
     np.testing.assert_array_equal(out["masks"], np.stack(expected, axis=-1))
 
 
+def _nested_reference(masks, scores, fraction=0.5):
+    """Dense brute force of order="nested": repeatedly the best-scoring instance
+    that no unplaced smaller instance lies mostly inside claims what is free."""
+    n = masks.shape[-1]
+    areas = masks.sum(axis=(0, 1))
+    inside = np.zeros((n, n), bool)          # inside[i, j]: i lies mostly inside j
+    for i in range(n):
+        for j in range(n):
+            shared = np.logical_and(masks[..., i], masks[..., j]).sum()
+            inside[i, j] = i != j and areas[i] < areas[j] and shared >= fraction * areas[i]
+    placed, taken, own = [], np.zeros(masks.shape[:2], bool), {}
+    while len(placed) < n:
+        ready = [k for k in range(n) if k not in placed
+                 and not any(inside[i, k] and i not in placed for i in range(n))]
+        k = min(ready, key=lambda k: (-scores[k], k))
+        own[k] = masks[..., k] & ~taken
+        taken |= own[k]
+        placed.append(k)
+    return [own[k] for k in range(n) if own[k].any()]
+
+
+def test_remove_overlaps_nested_gives_the_single_its_pixels_inside_the_pairs_detection():
+    # Two touching nuclei A (left) and B (right); the detector found A alone
+    # (score 0.8) and the pair as one instance (score 0.95).
+    masks = np.zeros((10, 16, 2), bool)
+    masks[2:8, 1:8, 0] = True                    # A alone: 42 px
+    masks[2:8, 1:15, 1] = True                   # the pair: 84 px, all of A inside
+    r = make_result(masks, [0.8, 0.95])
+    by_score = remove_overlaps(r)                # the pair swallows A
+    assert by_score["scores"].tolist() == pytest.approx([0.95])
+    nested = remove_overlaps(r, order="nested")
+    assert nested["scores"].tolist() == pytest.approx([0.8, 0.95])
+    np.testing.assert_array_equal(nested["masks"][..., 0], masks[..., 0])
+    np.testing.assert_array_equal(nested["masks"][..., 1], masks[..., 1] & ~masks[..., 0])
+    np.testing.assert_array_equal(nested["rois"], [[2, 1, 8, 8], [2, 8, 8, 15]])
+    # Less than half of the smaller one inside the larger: the score decides as before.
+    masks = np.zeros((10, 16, 2), bool)
+    masks[0:10, 0:10, 0] = True                  # 100 px, score 0.95
+    masks[2:6, 7:17, 1] = True                   # 36 px, 12 of them (1/3) inside the first
+    out = remove_overlaps(make_result(masks, [0.95, 0.8]), order="nested")
+    np.testing.assert_array_equal(out["masks"][..., 0], masks[..., 0])
+    np.testing.assert_array_equal(out["masks"][..., 1], masks[..., 1] & ~masks[..., 0])
+
+
+def test_remove_overlaps_nested_matches_a_dense_reference():
+    rng = np.random.default_rng(7)
+    for trial in range(4):
+        masks = random_discs(rng, n=25)
+        # Nested pieces: half-discs of some instances, as the single nuclei of a pair.
+        extra = masks[..., :6].copy()
+        extra[:, : masks.shape[1] // 2] = False
+        masks = np.concatenate([masks, extra], axis=-1)
+        masks = masks[..., masks.any(axis=(0, 1))]
+        scores = rng.choice([0.3, 0.6, 0.9, 0.95], size=masks.shape[-1])
+        out = remove_overlaps(make_result(masks, scores), order="nested")
+        expected = np.stack(_nested_reference(masks, scores), axis=-1)
+        np.testing.assert_array_equal(out["masks"], expected)
+        by_score = remove_overlaps(make_result(masks, scores))["masks"]
+        assert by_score.shape != expected.shape or (by_score != expected).any()
+
+
+def test_remove_overlaps_nested_follows_chains_and_rejects_unknown_orders():
+    masks = np.zeros((12, 12, 3), bool)
+    masks[0:12, 0:12, 0] = True                  # 144 px, score .9
+    masks[0:6, 0:12, 1] = True                   # 72 px inside it, score .5
+    masks[0:6, 0:4, 2] = True                    # 24 px inside both, score .2
+    out = remove_overlaps(make_result(masks, [0.9, 0.5, 0.2]), order="nested")
+    assert [int(m.sum()) for m in np.moveaxis(out["masks"], -1, 0)] == [72, 48, 24]
+    assert remove_overlaps(make_result(masks, [0.9, 0.5, 0.2]))["scores"].tolist() == \
+        pytest.approx([0.9])
+    with pytest.raises(ValueError, match=r"order must be one of \['nested', 'score'\], "
+                                         r"got 'area'"):
+        remove_overlaps(make_result(masks, [0.9, 0.5, 0.2]), order="area")
+    with pytest.raises(ValueError, match="overlap_order must be one of"):
+        PostprocessConfig(overlap_order=True)
+
+
+def test_postprocess_resolves_overlaps_nested_by_default():
+    masks = np.zeros((10, 16, 2), bool)
+    masks[2:8, 1:8, 0] = True
+    masks[2:8, 1:15, 1] = True
+    r = make_result(masks, [0.8, 0.95])
+    assert PostprocessConfig().overlap_order == "nested"
+    assert postprocess(r)["scores"].tolist() == pytest.approx([0.8, 0.95])
+    by_score = postprocess(r, PostprocessConfig(overlap_order="score"))
+    assert by_score["scores"].tolist() == pytest.approx([0.95])
+
+
 def test_remove_small_with_sartorius_areas():
     masks = np.zeros((40, 40, 4), bool)
     masks.reshape(-1, 4)[:74, 0] = True
