@@ -450,7 +450,8 @@ def test_readme_tune_block_runs_as_written(tmp_path, monkeypatch):
     assert first["soft_masks"].count == first["masks"].count and first["masks"].shape == (64, 64)
 
 
-def test_predict_majority_class_flag_reaches_the_postprocessing(tmp_path, monkeypatch):
+def test_predict_majority_class_and_overlaps_flags_reach_the_postprocessing(tmp_path,
+                                                                            monkeypatch):
     predict = load_script("predict")
     weights = _scored_run(tmp_path / "logs")
     images = _test_images(tmp_path / "test", good=1)
@@ -458,15 +459,15 @@ def test_predict_majority_class_flag_reaches_the_postprocessing(tmp_path, monkey
     real = predict.PostprocessConfig
 
     def spy(**kwargs):
-        seen.append(kwargs.get("majority_class"))
+        seen.append((kwargs.get("majority_class"), kwargs.get("overlap_order")))
         return real(**kwargs)
 
     monkeypatch.setattr(predict, "PostprocessConfig", spy)
     base = [str(images), "--weights", str(weights), "--out", str(tmp_path / "s.csv"),
             "--min-score", "0.2", "--min-area", "0"]
-    with_flag = _predicted(predict, base + ["--majority-class"])
+    with_flag = _predicted(predict, base + ["--majority-class", "--overlaps", "score"])
     without = _predicted(predict, base)
-    assert seen == [True, False]
+    assert seen == [(True, "score"), (False, "nested")]
     # every detection of this model is class 1 already: relabelling changes nothing
     assert with_flag == without and min(with_flag.values()) > 0
 

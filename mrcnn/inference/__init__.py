@@ -15,7 +15,8 @@
 
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks
 from mrcnn.data.rle import rle_encode_instances
-from mrcnn.inference.postprocess import (SARTORIUS_MIN_AREA, PostprocessConfig,
+from mrcnn.inference.postprocess import (NESTED_FRACTION, OVERLAP_ORDERS, SARTORIUS_MIN_AREA,
+                                         PostprocessConfig,
                                          apply_mask_threshold, dilate, filter_by_score,
                                          majority_class, mask_nms, postprocess, remove_overlaps,
                                          remove_small, resolve_class_keys)
@@ -29,7 +30,8 @@ from mrcnn.inference.tta import (TTA_SETS, TTAModel, detect_tta, flip_image, fli
                                  tta_variants)
 
 __all__ = [
-    "FLIPS", "SparseMasks", "SARTORIUS_MIN_AREA", "PostprocessConfig", "apply_mask_threshold",
+    "FLIPS", "SparseMasks", "SARTORIUS_MIN_AREA", "OVERLAP_ORDERS", "NESTED_FRACTION",
+    "PostprocessConfig", "apply_mask_threshold",
     "dilate", "filter_by_score", "majority_class", "mask_nms", "postprocess", "remove_overlaps", "remove_small",
     "resolve_class_keys", "compact", "expand", "read_submission", "rle_encode_instances",
     "submission_rows", "validate_submission", "write_submission", "TTAModel", "detect_tta",

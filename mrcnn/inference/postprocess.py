@@ -51,7 +51,8 @@ from mrcnn.data.masks.sparse import SparseMasks, run_starts
 from mrcnn.inference.results import from_state, score_order, select_state, to_state, with_masks
 
 __all__ = [
-    "SARTORIUS_MIN_AREA", "OVERLAP_ORDERS", "NESTED_FRACTION", "PostprocessConfig", "postprocess", "filter_by_score",
+    "SARTORIUS_MIN_AREA", "OVERLAP_ORDERS", "NESTED_FRACTION", "PostprocessConfig",
+    "postprocess", "filter_by_score",
     "apply_mask_threshold", "mask_nms", "remove_overlaps", "remove_small", "dilate",
     "majority_class", "resolve_class_keys",
 ]
@@ -68,7 +69,7 @@ SARTORIUS_MIN_AREA = {"shsy5y": 75, "astro": 150, "cort": 75}
 #: then come out as the two objects: the single keeps its pixels and the pair's
 #: detection keeps the rest, where by score the pair's detection, often the
 #: higher-scoring, swallows the single (benchmarks/RESULTS.md, session 66).
-OVERLAP_ORDERS = ("nested", "score")
+OVERLAP_ORDERS = ("nested", "score")      # the first is PostprocessConfig's default
 NESTED_FRACTION = 0.5
 
 
@@ -428,7 +429,7 @@ class PostprocessConfig:
     min_area: object = 0
     dilation: int = 0
     resolve_overlaps: bool = True
-    overlap_order: str = "nested"
+    overlap_order: str = OVERLAP_ORDERS[0]
     majority_class: bool = False
 
     def __post_init__(self):

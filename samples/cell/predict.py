@@ -58,7 +58,8 @@ if ROOT not in sys.path:
 
 from mrcnn.config import load_config
 from mrcnn.data.image import check_bit_depth, read_image_size, to_rgb_uint8
-from mrcnn.inference import (SARTORIUS_MIN_AREA, TTA_SETS, PostprocessConfig, detect_tta,
+from mrcnn.inference import (OVERLAP_ORDERS, SARTORIUS_MIN_AREA, TTA_SETS, PostprocessConfig,
+                             detect_tta,
                              postprocess, tta_input_shape, tta_variants)
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
@@ -110,6 +111,10 @@ def build_parser():
                         "(default: the config's DETECTION_MASK_THRESHOLD, 0.5)")
     p.add_argument("--mask-nms", type=float, default=None,
                    help="IoU threshold of a mask-level NMS after box NMS (seed 003; e.g. 0.3)")
+    p.add_argument("--overlaps", choices=OVERLAP_ORDERS, default=OVERLAP_ORDERS[0],
+                   help="who keeps a pixel that several instances claim: 'nested' (an instance "
+                        "lying mostly inside a larger one keeps its pixels, then the higher "
+                        "score; the default) or 'score' (the higher score only)")
     p.add_argument("--dilation", type=int, default=0,
                    help="binary dilation iterations of each mask (seed 002 used 1)")
     p.add_argument("--majority-class", action="store_true",
@@ -489,6 +494,7 @@ def main(argv=None):
         getattr(models[0], "trained_min_confidence", config.DETECTION_MIN_CONFIDENCE))
     post = PostprocessConfig(min_score=min_score, mask_threshold=mask_threshold,
                              mask_nms=args.mask_nms, min_area=min_area, dilation=args.dilation,
+                             overlap_order=args.overlaps,
                              majority_class=args.majority_class)
     rows, shapes = [], {}
     t0 = time.time()
