@@ -454,7 +454,7 @@ def main(argv=None):
           f"{settings['steps_per_epoch']} steps x {settings['batch']})", flush=True)
     if args.export_only:
         return settings
-    post = module.postprocess_config(val.class_names, targs.min_area)
+    post = module.postprocess_config(val.class_names, targs.min_area, targs.overlaps)
     rows = []
     if not args.skip_ours:
         ours = run_ours(module, work, train_argv)

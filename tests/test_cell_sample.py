@@ -444,7 +444,8 @@ def test_readme_tune_block_runs_as_written(tmp_path, monkeypatch):
          namespace)
     best, table = namespace["best"], namespace["table"]
     assert namespace["model"].config.DETECTION_MIN_CONFIDENCE == 0.2          # the override
-    assert len(table) == 9 and best.mask_threshold in (0.4, 0.5, 0.6)
+    assert len(table) == 18 and best.mask_threshold in (0.4, 0.5, 0.6)
+    assert {row["overlap_order"] for row in table} == {"score", "nested"}
     assert best.min_score == table[0]["min_score"] and 0.0 <= table[0]["score"] <= 1.0
     first = namespace["preds"][0]                  # merged TTA results carry the probabilities
     assert first["soft_masks"].count == first["masks"].count and first["masks"].shape == (64, 64)
@@ -465,9 +466,9 @@ def test_predict_majority_class_and_overlaps_flags_reach_the_postprocessing(tmp_
     monkeypatch.setattr(predict, "PostprocessConfig", spy)
     base = [str(images), "--weights", str(weights), "--out", str(tmp_path / "s.csv"),
             "--min-score", "0.2", "--min-area", "0"]
-    with_flag = _predicted(predict, base + ["--majority-class", "--overlaps", "score"])
+    with_flag = _predicted(predict, base + ["--majority-class", "--overlaps", "nested"])
     without = _predicted(predict, base)
-    assert seen == [(True, "score"), (False, "nested")]
+    assert seen == [(True, "nested"), (False, "score")]
     # every detection of this model is class 1 already: relabelling changes nothing
     assert with_flag == without and min(with_flag.values()) > 0
 
@@ -556,6 +557,10 @@ def test_train_flags_set_the_config():
     assert train.postprocess_config(["BG", "cell"]).min_area == 75
     args = parse(["--min-area", "15"])
     assert train.postprocess_config(CELL_CLASSES, args.min_area).min_area == 15
+    assert post.overlap_order == "score"
+    args = parse(["--min-area", "15", "--overlaps", "nested"])
+    nested = train.postprocess_config(CELL_CLASSES, args.min_area, args.overlaps)
+    assert (nested.min_area, nested.overlap_order) == (15, "nested")
     with pytest.raises(SystemExit, match=r"--min-area must be 0 or more pixels, got -1"):
         train.postprocess_config(CELL_CLASSES, -1)
     assert list(train.make_config(parse([]), CELL_CLASSES)[0].MEAN_PIXEL) == [128.0] * 3

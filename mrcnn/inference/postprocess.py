@@ -12,8 +12,8 @@ fold. This module provides those steps on :meth:`MaskRCNN.detect` results::
 The chain (:func:`postprocess`) is: optional majority class (every instance
 takes the image's dominant class) -> per-class score filter -> mask threshold
 (when soft masks are present) -> mask NMS -> overlap removal (each pixel goes
-to one instance: an instance lying mostly inside a larger one first, then by
-score) -> per-class minimum area -> optional
+to the highest-scoring instance, or with ``overlap_order="nested"`` first to an
+instance lying mostly inside a larger one) -> per-class minimum area -> optional
 dilation followed by a second overlap removal. Each step is also a public
 function. Test-time augmentation lives in `mrcnn.inference.tta`, the sparse
 masks in `mrcnn.data.masks.sparse` and :func:`compact` / :func:`expand` in
@@ -68,8 +68,11 @@ SARTORIUS_MIN_AREA = {"shsy5y": 75, "astro": 150, "cort": 75}
 #: Two touching objects found both one by one and as one detection over the pair
 #: then come out as the two objects: the single keeps its pixels and the pair's
 #: detection keeps the rest, where by score the pair's detection, often the
-#: higher-scoring, swallows the single (benchmarks/RESULTS.md, session 66).
-OVERLAP_ORDERS = ("nested", "score")      # the first is PostprocessConfig's default
+#: higher-scoring, swallows the single. It also lets a fragment detected inside
+#: a whole cell cut it up: on real nuclei "nested" gained, on the synthetic
+#: Sartorius cells it lost (benchmarks/RESULTS.md, session 66), so "score" stays
+#: the default and `mrcnn.evaluation.tuning.tune_postprocess` can choose.
+OVERLAP_ORDERS = ("score", "nested")      # the first is PostprocessConfig's default
 NESTED_FRACTION = 0.5
 
 
@@ -413,10 +416,10 @@ class PostprocessConfig:
         dilation: binary dilation iterations (0 = none; seed 002 used 1).
         resolve_overlaps: give each pixel to one instance (required by
             Sartorius; turn off for COCO-style evaluation).
-        overlap_order: which instance gets a contested pixel, "nested" (the
-            default: an instance lying mostly inside a larger one keeps its
-            pixels; otherwise the higher score) or "score" (the higher score
-            only, the Kaggle notebooks' rule); see :func:`remove_overlaps`.
+        overlap_order: which instance gets a contested pixel, "score" (the
+            default: the higher score, the Kaggle notebooks' rule) or "nested"
+            (an instance lying mostly inside a larger one keeps its pixels,
+            otherwise the higher score); see :func:`remove_overlaps`.
         majority_class: first give every instance the class with the largest
             summed score of the image (:func:`majority_class`; one cell type
             per image, as in Sartorius), so the per-class thresholds below

@@ -112,9 +112,9 @@ def build_parser():
     p.add_argument("--mask-nms", type=float, default=None,
                    help="IoU threshold of a mask-level NMS after box NMS (seed 003; e.g. 0.3)")
     p.add_argument("--overlaps", choices=OVERLAP_ORDERS, default=OVERLAP_ORDERS[0],
-                   help="who keeps a pixel that several instances claim: 'nested' (an instance "
-                        "lying mostly inside a larger one keeps its pixels, then the higher "
-                        "score; the default) or 'score' (the higher score only)")
+                   help="who keeps a pixel that several instances claim: 'score' (the higher "
+                        "score; the default) or 'nested' (an instance lying mostly inside a "
+                        "larger one keeps its pixels, then the higher score)")
     p.add_argument("--dilation", type=int, default=0,
                    help="binary dilation iterations of each mask (seed 002 used 1)")
     p.add_argument("--majority-class", action="store_true",

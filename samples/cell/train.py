@@ -52,7 +52,7 @@ from mrcnn.datasets.synthetic_cells import ensure_synthetic_sartorius
 from mrcnn.distribute import cluster, use_devices
 from mrcnn.evaluation import evaluate
 from mrcnn.evaluation.epoch_score import EpochScore
-from mrcnn.inference import SARTORIUS_MIN_AREA, PostprocessConfig
+from mrcnn.inference import OVERLAP_ORDERS, SARTORIUS_MIN_AREA, PostprocessConfig
 from mrcnn.inference.tta import tta_input_shape
 from mrcnn.training.precision import resolve
 import mrcnn.model as modellib
@@ -279,6 +279,10 @@ def build_parser():
     p.add_argument("--min-area", type=int, default=None, metavar="PIXELS",
                    help="evaluation drops instances smaller than this (default: the Sartorius "
                         "minimum per cell type, 75 for other classes; e.g. 15 for nuclei)")
+    p.add_argument("--overlaps", choices=OVERLAP_ORDERS, default=OVERLAP_ORDERS[0],
+                   help="evaluation gives a pixel several instances claim to the higher "
+                        "score ('score', the default) or first to an instance lying mostly "
+                        "inside a larger one ('nested'; predict.py --overlaps)")
     p.add_argument("--pseudo-labels", default=None, metavar="CSV",
                    help="also train on these pseudo-labels (pseudo_label.py; train.csv format) "
                         "of the images in <data>/train_semi_supervised/")
@@ -515,18 +519,19 @@ def resolve_anchor_scales(args, train, class_names, max_images=200):
           f"boxes at >= 0.7; the default {before['mean_best_iou']:.3f}, {before['covered']:.0%})")
 
 
-def postprocess_config(class_names, min_area=None):
+def postprocess_config(class_names, min_area=None, overlaps=OVERLAP_ORDERS[0]):
     """Evaluation's post-processing: score >= 0.5, overlaps removed, small instances dropped.
 
     ``min_area`` (pixels, all classes) replaces the Sartorius minimum per cell
-    type (75 for classes of other names).
+    type (75 for classes of other names); ``overlaps`` is the overlap order
+    (`mrcnn.inference.postprocess.OVERLAP_ORDERS`).
     """
     if min_area is not None:
         if min_area < 0:
             raise SystemExit(f"--min-area must be 0 or more pixels, got {min_area}")
-        return PostprocessConfig(min_score=0.5, min_area=int(min_area))
+        return PostprocessConfig(min_score=0.5, min_area=int(min_area), overlap_order=overlaps)
     min_area = {n: a for n, a in SARTORIUS_MIN_AREA.items() if n in class_names}
-    return PostprocessConfig(min_score=0.5, min_area=min_area or 75)
+    return PostprocessConfig(min_score=0.5, min_area=min_area or 75, overlap_order=overlaps)
 
 
 def main(argv=None):
@@ -542,7 +547,7 @@ def main(argv=None):
     model = modellib.MaskRCNN("training", config, args.model_dir)
     print(f"model dir: {os.path.abspath(args.model_dir)}")
     start(model, args)
-    post = postprocess_config(val.class_names, args.min_area)
+    post = postprocess_config(val.class_names, args.min_area, args.overlaps)
     if model.epoch >= args.epochs:
         print(f"already trained {model.epoch} epochs (>= --epochs {args.epochs}); evaluating")
     else:

@@ -199,22 +199,22 @@ def test_remove_overlaps_nested_follows_chains_and_rejects_unknown_orders():
     assert [int(m.sum()) for m in np.moveaxis(out["masks"], -1, 0)] == [72, 48, 24]
     assert remove_overlaps(make_result(masks, [0.9, 0.5, 0.2]))["scores"].tolist() == \
         pytest.approx([0.9])
-    with pytest.raises(ValueError, match=r"order must be one of \['nested', 'score'\], "
+    with pytest.raises(ValueError, match=r"order must be one of \['score', 'nested'\], "
                                          r"got 'area'"):
         remove_overlaps(make_result(masks, [0.9, 0.5, 0.2]), order="area")
     with pytest.raises(ValueError, match="overlap_order must be one of"):
         PostprocessConfig(overlap_order=True)
 
 
-def test_postprocess_resolves_overlaps_nested_by_default():
+def test_postprocess_resolves_overlaps_by_score_by_default_and_nested_on_request():
     masks = np.zeros((10, 16, 2), bool)
     masks[2:8, 1:8, 0] = True
     masks[2:8, 1:15, 1] = True
     r = make_result(masks, [0.8, 0.95])
-    assert PostprocessConfig().overlap_order == "nested"
-    assert postprocess(r)["scores"].tolist() == pytest.approx([0.8, 0.95])
-    by_score = postprocess(r, PostprocessConfig(overlap_order="score"))
-    assert by_score["scores"].tolist() == pytest.approx([0.95])
+    assert PostprocessConfig().overlap_order == "score"
+    assert postprocess(r)["scores"].tolist() == pytest.approx([0.95])
+    nested = postprocess(r, PostprocessConfig(overlap_order="nested"))
+    assert nested["scores"].tolist() == pytest.approx([0.8, 0.95])
 
 
 def test_remove_small_with_sartorius_areas():
