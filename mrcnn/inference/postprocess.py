@@ -200,7 +200,8 @@ def _claim_order(state, order):
     if order == "score" or state["masks"].count < 2:
         return by_score
     masks = state["masks"]
-    inter = (masks.matrix() @ masks.matrix().T).tocoo()
+    matrix = masks.matrix()
+    inter = (matrix @ matrix.T).tocoo()
     inner, outer, shared = inter.row, inter.col, inter.data
     areas = masks.areas()
     nested = (areas[inner] < areas[outer]) & (shared >= NESTED_FRACTION * areas[inner])
