@@ -206,6 +206,8 @@ def _claim_order(state, order):
     areas = masks.areas()
     nested = (areas[inner] < areas[outer]) & (shared >= NESTED_FRACTION * areas[inner])
     inner, outer = inner[nested], outer[nested]
+    if inner.size == 0:                  # nothing nested: the score order as it is
+        return by_score
     # Kahn's topological sort of "inner before outer", the best-scoring ready instance first.
     rank = np.empty(masks.count, np.int64)
     rank[by_score] = np.arange(masks.count)
