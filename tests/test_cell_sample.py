@@ -66,7 +66,7 @@ def test_nucleus_sample_runs_on_embedded_dsb_layout(tmp_path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     scores = module.main(["--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "1",
-                          "--synthetic-images", "4", "--folds", "2",
+                          "--synthetic-images", "4", "--folds", "2", "--overlaps", "nested",
                           "--model-dir", str(tmp_path / "logs")])
     assert 0.0 <= scores["map_iou"] <= 1.0 and scores["n_images"] == 2
     root = tmp_path / "cache" / "synthetic_nuclei"

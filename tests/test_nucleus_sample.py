@@ -136,3 +136,17 @@ def test_inference_on_every_dsb_size_with_x2_upscaling(dsb_model, k):
 def test_dense_masks_of_a_tiled_dsb_image(dsb_model):
     dense = dsb_model.detect([_nuclei_image(256, 320, 9)])[0]
     assert dense["masks"].shape[:2] == (256, 320) and dense["masks"].dtype == bool
+
+
+def test_overlaps_flag_sets_the_validation_post_processing(nucleus):
+    assert _args(nucleus, []).overlaps == "score"
+    post = nucleus.postprocess_config(_args(nucleus, ["--overlaps", "nested"]).overlaps)
+    assert (post.overlap_order, post.min_score, post.min_area) == ("nested", 0.5, 15)
+    assert nucleus.postprocess_config().overlap_order == "score"
+
+
+def test_bad_overlaps_value_is_refused_by_the_parser(nucleus, capsys):
+    with pytest.raises(SystemExit):
+        _args(nucleus, ["--overlaps", "area"])
+    err = capsys.readouterr().err
+    assert "--overlaps" in err and "nested" in err

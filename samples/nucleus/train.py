@@ -40,7 +40,7 @@ from mrcnn.datasets.folds import kfold_split
 from mrcnn.datasets.nucleus import NucleusDataset
 from mrcnn.datasets.synthetic_cells import make_cell_image
 from mrcnn.evaluation import evaluate
-from mrcnn.inference import PostprocessConfig, TiledModel
+from mrcnn.inference import OVERLAP_ORDERS, PostprocessConfig, TiledModel
 import mrcnn.model as modellib
 
 DEFAULT_CACHE = os.path.join(os.environ.get("MRCNN_CACHE_DIR", os.path.expanduser("~/.cache/mrcnn")),
@@ -139,6 +139,14 @@ def inference_model(config, model_dir, weights=None):
     return TiledModel(model)
 
 
+def postprocess_config(overlaps=OVERLAP_ORDERS[0]):
+    """The validation score's post-processing: score >= 0.5, overlaps removed, under 15 px dropped.
+
+    ``overlaps`` is `PostprocessConfig.overlap_order`: "score" or "nested".
+    """
+    return PostprocessConfig(min_score=0.5, min_area=15, overlap_order=overlaps)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,6 +173,11 @@ def main(argv=None):
     p.add_argument("--input-size", type=int, default=None,
                    help="inference input side (default 1024 with --data, else 256); larger "
                    "scaled images run in overlapping tiles")
+    p.add_argument("--overlaps", choices=OVERLAP_ORDERS, default=OVERLAP_ORDERS[0],
+                   help="who keeps a pixel that several detections claim in the validation "
+                   "score: the higher score (default), or first an instance lying at least "
+                   "half inside a larger one ('nested': a single nucleus inside the detection "
+                   "of it and its touching neighbour)")
     args = p.parse_args(argv)
 
     t0 = time.time()
@@ -190,7 +203,7 @@ def main(argv=None):
     if model.epoch < args.epochs:
         model.train(train, val, config.LEARNING_RATE, args.epochs, "all",
                     augmentation=augmentation, seed=args.seed)
-    post = PostprocessConfig(min_score=0.5, min_area=15)
+    post = postprocess_config(args.overlaps)
     base = evaluate(inference_model(infer_config, args.model_dir), val, postprocess=post,
                     verbose=0)
     inference = inference_model(infer_config, args.model_dir, model.find_last())
