@@ -12,6 +12,8 @@ text and what was expected (argparse prints it as the flag's error).
 * :func:`parse_loss_weights`: ``name=weight,...`` over Config.LOSS_WEIGHTS' losses,
   the others keeping their weight;
 * :func:`parse_scale_range`: ``LO,HI`` (Config.IMAGE_SCALE_RANGE);
+* :func:`parse_tta_set`: a test-time augmentation set (``flips``, ``dihedral``,
+  ``dihedral+scales``) or transforms ``none,lr,rot90`` (`mrcnn.inference.tta`);
 * :func:`stage_epochs`: the last epoch of each stage of a schedule (Matterport's samples
   train their heads, then more layers);
 * :func:`run_size_settings`: the Config attributes of ``--steps-per-epoch``,
@@ -24,9 +26,10 @@ import argparse
 import math
 
 from mrcnn.config import Config
+from mrcnn.inference.tta import tta_variants
 
 __all__ = ["parse_loss_weights", "parse_mean_pixel", "parse_mini_mask", "parse_rpn_iou",
-           "parse_scale_range", "run_size_settings", "stage_epochs"]
+           "parse_scale_range", "parse_tta_set", "run_size_settings", "stage_epochs"]
 
 
 def parse_mean_pixel(text):
@@ -105,6 +108,20 @@ def parse_scale_range(text):
     if not 0 < low <= high:
         raise argparse.ArgumentTypeError(f"needs 0 < LO <= HI, got {text!r}")
     return low, high
+
+
+def parse_tta_set(text):
+    """--tta: a set name of `TTA_SETS`, a '+' union of them, or transforms 'a,b,c'.
+
+    Returns the set's name (str) or the list of transform names, as
+    `mrcnn.inference.tta.tta_variants` takes them.
+    """
+    value = text.split(",") if "," in text else text
+    try:
+        tta_variants(value)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def parse_rpn_iou(text):

@@ -841,6 +841,45 @@ def test_train_scores_images_larger_than_sartorius(tmp_path):
     assert "val_map_iou" in history.splitlines()[0]
 
 
+def test_train_tta_flag_scores_the_final_checkpoint_with_tta(tmp_path, capsys, monkeypatch):
+    """--tta dihedral: the input holds the turned images, and the final score goes through a
+    TTAModel of the run's checkpoint (the untrained baseline and the epochs stay plain)."""
+    from mrcnn.inference.tta import TTAModel, tta_variants
+
+    writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
+    data = writer.write_sartorius(str(tmp_path / "data"), _blob_tiles([(96, 160)] * 2))
+    train = load_script("train")
+    base = ["--data", data, "--folds", "2", "--classes", "single", "--backbone", "small-cnn",
+            "--crop-size", "64", "--epochs", "1", "--steps-per-epoch", "2",
+            "--validation-steps", "1", "--score-every", "0", "--min-area", "15",
+            "--detection-max-instances", "20", "--model-dir", str(tmp_path / "logs")]
+    args = train.build_parser().parse_args(base + ["--tta", "dihedral"])
+    train.load_data(args)
+    infer = train.make_config(args, ["BG", "cell"])[1]
+    assert [int(v) for v in infer.IMAGE_SHAPE[:2]] == [192, 192]   # 96x160 and 160x96
+    plain = train.build_parser().parse_args(base)
+    train.load_data(plain)
+    assert [int(v) for v in train.make_config(plain, ["BG", "cell"])[1].IMAGE_SHAPE[:2]] == \
+        [128, 192]
+    assert train.build_parser().parse_args(base + ["--tta"]).tta == "flips"
+    assert train.build_parser().parse_args(base + ["--tta", "none,lr"]).tta == ["none", "lr"]
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(base + ["--tta", "spin"])
+    assert "spin" in capsys.readouterr().err
+
+    scored, real = [], train.evaluate
+    monkeypatch.setattr(train, "evaluate", lambda model, *a, **k: (scored.append(model),
+                                                                    real(model, *a, **k))[1])
+    scores = train.main(base + ["--tta", "dihedral"])
+    assert 0.0 <= scores["map_iou"] <= 1.0
+    assert "with --tta dihedral" in capsys.readouterr().out
+    untrained, final = scored
+    assert not isinstance(untrained, TTAModel) and isinstance(final, TTAModel)
+    assert final.variants == tta_variants("dihedral") and len(final.models) == 1
+    assert [int(v) for v in final.models[0].config.IMAGE_SHAPE[:2]] == [192, 192]
+    assert final.models[0].epoch == 1                     # the run's checkpoint, loaded
+
+
 @pytest.mark.slow          # ~1 minute: on the TensorFlow pass only
 def test_train_runs_with_resampling_augmentation(tmp_path):
     """--augment geometric trains end to end on crops (scaled, rotated samples).

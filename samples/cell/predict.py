@@ -63,6 +63,7 @@ from mrcnn.inference import (OVERLAP_ORDERS, SARTORIUS_MIN_AREA, TTA_SETS, Postp
                              postprocess, tta_input_shape, tta_variants)
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
+from mrcnn.cli_settings import parse_tta_set
 from mrcnn.data.fit import scaled_size
 from mrcnn.inference.export import FORMATS, export_model
 from mrcnn.inference.exported import load_exported
@@ -120,7 +121,7 @@ def build_parser():
     p.add_argument("--majority-class", action="store_true",
                    help="every cell of an image takes the image's majority cell type "
                         "(largest summed score; seed 000)")
-    p.add_argument("--tta", nargs="?", const="flips", default=None, type=_tta_set,
+    p.add_argument("--tta", nargs="?", const="flips", default=None, type=parse_tta_set,
                    metavar="SET",
                    help="test-time augmentation, merged on mask probabilities: " +
                         ", ".join(f"{k} ({len(v)})" for k, v in TTA_SETS.items()) +
@@ -182,16 +183,6 @@ def export_run(args):
           f"{[int(v) for v in model.config.IMAGE_SHAPE]}); predict with --exported "
           f"{args.export}")
     return args.export
-
-
-def _tta_set(text):
-    """argparse type of --tta: a set name of TTA_SETS, a '+' union, or 'a,b,c' transforms."""
-    value = text.split(",") if "," in text else text
-    try:
-        tta_variants(value)
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return value
 
 
 def _probability(text):

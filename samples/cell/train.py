@@ -38,7 +38,7 @@ if ROOT not in sys.path:
 import backbones
 
 from mrcnn.cli_settings import (parse_loss_weights, parse_mean_pixel, parse_mini_mask,
-                                parse_rpn_iou, parse_scale_range)
+                                parse_rpn_iou, parse_scale_range, parse_tta_set)
 from mrcnn.config import Config
 from mrcnn.data.anchors import dataset_anchor_scales
 from mrcnn.data.fit import scaled_size
@@ -53,7 +53,7 @@ from mrcnn.distribute import cluster, use_devices
 from mrcnn.evaluation import evaluate
 from mrcnn.evaluation.epoch_score import EpochScore
 from mrcnn.inference import OVERLAP_ORDERS, SARTORIUS_MIN_AREA, PostprocessConfig
-from mrcnn.inference.tta import tta_input_shape
+from mrcnn.inference.tta import TTAModel, tta_input_shape
 from mrcnn.training.precision import resolve
 import mrcnn.model as modellib
 
@@ -283,6 +283,12 @@ def build_parser():
                    help="evaluation gives a pixel several instances claim to the higher "
                         "score ('score', the default) or first to an instance lying mostly "
                         "inside a larger one ('nested'; predict.py --overlaps)")
+    p.add_argument("--tta", nargs="?", const="flips", default=None, type=parse_tta_set,
+                   metavar="SET",
+                   help="score the final checkpoint with test-time augmentation, merged on "
+                        "mask probabilities, as predict.py --tta SET does (flips, dihedral, "
+                        "scales, a union such as dihedral+scales, or transforms 'none,lr,rot90'; "
+                        "--tta alone: flips); the per-epoch scores stay plain")
     p.add_argument("--pseudo-labels", default=None, metavar="CSV",
                    help="also train on these pseudo-labels (pseudo_label.py; train.csv format) "
                         "of the images in <data>/train_semi_supervised/")
@@ -433,7 +439,10 @@ def make_config(args, class_names):
     if args.image_mode == "pad":
         attrs["IMAGE_SHAPE"] = scaled_shape
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
-    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=scaled_shape, GPU_COUNT=1,
+    # the inference input holds every --tta variant (a turned 520x704 image is 704x520)
+    infer_shape = list(tta_input_shape([scaled_size(size, args.scale)],
+                                       getattr(args, "tta", None) or "none")) + [3]
+    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=infer_shape, GPU_COUNT=1,
                        IMAGES_PER_GPU=1)
     infer_config = type("CellInferenceConfig", (CellConfig,), infer_attrs)()
     return train_config, infer_config
@@ -577,8 +586,11 @@ def evaluate_run(model, args, val, infer_config, post, t0, train_s):
     except FileNotFoundError as exc:          # no epoch was ranked (e.g. only NaN scores)
         print(f"{exc}; evaluating the newest checkpoint")
         checkpoint = inference.load_weights("last")["path"]
-    scores = evaluate(inference, val, postprocess=post, verbose=1)
-    print(f"\nvalidation mAP-IoU={scores['map_iou']:.4f} (untrained model: "
+    scored = TTAModel(inference, args.tta) if args.tta else inference
+    scores = evaluate(scored, val, postprocess=post, verbose=1)
+    tta = f" with --tta {args.tta if isinstance(args.tta, str) else ','.join(args.tta)}" \
+        if args.tta else ""
+    print(f"\nvalidation mAP-IoU={scores['map_iou']:.4f}{tta} (untrained model: "
           f"{base['map_iou']:.4f}); total time {time.time() - t0:.0f}s "
           f"(data + training {train_s:.0f}s)")
     print(f"checkpoint: {checkpoint}")
