@@ -21,7 +21,13 @@ masks' mean diameter (what the trained network learned, ``diam_labels``);
 every instance gets the score 1 (Cellpose has none) and label 1.
 
 Writes ``cellpose/NNNNNN.npz`` per validation image (the format of
-peer_torchvision_cell.write_prediction) and ``cellpose/run.json``.
+peer_torchvision_cell.write_prediction) and ``cellpose/run.json``. With
+``--augment`` the same network also segments each validation image with
+Cellpose's test-time augmentation (``eval(augment=True)``: the flows of
+flipped copies of every tile averaged) into ``cellpose_augment/``, so that the
+peer is scored at its best setting next to ours' ``--tta``. ``--eval-only``
+segments with the network a previous run saved (``cellpose/models/``)
+instead of training one.
 """
 
 import argparse
@@ -37,6 +43,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = "cellpose"
+AUGMENT_DIR = "cellpose_augment"
+MODEL_NAME = "cellpose_scratch"
 
 
 def _work_folder():
@@ -107,6 +115,10 @@ def main(argv=None):
     p.add_argument("--bsize", type=int, default=None,
                    help="training crop side (default: the exported crop size)")
     p.add_argument("--threads", type=int, default=None, help="default: the settings' (2)")
+    p.add_argument("--augment", action="store_true",
+                   help=f"also segment with Cellpose's test-time augmentation into {AUGMENT_DIR}/")
+    p.add_argument("--eval-only", action="store_true",
+                   help=f"no training: segment with {OUT_DIR}/models/{MODEL_NAME} of an earlier run")
     args = p.parse_args(argv)
     folder = _work_folder()
     try:
@@ -131,10 +143,19 @@ def main(argv=None):
     torch.manual_seed(int(settings["seed"]))
     np.random.seed(int(settings["seed"]))
     out = os.path.join(args.work, OUT_DIR)
-    os.makedirs(out, exist_ok=True)
-    for name in os.listdir(out):                       # no stale predictions
-        if name.endswith(".npz") or name == "run.json":
-            os.remove(os.path.join(out, name))
+    saved = os.path.join(out, "models", MODEL_NAME)
+    if args.eval_only and not os.path.isfile(saved):
+        raise SystemExit(f"--eval-only: no trained network at {saved} (run without it first)")
+    previous = None
+    if args.eval_only and os.path.isfile(os.path.join(out, "run.json")):
+        with open(os.path.join(out, "run.json")) as f:
+            previous = json.load(f)
+    outputs = [out] + ([os.path.join(args.work, AUGMENT_DIR)] if args.augment else [])
+    for folder_path in outputs:
+        os.makedirs(folder_path, exist_ok=True)
+        for name in os.listdir(folder_path):           # no stale predictions
+            if name.endswith(".npz") or name == "run.json":
+                os.remove(os.path.join(folder_path, name))
 
     images, labels = [], []
     for index in range(int(settings["n_train"])):
@@ -146,17 +167,25 @@ def main(argv=None):
     batch = int(settings["batch"])
     bsize = args.bsize or int(settings["crop_size"])
     lr = args.lr or (0.2 if args.sgd else 0.005)
-    model = models.CellposeModel(gpu=False, pretrained_model=False, diam_mean=17.0, nchan=2)
-    print(f"cellpose {version} (torch {torch.__version__}), {threads} threads, "
-          f"random weights; {epochs} epochs x {n_train} images = {epochs * n_train} crops of "
-          f"{bsize}px, batch {batch}, {'SGD' if args.sgd else 'AdamW'} lr {lr}", flush=True)
-    t = time.perf_counter()
-    _, train_losses, _ = train.train_seg(
-        model.net, train_data=images, train_labels=labels, channels=[0, 0],
-        normalize=True, batch_size=batch, learning_rate=lr, SGD=args.sgd,
-        n_epochs=epochs, weight_decay=1e-5, bsize=bsize, min_train_masks=1,
-        save_path=out, save_every=10 ** 9, model_name="cellpose_scratch")
-    train_s = time.perf_counter() - t
+    if args.eval_only:
+        model = models.CellposeModel(gpu=False, pretrained_model=saved, diam_mean=17.0, nchan=2)
+        print(f"cellpose {version} (torch {torch.__version__}), {threads} threads: "
+              f"segmenting with {saved}", flush=True)
+        train_s = previous["train_s"] if previous else float("nan")
+        train_losses = previous["losses"] if previous else []
+    else:
+        model = models.CellposeModel(gpu=False, pretrained_model=False, diam_mean=17.0, nchan=2)
+        print(f"cellpose {version} (torch {torch.__version__}), {threads} threads, "
+              f"random weights; {epochs} epochs x {n_train} images = {epochs * n_train} crops "
+              f"of {bsize}px, batch {batch}, {'SGD' if args.sgd else 'AdamW'} lr {lr}",
+              flush=True)
+        t = time.perf_counter()
+        _, train_losses, _ = train.train_seg(
+            model.net, train_data=images, train_labels=labels, channels=[0, 0],
+            normalize=True, batch_size=batch, learning_rate=lr, SGD=args.sgd,
+            n_epochs=epochs, weight_decay=1e-5, bsize=bsize, min_train_masks=1,
+            save_path=out, save_every=10 ** 9, model_name=MODEL_NAME)
+        train_s = time.perf_counter() - t
     diameter = float(model.net.diam_labels.item())
 
     times = []
@@ -164,17 +193,22 @@ def main(argv=None):
         with np.load(folder.item_path(args.work, "val", index)) as f:
             image, key = f["image"], str(f["key"])
         h, w = image.shape[:2]
-        t = time.perf_counter()
-        masks = model.eval(gray(image), channels=[0, 0], diameter=diameter)[0]
-        times.append(time.perf_counter() - t)
-        if masks.shape != (h, w):
-            raise ValueError(f"validation image {index}: masks {masks.shape} for {h}x{w}")
-        instance, pixel, boxes = instances_of(masks)
-        n = boxes.shape[0]
-        folder.write_prediction(os.path.join(out, f"{index:06d}.npz"), (h, w), instance, pixel,
-                                np.ones(n, np.float32), np.ones(n, np.int32), boxes, key)
-        print(f"validation image {index + 1}/{settings['n_val']}: {n} instances, "
-              f"{times[-1]:.1f}s", flush=True)
+        for folder_path, augment in zip(outputs, (False, True)):
+            t = time.perf_counter()
+            masks = model.eval(gray(image), channels=[0, 0], diameter=diameter,
+                               augment=augment)[0]
+            if not augment:
+                times.append(time.perf_counter() - t)
+            if masks.shape != (h, w):
+                raise ValueError(f"validation image {index}: masks {masks.shape} for {h}x{w}")
+            instance, pixel, boxes = instances_of(masks)
+            n = boxes.shape[0]
+            folder.write_prediction(os.path.join(folder_path, f"{index:06d}.npz"), (h, w),
+                                    instance, pixel, np.ones(n, np.float32),
+                                    np.ones(n, np.int32), boxes, key)
+            print(f"validation image {index + 1}/{settings['n_val']}"
+                  f"{' (augment)' if augment else ''}: {n} instances, "
+                  f"{time.perf_counter() - t:.1f}s", flush=True)
     run = {"train_s": train_s, "steps": epochs * math.ceil(n_train / batch),
            "images_seen": epochs * n_train, "epochs": epochs,
            "step_s_mean": train_s / max(1, epochs * math.ceil(n_train / batch)),
@@ -182,7 +216,7 @@ def main(argv=None):
            "diameter": diameter, "losses": [float(v) for v in train_losses],
            "cellpose": str(version), "torch": torch.__version__, "threads": threads,
            "optimizer": {"name": "sgd" if args.sgd else "adamw", "lr": lr}, "bsize": bsize,
-           "backbone": "cellpose u-net (random init)"}
+           "backbone": "cellpose u-net (random init)", "augment": bool(args.augment)}
     with open(os.path.join(out, "run.json"), "w") as f:
         json.dump(run, f, indent=1)
     print(json.dumps({k: run[k] for k in ("train_s", "images_seen", "diameter",

@@ -171,10 +171,11 @@ def write_sartorius(folder, parts):
 
 
 # -------------------------------------------------------------------------------- the runs
-def run_cellpose(python, work, threads, sgd=False):
-    """peer_cellpose.py in `python`; its run.json."""
+def run_cellpose(python, work, threads, sgd=False, augment=False):
+    """peer_cellpose.py in `python` (``augment``: also with its test-time augmentation); its run.json."""
     command = [python, os.path.join(HERE, "peer_cellpose.py"), "--work", work,
-               "--threads", str(threads)] + (["--sgd"] if sgd else [])
+               "--threads", str(threads)] + (["--sgd"] if sgd else []) + \
+        (["--augment"] if augment else [])
     print("cellpose:", " ".join(command), flush=True)
     proc = subprocess.run(command, stderr=subprocess.PIPE, text=True)
     if proc.returncode:
@@ -197,7 +198,7 @@ def run_fold(peer_cell, data, work, fold, k, train_argv, args):
     else:
         settings, val, module, targs = peer_cell.export(work, argv, args.threads,
                                                         args.peer_optimizer, args.peer_lr)
-    post = module.postprocess_config(val.class_names, targs.min_area)
+    post = module.postprocess_config(val.class_names, targs.min_area, targs.overlaps)
     base = {"images_seen": settings["images_seen"]}
     rows = []
     if "ours" in args.methods:
@@ -214,13 +215,15 @@ def run_fold(peer_cell, data, work, fold, k, train_argv, args):
                          steps_total_s=peer["steps_total_s"], step_s=peer["step_s_median"],
                          scores=scores))
     if "cellpose" in args.methods:
-        cp = run_cellpose(args.peer_python, work, args.threads, args.cellpose_sgd)
-        scores = peer_cell.score_peer(work, val, post, settings["num_classes"],
-                                      folder="cellpose")
-        rows.append(dict(base, method=f"cellpose {cp['cellpose']} {cp['optimizer']['name']}",
-                         backbone=cp["backbone"], images_seen=cp["images_seen"],
-                         train_s=cp["train_s"], steps_total_s=cp["steps_total_s"],
-                         step_s=cp["step_s_mean"], scores=scores))
+        cp = run_cellpose(args.peer_python, work, args.threads, args.cellpose_sgd,
+                          args.cellpose_augment)
+        for folder, tag in (("cellpose", ""), ("cellpose_augment", " augment"))[
+                :1 + bool(args.cellpose_augment)]:
+            scores = peer_cell.score_peer(work, val, post, settings["num_classes"], folder=folder)
+            rows.append(dict(base, method=f"cellpose {cp['cellpose']} {cp['optimizer']['name']}"
+                             f"{tag}", backbone=cp["backbone"], images_seen=cp["images_seen"],
+                             train_s=cp["train_s"], steps_total_s=cp["steps_total_s"],
+                             step_s=cp["step_s_mean"], scores=scores))
     return rows, val
 
 
@@ -245,6 +248,9 @@ def main(argv=None):
     p.add_argument("--peer-lr", type=float, default=None)
     p.add_argument("--cellpose-sgd", action="store_true",
                    help="Cellpose with SGD at 0.2 (default: its AdamW at 0.005)")
+    p.add_argument("--cellpose-augment", action="store_true",
+                   help="also score Cellpose with its test-time augmentation (eval(augment="
+                        "True)), the peer's best setting next to ours' `-- --tta dihedral`")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--smoke", action="store_true",
                    help="tiny training (" + " ".join(SMOKE_TRAIN_ARGV) + ")")
@@ -302,8 +308,9 @@ def main(argv=None):
         print(peer_cell.table(rows, list(val.class_names[1:])))
     means = {}
     for row in all_rows:
-        means.setdefault(row["method"].split()[0].replace("mrcnn", "ours"), []).append(
-            float(row["scores"]["map_iou"]))
+        name = row["method"].split()[0].replace("mrcnn", "ours")
+        name += "_augment" if row["method"].endswith(" augment") else ""
+        means.setdefault(name, []).append(float(row["scores"]["map_iou"]))
     results = [dict({k_: v for k_, v in r.items() if k_ != "scores"},
                     scores=peer_cell._plain(r["scores"])) for r in all_rows]
     with open(os.path.join(work, "results.json"), "w") as f:

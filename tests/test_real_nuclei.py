@@ -2,7 +2,8 @@
 
 The data come from generated files in the real formats (a uint16 TIFF image
 and its label TIFF, inside a zip laid out as the stardist wheel); no
-cellpose or torch here. The smoke run trains ours only.
+cellpose or torch here (stand-ins of both run peer_cellpose.main's wiring). The smoke
+run trains ours only.
 """
 
 import json
@@ -175,6 +176,105 @@ def test_cellpose_style_predictions_are_scored_like_the_other_peer(real_nuclei, 
     fewer = peer_cell.score_peer(work, val, module.postprocess_config(val.class_names, cut),
                                  settings["num_classes"], verbose=0, folder="cellpose")
     assert fewer["map_iou"] < 0.9
+
+
+def _fake_cellpose(monkeypatch, held, calls):
+    """torch and cellpose stand-ins: eval returns the held-out labels, with augment=True the
+    labels less their largest instance (a worse segmentation to tell the two apart)."""
+    import sys
+    import types
+
+    torch = types.SimpleNamespace(set_num_threads=lambda n: None, manual_seed=lambda s: None,
+                                  __version__="fake")
+    worse = held.copy()
+    worse[worse == np.argmax(np.bincount(held.ravel())[1:]) + 1] = 0
+
+    class CellposeModel:
+        def __init__(self, gpu, pretrained_model, diam_mean, nchan):
+            calls.append(("model", pretrained_model))
+            self.net = types.SimpleNamespace(diam_labels=types.SimpleNamespace(item=lambda: 12.0))
+
+        def eval(self, x, channels, diameter, augment=False):
+            calls.append(("eval", augment, diameter))
+            return (worse if augment else held), None, None
+
+    def train_seg(net, save_path, model_name, **kwargs):
+        calls.append(("train", kwargs["n_epochs"]))
+        path = os.path.join(save_path, "models", model_name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").close()
+        return path, np.array([0.5, 0.4]), None
+
+    cellpose = types.ModuleType("cellpose")
+    cellpose.version = "fake"
+    cellpose.models = types.SimpleNamespace(CellposeModel=CellposeModel)
+    cellpose.train = types.SimpleNamespace(train_seg=train_seg)
+    for name, module in (("torch", torch), ("cellpose", cellpose),
+                         ("cellpose.models", cellpose.models), ("cellpose.train", cellpose.train)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_cellpose_augment_and_eval_only_write_and_score_both_segmentations(
+        real_nuclei, peer_cellpose, tmp_path, monkeypatch):
+    """--augment segments each held-out tile twice (eval(augment=False / True)) into two
+    folders that score apart; --eval-only reuses the saved network without training."""
+    (img, mask), _, _ = _write_pair(str(tmp_path / "src"))
+    parts = real_nuclei.tiles(*real_nuclei.read_pair(img, mask), 2)
+    data = real_nuclei.write_sartorius(str(tmp_path / "data"), parts)
+    peer_cell = real_nuclei.load_peer_cell()
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    settings, val, module, targs = peer_cell.export(
+        work, ["--data", data, "--folds", "4", "--fold", "1"] + real_nuclei.SMOKE_TRAIN_ARGV)
+    held = {p[0]: p[2] for p in parts}[val.image_info[0]["id"]]
+    calls = []
+    _fake_cellpose(monkeypatch, held, calls)
+    with pytest.raises(SystemExit, match="--eval-only: no trained network at .*cellpose_scratch"):
+        peer_cellpose.main(["--work", work, "--eval-only"])
+
+    run = peer_cellpose.main(["--work", work, "--augment", "--threads", "1"])
+    assert run["augment"] is True and run["images_seen"] >= settings["images_seen"]
+    assert calls[:2] == [("model", False), ("train", run["epochs"])]
+    assert [c[1] for c in calls if c[0] == "eval"] == [False, True] * settings["n_val"]
+    post = module.postprocess_config(val.class_names, 0)
+    plain, augment = (peer_cell.score_peer(work, val, post, settings["num_classes"], verbose=0,
+                                           folder=f) for f in ("cellpose", "cellpose_augment"))
+    assert plain["map_iou"] == pytest.approx(1.0)
+    assert augment["errors"]["missed"] == 1 and augment["map_iou"] < 1.0
+
+    calls.clear()
+    again = peer_cellpose.main(["--work", work, "--eval-only"])
+    saved = os.path.join(work, "cellpose", "models", "cellpose_scratch")
+    assert calls[0] == ("model", saved) and not [c for c in calls if c[0] == "train"]
+    assert [c[1] for c in calls if c[0] == "eval"] == [False] * settings["n_val"]
+    assert again["train_s"] == run["train_s"] and again["augment"] is False
+
+
+def test_cellpose_augment_flag_scores_a_second_cellpose_row(real_nuclei, peer_cellpose, tmp_path,
+                                                            monkeypatch, capsys):
+    """real_nuclei.py --cellpose-augment: peer_cellpose.py is asked for --augment and both of
+    its segmentations are scored, each its own row and mean."""
+    import skimage.measure
+
+    (img, mask), _, _ = _write_pair(str(tmp_path / "src"))
+    asked = []
+
+    def run_in_process(python, work, threads, sgd=False, augment=False):
+        asked.append(augment)
+        image = np.load(os.path.join(work, "val", "000000.npz"))["image"]
+        _fake_cellpose(monkeypatch, skimage.measure.label(peer_cellpose.gray(image) > 128), [])
+        return peer_cellpose.main(["--work", work] + (["--augment"] if augment else []))
+
+    monkeypatch.setattr(real_nuclei, "run_cellpose", run_in_process)
+    results = real_nuclei.main(["--image", img, "--mask", mask, "--methods", "cellpose",
+                                "--peer-python", "unused", "--smoke", "--cellpose-augment",
+                                "--work", str(tmp_path / "work"), "--folds-run", "1"])
+    assert asked == [True]
+    assert [r["method"] for r in results] == ["cellpose fake adamw", "cellpose fake adamw augment"]
+    plain, augment = (r["scores"]["map_iou"] for r in results)
+    assert plain == pytest.approx(1.0) and augment < plain
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"cellpose={plain:.4f}" in last and f"cellpose_augment={augment:.4f}" in last
 
 
 def test_smoke_run_trains_ours_on_the_tiles(real_nuclei, tmp_path, capsys):
