@@ -7,6 +7,8 @@
         --peer-python /work/.tvenv/bin/python
     python benchmarks/real_nuclei.py --image IMG.tif --mask LABELS.tif --folds-run 0,1,2,3
     python benchmarks/real_nuclei.py ... -- --optimizer sgd      # flags after -- go to train.py
+    python benchmarks/real_nuclei.py ... --methods ours,cellpose --cellpose-augment \
+        -- --tta dihedral --overlaps nested                       # each at its best setting
 
 The data: one real fluorescence image of nuclei with its instance labels,
 by default the 512x512 image of the 2018 Data Science Bowl (Caicedo et al.,
@@ -33,8 +35,12 @@ Cellpose 3 (``peer_cellpose.py``: its own network, flows,
 augmentation and schedule, 1200 crops of the training tiles). Every
 method's instances on the held-out tile are scored alike: the same
 post-processing (score >= 0.5, overlaps removed, ``--min-area`` 15 px) and
-``mrcnn.evaluation.evaluate`` (the DSB 2018 mAP-IoU). The last line is
-``ours=... torchvision=... cellpose=...`` (mean mAP-IoU over the folds run);
+``mrcnn.evaluation.evaluate`` (the DSB 2018 mAP-IoU). Test-time augmentation
+on both sides: ``-- --tta dihedral`` scores ours' checkpoint through the 8
+turns and flips (train.py --tta), ``--cellpose-augment`` adds a row of
+Cellpose's own (``eval(augment=True)``). The last line is
+``ours=... torchvision=... cellpose=...`` (mean mAP-IoU over the folds run,
+``cellpose_augment=...`` too);
 WORK/results.json holds the per-fold table.
 
 Single runs spread (up to 0.08 on a tile, for ours and for Cellpose alike):
