@@ -223,8 +223,9 @@ def run_fold(peer_cell, data, work, fold, k, train_argv, args):
     if "cellpose" in args.methods:
         cp = run_cellpose(args.peer_python, work, args.threads, args.cellpose_sgd,
                           args.cellpose_augment)
-        for folder, tag in (("cellpose", ""), ("cellpose_augment", " augment"))[
-                :1 + bool(args.cellpose_augment)]:
+        segmentations = [("cellpose", "")] + \
+            ([("cellpose_augment", " augment")] if args.cellpose_augment else [])
+        for folder, tag in segmentations:
             scores = peer_cell.score_peer(work, val, post, settings["num_classes"], folder=folder)
             rows.append(dict(base, method=f"cellpose {cp['cellpose']} {cp['optimizer']['name']}"
                              f"{tag}", backbone=cp["backbone"], images_seen=cp["images_seen"],
