@@ -1,0 +1,80 @@
+"""A model's twin at another input size, sharing its weights: each TTA variant in its own input.
+
+A model with ``IMAGE_RESIZE_MODE = "none"`` detects every image in one
+fixed input (``IMAGE_SHAPE``); a smaller image is padded below and right.
+Models trained on crops saw an image's edge only as their convolutions' zero
+padding, and a padded band changes what the layers see along the edges it
+touches: a 256x256 nucleus tile scored in a 320x320 input loses 0.02-0.06
+mAP-IoU against its own 256x256 input (``benchmarks/RESULTS.md``, sessions 34
+and 68). TTA variants have other sizes than the image (a turned 520x704 image
+is 704x520, a scaled one larger or smaller), so one input that holds them all
+pads every variant. :func:`model_at_input` gives the model at the size a
+variant needs (rounded up to a multiple of 64), built once and cached on the
+model, its weights copied from the model at every call (so a later
+``load_weights`` or training is seen).
+"""
+
+from mrcnn.config import DERIVED
+from mrcnn.weights.transfer import shared_variables
+
+__all__ = ["fits_each_input", "model_at_input"]
+
+
+def fits_each_input(model):
+    """Whether `model` can run each image in an input of its own size.
+
+    True for a ``MaskRCNN`` (anything with ``mode``, ``config``,
+    ``keras_model`` and ``model_dir``) in inference mode whose input is fixed
+    (``IMAGE_RESIZE_MODE = "none"``); False for other detectors (callables,
+    exported models, a `mrcnn.inference.tiling.TiledModel`).
+    """
+    config = getattr(model, "config", None)
+    return (getattr(model, "mode", None) == "inference"
+            and getattr(config, "IMAGE_RESIZE_MODE", None) == "none"
+            and hasattr(model, "keras_model") and hasattr(model, "model_dir")
+            and getattr(model, "any_input_size", False) is not True)
+
+
+def model_at_input(model, shape):
+    """`model` itself when its input is ``shape`` (h, w), else its twin at that input.
+
+    The twin is a model of ``type(model)`` built from the model's config with
+    ``IMAGE_SHAPE = [h, w, channels]`` and one image per batch, cached on the
+    model (``model._input_twins``); the model's current weights are copied
+    into it at every call.
+
+    Args:
+        model: a model for which :func:`fits_each_input` is True.
+        shape: (h, w) of the input, each a multiple of 64 (e.g.
+            `mrcnn.inference.tta.tta_input_shape`).
+
+    Raises:
+        ValueError: `model` does not qualify, or `shape` is not two positive
+            multiples of 64.
+    """
+    if not fits_each_input(model):
+        raise ValueError(f"model_at_input needs a MaskRCNN in inference mode with "
+                         f"IMAGE_RESIZE_MODE 'none', got {type(model).__name__}")
+    try:
+        h, w = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (height, width), got {shape!r}") from None
+    if h <= 0 or w <= 0 or h % 64 or w % 64:
+        raise ValueError(f"shape must be two positive multiples of 64, got {shape!r}")
+    config = model.config
+    if (h, w) == tuple(int(v) for v in config.IMAGE_SHAPE[:2]):
+        return model
+    twins = model.__dict__.setdefault("_input_twins", {})
+    if (h, w) not in twins or twins[(h, w)][2] is not model.keras_model:   # new or rebuilt
+        attrs = {k: v for k, v in config.to_dict().items() if k not in DERIVED}
+        attrs.update(IMAGE_SHAPE=[h, w, int(config.IMAGE_SHAPE[2])], IMAGES_PER_GPU=1,
+                     GPU_COUNT=1)
+        twin_config = type(f"{type(config).__name__}At{h}x{w}", (type(config),), attrs)()
+        twin = type(model)("inference", twin_config, model.model_dir)
+        twins[(h, w)] = (twin, shared_variables(model.keras_model, twin.keras_model),
+                         model.keras_model)
+    twin, pairs, _ = twins[(h, w)]
+    for source, target in pairs:
+        target.assign(source)
+    return twin
+
