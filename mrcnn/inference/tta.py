@@ -20,9 +20,11 @@ the merge averages probabilities. Results are ``detect()`` dicts (see
 
 Turned non-square images and scaled images have other sizes than the
 original: a model with ``IMAGE_RESIZE_MODE = "none"`` needs an
-``IMAGE_SHAPE`` that holds every variant (:func:`tta_input_shape`); with
-``"square"`` every variant is resized to ``IMAGE_MAX_DIM``, which undoes a
-scale variant's resize.
+``IMAGE_SHAPE`` that holds every variant (:func:`tta_input_shape`), and a
+``MaskRCNN`` runs each variant in an input of the variant's own size (its
+twin at that size, sharing its weights: `mrcnn.inference.fitted_input`), since
+padding below and right of an image costs accuracy; with ``"square"`` every
+variant is resized to ``IMAGE_MAX_DIM``, which undoes a scale variant's resize.
 """
 
 import inspect

@@ -20,7 +20,8 @@ detect(..., soft_masks=True)). --tta SET runs test-time augmentation
 (flips, dihedral = 8 flips x 90-degree turns, scales, or unions such as
 dihedral+scales) merged on the mask probabilities (an object stays when
 --tta-votes of the runs found it, default half); the model input grows to
-hold turned and scaled images. The file is validated before the script
+hold turned and scaled images, and each variant runs in an input of its own
+size (no padding band it never trained with). The file is validated before the script
 exits (RLEs inside the image, no shared pixels, every image present).
 
 Nothing is lost at the end: before any model is loaded, --out is checked (its
