@@ -14,6 +14,8 @@ model, its weights copied from the model at every call (so a later
 ``load_weights`` or training is seen).
 """
 
+import keras
+
 from mrcnn.config import DERIVED
 from mrcnn.weights.transfer import shared_variables
 
@@ -74,7 +76,7 @@ def model_at_input(model, shape):
         twins[(h, w)] = (twin, shared_variables(model.keras_model, twin.keras_model),
                          model.keras_model)
     twin, pairs, _ = twins[(h, w)]
-    for source, target in pairs:
-        target.assign(source)
+    for source, target in pairs:        # a copy: JAX may free a buffer that two models share
+        target.assign(keras.ops.convert_to_numpy(source))
     return twin
 
