@@ -4,7 +4,7 @@ A model with ``IMAGE_RESIZE_MODE = "none"`` detects every image in one
 fixed input (``IMAGE_SHAPE``); a smaller image is padded below and right.
 Models trained on crops saw an image's edge only as their convolutions' zero
 padding, and a padded band changes what the layers see along the edges it
-touches: a 256x256 nucleus tile scored in a 320x320 input loses 0.02-0.06
+touches: a 256x256 nucleus tile scored in a 320-512 px input loses 0.02-0.07
 mAP-IoU against its own 256x256 input (``benchmarks/RESULTS.md``, sessions 34
 and 68). TTA variants have other sizes than the image (a turned 520x704 image
 is 704x520, a scaled one larger or smaller), so one input that holds them all
