@@ -551,6 +551,19 @@ def save_config(config, path):
 DERIVED = ("BATCH_SIZE", "IMAGE_META_SIZE", "RPN_ANCHORS_PER_LOCATION", "BACKBONE_STRIDES")
 
 
+def config_variant(config, suffix, **overrides):
+    """A copy of `config` (a subclass of its class, named ``<class><suffix>``) with overrides.
+
+    The derived values (:data:`DERIVED`: batch size, image meta size, ...)
+    are computed again from the new settings. Example: the inference twin of
+    a training config, ``config_variant(config, "Inference", IMAGES_PER_GPU=1,
+    GPU_COUNT=1)``.
+    """
+    attrs = {k: v for k, v in config.to_dict().items() if k not in DERIVED}
+    attrs.update(overrides)
+    return type(f"{type(config).__name__}{suffix}", (type(config),), attrs)()
+
+
 def load_config(path, **overrides):
     """Rebuild a Config from :func:`save_config`'s JSON, with overrides.
 

@@ -376,12 +376,16 @@ def test_predict_tta_sets_on_non_square_images(tmp_path, capsys):
         with pytest.raises(SystemExit):
             parse(base + ["--mask-threshold", bad])
         assert f"expected a probability in (0, 1], got '{bad}'" in capsys.readouterr().err
-    # turned 40x64 images are 64x40, scaled ones up to 50x80: the model input grows
+    # turned 40x64 images are 64x40, scaled ones up to 50x80: each runs in an input of its
+    # own size (fitted_input), so the model input only holds the 40x64 images
     args = parse(base + ["--tta", "dihedral+scales"])
     args.image_sizes = [(40, 64)]
     config, trained = predict.inference_config(str(weights.parent / "config.json"), args)
     assert list(trained.IMAGE_SHAPE[:2]) == [64, 64]
-    assert list(config.IMAGE_SHAPE[:2]) == [64, 128] and config.IMAGE_RESIZE_MODE == "none"
+    assert list(config.IMAGE_SHAPE[:2]) == [64, 64] and config.IMAGE_RESIZE_MODE == "none"
+    args.image_sizes = [(40, 100)]
+    config, _ = predict.inference_config(str(weights.parent / "config.json"), args)
+    assert list(config.IMAGE_SHAPE[:2]) == [64, 128]             # a wider image: it grows
     # one variant merged is the plain prediction, row for row
     plain = tmp_path / "plain.csv"
     predict.main(base[:4] + [str(plain)] + base[5:])
@@ -842,8 +846,9 @@ def test_train_scores_images_larger_than_sartorius(tmp_path):
 
 
 def test_train_tta_flag_scores_the_final_checkpoint_with_tta(tmp_path, capsys, monkeypatch):
-    """--tta dihedral: the input holds the turned images, and the final score goes through a
-    TTAModel of the run's checkpoint (the untrained baseline and the epochs stay plain)."""
+    """--tta dihedral: the input holds the images (the turned ones run in inputs of their own
+    size), and the final score goes through a TTAModel of the run's checkpoint (the untrained
+    baseline and the epochs stay plain)."""
     from mrcnn.inference.tta import TTAModel, tta_variants
 
     writer = load_file_module("real_nuclei_writer", "benchmarks/real_nuclei.py")
@@ -856,7 +861,7 @@ def test_train_tta_flag_scores_the_final_checkpoint_with_tta(tmp_path, capsys, m
     args = train.build_parser().parse_args(base + ["--tta", "dihedral"])
     train.load_data(args)
     infer = train.make_config(args, ["BG", "cell"])[1]
-    assert [int(v) for v in infer.IMAGE_SHAPE[:2]] == [192, 192]   # 96x160 and 160x96
+    assert [int(v) for v in infer.IMAGE_SHAPE[:2]] == [128, 192]   # 96x160; 160x96 in a twin
     plain = train.build_parser().parse_args(base)
     train.load_data(plain)
     assert [int(v) for v in train.make_config(plain, ["BG", "cell"])[1].IMAGE_SHAPE[:2]] == \
@@ -876,7 +881,8 @@ def test_train_tta_flag_scores_the_final_checkpoint_with_tta(tmp_path, capsys, m
     untrained, final = scored
     assert not isinstance(untrained, TTAModel) and isinstance(final, TTAModel)
     assert final.variants == tta_variants("dihedral") and len(final.models) == 1
-    assert [int(v) for v in final.models[0].config.IMAGE_SHAPE[:2]] == [192, 192]
+    assert [int(v) for v in final.models[0].config.IMAGE_SHAPE[:2]] == [128, 192]
+    assert sorted(final.models[0]._input_twins) == [(192, 128)]    # the turned variants
     assert final.models[0].epoch == 1                     # the run's checkpoint, loaded
 
 

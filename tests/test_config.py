@@ -101,6 +101,25 @@ def test_save_and_load_config_round_trip(tmp_path):
     np.testing.assert_allclose(c.MEAN_PIXEL, Small.MEAN_PIXEL)
 
 
+def test_config_variant_keeps_the_settings_and_derives_again():
+    from mrcnn.config import config_variant
+
+    class C(Small):
+        IMAGES_PER_GPU = 4
+        GPU_COUNT = 2
+        IMAGE_RESIZE_MODE = "none"
+        IMAGE_SHAPE = [576, 704, 3]
+        LOSS_WEIGHTS = {"mrcnn_mask_loss": 2.0}
+    base = C()
+    assert base.BATCH_SIZE == 8
+    v = config_variant(base, "At64x128", IMAGES_PER_GPU=1, GPU_COUNT=1, IMAGE_SHAPE=[64, 128, 3])
+    assert isinstance(v, C) and type(v).__name__ == "CAt64x128"
+    assert v.BATCH_SIZE == 1 and list(v.IMAGE_SHAPE) == [64, 128, 3]
+    assert v.LOSS_WEIGHTS == {"mrcnn_mask_loss": 2.0} and v.NUM_CLASSES == base.NUM_CLASSES
+    assert v.IMAGE_META_SIZE == base.IMAGE_META_SIZE
+    assert base.BATCH_SIZE == 8 and list(base.IMAGE_SHAPE) == [576, 704, 3]   # untouched
+
+
 def test_load_config_needs_callable_backbone_again(tmp_path):
     from mrcnn.config import load_config, save_config
 

@@ -37,7 +37,7 @@ import time
 import keras
 import numpy as np
 
-from mrcnn.config import DERIVED
+from mrcnn.config import config_variant
 from mrcnn.distribute import cluster
 from mrcnn.evaluation.coco import DEFAULT_MAX_DETS
 from mrcnn.evaluation.report import evaluate
@@ -58,9 +58,7 @@ def inference_config(config):
             "the training config crops its inputs (IMAGE_RESIZE_MODE='crop'); pass the "
             "inference config for whole images: EpochScore(dataset, config=inference_config), "
             "e.g. the training settings with IMAGE_RESIZE_MODE='none' and IMAGE_SHAPE=[576, 704, 3]")
-    attrs = {k: v for k, v in config.to_dict().items() if k not in DERIVED}
-    attrs.update(IMAGES_PER_GPU=1, GPU_COUNT=1)
-    return type(f"{type(config).__name__}Inference", (type(config),), attrs)()
+    return config_variant(config, "Inference", IMAGES_PER_GPU=1, GPU_COUNT=1)
 
 
 def _key(name):

@@ -9,14 +9,14 @@ mAP-IoU against its own 256x256 input (``benchmarks/RESULTS.md``, sessions 34
 and 68). TTA variants have other sizes than the image (a turned 520x704 image
 is 704x520, a scaled one larger or smaller), so one input that holds them all
 pads every variant. :func:`model_at_input` gives the model at the size a
-variant needs (rounded up to a multiple of 64), built once and cached on the
+variant needs, smaller or larger than its own input (rounded up to a multiple of 64), built once and cached on the
 model, its weights copied from the model at every call (so a later
 ``load_weights`` or training is seen).
 """
 
 import keras
 
-from mrcnn.config import DERIVED
+from mrcnn.config import config_variant
 from mrcnn.weights.transfer import shared_variables
 
 __all__ = ["fits_each_input", "model_at_input"]
@@ -68,10 +68,8 @@ def model_at_input(model, shape):
         return model
     twins = model.__dict__.setdefault("_input_twins", {})
     if (h, w) not in twins or twins[(h, w)][2] is not model.keras_model:   # new or rebuilt
-        attrs = {k: v for k, v in config.to_dict().items() if k not in DERIVED}
-        attrs.update(IMAGE_SHAPE=[h, w, int(config.IMAGE_SHAPE[2])], IMAGES_PER_GPU=1,
-                     GPU_COUNT=1)
-        twin_config = type(f"{type(config).__name__}At{h}x{w}", (type(config),), attrs)()
+        twin_config = config_variant(config, f"At{h}x{w}", GPU_COUNT=1, IMAGES_PER_GPU=1,
+                                     IMAGE_SHAPE=[h, w, int(config.IMAGE_SHAPE[2])])
         twin = type(model)("inference", twin_config, model.model_dir)
         twins[(h, w)] = (twin, shared_variables(model.keras_model, twin.keras_model),
                          model.keras_model)

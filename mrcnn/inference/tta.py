@@ -19,12 +19,14 @@ the merge averages probabilities. Results are ``detect()`` dicts (see
 `mrcnn.inference.results`); flips are named as in :data:`FLIPS`.
 
 Turned non-square images and scaled images have other sizes than the
-original: a model with ``IMAGE_RESIZE_MODE = "none"`` needs an
-``IMAGE_SHAPE`` that holds every variant (:func:`tta_input_shape`), and a
-``MaskRCNN`` runs each variant in an input of the variant's own size (its
-twin at that size, sharing its weights: `mrcnn.inference.fitted_input`), since
-padding below and right of an image costs accuracy; with ``"square"`` every
-variant is resized to ``IMAGE_MAX_DIM``, which undoes a scale variant's resize.
+original. A ``MaskRCNN`` with ``IMAGE_RESIZE_MODE = "none"`` runs each variant
+in an input of the variant's own size (its twin at that size, sharing its
+weights: `mrcnn.inference.fitted_input`), whatever its own ``IMAGE_SHAPE``:
+padding below and right of an image costs accuracy, so its input need only
+hold the untransformed images. Another detector with a fixed input (a
+``config`` with ``"none"`` and no twins) needs an ``IMAGE_SHAPE`` that holds
+every variant (:func:`tta_input_shape`); with ``"square"`` every variant is
+resized to ``IMAGE_MAX_DIM``, which undoes a scale variant's resize.
 """
 
 import inspect
@@ -220,11 +222,12 @@ def _check_input(model, shape, transforms):
     """A clear error when a variant does not fit a "none"-mode model's input.
 
     A model that detects images of any size (``any_input_size``, e.g. a
-    `mrcnn.inference.tiling.TiledModel`) takes every variant.
+    `mrcnn.inference.tiling.TiledModel`) takes every variant, and so does a
+    ``MaskRCNN`` that runs each variant in its own input (:func:`fits_each_input`).
     """
     config = getattr(model, "config", None)
     if getattr(config, "IMAGE_RESIZE_MODE", None) != "none" \
-            or getattr(model, "any_input_size", False) is True:
+            or getattr(model, "any_input_size", False) is True or fits_each_input(model):
         return
     limit = tuple(int(v) for v in config.IMAGE_SHAPE[:2])
     for t in transforms:

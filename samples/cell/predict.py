@@ -19,9 +19,9 @@ binarizes the mask probabilities (the model returns them with
 detect(..., soft_masks=True)). --tta SET runs test-time augmentation
 (flips, dihedral = 8 flips x 90-degree turns, scales, or unions such as
 dihedral+scales) merged on the mask probabilities (an object stays when
---tta-votes of the runs found it, default half); the model input grows to
-hold turned and scaled images, and each variant runs in an input of its own
-size (no padding band it never trained with). The file is validated before the script
+--tta-votes of the runs found it, default half); each variant runs in an
+input of its own size (a turned or scaled image too: no padding band the
+model never trained with). The file is validated before the script
 exits (RLEs inside the image, no shared pixels, every image present).
 
 Nothing is lost at the end: before any model is loaded, --out is checked (its
@@ -376,9 +376,10 @@ def inference_config(cfg_path, args):
     * DETECTION_MIN_CONFIDENCE lowered to the lowest --min-score (the graph
       drops detections under it: a lower --min-score would find nothing more);
     * a model trained on crops ("crop" mode) predicts whole images:
-      IMAGE_RESIZE_MODE "none" with an IMAGE_SHAPE that holds every image and
-      TTA variant (576x704 when the sizes are unknown); a "none" model's
-      IMAGE_SHAPE grows to hold them.
+      IMAGE_RESIZE_MODE "none" with an IMAGE_SHAPE that holds every image
+      (576x704 when the sizes are unknown); a "none" model's IMAGE_SHAPE grows
+      to hold them. TTA variants need no room here: each runs in an input of
+      its own size (`mrcnn.inference.fitted_input`).
 
     Returns:
         ``(config, trained)``: the inference config and the run's own.
@@ -396,7 +397,7 @@ def inference_config(cfg_path, args):
     if sizes and scale != 1:                   # the input holds the scaled images
         sizes = [scaled_size(size, scale) for size in sizes]
     if mode in ("crop", "none"):
-        need = tta_input_shape(sizes, args.tta or "none") if sizes else (576, 704)
+        need = tta_input_shape(sizes, "none") if sizes else (576, 704)
         have = [int(v) for v in trained.IMAGE_SHAPE[:2]]
         if getattr(args, "tile", False):       # tiles of the trained input, any image size
             need = tuple(have)

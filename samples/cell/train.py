@@ -439,10 +439,9 @@ def make_config(args, class_names):
     if args.image_mode == "pad":
         attrs["IMAGE_SHAPE"] = scaled_shape
     train_config = type("CellTrainConfig", (CellConfig,), attrs)()
-    # the inference input holds every --tta variant (a turned 520x704 image is 704x520)
-    infer_shape = list(tta_input_shape([scaled_size(size, args.scale)],
-                                       getattr(args, "tta", None) or "none")) + [3]
-    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=infer_shape, GPU_COUNT=1,
+    # the inference input holds the (scaled) images; --tta runs each variant (a turned
+    # 520x704 image is 704x520) in an input of its own size (mrcnn.inference.fitted_input)
+    infer_attrs = dict(attrs, IMAGE_RESIZE_MODE="none", IMAGE_SHAPE=scaled_shape, GPU_COUNT=1,
                        IMAGES_PER_GPU=1)
     infer_config = type("CellInferenceConfig", (CellConfig,), infer_attrs)()
     return train_config, infer_config

@@ -124,9 +124,14 @@ def test_model_at_input_and_its_errors(built):
         model_at_input(Detector(), (64, 64))
 
 
-def test_a_variant_larger_than_the_model_input_still_raises(built):
-    model, _, _ = built
-    image = np.zeros((150, 40, 3), np.uint8)                # s1.25: 188 x 50 fits; s1.5 not
-    with pytest.raises(ValueError, match=r"TTA variant 's1.5' makes the 150x40 image 225x60, "
-                                         r"larger than the model input 192x192"):
-        tta_results(model, image, ["none", "s1.5"])
+def test_a_variant_larger_than_the_model_input_runs_in_a_larger_twin(built):
+    model, weights, _ = built
+    image = np.zeros((150, 40, 3), np.uint8)                # s1.5: 225 x 60 > 192 x 192
+    image[20:60, 5:30] = 200
+    image[100:150, 10:40] = 150
+    got = tta_results(model, image, ["none", "s1.5"], soft_masks=True)
+    for name, result in zip(["none", "s1.5"], got):
+        expected, shape = _reference(model, weights, image, name)
+        assert result["masks"].shape == (150, 40)
+        _same(result, expected)
+    assert shape == (256, 64) and (256, 64) in model._input_twins
