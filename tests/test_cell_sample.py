@@ -391,6 +391,22 @@ def test_predict_tta_sets_on_non_square_images(tmp_path, capsys):
     predict.main(base[:4] + [str(plain)] + base[5:])
     predict.main(base + ["--tta", "none"])
     assert open(out).read() == open(plain).read()
+    # images of two sizes: the model input holds the 40x100 one (64x128), and the 40x64 ones
+    # still run in a 64x64 input, plain as with TTA (the same rows as alone above)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("img0.png", "img1.png"):
+        (mixed / name).write_bytes((images / name).read_bytes())
+    skimage.io.imsave(str(mixed / "wide.png"), rng.integers(0, 256, (40, 100), dtype=np.uint8),
+                      check_contrast=False)
+    wide = [str(mixed)] + base[1:4] + [str(tmp_path / "mixed.csv")] + base[5:]
+    predict.main(wide)
+    rows = open(tmp_path / "mixed.csv").read()
+    assert [r for r in rows.splitlines() if not r.startswith("wide")] == \
+        open(plain).read().splitlines()
+    wide[4] = str(tmp_path / "mixed_tta.csv")
+    predict.main(wide + ["--tta", "none"])
+    assert open(tmp_path / "mixed_tta.csv").read() == rows
     # this untrained model's boxes seldom repeat under turns: with the default votes (4 of
     # the 8 runs) few objects stay; with --tta-votes 1 every object found in a run does,
     # scored 0.35 * votes / 8 (a run that missed it counts 0; >= 0.044): the objects of more

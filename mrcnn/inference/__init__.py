@@ -11,10 +11,13 @@
 * ``submission``: Kaggle ``submission.csv`` writing and validation.
 * ``tiling``: images larger than the model input, in overlapping tiles
   (:func:`detect_tiled`, :class:`TiledModel`).
+* ``fitted_input``: each image (or TTA variant) in an input of its own size,
+  with no padded band (:func:`detect_fitted`, :func:`model_at_input`).
 """
 
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks
 from mrcnn.data.rle import rle_encode_instances
+from mrcnn.inference.fitted_input import detect_fitted, model_at_input
 from mrcnn.inference.postprocess import (NESTED_FRACTION, OVERLAP_ORDERS, SARTORIUS_MIN_AREA,
                                          PostprocessConfig,
                                          apply_mask_threshold, dilate, filter_by_score,
@@ -37,4 +40,5 @@ __all__ = [
     "submission_rows", "validate_submission", "write_submission", "TTAModel", "detect_tta",
     "flip_image", "flip_result", "flip_tta", "merge_tta", "TTA_SETS", "Transform",
     "tta_input_shape", "tta_results", "tta_variants", "TiledModel", "detect_tiled",
+    "detect_fitted", "model_at_input",
 ]

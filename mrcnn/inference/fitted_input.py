@@ -15,11 +15,13 @@ model, its weights copied from the model at every call (so a later
 """
 
 import keras
+import numpy as np
 
 from mrcnn.config import config_variant
+from mrcnn.data.fit import check_factor, scaled_size
 from mrcnn.weights.transfer import shared_variables
 
-__all__ = ["fits_each_input", "model_at_input"]
+__all__ = ["fits_each_input", "fitted_shape", "model_at_input", "detect_fitted"]
 
 
 def fits_each_input(model):
@@ -78,3 +80,35 @@ def model_at_input(model, shape):
         target.assign(keras.ops.convert_to_numpy(source))
     return twin
 
+
+
+def fitted_shape(model, image_shape, multiple=64):
+    """``(h, w)``: the input that holds an ``image_shape`` image after the model's scale.
+
+    The image's size after ``Config.IMAGE_SCALE`` (what `mrcnn.data.fit`
+    resizes it to at inference), each side rounded up to `multiple`: the
+    tightest input of :func:`model_at_input` for that image.
+    """
+    factor = check_factor(getattr(model.config, "IMAGE_SCALE", 1.0), "Config.IMAGE_SCALE")
+    h, w = scaled_size(image_shape[:2], factor)
+    return (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
+
+
+def detect_fitted(model, images, **kwargs):
+    """``model.detect(images, **kwargs)`` with each image in an input of its own size.
+
+    Images of one :func:`fitted_shape` share a batch of the twin at that size;
+    the results come back in the order of `images`. A model for which
+    :func:`fits_each_input` is False detects them as they are.
+    """
+    if not fits_each_input(model):
+        return model.detect(images, **kwargs)
+    results = [None] * len(images)
+    groups = {}
+    for k, image in enumerate(images):
+        groups.setdefault(fitted_shape(model, np.shape(image)), []).append(k)
+    for size, members in groups.items():
+        found = model_at_input(model, size).detect([images[k] for k in members], **kwargs)
+        for k, result in zip(members, found):
+            results[k] = result
+    return results

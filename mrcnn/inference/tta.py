@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse
 
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks, check_flip, run_starts
-from mrcnn.inference.fitted_input import fits_each_input, model_at_input
+from mrcnn.inference.fitted_input import detect_fitted, fits_each_input
 from mrcnn.inference.results import compact, expand, from_state, score_order, select_state, to_state
 from mrcnn.inference.transforms import Transform
 
@@ -171,7 +171,7 @@ def tta_results(model, image, variants="flips", soft_masks=True, sparse=True):
     results = []
     for m in models:
         _check_input(m, image.shape, transforms)
-        detections = _detect_each(m, images, transforms, image.shape, soft_masks)
+        detections = _detect_each(m, images, soft_masks)
         for r, t in zip(detections, transforms):
             r = t.invert(r, image.shape)
             results.append(r if sparse == isinstance(r["masks"], SparseMasks) else
@@ -188,34 +188,20 @@ def _convert(result, sparse):
     return compact(result) if sparse else expand(result)
 
 
-def _detect_each(model, images, transforms, shape, soft_masks):
-    """Detections of each variant; a fixed-input MaskRCNN runs each in an input of its size.
+def _detect_each(model, images, soft_masks):
+    """Detections of each variant, asking for sparse soft masks when ``detect`` takes them.
 
-    Variants of one size share a batch; see `mrcnn.inference.fitted_input`
-    for why a tight input matters.
+    A fixed-input MaskRCNN runs each variant in an input of its own size
+    (variants of one size share a batch; `mrcnn.inference.fitted_input` says
+    why a tight input matters).
     """
-    if not fits_each_input(model):
-        return _detect(model, images, soft_masks)
-    detections = [None] * len(images)
-    groups = {}
-    for k, t in enumerate(transforms):
-        groups.setdefault(tta_input_shape([shape], [t]), []).append(k)
-    for size, members in groups.items():
-        found = _detect(model_at_input(model, size), [images[k] for k in members], soft_masks)
-        for k, r in zip(members, found):
-            detections[k] = r
-    return detections
-
-
-def _detect(model, images, soft_masks):
-    """``model.detect(images)``, asking for sparse soft masks when it takes them."""
     try:
         params = inspect.signature(model.detect).parameters
     except (TypeError, ValueError):
         params = {}
     if soft_masks and "soft_masks" in params and "sparse" in params:
-        return model.detect(images, soft_masks=True, sparse=True)
-    return model.detect(images)
+        return detect_fitted(model, images, soft_masks=True, sparse=True)
+    return detect_fitted(model, images)
 
 
 def _check_input(model, shape, transforms):

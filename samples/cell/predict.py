@@ -19,9 +19,10 @@ binarizes the mask probabilities (the model returns them with
 detect(..., soft_masks=True)). --tta SET runs test-time augmentation
 (flips, dihedral = 8 flips x 90-degree turns, scales, or unions such as
 dihedral+scales) merged on the mask probabilities (an object stays when
---tta-votes of the runs found it, default half); each variant runs in an
-input of its own size (a turned or scaled image too: no padding band the
-model never trained with). The file is validated before the script
+--tta-votes of the runs found it, default half). Each image, and each TTA
+variant (turned or scaled), runs in an input of its own size, rounded up to
+64 px (the model's twin at that size: no padding band the model never
+trained with; mrcnn.inference.fitted_input). The file is validated before the script
 exits (RLEs inside the image, no shared pixels, every image present).
 
 Nothing is lost at the end: before any model is loaded, --out is checked (its
@@ -60,7 +61,7 @@ if ROOT not in sys.path:
 from mrcnn.config import load_config
 from mrcnn.data.image import check_bit_depth, read_image_size, to_rgb_uint8
 from mrcnn.inference import (OVERLAP_ORDERS, SARTORIUS_MIN_AREA, TTA_SETS, PostprocessConfig,
-                             detect_tta,
+                             detect_fitted, detect_tta,
                              postprocess, tta_input_shape, tta_variants)
 from mrcnn.inference import submission_rows, validate_submission, write_submission
 import mrcnn.model as modellib
@@ -511,7 +512,8 @@ def main(argv=None):
             result = detect_tta(models, image, args.tta or "none", min_votes=votes,
                                 mask_threshold=mask_threshold, soft_masks=True, sparse=True)
         else:
-            result = models[0].detect([image], soft_masks=True, sparse=True)[0]
+            # in an input of the image's own size, as every TTA variant (fitted_input)
+            result = detect_fitted(models[0], [image], soft_masks=True, sparse=True)[0]
         result = postprocess(result, post, class_names)
         masks = result["masks"]
         masks = masks.to_dense() if hasattr(masks, "to_dense") else masks

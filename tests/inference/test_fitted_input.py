@@ -10,8 +10,9 @@ import pytest
 from model_helpers import confident_heads, make_config
 
 import mrcnn.model as modellib
-from mrcnn.inference import tta_input_shape
-from mrcnn.inference.fitted_input import fits_each_input, model_at_input
+from mrcnn.data.fit import scaled_size
+from mrcnn.inference import detect_fitted, tta_input_shape
+from mrcnn.inference.fitted_input import fits_each_input, fitted_shape, model_at_input
 from mrcnn.inference.transforms import Transform
 from mrcnn.inference.tta import tta_results
 
@@ -45,7 +46,8 @@ def built(tmp_path_factory):
 def _reference(model, weights, image, name):
     """The variant detected by a model built at its own input size, mapped back."""
     t = Transform.parse(name)
-    h, w = tta_input_shape([image.shape], [t])
+    scale = getattr(model.config, "IMAGE_SCALE", 1.0)
+    h, w = tta_input_shape([scaled_size(t.shape(image.shape), scale)], "none")
     config = make_config(**dict({k: v for k, v in vars(type(model.config)).items()
                                  if k.isupper()}, IMAGE_SHAPE=[h, w, 3]))
     ref = modellib.MaskRCNN("inference", config, model.model_dir)
@@ -135,3 +137,38 @@ def test_a_variant_larger_than_the_model_input_runs_in_a_larger_twin(built):
         assert result["masks"].shape == (150, 40)
         _same(result, expected)
     assert shape == (256, 64) and (256, 64) in model._input_twins
+
+
+def test_the_models_image_scale_sizes_the_twins(built, tmp_path):
+    """IMAGE_SCALE 2: a 64x128 image is 128x256 in the model, its rot90 variant 256x128."""
+    model, weights, _ = built
+    config = make_config(**dict({k: v for k, v in vars(type(model.config)).items()
+                                 if k.isupper()}, IMAGE_SCALE=2.0))
+    scaled = modellib.MaskRCNN("inference", config, str(tmp_path))
+    scaled.keras_model.set_weights(weights)
+    image = _image()
+    assert fitted_shape(scaled, image.shape) == (128, 256)
+    assert fitted_shape(scaled, (65, 100)) == (192, 256)          # 130 x 200, rounded up
+    assert fitted_shape(model, (65, 100)) == (128, 128)
+    got = tta_results(scaled, image, ["none", "rot90"], soft_masks=True)
+    for name, result in zip(["none", "rot90"], got):
+        expected, _ = _reference(scaled, weights, image, name)
+        assert result["masks"].shape == (64, 128)
+        _same(result, expected)
+    assert sorted(scaled._input_twins) == [(128, 256), (256, 128)]
+
+
+def test_detect_fitted_runs_each_image_at_its_own_size_in_order(built):
+    model, weights, _ = built
+    small = _image()[:, :64]                                   # 64x64
+    images = [_image(), small, _image()[::-1]]
+    got = detect_fitted(model, images, soft_masks=True, sparse=True)
+    for image, result in zip(images, got):
+        expected, _ = _reference(model, weights, image, "none")
+        assert result["masks"].shape == image.shape[:2]
+        _same(result, expected)
+    # a detector with no twins detects as it is
+    class Plain:
+        def detect(self, images, **kwargs):
+            return [("plain", kwargs)] * len(images)
+    assert detect_fitted(Plain(), [small], sparse=True) == [("plain", {"sparse": True})]
