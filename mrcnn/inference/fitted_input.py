@@ -98,8 +98,11 @@ def detect_fitted(model, images, **kwargs):
     """``model.detect(images, **kwargs)`` with each image in an input of its own size.
 
     Images of one :func:`fitted_shape` share a batch of the twin at that size;
-    the results come back in the order of `images`. A model for which
-    :func:`fits_each_input` is False detects them as they are.
+    the results come back in the order of `images`. An image larger than the
+    model input gets a larger twin too (memory grows with it: for large
+    images prefer `mrcnn.inference.tiling.TiledModel`, whose tiles this
+    fits). A model for which :func:`fits_each_input` is False detects them as
+    they are.
     """
     if not fits_each_input(model):
         return model.detect(images, **kwargs)

@@ -24,7 +24,9 @@ result (the model is asked for sparse masks when its ``detect`` takes
 ``sparse``), so memory follows the tiles and the foreground, not
 ``H * W * N``. With ``soft_masks=True`` the pieces' mask probabilities are
 merged too (the highest value of each pixel), for the post-processing's
-mask threshold.
+mask threshold. A fixed-input ``MaskRCNN`` runs a tile smaller than its input
+(an image smaller than a tile) in an input of the tile's own size
+(`mrcnn.inference.fitted_input.detect_fitted`), not padded into its own.
 
     r = detect_tiled(model, image)                    # tiles of the model input
     r = detect_tiled(model, image, tile=512, overlap=128)
@@ -40,6 +42,7 @@ import numpy as np
 
 from mrcnn.data.fit import check_factor
 from mrcnn.data.masks.sparse import SparseMasks
+from mrcnn.inference.fitted_input import detect_fitted, fits_each_input
 from mrcnn.inference.results import score_order, to_state
 
 __all__ = ["detect_tiled", "TiledModel", "default_tile", "tile_starts", "tile_cores"]
@@ -116,6 +119,8 @@ def _detector(model, soft_masks):
     kwargs = {"sparse": True} if "sparse" in params else {}
     if soft_masks:
         kwargs["soft_masks"] = True
+    if fits_each_input(model):         # a tile smaller than the input: no padded band
+        return (lambda images: detect_fitted(model, images, **kwargs)), config
     return (lambda images: detect(images, **kwargs)), config
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse
 
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks, check_flip, run_starts
-from mrcnn.inference.fitted_input import detect_fitted, fits_each_input
+from mrcnn.inference.fitted_input import detect_fitted, fits_each_input, fitted_shape
 from mrcnn.inference.results import compact, expand, from_state, score_order, select_state, to_state
 from mrcnn.inference.transforms import Transform
 
@@ -205,17 +205,30 @@ def _detect_each(model, images, soft_masks):
 
 
 def _check_input(model, shape, transforms):
-    """A clear error when a variant does not fit a "none"-mode model's input.
+    """A clear error when an image (or a variant) does not fit a "none"-mode model's input.
 
     A model that detects images of any size (``any_input_size``, e.g. a
-    `mrcnn.inference.tiling.TiledModel`) takes every variant, and so does a
-    ``MaskRCNN`` that runs each variant in its own input (:func:`fits_each_input`).
+    `mrcnn.inference.tiling.TiledModel`) takes every image and variant. A
+    ``MaskRCNN`` that runs each variant in its own input
+    (:func:`fits_each_input`) takes every variant of an image that fits its
+    input as ``detect`` would (a turned or scaled copy may be larger); a
+    larger image goes in tiles, as with ``detect``.
     """
     config = getattr(model, "config", None)
     if getattr(config, "IMAGE_RESIZE_MODE", None) != "none" \
-            or getattr(model, "any_input_size", False) is True or fits_each_input(model):
+            or getattr(model, "any_input_size", False) is True:
         return
     limit = tuple(int(v) for v in config.IMAGE_SHAPE[:2])
+    if fits_each_input(model):
+        need = fitted_shape(model, shape)
+        if need[0] > limit[0] or need[1] > limit[1]:
+            raise ValueError(
+                f"the {shape[0]}x{shape[1]} image needs a {need[0]}x{need[1]} input (after "
+                f"IMAGE_SCALE {config.IMAGE_SCALE}), larger than the model input "
+                f"{limit[0]}x{limit[1]}; run it in overlapping tiles, "
+                f"TTAModel(TiledModel(model), ...) (mrcnn.inference.TiledModel), or build the "
+                f"model with IMAGE_SHAPE [{need[0]}, {need[1]}, 3]")
+        return
     for t in transforms:
         size = t.shape(shape)
         if size[0] > limit[0] or size[1] > limit[1]:

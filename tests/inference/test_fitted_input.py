@@ -140,10 +140,11 @@ def test_a_variant_larger_than_the_model_input_runs_in_a_larger_twin(built):
 
 
 def test_the_models_image_scale_sizes_the_twins(built, tmp_path):
-    """IMAGE_SCALE 2: a 64x128 image is 128x256 in the model, its rot90 variant 256x128."""
+    """IMAGE_SCALE 2, a 256x256 input: a 64x128 image is 128x256 in the model, its rot90
+    variant 256x128; each runs in an input of that size."""
     model, weights, _ = built
     config = make_config(**dict({k: v for k, v in vars(type(model.config)).items()
-                                 if k.isupper()}, IMAGE_SCALE=2.0))
+                                 if k.isupper()}, IMAGE_SCALE=2.0, IMAGE_SHAPE=[256, 256, 3]))
     scaled = modellib.MaskRCNN("inference", config, str(tmp_path))
     scaled.keras_model.set_weights(weights)
     image = _image()
@@ -172,3 +173,47 @@ def test_detect_fitted_runs_each_image_at_its_own_size_in_order(built):
         def detect(self, images, **kwargs):
             return [("plain", kwargs)] * len(images)
     assert detect_fitted(Plain(), [small], sparse=True) == [("plain", {"sparse": True})]
+
+
+def test_an_image_smaller_than_a_tile_runs_in_its_own_input(built):
+    """TiledModel / detect_tiled: one tile, smaller than the 192x192 input, not padded into it."""
+    from mrcnn.inference import TiledModel
+    model, weights, _ = built
+    image = _image()
+    expected, shape = _reference(model, weights, image, "none")
+    assert shape == (64, 128)
+    got = TiledModel(model).detect([image], soft_masks=True, sparse=True)[0]
+    order = np.argsort(-expected["scores"], kind="stable")
+    np.testing.assert_allclose(got["scores"], expected["scores"][order], rtol=1e-5)
+    np.testing.assert_array_equal(got["masks"].to_dense(), expected["masks"].to_dense()[..., order])
+    padded = model.detect([image], sparse=True)[0]              # what the tile got before
+    assert (padded["scores"].size != got["scores"].size
+            or not np.array_equal(padded["masks"].to_dense(), got["masks"].to_dense()))
+
+
+def test_tta_refuses_an_image_larger_than_the_input_as_detect_does(built):
+    model, _, _ = built
+    with pytest.raises(ValueError, match=r"the 200x40 image needs a 256x64 input .*larger than "
+                                         r"the model input 192x192; run it in overlapping tiles"):
+        tta_results(model, np.zeros((200, 40, 3), np.uint8), ["none", "rot90"])
+
+
+def test_readme_fitted_input_block_runs_as_written(built):
+    import os
+    import re
+    model, weights, _ = built
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"),
+                encoding="utf-8").read()
+    assert "<!-- readme-fitted-input -->" in text, "README.md lost <!-- readme-fitted-input -->"
+    block = re.search(r"```python\n(.*?)```", text.split("<!-- readme-fitted-input -->", 1)[1],
+                      re.S).group(1)
+    rng = np.random.default_rng(3)
+    small = (rng.random((256, 256, 3)) * 200).astype(np.uint8)
+    large = (rng.random((520, 704, 3)) * 200).astype(np.uint8)
+    namespace = {"model": model, "image_256x256": small, "image_520x704": large}
+    exec(compile(block, "README.md", "exec"), namespace)
+    results = namespace["results"]
+    assert [r["masks"].shape[:2] for r in results] == [(256, 256), (520, 704)]
+    assert {(256, 256), (576, 704)} <= set(model._input_twins)
+    expected, _ = _reference(model, weights, small, "none")
+    np.testing.assert_array_equal(results[0]["rois"], expected["rois"])

@@ -286,7 +286,9 @@ def test_tta_over_a_tiled_model_takes_images_larger_than_the_input(tiny_model):
     # input 64x64: 2x2 tiles of the image and of its turns, 3x3 of the x1.25 variant (150x170
     # gave 3x4 and 4x5 for the same checks: 80 tiles, ~1.5 min of PyTorch's eager inference)
     image = _smooth(100, 110, seed=2)
-    with pytest.raises(ValueError, match=r"TTA variant 'none' makes the 100x110 image"):
+    with pytest.raises(ValueError, match=r"the 100x110 image needs a 128x128 input .*larger "
+                                         r"than the model input 64x64; run it in overlapping "
+                                         r"tiles, TTAModel\(TiledModel\(model\)"):
         detect_tta(tiny_model, image, "none")
     tiled = TiledModel(tiny_model, overlap=16)
     plain = tiled.detect([image], soft_masks=True)[0]
