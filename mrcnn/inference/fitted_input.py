@@ -10,8 +10,8 @@ and 68). TTA variants have other sizes than the image (a turned 520x704 image
 is 704x520, a scaled one larger or smaller), so one input that holds them all
 pads every variant. :func:`model_at_input` gives the model at the size a
 variant needs, smaller or larger than its own input (rounded up to a multiple
-of 64), built once and cached on the model, its weights copied from the model at every call (so a later
-``load_weights`` or training is seen).
+of 64), built once and cached on the model, its weights copied from the
+model at every call (so a later ``load_weights`` or training is seen).
 """
 
 import keras
