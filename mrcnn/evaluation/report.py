@@ -16,6 +16,7 @@ from mrcnn.evaluation.coco import AP_KEYS, DEFAULT_MAX_DETS, coco_ap
 from mrcnn.evaluation.competition import (check_thresholds, error_breakdown, map_iou_from_ious,
                                           map_iou_per_class_from_ious, touches_border)
 from mrcnn.evaluation.inputs import as_ground_truth, class_key
+from mrcnn.inference.fitted_input import detect_fitted
 from mrcnn.inference.postprocess import PostprocessConfig, postprocess as run_postprocess
 from mrcnn.inference.results import compact
 
@@ -34,7 +35,7 @@ def _detections(model, dataset, image_ids):
     for start in range(0, len(image_ids), step):
         chunk = image_ids[start:start + step]
         images = [dataset.load_image(i) for i in chunk]
-        results = model.detect(images)
+        results = detect_fitted(model, images, grow=False)
         if len(results) != len(chunk):
             raise ValueError(f"model.detect returned {len(results)} results for "
                              f"{len(chunk)} images")
@@ -64,6 +65,13 @@ def _apply(postprocess, result, class_names):
 def evaluate(model, dataset, image_ids=None, postprocess=None, verbose=1,
              max_dets=DEFAULT_MAX_DETS, thresholds=None):
     """Scores a model on a dataset and prints a table.
+
+    A ``MaskRCNN`` with a fixed input (``IMAGE_RESIZE_MODE="none"``) scores
+    each image in an input of its own size
+    (`mrcnn.inference.fitted_input.detect_fitted`), as ``samples/cell/predict.py``
+    and `mrcnn.inference.tiling.TiledModel` detect it: a validation set of
+    several sizes is not padded into the largest. An image larger than the
+    input is refused, as by ``detect`` (score it with ``TiledModel(model)``).
 
     Args:
         model: object with ``detect(images) -> [result, ...]`` (a MaskRCNN in

@@ -94,22 +94,27 @@ def fitted_shape(model, image_shape, multiple=64):
     return (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
 
 
-def detect_fitted(model, images, **kwargs):
+def detect_fitted(model, images, grow=True, **kwargs):
     """``model.detect(images, **kwargs)`` with each image in an input of its own size.
 
     Images of one :func:`fitted_shape` share a batch of the twin at that size;
     the results come back in the order of `images`. An image larger than the
-    model input gets a larger twin too (memory grows with it: for large
-    images prefer `mrcnn.inference.tiling.TiledModel`, whose tiles this
-    fits). A model for which :func:`fits_each_input` is False detects them as
-    they are.
+    model input gets a larger twin too when `grow` is true (memory grows with
+    it: for large images prefer `mrcnn.inference.tiling.TiledModel`, whose
+    tiles this fits); with ``grow=False`` it goes to the model's own
+    ``detect``, which refuses it as usual. A model for which
+    :func:`fits_each_input` is False detects them as they are.
     """
     if not fits_each_input(model):
         return model.detect(images, **kwargs)
+    limit = tuple(int(v) for v in model.config.IMAGE_SHAPE[:2])
     results = [None] * len(images)
     groups = {}
     for k, image in enumerate(images):
-        groups.setdefault(fitted_shape(model, np.shape(image)), []).append(k)
+        size = fitted_shape(model, np.shape(image))
+        if not grow and (size[0] > limit[0] or size[1] > limit[1]):
+            size = limit
+        groups.setdefault(size, []).append(k)
     for size, members in groups.items():
         found = model_at_input(model, size).detect([images[k] for k in members], **kwargs)
         for k, result in zip(members, found):

@@ -30,7 +30,7 @@ if ROOT not in sys.path:
 
 from mrcnn.datasets.pseudo_labels import (image_cell_type, pseudo_label_rows,
                                           select_pseudo_labels, write_pseudo_labels)
-from mrcnn.inference import SARTORIUS_MIN_AREA
+from mrcnn.inference import SARTORIUS_MIN_AREA, detect_fitted
 
 
 def _load_predict():
@@ -107,7 +107,7 @@ def main(argv=None):
     for k, path in enumerate(files):
         image_id = predict.image_id_of(path)
         image = predict.read_image(path)
-        result = model.detect([image], verbose=0)[0]
+        result = detect_fitted(model, [image], verbose=0)[0]   # own-size input, as predict.py
         confident = select_pseudo_labels(result, min_score=args.min_score)
         cell_type = image_cell_type(confident, class_names)
         kept = select_pseudo_labels(result, min_score=args.min_score,

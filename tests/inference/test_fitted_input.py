@@ -217,3 +217,44 @@ def test_readme_fitted_input_block_runs_as_written(built):
     assert {(256, 256), (576, 704)} <= set(model._input_twins)
     expected, _ = _reference(model, weights, small, "none")
     np.testing.assert_array_equal(results[0]["rois"], expected["rois"])
+
+
+class _Images:
+    """The smallest dataset `evaluate` reads: images, their masks, class names."""
+
+    def __init__(self, images, masks):
+        self.images, self.masks = images, masks
+        self.image_ids = list(range(len(images)))
+        self.class_names = ["BG", "object"]
+
+    def load_image(self, image_id):
+        return self.images[image_id]
+
+    def load_mask(self, image_id):
+        masks = self.masks[image_id]
+        return masks, np.ones(masks.shape[-1], np.int32)
+
+
+def test_evaluate_scores_each_image_in_an_input_of_its_own_size(built):
+    """A validation set of two sizes: each image scored as a model built at its size detects it.
+
+    The ground truth is the reference's own masks, so the fitted score is
+    computed independently with `map_iou`; the padded 192x192 input detects
+    otherwise (precondition), so the check can fail.
+    """
+    from mrcnn.evaluation import evaluate, map_iou
+    model, weights, _ = built
+    images = [_image(), _image()[:, :64].copy()]                 # 64x128 and 64x64
+    references = [_reference(model, weights, image, "none")[0] for image in images]
+    truth = [r["masks"].to_dense() for r in references]
+    assert all(t.shape[-1] > 0 for t in truth)
+    report = evaluate(model, _Images(images, truth), verbose=0)
+    expected = [map_iou(t, r["masks"].to_dense()) for t, r in zip(truth, references)]
+    got = [p["map_iou"] for p in report["per_image"]]
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    padded = [map_iou(t, model.detect([image])[0]["masks"]) for t, image in zip(truth, images)]
+    assert not np.allclose(padded, expected), (padded, expected)
+    # an image larger than the input is refused, as by detect (no silent larger twin)
+    large = np.zeros((200, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="larger than"):
+        evaluate(model, _Images([large], [np.zeros((200, 64, 1), bool)]), verbose=0)
