@@ -133,8 +133,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         top, bottom = _centered_padding(h, max_dim)
         left, right = _centered_padding(w, max_dim)
     elif mode == "pad64":
-        top, bottom = _centered_padding(h, -(-h // 64) * 64)
-        left, right = _centered_padding(w, -(-w // 64) * 64)
+        target_h, target_w = padded_size((h, w))
+        top, bottom = _centered_padding(h, target_h)
+        left, right = _centered_padding(w, target_w)
     else:  # crop
         y, x = crop_origin((h, w), min_dim, rng)
         crop = (y, x, min_dim, min_dim)
@@ -291,6 +292,11 @@ def scaled_size(shape, factor):
     """(height, width) of a ``shape`` image resized by `factor` (rounded, at least 1)."""
     return (max(1, int(round(int(shape[0]) * factor))),
             max(1, int(round(int(shape[1]) * factor))))
+
+
+def padded_size(shape, multiple=64):
+    """(height, width) of `shape` with each side rounded up to a multiple of `multiple`."""
+    return tuple(-(-int(v) // multiple) * multiple for v in shape[:2])
 
 
 def prepared_image_scale(config):

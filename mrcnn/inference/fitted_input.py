@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from mrcnn.config import config_variant
-from mrcnn.data.fit import check_factor, scaled_size
+from mrcnn.data.fit import check_factor, padded_size, scaled_size
 from mrcnn.weights.transfer import shared_variables
 
 __all__ = ["fits_each_input", "fitted_shape", "model_at_input", "detect_fitted"]
@@ -90,8 +90,7 @@ def fitted_shape(model, image_shape, multiple=64):
     tightest input of :func:`model_at_input` for that image.
     """
     factor = check_factor(getattr(model.config, "IMAGE_SCALE", 1.0), "Config.IMAGE_SCALE")
-    h, w = scaled_size(image_shape[:2], factor)
-    return (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
+    return padded_size(scaled_size(image_shape[:2], factor), multiple)
 
 
 def detect_fitted(model, images, grow=True, **kwargs):

@@ -35,6 +35,7 @@ import math
 import numpy as np
 import scipy.sparse
 
+from mrcnn.data.fit import padded_size
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks, check_flip, run_starts
 from mrcnn.inference.fitted_input import detect_fitted, fits_each_input, fitted_shape
 from mrcnn.inference.results import compact, expand, from_state, score_order, select_state, to_state
@@ -105,8 +106,7 @@ def tta_input_shape(image_shapes, variants="flips", multiple=64):
     sizes = [t.shape(s) for s in image_shapes for t in transforms]
     if not sizes:
         raise ValueError("tta_input_shape needs at least one image shape, got none")
-    h, w = np.max(sizes, axis=0)
-    return (int(-(-h // multiple) * multiple), int(-(-w // multiple) * multiple))
+    return padded_size(np.max(sizes, axis=0), multiple)
 
 
 def flip_image(image, flip):

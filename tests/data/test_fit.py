@@ -7,7 +7,7 @@ from data_helpers import Cfg, smooth_image
 
 from mrcnn.config import load_config, save_config
 from mrcnn.data.fit import (crop_origin, draw_image_scale, fit_image, input_padding,
-                            prepared_image_scale, resize_image, resize_mask, scale_for_model,
+                            padded_size, prepared_image_scale, resize_image, resize_mask, scale_for_model,
                             undo_resize_boxes)
 
 # Backend-independent: NumPy resize / crop / pad to the model input; no Keras op.
@@ -362,3 +362,11 @@ def test_config_scale_settings_round_trip_json(tmp_path):
     assert again.IMAGE_SCALE == 2.0 and tuple(again.IMAGE_SCALE_RANGE) == (1.5, 2.5)
     assert draw_image_scale(again, 4) == draw_image_scale(cfg, 4)
     assert make_cfg_scale().IMAGE_SCALE == 1.0 and make_cfg_scale().IMAGE_SCALE_RANGE is None
+
+
+def test_padded_size_rounds_each_side_up():
+    assert padded_size((520, 704, 3)) == (576, 704)
+    assert padded_size((1, 64)) == (64, 64)
+    assert padded_size((65, 128)) == (128, 128)
+    assert padded_size((100, 30), multiple=32) == (128, 32)
+    assert padded_size(np.array([255, 257])) == (256, 320)
