@@ -238,22 +238,28 @@ class _Images:
 def test_evaluate_scores_each_image_in_an_input_of_its_own_size(built):
     """A validation set of two sizes: each image scored as a model built at its size detects it.
 
-    The ground truth is the reference's own masks, so the fitted score is
-    computed independently with `map_iou`; the padded 192x192 input detects
-    otherwise (precondition), so the check can fail.
+    `collect_predictions` (evaluate's detections) equals the reference's
+    detections, which the padded 192x192 input does not give (precondition,
+    so the check can fail); the score is computed independently with
+    `map_iou` against ground truth that is the reference's own masks.
     """
-    from mrcnn.evaluation import evaluate, map_iou
+    from mrcnn.evaluation import collect_predictions, evaluate, map_iou
     model, weights, _ = built
     images = [_image(), _image()[:, :64].copy()]                 # 64x128 and 64x64
     references = [_reference(model, weights, image, "none")[0] for image in images]
     truth = [r["masks"].to_dense() for r in references]
     assert all(t.shape[-1] > 0 for t in truth)
-    report = evaluate(model, _Images(images, truth), verbose=0)
+    dataset = _Images(images, truth)
+    predictions, _ = collect_predictions(model, dataset)
+    for got, expected in zip(predictions, references):
+        _same(got, expected)
+    padded = [model.detect([image], sparse=True)[0] for image in images]
+    assert any(p["scores"].size != r["scores"].size
+               or not np.array_equal(p["masks"].to_dense(), r["masks"].to_dense())
+               for p, r in zip(padded, references))
+    report = evaluate(model, dataset, verbose=0)
     expected = [map_iou(t, r["masks"].to_dense()) for t, r in zip(truth, references)]
-    got = [p["map_iou"] for p in report["per_image"]]
-    np.testing.assert_allclose(got, expected, atol=1e-9)
-    padded = [map_iou(t, model.detect([image])[0]["masks"]) for t, image in zip(truth, images)]
-    assert not np.allclose(padded, expected), (padded, expected)
+    np.testing.assert_allclose([p["map_iou"] for p in report["per_image"]], expected, atol=1e-9)
     # an image larger than the input is refused, as by detect (no silent larger twin)
     large = np.zeros((200, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="larger than"):
