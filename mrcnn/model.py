@@ -249,11 +249,8 @@ class MaskRCNN:
 
         Images are resized by IMAGE_SCALE and fitted to the input as
         IMAGE_RESIZE_MODE says; one that is larger than IMAGE_SHAPE after that
-        ("none", "pad64") raises: run it in tiles with
-        `mrcnn.inference.detect_tiled(model, image)` or `TiledModel(model)`.
-        A smaller one is padded below and right ("none"); a model trained on
-        crops scores it better in an input of its own size,
-        `mrcnn.inference.detect_fitted(model, images)`.
+        ("none", "pad64") raises: run it in tiles with `TiledModel(model)`; a
+        smaller one is padded ("none"): `mrcnn.inference.detect_fitted` fits it.
 
         Args:
             images: list of [H, W, C] images.
