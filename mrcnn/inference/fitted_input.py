@@ -93,6 +93,21 @@ def fitted_shape(model, image_shape, multiple=64):
     return padded_size(scaled_size(image_shape[:2], factor), multiple)
 
 
+def exceeds_input(model, size):
+    """True when an ``(h, w)`` input is taller or wider than the model's ``IMAGE_SHAPE``.
+
+    `size` is an input size in pixels (e.g. from :func:`fitted_shape`, or a
+    TTA variant's shape); the model's is ``config.IMAGE_SHAPE[:2]``.
+    """
+    limit = model_input_size(model)
+    return int(size[0]) > limit[0] or int(size[1]) > limit[1]
+
+
+def model_input_size(model):
+    """``(h, w)``: the model input, ``config.IMAGE_SHAPE[:2]`` as ints."""
+    return tuple(int(v) for v in model.config.IMAGE_SHAPE[:2])
+
+
 def detect_fitted(model, images, grow=True, **kwargs):
     """``model.detect(images, **kwargs)`` with each image in an input of its own size.
 
@@ -106,13 +121,12 @@ def detect_fitted(model, images, grow=True, **kwargs):
     """
     if not fits_each_input(model):
         return model.detect(images, **kwargs)
-    limit = tuple(int(v) for v in model.config.IMAGE_SHAPE[:2])
     results = [None] * len(images)
     groups = {}
     for k, image in enumerate(images):
         size = fitted_shape(model, np.shape(image))
-        if not grow and (size[0] > limit[0] or size[1] > limit[1]):
-            size = limit
+        if not grow and exceeds_input(model, size):
+            size = model_input_size(model)
         groups.setdefault(size, []).append(k)
     for size, members in groups.items():
         found = model_at_input(model, size).detect([images[k] for k in members], **kwargs)

@@ -37,7 +37,8 @@ import scipy.sparse
 
 from mrcnn.data.fit import padded_size
 from mrcnn.data.masks.sparse import FLIPS, SparseMasks, check_flip, run_starts
-from mrcnn.inference.fitted_input import detect_fitted, fits_each_input, fitted_shape
+from mrcnn.inference.fitted_input import (
+    detect_fitted, exceeds_input, fits_each_input, fitted_shape, model_input_size)
 from mrcnn.inference.results import compact, expand, from_state, score_order, select_state, to_state
 from mrcnn.inference.transforms import Transform
 
@@ -218,10 +219,10 @@ def _check_input(model, shape, transforms):
     if getattr(config, "IMAGE_RESIZE_MODE", None) != "none" \
             or getattr(model, "any_input_size", False) is True:
         return
-    limit = tuple(int(v) for v in config.IMAGE_SHAPE[:2])
+    limit = model_input_size(model)
     if fits_each_input(model):
         need = fitted_shape(model, shape)
-        if need[0] > limit[0] or need[1] > limit[1]:
+        if exceeds_input(model, need):
             raise ValueError(
                 f"the {shape[0]}x{shape[1]} image needs a {need[0]}x{need[1]} input (after "
                 f"IMAGE_SCALE {config.IMAGE_SCALE}), larger than the model input "
@@ -231,7 +232,7 @@ def _check_input(model, shape, transforms):
         return
     for t in transforms:
         size = t.shape(shape)
-        if size[0] > limit[0] or size[1] > limit[1]:
+        if exceeds_input(model, size):
             need = tta_input_shape([shape], transforms)
             raise ValueError(
                 f"TTA variant {t.name!r} makes the {shape[0]}x{shape[1]} image "

@@ -12,7 +12,8 @@ from model_helpers import confident_heads, make_config
 import mrcnn.model as modellib
 from mrcnn.data.fit import scaled_size
 from mrcnn.inference import detect_fitted, tta_input_shape
-from mrcnn.inference.fitted_input import fits_each_input, fitted_shape, model_at_input
+from mrcnn.inference.fitted_input import (
+    exceeds_input, fits_each_input, fitted_shape, model_at_input, model_input_size)
 from mrcnn.inference.transforms import Transform
 from mrcnn.inference.tta import tta_results
 
@@ -196,6 +197,17 @@ def test_tta_refuses_an_image_larger_than_the_input_as_detect_does(built):
     with pytest.raises(ValueError, match=r"the 200x40 image needs a 256x64 input .*larger than "
                                          r"the model input 192x192; run it in overlapping tiles"):
         tta_results(model, np.zeros((200, 40, 3), np.uint8), ["none", "rot90"])
+
+
+def test_exceeds_input_compares_each_side_with_the_model_input(built):
+    model = built[0]  # IMAGE_SHAPE 192 x 192 (see the fixture)
+    h, w = (int(v) for v in model.config.IMAGE_SHAPE[:2])
+    assert model_input_size(model) == (h, w)
+    assert not exceeds_input(model, (h, w))
+    assert not exceeds_input(model, (h - 64, w))
+    assert exceeds_input(model, (h + 1, w))
+    assert exceeds_input(model, (h, w + 64))
+    assert exceeds_input(model, (1, w + 1))
 
 
 def test_readme_fitted_input_block_runs_as_written(built):
