@@ -66,7 +66,7 @@ def model_at_input(model, shape):
     if h <= 0 or w <= 0 or h % 64 or w % 64:
         raise ValueError(f"shape must be two positive multiples of 64, got {shape!r}")
     config = model.config
-    if (h, w) == tuple(int(v) for v in config.IMAGE_SHAPE[:2]):
+    if (h, w) == model_input_size(model):
         return model
     twins = model.__dict__.setdefault("_input_twins", {})
     if (h, w) not in twins or twins[(h, w)][2] is not model.keras_model:   # new or rebuilt
