@@ -37,10 +37,11 @@ from mrcnn.cpuinfo import cpu_features
 def forward_grads_pay():
     """Whether TensorFlow's own 3x3 conv gradients are the slow ones on this machine.
 
-    True on a CPU without AVX-512 (AVX2 only: oneDNN's ``Conv2DBackpropInput``
-    ran at half the forward convolution's speed), with no GPU visible to
-    TensorFlow; False with AVX-512 (measured: the native gradients are as fast
-    or faster) or a GPU (cuDNN's gradients).
+    True on a CPU without AVX-512 (AVX2 only, where TensorFlow 2.21 leaves oneDNN
+    off by default: Eigen's ``Conv2DBackpropInput`` ran at half the forward
+    convolution's speed), with no GPU visible to TensorFlow; False with AVX-512
+    (measured on a CPU where oneDNN is on by default: the native gradients are
+    as fast or faster) or a GPU (cuDNN's gradients).
     """
     import tensorflow as tf
 

@@ -6,7 +6,7 @@ kernel [pool, pool, C, F]) and its second a 1x1 convolution on the 1x1 result.
 Both equal a dense layer on the flattened window: row-major [pool, pool, C]
 flattening matches the kernel reshaped to [pool * pool * C, F]. TensorFlow's
 CPU kernels compute the input gradient of such a convolution very slowly
-(oneDNN on an AVX2 CPU: 0.3 s of a 0.48 s shapes-sample step for a
+(Eigen's on an AVX2 CPU: 0.3 s of a 0.48 s shapes-sample step for a
 [256, 7, 7, 64] -> 256 layer, where the matrix product takes milliseconds), so
 this layer computes the product directly. The variables, their shapes and the
 layer's name stay those of the Conv2D, so Matterport's and earlier checkpoints
